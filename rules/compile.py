@@ -1,0 +1,213 @@
+"""Policy -> one durable-rules ruleset per version, plus the tables the evaluator needs.
+
+Every rule becomes a single-pattern rule (no joins, no state conditions: the patterns that
+crash the engine) over one fact, the lead snapshot. The snapshot carries a phase tag `k`, so
+scoring rules and stage rules share one ruleset and the engine's own session-state object
+never matches anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from rules.conditions import (
+    TIME_FIELDS,
+    All,
+    Cond,
+    CountSpec,
+    Test,
+    field_key,
+    fields_of,
+    parse_when,
+    state_sources,
+    to_engine,
+)
+from rules.durations import parse_duration
+from rules.models import BUILTIN_EVENTS
+from rules.policy import Effects, Policy
+from rules.validate import LoadedPolicy
+
+Kind = Literal["fit", "engagement", "stage"]
+HANDOFF_PRIORITY = 1000  # sales' word on a hand-off outranks every policy rule
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    engine_name: str
+    id: str
+    kind: Kind
+    rank: int  # lower fires first: priority desc, then file order
+    priority: int
+    cond: Cond
+    fields: tuple[tuple[str, str], ...]  # (field as written, fact path) it matched on
+    description: str = ""
+    effects: Effects | None = None
+    points: float = 0.0
+    bant: str | None = None
+    signal: str = "interest"
+    half_life: float = 0.0
+    cap: float | None = None
+
+
+@dataclass(frozen=True)
+class CompiledTrack:
+    name: str
+    steps: tuple[tuple[float, str], ...]
+    on_exhausted: Effects | None
+
+
+@dataclass(frozen=True)
+class Watch:
+    """A level a stage rule waits for: time in a state, inactivity, or a score decaying below."""
+
+    field: str
+    value: float
+    states: frozenset[str] | None
+
+
+@dataclass
+class CompiledPolicy:
+    policy: Policy
+    file: str
+    sha: str
+    ruleset: str
+    definition: dict[str, Any]
+    rules: dict[str, CompiledRule]
+    counts: tuple[CountSpec, ...]
+    watches: tuple[Watch, ...]
+    caps: dict[str, float | None]
+    history_window: float
+    history_horizon: float
+    event_types: frozenset[str]
+    tracks: dict[str, CompiledTrack]
+    handoff_queue: str | None
+    handoff_sla: float | None
+    escalate_to: str | None
+    max_chain: int
+    fit_cap: float
+    engagement_cap: float
+    stage_order: tuple[str, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return self.policy.policy
+
+    @property
+    def version(self) -> int:
+        return self.policy.version
+
+
+def compile_policy(loaded: LoadedPolicy) -> CompiledPolicy:
+    p = loaded.policy
+    sha = hashlib.sha256(loaded.raw).hexdigest()
+    ruleset = f"{p.policy}@v{p.version}#{sha[:8]}"
+    lists = p.lists
+    default_half_life = parse_duration(p.scoring.decay.half_life) if p.scoring.decay else 0.0
+    compiled: list[CompiledRule] = []
+
+    for i, r in enumerate(p.scoring.fit):
+        cond = parse_when(r.when, lists, ("scoring", "fit", i, "when"))
+        compiled.append(_rule(f"f{i}", r.id, "fit", 0, i, cond, r.description,
+                              points=r.points, bant=r.bant))
+    for i, r in enumerate(p.scoring.engagement):
+        on = Test("event.type", "event.type", "in", r.event_types, ("scoring", "engagement", i))
+        cond = _and(on, parse_when(r.when, lists, ("scoring", "engagement", i, "when")) if r.when else None)
+        if r.decay == "none":
+            half_life = 0.0
+        else:
+            half_life = parse_duration(r.decay.half_life) if r.decay else default_half_life
+        compiled.append(_rule(f"e{i}", r.id, "engagement", 0, len(p.scoring.fit) + i, cond, r.description,
+                              points=r.points, signal=r.signal, half_life=half_life, cap=r.cap))
+    stage: list[tuple[int, int, str, str, Cond, Effects, str]] = []
+    for i, r in enumerate(p.rules):
+        cond = parse_when(r.when, lists, ("rules", i, "when"))
+        stage.append((r.priority, i, f"r{i}", r.id, cond, r.then, r.description))
+    if p.handoff:
+        for j, (event, key) in enumerate((("sales_accept", "on_accept"), ("sales_reject", "on_reject"))):
+            effects = getattr(p.handoff, key)
+            if effects is not None:
+                cond = Test("event.type", "event.type", "eq", event, ("handoff", key))
+                stage.append((HANDOFF_PRIORITY, -2 + j, f"h{j}", f"handoff.{key}", cond, effects,
+                              f"sales {event.split('_')[1]}ed the hand-off"))
+    stage.sort(key=lambda s: (-s[0], s[1]))
+    for rank, (priority, _, engine_name, rule_id, cond, effects, description) in enumerate(stage):
+        compiled.append(_rule(engine_name, rule_id, "stage", priority, rank, cond, description,
+                              effects=effects))
+
+    definition: dict[str, Any] = {}
+    for rule in compiled:
+        phase = "score" if rule.kind in ("fit", "engagement") else "stage"
+        definition[rule.engine_name] = {
+            "all": [{"m": {"$and": [{"k": phase}, to_engine(rule.cond)]}}],
+            "pri": rule.rank + 1,
+        }
+
+    counts: dict[str, CountSpec] = {}
+    watches: set[Watch] = set()
+    for rule in compiled:
+        sources = state_sources(rule.cond)[0]
+        for t in fields_of(rule.cond):
+            _, spec = field_key(t.field, t.where)
+            if spec:
+                counts[t.key] = spec
+            if rule.kind != "stage":
+                continue
+            if t.field in TIME_FIELDS and t.op in ("gt", "gte"):
+                watches.add(Watch(t.field, float(t.value) + (1.0 if t.op == "gt" else 0.0), sources))
+            score = t.field.removeprefix("score.")
+            if score in ("interest", "intent", "engagement", "total") and t.op in ("lt", "lte"):
+                level = float(t.value) + (1e-6 if t.op == "lte" else 0.0)
+                watches.add(Watch(score, level, sources))
+    half_lives = [r.half_life for r in compiled if r.kind == "engagement" and r.half_life > 0]
+    tracks = {
+        name: CompiledTrack(name, tuple((parse_duration(s.after), s.send) for s in t.steps), t.on_exhausted)
+        for name, t in p.nurture.tracks.items()
+    }
+    windows = [c.window for c in counts.values()]
+    return CompiledPolicy(
+        policy=p,
+        file=loaded.file,
+        sha=sha,
+        ruleset=ruleset,
+        definition=definition,
+        rules={r.engine_name: r for r in compiled},
+        counts=tuple(counts.values()),
+        watches=tuple(sorted(watches, key=lambda w: (w.field, w.value))),
+        caps={r.id: r.cap for r in compiled if r.kind == "engagement"},
+        history_window=max(windows, default=0.0),
+        history_horizon=20 * max(half_lives, default=86400.0),
+        event_types=frozenset(BUILTIN_EVENTS | set(p.events)),
+        tracks=tracks,
+        handoff_queue=p.handoff.queue if p.handoff else None,
+        handoff_sla=parse_duration(p.handoff.sla) if p.handoff else None,
+        escalate_to=p.handoff.on_breach.escalate_to if p.handoff and p.handoff.on_breach else None,
+        max_chain=p.limits.max_chain,
+        fit_cap=p.scoring.fit_cap,
+        engagement_cap=p.scoring.engagement_cap,
+        stage_order=tuple(r.engine_name for r in compiled if r.kind == "stage"),
+    )
+
+
+def _and(first: Cond, second: Cond | None) -> Cond:
+    if second is None:
+        return first
+    rest = second.items if isinstance(second, All) else (second,)
+    return All((first, *rest))
+
+
+def _rule(engine_name: str, rule_id: str, kind: Kind, priority: int, rank: int, cond: Cond,
+          description: str, **extra: Any) -> CompiledRule:
+    seen: dict[str, str] = {}
+    for t in fields_of(cond):
+        seen.setdefault(t.field, t.key)
+    return CompiledRule(engine_name, rule_id, kind, rank, priority, cond,
+                        tuple(seen.items()), description, **extra)
+
+
+def load_compiled(path: str) -> CompiledPolicy:
+    """Validate and compile a policy file; raises PolicyInvalid with every problem found."""
+    from rules.validate import load_policy_file
+
+    return compile_policy(load_policy_file(path))

@@ -1,0 +1,26 @@
+"""Durations as ops write them in policy files: `30d`, `48h`, `15m`, `90s`, `2w`."""
+
+from __future__ import annotations
+
+import re
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration like `14d`; raises ValueError with the accepted forms."""
+    match = _PATTERN.match(str(text))
+    if not match:
+        raise ValueError(
+            f"bad duration {text!r}: write a number and a unit, e.g. 30d, 48h, 15m, 90s, 2w"
+        )
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def format_duration(seconds: float) -> str:
+    for unit in ("w", "d", "h", "m"):
+        size = _UNITS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"

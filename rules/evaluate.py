@@ -1,0 +1,383 @@
+"""`evaluate(policy, lead, event, now) -> Decision`: the pure core.
+
+No I/O and no clock: `now` is passed in, and the same inputs give the same Decision. One
+evaluation runs in one fresh engine session, deleted before returning:
+
+1. score phase: the snapshot (tag `score`) is matched; fit rules give the fit score and BANT,
+   engagement rules add decaying contributions for this event.
+2. nurture: track steps that are due are sent; an exhausted track applies `on_exhausted`.
+3. stage phase: match-resolve-act to quiescence. The snapshot (tag `stage`) is matched, the
+   best unfired rule (priority, then file order) acts; when its effects change the lead, the
+   new snapshot is asserted and matched again. Each rule fires at most once per evaluation, so
+   chains always end; `limits.max_chain` bounds their length with a clear error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from rules.compile import CompiledPolicy, CompiledRule
+from rules.durations import parse_duration
+from rules.engine import Session, register
+from rules.identity import lead_key
+from rules.models import (
+    SYSTEM_EVENTS,
+    Action,
+    Contribution,
+    Decision,
+    Event,
+    Firing,
+    LeadState,
+    Scores,
+    StoryEntry,
+    TrackState,
+)
+from rules.policy import Effects
+from rules.scoring import crossing_below, engagement, prune
+
+MAX_STORY = 200
+MAX_HISTORY = 500
+
+
+class ChainLimitError(RuntimeError):
+    """A policy's rules chained longer than its `limits.max_chain` in one evaluation."""
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def new_lead(policy: CompiledPolicy, event: Event, now: datetime) -> LeadState:
+    t = now.timestamp()
+    return LeadState(
+        key=lead_key(event.lead), policy=policy.name, version=policy.version,
+        state=policy.policy.initial, state_since=t, created=t,
+    )
+
+
+@dataclass
+class _Work:
+    """The lead while one evaluation changes it; becomes a new LeadState at the end."""
+
+    lead: LeadState
+    state: str
+    state_since: float
+    facts: dict[str, Any]
+    track: TrackState | None
+    handoff_open: bool
+    wakeups: list[float]
+    story: list[StoryEntry]
+    actions: list[Action] = field(default_factory=list)
+    fired: list[Firing] = field(default_factory=list)
+    fact_changes: dict[str, Any] = field(default_factory=dict)
+
+
+def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: datetime) -> Decision:
+    t = now.timestamp()
+    if lead is None:
+        lead = new_lead(policy, event, now)
+    if event.type not in policy.event_types:
+        return _rejected(policy, lead, event, t, f"unknown event type {event.type!r} for policy "
+                         f"{policy.name} v{policy.version}")
+    at = event.at.timestamp() if event.at else t
+    behaviour = event.type not in SYSTEM_EVENTS
+
+    profile = lead.profile
+    incoming = event.lead.profile()
+    if incoming:
+        profile = {**profile, **incoming}
+        if isinstance(profile.get("email"), str):
+            profile["email"] = profile["email"].strip().lower()
+    history = lead.history
+    last_activity = lead.last_activity
+    if behaviour:
+        cutoff = t - policy.history_window
+        history = [h for h in history if h[1] >= cutoff][-MAX_HISTORY + 1:] + [(event.type, at)]
+        last_activity = at if last_activity is None else max(last_activity, at)
+
+    w = _Work(lead, lead.state, lead.state_since, dict(lead.facts), lead.track,
+              lead.handoff_open, [x for x in lead.wakeups if x > t], list(lead.story))
+    if event.type in ("sales_accept", "sales_reject"):
+        w.handoff_open = False
+    event_key = event.id or f"t{t:.3f}"
+    event_view = {**event.data, "type": event.type}
+    lead_view = dict(profile)
+    email = profile.get("email")
+    if isinstance(email, str) and "@" in email:
+        lead_view["email_domain"] = email.rsplit("@", 1)[1]
+    counts = _counts(policy, history, t)
+    inactive_for = t - (last_activity if last_activity is not None else lead.created)
+    fit, bant = lead.fit, lead.bant
+    contributions = lead.contributions
+
+    def snapshot(phase: str, scores: dict[str, float]) -> dict[str, Any]:
+        return {
+            "k": phase, "state": w.state, "lead": lead_view, "event": event_view,
+            "score": scores, "facts": w.facts, "track": w.track.name if w.track else "",
+            "handoff_open": w.handoff_open, "inactive_for": inactive_for,
+            "in_state_for": t - w.state_since, "count": counts,
+        }
+
+    handle = register(policy.ruleset, policy.definition)
+    with Session(handle) as session:
+        scoring = snapshot("score", {})
+        matched = [policy.rules[n] for n in session.match(scoring)]
+        fit_rules = [r for r in matched if r.kind == "fit"]
+        if fit_rules or incoming or lead.fit == 0.0:
+            fit = min(policy.fit_cap, sum(r.points for r in fit_rules))
+            bant = sorted({r.bant for r in fit_rules if r.bant})
+        added = [r for r in matched if r.kind == "engagement"] if behaviour else []
+        if added:
+            contributions = [*contributions, *(
+                Contribution.model_construct(rule=r.id, at=at, points=r.points,
+                                             half_life=r.half_life, signal=r.signal)
+                for r in added)]
+        contributions = prune(contributions, t)
+        for r in matched:
+            if r.kind == "fit" or behaviour:
+                w.fired.append(Firing.model_construct(
+                    rule=r.id, kind=r.kind, priority=0, matched=_matched(r, scoring),
+                    effects={"points": r.points, **({"bant": r.bant} if r.bant else {}),
+                             **({"signal": r.signal} if r.kind == "engagement" else {})},
+                    changed=True))
+        scores = _scores(policy, contributions, fit, len(bant), t)
+
+        _advance_track(policy, w, t, event, lead.key)
+        _chain(policy, session, w, lambda: snapshot("stage", scores), t, event, event_key, lead.key)
+
+    after = lead.model_copy(update={
+        "state": w.state, "state_since": w.state_since, "profile": profile, "facts": w.facts,
+        "fit": fit, "bant": bant, "contributions": contributions, "history": history,
+        "last_activity": last_activity, "track": w.track, "handoff_open": w.handoff_open,
+        "wakeups": w.wakeups, **_trim_story(w.story, lead.story_dropped),
+    })
+    return Decision.model_construct(
+        policy=policy.name, version=policy.version, ruleset=policy.ruleset,
+        event_id=event.id, event_type=event.type, at=now, rejected=None,
+        state_before=lead.state, state=w.state, scores=Scores.model_construct(**scores),
+        fact_changes=w.fact_changes, actions=w.actions, fired=w.fired,
+        next_check_at=_next_check(policy, after, contributions, scores, t), lead=after,
+    )
+
+
+def _chain(policy: CompiledPolicy, session: Session, w: _Work, snapshot, t: float,
+           event: Event, event_key: str, key: str) -> None:
+    fired: set[str] = set()
+    chain: list[str] = []
+    current = snapshot()
+    while True:
+        progressed = False
+        for name in session.match(current):
+            if name in fired:
+                continue
+            fired.add(name)
+            rule = policy.rules[name]
+            chain.append(rule.id)
+            if len(chain) > policy.max_chain:
+                raise ChainLimitError(
+                    f"policy {policy.name} v{policy.version}: more than {policy.max_chain} rules "
+                    f"chained on one {event.type} event ({' -> '.join(chain)}); raise "
+                    "limits.max_chain or make a rule's effect end the chain")
+            matched = _matched(rule, current)
+            assert rule.effects is not None
+            changed, summary = _apply(policy, w, rule.effects, rule.id,
+                                      rule.description or rule.effects.reason, matched, t,
+                                      event, event_key, key)
+            w.fired.append(Firing.model_construct(
+                rule=rule.id, kind="handoff" if name.startswith("h") else "stage",
+                priority=rule.priority, matched=matched, effects=summary, changed=changed))
+            if changed:
+                progressed = True
+                break
+        if not progressed:
+            return
+        current = snapshot()
+
+
+def _apply(policy: CompiledPolicy, w: _Work, fx: Effects, rule_id: str, why: str | None,
+           matched: dict[str, Any], t: float, event: Event, event_key: str, key: str
+           ) -> tuple[bool, dict[str, Any]]:
+    """Apply one rule's effects to the working lead; report whether the snapshot changed."""
+    changed = False
+    summary: dict[str, Any] = {}
+    target = "disqualified" if fx.disqualify else fx.transition
+    if target and target != w.state:
+        reason = fx.disqualify or fx.reason or why or f"rule {rule_id} fired"
+        w.story.append(StoryEntry.model_construct(
+            at=iso(t), event_id=event.id, event_type=event.type, from_state=w.state,
+            to_state=target, rule=rule_id, policy=policy.name, version=policy.version,
+            why=reason, matched=matched))
+        summary["transition"] = f"{w.state} -> {target}"
+        w.state, w.state_since = target, t
+        if w.track is not None and fx.track != w.track.name:
+            _stop_track(w, f"{key}|{event_key}|{rule_id}")
+        changed = True
+    if fx.disqualify:
+        w.actions.append(Action.model_construct(kind="disqualify", key=f"{key}|disqualify|{event_key}",
+                                                reason=fx.disqualify))
+        changed = _set_fact(w, "disqualified_reason", fx.disqualify) or changed
+    for name, value in fx.set.items():
+        if _set_fact(w, name, value):
+            summary.setdefault("set", {})[name] = value
+            changed = True
+    if fx.track and (w.track is None or w.track.name != fx.track):
+        if w.track is not None:
+            _stop_track(w, f"{key}|{event_key}|{rule_id}")
+        w.track = TrackState.model_construct(name=fx.track, started=t, step=0)
+        w.actions.append(Action.model_construct(kind="start_track", key=f"{key}|track:{fx.track}@{t:.3f}",
+                                                track=fx.track))
+        summary["track"] = fx.track
+        _advance_track(policy, w, t, event, key)
+        changed = True
+    if fx.stop_track and w.track is not None:
+        summary["stop_track"] = w.track.name
+        _stop_track(w, f"{key}|{event_key}|{rule_id}")
+        changed = True
+    if fx.send:
+        w.actions.append(Action.model_construct(kind="send", key=f"{key}|{event_key}|{rule_id}|{fx.send}",
+                                                content=fx.send))
+        summary["send"] = fx.send
+    if fx.handoff is not None:
+        if w.handoff_open:
+            summary["handoff"] = "already open"
+        else:
+            spec = fx.handoff if not isinstance(fx.handoff, bool) else None
+            queue = (spec.queue if spec and spec.queue else None) or policy.handoff_queue
+            sla = parse_duration(spec.sla) if spec and spec.sla else policy.handoff_sla
+            w.handoff_open = True
+            w.actions.append(Action.model_construct(
+                kind="create_handoff", key=f"{key}|handoff|{event_key}", queue=queue,
+                sla_seconds=sla, reason=why))
+            summary["handoff"] = queue
+            changed = True
+    if fx.schedule:
+        w.wakeups.append(t + parse_duration(fx.schedule))
+        summary["schedule"] = fx.schedule
+    return changed, summary
+
+
+def _set_fact(w: _Work, name: str, value: Any) -> bool:
+    if name in w.facts and w.facts[name] == value:
+        return False
+    w.facts[name] = value
+    w.fact_changes[name] = value
+    return True
+
+
+def _stop_track(w: _Work, key: str) -> None:
+    assert w.track is not None
+    w.actions.append(Action.model_construct(kind="stop_track", key=f"{key}|stop:{w.track.name}",
+                                            track=w.track.name))
+    w.track = None
+
+
+def _advance_track(policy: CompiledPolicy, w: _Work, t: float, event: Event, key: str) -> None:
+    """Send every step that is due; an exhausted track applies its `on_exhausted` effects."""
+    if w.track is None:
+        return
+    track = policy.tracks.get(w.track.name)
+    if track is None:  # the lead moved to a policy version without this track
+        w.track = None
+        return
+    step = w.track.step
+    while step < len(track.steps) and w.track.started + track.steps[step][0] <= t:
+        w.actions.append(Action.model_construct(
+            kind="send", key=f"{key}|track:{track.name}@{w.track.started:.3f}|step:{step}",
+            track=track.name, content=track.steps[step][1]))
+        step += 1
+    if step == w.track.step:
+        return
+    w.track = TrackState.model_construct(name=track.name, started=w.track.started, step=step)
+    if step < len(track.steps):
+        return
+    w.track = None
+    rule_id = f"nurture.{track.name}.exhausted"
+    summary: dict[str, Any] = {"exhausted": track.name}
+    if track.on_exhausted is not None:
+        _, more = _apply(policy, w, track.on_exhausted, rule_id,
+                         track.on_exhausted.reason or f"nurture track {track.name} ran out",
+                         {"track": track.name}, t, event, f"exhausted@{t:.3f}", key)
+        summary.update(more)
+    w.fired.append(Firing.model_construct(rule=rule_id, kind="track", priority=0,
+                                          matched={"track": track.name}, effects=summary,
+                                          changed=True))
+
+
+def _scores(policy: CompiledPolicy, contributions: list[Contribution], fit: float, bant: int,
+            t: float) -> dict[str, float]:
+    interest, intent = engagement(contributions, t, policy.caps)
+    total_engagement = min(policy.engagement_cap, interest + intent)
+    return {
+        "fit": round(fit, 2), "interest": round(interest, 2), "intent": round(intent, 2),
+        "engagement": round(total_engagement, 2), "total": round(fit + total_engagement, 2),
+        "bant": bant,
+    }
+
+
+def _counts(policy: CompiledPolicy, history: list[tuple[str, float]], t: float) -> dict[str, Any]:
+    out: dict[str, dict[str, int]] = {}
+    for spec in policy.counts:
+        since = t - spec.window
+        n = sum(1 for kind, at in history if at >= since and (spec.type == "any" or kind == spec.type))
+        out.setdefault(spec.type, {})[spec.key] = n
+    return out
+
+
+def _matched(rule: CompiledRule, fact: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for written, path in rule.fields:
+        node: Any = fact
+        for part in path.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        out[written] = round(node, 2) if isinstance(node, float) else node
+    return out
+
+
+def _next_check(policy: CompiledPolicy, lead: LeadState, contributions: list[Contribution],
+                scores: dict[str, float], t: float) -> datetime | None:
+    """When this lead next needs a `check` event: a track step, a time threshold a rule in
+    its current state watches, a score falling below a watched level, or a scheduled wake-up."""
+    times: list[float] = list(lead.wakeups)
+    track = policy.tracks.get(lead.track.name) if lead.track is not None else None
+    if lead.track is not None and track is not None and lead.track.step < len(track.steps):
+        times.append(lead.track.started + track.steps[lead.track.step][0])
+    for watch in policy.watches:
+        if watch.states is not None and lead.state not in watch.states:
+            continue
+        if watch.field == "inactive_for":
+            base = lead.last_activity if lead.last_activity is not None else lead.created
+            times.append(base + watch.value)
+        elif watch.field == "in_state_for":
+            times.append(lead.state_since + watch.value)
+        else:
+            when = crossing_below(contributions, policy.caps, watch.field, watch.value, t,
+                                  scores["fit"], policy.history_horizon)
+            if when is not None:
+                times.append(when)
+    future = [x for x in times if x > t]
+    return datetime.fromtimestamp(min(future), timezone.utc) if future else None
+
+
+def _trim_story(story: list[StoryEntry], dropped: int) -> dict[str, Any]:
+    if len(story) <= MAX_STORY:
+        return {"story": story, "story_dropped": dropped}
+    cut = len(story) - MAX_STORY
+    return {"story": story[cut:], "story_dropped": dropped + cut}
+
+
+def _rejected(policy: CompiledPolicy, lead: LeadState, event: Event, t: float, reason: str
+              ) -> Decision:
+    entry = StoryEntry.model_construct(
+        at=iso(t), event_id=event.id, event_type=event.type, from_state=lead.state,
+        to_state=lead.state, rule=None, policy=policy.name, version=policy.version,
+        why=f"rejected: {reason}", matched={})
+    after = lead.model_copy(update=_trim_story([*lead.story, entry], lead.story_dropped))
+    return Decision.model_construct(
+        policy=policy.name, version=policy.version, ruleset=policy.ruleset, event_id=event.id,
+        event_type=event.type, at=datetime.fromtimestamp(t, timezone.utc), rejected=reason,
+        state_before=lead.state, state=lead.state,
+        scores=Scores.model_construct(**_scores(policy, lead.contributions, lead.fit,
+                                                len(lead.bant), t)),
+        fact_changes={}, actions=[], fired=[], next_check_at=None, lead=after)

@@ -1,0 +1,175 @@
+"""Typed shapes that cross the core's edges: events in, lead state and decisions out.
+
+Times inside the lead state are epoch seconds (floats): the evaluator does arithmetic on them
+on every event, and they serialise the same way through Temporal's pydantic converter.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Events the workflow itself produces; they are never engagement and never count as activity.
+SYSTEM_EVENTS = frozenset({"check", "sales_accept", "sales_reject", "sla_breach"})
+
+BUILTIN_EVENTS = frozenset(
+    {
+        "signup",
+        "form_submit",
+        "page_view",
+        "email_open",
+        "email_click",
+        "email_bounce",
+        "unsubscribe",
+        "content_download",
+        "webinar_attended",
+        "demo_request",
+        "contact_sales",
+        "meeting_booked",
+        "reply",
+    }
+    | SYSTEM_EVENTS
+)
+
+
+class LeadRef(BaseModel):
+    """Who the event is about, plus any profile facts it carries (role, budget, ...)."""
+
+    model_config = ConfigDict(extra="allow")
+    email: str | None = None
+    external_id: str | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _email_shape(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if value.count("@") != 1 or value.startswith("@") or value.endswith("@"):
+            raise ValueError(f"not an e-mail address: {value!r}")
+        return value
+
+    def profile(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class Event(BaseModel):
+    """The intake contract (rules/schemas/event.schema.json says the same in JSON Schema)."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = Field(default=None, min_length=1, max_length=200)
+    type: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    at: datetime | None = None
+    lead: LeadRef = Field(default_factory=LeadRef)
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value
+
+
+class Contribution(BaseModel):
+    """One engagement scoring: decays from `at` with `half_life` seconds (0 = never)."""
+
+    rule: str
+    at: float
+    points: float
+    half_life: float
+    signal: Literal["interest", "intent"]
+
+
+class TrackState(BaseModel):
+    name: str
+    started: float
+    step: int = 0
+
+
+class StoryEntry(BaseModel):
+    """One line of a lead's story: a transition or a rejected event, and why."""
+
+    at: str
+    event_id: str | None
+    event_type: str
+    from_state: str
+    to_state: str
+    rule: str | None = None
+    policy: str
+    version: int
+    why: str
+    matched: dict[str, Any] = Field(default_factory=dict)
+
+
+class LeadState(BaseModel):
+    key: str = ""
+    policy: str
+    version: int
+    state: str
+    state_since: float
+    created: float
+    profile: dict[str, Any] = Field(default_factory=dict)
+    facts: dict[str, Any] = Field(default_factory=dict)
+    fit: float = 0.0
+    bant: list[str] = Field(default_factory=list)
+    contributions: list[Contribution] = Field(default_factory=list)
+    history: list[tuple[str, float]] = Field(default_factory=list)
+    last_activity: float | None = None
+    track: TrackState | None = None
+    handoff_open: bool = False
+    wakeups: list[float] = Field(default_factory=list)
+    story: list[StoryEntry] = Field(default_factory=list)
+    story_dropped: int = 0
+
+
+class Scores(BaseModel):
+    fit: float = 0.0
+    interest: float = 0.0
+    intent: float = 0.0
+    engagement: float = 0.0
+    total: float = 0.0
+    bant: int = 0
+
+
+class Action(BaseModel):
+    """A side effect the workflow should carry out; `key` makes it idempotent."""
+
+    kind: Literal[
+        "start_track", "stop_track", "send", "create_handoff", "disqualify", "escalate"
+    ]
+    key: str
+    track: str | None = None
+    content: str | None = None
+    queue: str | None = None
+    sla_seconds: float | None = None
+    reason: str | None = None
+
+
+class Firing(BaseModel):
+    rule: str
+    kind: Literal["fit", "engagement", "stage", "track", "handoff"]
+    priority: int = 0
+    matched: dict[str, Any] = Field(default_factory=dict)
+    effects: dict[str, Any] = Field(default_factory=dict)
+    changed: bool = True
+
+
+class Decision(BaseModel):
+    policy: str
+    version: int
+    ruleset: str
+    event_id: str | None
+    event_type: str
+    at: datetime
+    rejected: str | None = None
+    state_before: str
+    state: str
+    scores: Scores
+    fact_changes: dict[str, Any] = Field(default_factory=dict)
+    actions: list[Action] = Field(default_factory=list)
+    fired: list[Firing] = Field(default_factory=list)
+    next_check_at: datetime | None = None
+    lead: LeadState

@@ -1,0 +1,135 @@
+"""The policy file as typed models. Built only from documents that passed the JSON Schema."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Scalar = str | int | float | bool | None
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Owners(_Model):
+    marketing: list[str]
+    sales: list[str]
+
+
+class Decay(_Model):
+    half_life: str
+
+
+class HandoffSpec(_Model):
+    queue: str | None = None
+    sla: str | None = None
+
+
+class Effects(_Model):
+    transition: str | None = None
+    set: dict[str, Scalar] = Field(default_factory=dict)
+    track: str | None = None
+    stop_track: bool = False
+    send: str | None = None
+    handoff: bool | HandoffSpec | None = None
+    disqualify: str | None = None
+    schedule: str | None = None
+    reason: str | None = None
+
+
+class FitRule(_Model):
+    id: str
+    description: str = ""
+    bant: Literal["budget", "authority", "need", "timeline"] | None = None
+    when: dict[str, Any]
+    points: float
+
+
+class EngagementRule(_Model):
+    id: str
+    description: str = ""
+    on: str | list[str]
+    when: dict[str, Any] = Field(default_factory=dict)
+    points: float
+    signal: Literal["interest", "intent"]
+    decay: Decay | Literal["none"] | None = None
+    cap: float | None = None
+
+    @property
+    def event_types(self) -> list[str]:
+        return [self.on] if isinstance(self.on, str) else list(self.on)
+
+
+class Scoring(_Model):
+    fit_cap: float = 100
+    engagement_cap: float = 100
+    decay: Decay | None = None
+    fit: list[FitRule] = Field(default_factory=list)
+    engagement: list[EngagementRule] = Field(default_factory=list)
+
+
+class StageRule(_Model):
+    id: str
+    description: str = ""
+    priority: int = 0
+    when: dict[str, Any]
+    then: Effects
+
+
+class TrackStep(_Model):
+    after: str
+    send: str
+
+
+class Track(_Model):
+    description: str = ""
+    steps: list[TrackStep]
+    on_exhausted: Effects | None = None
+
+
+class Nurture(_Model):
+    tracks: dict[str, Track] = Field(default_factory=dict)
+
+
+class Breach(_Model):
+    escalate_to: str
+
+
+class Handoff(_Model):
+    queue: str
+    sla: str
+    on_accept: Effects | None = None
+    on_reject: Effects | None = None
+    on_breach: Breach | None = None
+
+
+class Limits(_Model):
+    max_chain: int = 25
+
+
+class PolicyTest(_Model):
+    name: str
+    lead: dict[str, Any] = Field(default_factory=dict)
+    events: list[dict[str, Any]]
+    until: str | None = None
+    expect: dict[str, Any]
+
+
+class Policy(_Model):
+    policy: str
+    version: int
+    description: str = ""
+    owners: Owners
+    states: list[str]
+    initial: str = "captured"
+    events: list[str] = Field(default_factory=list)
+    lists: dict[str, list[Any]] = Field(default_factory=dict)
+    content: list[str] = Field(default_factory=list)
+    limits: Limits = Field(default_factory=Limits)
+    scoring: Scoring = Field(default_factory=Scoring)
+    rules: list[StageRule]
+    nurture: Nurture = Field(default_factory=Nurture)
+    handoff: Handoff | None = None
+    tests: list[PolicyTest] = Field(default_factory=list)

@@ -1,0 +1,343 @@
+"""Refuse a bad policy file with `file:line: rule-id: message` lines, never a traceback.
+
+Two passes: the JSON Schema (shape), then semantic checks the schema cannot express (states,
+tracks and content that exist, unique ids, reachability, unguarded cycles, impossible tests).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path as FsPath
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+
+from rules.conditions import Cond, ConditionError, fields_of, impossible, parse_when, state_sources
+from rules.durations import parse_duration
+from rules.models import BUILTIN_EVENTS, SYSTEM_EVENTS
+from rules.policy import Effects, Policy
+from rules.yaml_lines import LoadedYaml, Path, YamlError, load_yaml
+
+REQUIRED_STATES = ("captured", "scored", "nurturing", "sales-ready", "derailed")
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.rule}: {self.message}"
+
+
+class PolicyInvalid(Exception):
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    policy: Policy
+    file: str
+    raw: bytes
+    doc: LoadedYaml
+
+
+@cache
+def policy_schema() -> dict[str, Any]:
+    return json.loads(resources.files("rules").joinpath("schemas/policy.schema.json").read_text())
+
+
+@cache
+def _validator() -> Draft202012Validator:
+    return Draft202012Validator(policy_schema())
+
+
+def load_policy_file(path: str | FsPath) -> LoadedPolicy:
+    path = FsPath(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise PolicyInvalid([Problem(str(path), 1, "file", err.strerror or str(err))]) from None
+    return load_policy_bytes(raw, str(path))
+
+
+def load_policy_bytes(raw: bytes, file: str) -> LoadedPolicy:
+    try:
+        doc = load_yaml(raw)
+    except YamlError as err:
+        raise PolicyInvalid([Problem(file, err.line, "file", err.message)]) from None
+    if not isinstance(doc.data, dict):
+        raise PolicyInvalid([Problem(file, 1, "file", "a policy file is a YAML mapping")])
+    problems = sorted(_schema_problems(doc, file), key=lambda p: p.line)
+    if problems:
+        raise PolicyInvalid(problems)
+    policy = Policy.model_validate(doc.data)
+    problems = sorted(set(_Semantics(policy, doc, file).problems()), key=lambda p: p.line)
+    if problems:
+        raise PolicyInvalid(problems)
+    return LoadedPolicy(policy, file, raw, doc)
+
+
+def _schema_problems(doc: LoadedYaml, file: str) -> Iterator[Problem]:
+    for error in _validator().iter_errors(doc.data):
+        specific = best_match(error.context) if error.context else error
+        path = tuple(specific.absolute_path)
+        yield Problem(file, doc.line_of(path), _owner(doc.data, path), _message(specific))
+
+
+def _message(error: ValidationError) -> str:
+    where = ".".join(str(p) for p in error.absolute_path)
+    text = error.message
+    if error.validator == "additionalProperties":
+        text = text.replace("Additional properties are not allowed", "unknown key(s)")
+    return f"{where}: {text}" if where else text
+
+
+def _owner(data: Any, path: Path) -> str:
+    """The rule id (or section) a path belongs to, for the middle of an error line."""
+    if not path:
+        return "policy"
+    section = path[0]
+    try:
+        if section == "rules" and len(path) > 1:
+            return str(data["rules"][path[1]].get("id", f"rules[{path[1]}]"))
+        if section == "scoring" and len(path) > 2 and path[1] in ("fit", "engagement"):
+            return str(data["scoring"][path[1]][path[2]].get("id", f"{path[1]}[{path[2]}]"))
+        if section == "nurture" and len(path) > 2:
+            return f"track {path[2]}"
+        if section == "tests" and len(path) > 1:
+            return f"test {data['tests'][path[1]].get('name', path[1])!r}"
+        if section == "handoff" and len(path) > 1:
+            return f"handoff.{path[1]}"
+    except (KeyError, IndexError, TypeError, AttributeError):
+        pass
+    return str(section)
+
+
+class _Semantics:
+    def __init__(self, policy: Policy, doc: LoadedYaml, file: str) -> None:
+        self.p = policy
+        self.doc = doc
+        self.file = file
+        self.states = set(policy.states)
+        self.events = set(BUILTIN_EVENTS) | set(policy.events)
+        self.content = set(policy.content)
+        self.tracks = set(policy.nurture.tracks)
+        self.out: list[Problem] = []
+
+    def add(self, path: Path, message: str) -> None:
+        self.out.append(Problem(self.file, self.doc.line_of(path), _owner(self.doc.data, path), message))
+
+    def problems(self) -> list[Problem]:
+        p = self.p
+        self._states()
+        self._ids()
+        stage_conds: list[tuple[int, Cond | None]] = []
+        for i, rule in enumerate(p.scoring.fit):
+            self._when(rule.when, ("scoring", "fit", i, "when"))
+        for i, rule in enumerate(p.scoring.engagement):
+            for t in rule.event_types:
+                if t not in self.events:
+                    self.add(("scoring", "engagement", i, "on"), f"unknown event type {t!r}")
+                elif t in SYSTEM_EVENTS:
+                    self.add(("scoring", "engagement", i, "on"), f"{t!r} is not a behaviour event")
+            if rule.when:
+                self._when(rule.when, ("scoring", "engagement", i, "when"))
+            if rule.decay is not None and rule.decay != "none":
+                self._duration(rule.decay.half_life, ("scoring", "engagement", i, "decay"))
+        for i, rule in enumerate(p.rules):
+            stage_conds.append((i, self._when(rule.when, ("rules", i, "when"))))
+            self._effects(rule.then, ("rules", i, "then"))
+        for name, track in p.nurture.tracks.items():
+            last = -1.0
+            for j, step in enumerate(track.steps):
+                here = ("nurture", "tracks", name, "steps", j)
+                if step.send not in self.content:
+                    self.add((*here, "send"), f"unknown content {step.send!r}")
+                after = self._duration(step.after, (*here, "after"))
+                if after is not None and after < last:
+                    self.add((*here, "after"), "steps must be in order of `after`")
+                last = after if after is not None else last
+            if track.on_exhausted:
+                self._effects(track.on_exhausted, ("nurture", "tracks", name, "on_exhausted"))
+        if p.handoff:
+            for key in ("on_accept", "on_reject"):
+                if (effects := getattr(p.handoff, key)) is not None:
+                    self._effects(effects, ("handoff", key))
+        self._graph(stage_conds)
+        self._tests()
+        return self.out
+
+    def _states(self) -> None:
+        seen: set[str] = set()
+        for i, s in enumerate(self.p.states):
+            if s in seen:
+                self.add(("states", i), f"state {s!r} listed twice")
+            seen.add(s)
+        for s in REQUIRED_STATES:
+            if s not in self.states:
+                self.add(("states",), f"the lifecycle state {s!r} is required")
+        if self.p.initial not in self.states:
+            self.add(("initial",), f"unknown state {self.p.initial!r}")
+
+    def _ids(self) -> None:
+        seen: dict[str, Path] = {}
+        places: list[tuple[str, Path]] = [
+            *((r.id, ("scoring", "fit", i, "id")) for i, r in enumerate(self.p.scoring.fit)),
+            *((r.id, ("scoring", "engagement", i, "id")) for i, r in enumerate(self.p.scoring.engagement)),
+            *((r.id, ("rules", i, "id")) for i, r in enumerate(self.p.rules)),
+        ]
+        for rule_id, path in places:
+            if rule_id in seen:
+                first = self.doc.line_of(seen[rule_id])
+                self.add(path, f"duplicate rule id {rule_id!r} (first at line {first})")
+            else:
+                seen[rule_id] = path
+
+    def _duration(self, text: str, path: Path) -> float | None:
+        try:
+            return parse_duration(text)
+        except ValueError as err:
+            self.add(path, str(err))
+            return None
+
+    def _when(self, when: dict[str, Any], path: Path) -> Cond | None:
+        try:
+            cond = parse_when(when, self.p.lists, path)
+        except ConditionError as err:
+            self.add(err.path, err.message)
+            return None
+        for t in fields_of(cond):
+            values = t.value if isinstance(t.value, list) else [t.value]
+            if t.field == "state" and t.op in ("eq", "ne", "in", "not_in"):
+                for v in values:
+                    if v not in self.states:
+                        self.add(t.where, f"unknown state {v!r}")
+            if t.field == "event.type" and t.op in ("eq", "ne", "in", "not_in"):
+                for v in values:
+                    if v not in self.events:
+                        self.add(t.where, f"unknown event type {v!r}")
+            if t.field == "track" and t.op in ("eq", "in") and t.value:
+                for v in values:
+                    if v not in self.tracks:
+                        self.add(t.where, f"unknown track {v!r}")
+            if t.field.startswith("count."):
+                kind = t.field.split(".")[1]
+                if kind != "any" and kind not in self.events:
+                    self.add(t.where, f"unknown event type {kind!r} in count")
+        if why := impossible(cond):
+            self.add(path, f"condition can never hold: {why}")
+        return cond
+
+    def _effects(self, effects: Effects, path: Path) -> None:
+        if effects.transition and effects.transition not in self.states:
+            self.add((*path, "transition"), f"unknown state {effects.transition!r}")
+        if effects.track and effects.track not in self.tracks:
+            self.add((*path, "track"), f"unknown track {effects.track!r}")
+        if effects.send and effects.send not in self.content:
+            self.add((*path, "send"), f"unknown content {effects.send!r}")
+        if effects.disqualify and "disqualified" not in self.states:
+            self.add((*path, "disqualify"), "disqualify needs a 'disqualified' state")
+        if effects.disqualify and effects.transition:
+            self.add((*path, "disqualify"), "disqualify already moves to 'disqualified'")
+        if effects.schedule:
+            self._duration(effects.schedule, (*path, "schedule"))
+        if effects.handoff is not None and self.p.handoff is None:
+            spec = effects.handoff
+            if spec is True or not (spec.queue and spec.sla):
+                self.add((*path, "handoff"), "hand-off needs a queue and an SLA (or a handoff: section)")
+
+    def _graph(self, stage_conds: list[tuple[int, Cond | None]]) -> None:
+        """Reachability from the initial state, and cycles of rules guarded by state alone."""
+        edges: list[tuple[frozenset[str] | None, str, str, bool]] = []  # (from, to, rule, unguarded)
+        for i, cond in stage_conds:
+            rule = self.p.rules[i]
+            target = rule.then.transition or ("disqualified" if rule.then.disqualify else None)
+            if target is None or cond is None:
+                continue
+            sources, unguarded = state_sources(cond)
+            edges.append((sources, target, rule.id, unguarded))
+        extra: list[tuple[str, str]] = []
+        for name, track in self.p.nurture.tracks.items():
+            if track.on_exhausted and track.on_exhausted.transition:
+                extra.append((track.on_exhausted.transition, f"track {name}"))
+        if self.p.handoff:
+            for key in ("on_accept", "on_reject"):
+                effects = getattr(self.p.handoff, key)
+                if effects and effects.transition:
+                    extra.append((effects.transition, f"handoff.{key}"))
+        reached = {self.p.initial}
+        grew = True
+        while grew:
+            grew = False
+            for sources, target, _, _ in edges:
+                if target not in reached and (sources is None or sources & reached):
+                    reached.add(target)
+                    grew = True
+            for target, _ in extra:
+                if target not in reached:
+                    reached.add(target)
+                    grew = True
+        for i, s in enumerate(self.p.states):
+            if s not in reached:
+                self.add(("states", i), f"state {s!r} is unreachable: no rule moves a lead there")
+        self._cycles([(s, t, r) for s, t, r, unguarded in edges if unguarded and s])
+
+    def _cycles(self, edges: list[tuple[frozenset[str], str, str]]) -> None:
+        graph: dict[str, list[tuple[str, str]]] = {}
+        for sources, target, rule in edges:
+            for s in sources:
+                if s != target:
+                    graph.setdefault(s, []).append((target, rule))
+        reported: set[frozenset[str]] = set()
+
+        def walk(node: str, trail: list[tuple[str, str]], seen: list[str]) -> None:
+            for target, rule in graph.get(node, []):
+                if target in seen:
+                    loop = [r for _, r in trail[seen.index(target):]] + [rule]
+                    if frozenset(loop) not in reported:
+                        reported.add(frozenset(loop))
+                        first = next(i for i, r in enumerate(self.p.rules) if r.id == loop[0])
+                        self.add(
+                            ("rules", first, "when"),
+                            f"rules {' -> '.join(loop)} can cycle with no guard but state; "
+                            "add a condition that the move itself makes false",
+                        )
+                    continue
+                walk(target, [*trail, (target, rule)], [*seen, target])
+
+        for start in list(graph):
+            walk(start, [], [start])
+
+    def _tests(self) -> None:
+        for i, test in enumerate(self.p.tests):
+            state = test.expect.get("state")
+            if state is not None and state not in self.states:
+                self.add(("tests", i, "expect", "state"), f"unknown state {state!r}")
+            for j, event in enumerate(test.events):
+                if event.get("type") not in self.events:
+                    self.add(("tests", i, "events", j, "type"), f"unknown event type {event.get('type')!r}")
+                at = event.get("at")
+                if at is not None and not (isinstance(at, str) and at.startswith("+")):
+                    self.add(("tests", i, "events", j, "at"), "test times are offsets like +3d")
+                elif at is not None:
+                    self._duration(at[1:], ("tests", i, "events", j, "at"))
+
+
+def check_files(paths: Iterable[str]) -> list[Problem]:
+    problems: list[Problem] = []
+    for path in paths:
+        try:
+            load_policy_file(path)
+        except PolicyInvalid as err:
+            problems.extend(err.problems)
+    return problems

@@ -1,0 +1,224 @@
+"""The pure core: forward chaining, priorities, bounds, decay, isolation and memory."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from rules import engine
+from rules.evaluate import ChainLimitError, evaluate
+from rules.scoring import decayed
+from tests.conftest import MINIMAL, T0, days, event, policy_from
+
+CHAIN = MINIMAL + """\
+  - {id: r1, priority: 5, when: {state: nurturing, facts.a: {exists: false}}, then: {set: {a: 1}}}
+  - {id: r2, priority: 5, when: {facts.a: 1, facts.b: {exists: false}}, then: {set: {b: 2}}}
+  - {id: r3, priority: 5, when: {facts.b: 2}, then: {transition: sales-ready}}
+"""
+
+
+def test_forward_chaining_runs_to_quiescence_in_one_evaluation():
+    policy = policy_from(CHAIN)
+    d = evaluate(policy, None, event("signup"), T0)
+    assert d.state == "scored"
+    d = evaluate(policy, d.lead, event("page_view", T0 + days(1)), T0 + days(1))
+    stage = [f.rule for f in d.fired if f.kind == "stage"]
+    # to-nurturing's effect enables r1, whose fact enables r2, whose fact enables r3.
+    assert stage == ["to-nurturing", "r1", "r2", "r3"]
+    assert d.state == "sales-ready"
+    assert d.fact_changes == {"a": 1, "b": 2}
+    r2 = next(f for f in d.fired if f.rule == "r2")
+    assert r2.matched == {"facts.a": 1, "facts.b": None}
+    assert [(e.from_state, e.to_state, e.rule) for e in d.lead.story] == [
+        ("captured", "scored", "to-scored"), ("scored", "nurturing", "to-nurturing"),
+        ("nurturing", "sales-ready", "r3")]
+    assert all(e.policy == "mini" and e.version == 1 for e in d.lead.story)
+
+
+def test_priority_decides_which_matching_rule_acts_first():
+    text = MINIMAL + """\
+  - {id: low, priority: 1, when: {state: scored, event.type: reply}, then: {transition: derailed}}
+  - {id: high, priority: 9, when: {state: scored, event.type: reply}, then: {transition: sales-ready}}
+"""
+    policy = policy_from(text)
+    lead = evaluate(policy, None, event("signup"), T0).lead
+    d = evaluate(policy, lead, event("reply", T0), T0)
+    assert d.state == "sales-ready"
+    stage = [f.rule for f in d.fired if f.kind == "stage"]
+    assert stage == ["high"]  # low no longer matches once high moved the lead
+
+
+def test_equal_priority_keeps_file_order_and_no_change_rules_all_fire():
+    text = MINIMAL + """\
+  - {id: first, when: {state: scored, event.type: reply}, then: {send: note}}
+  - {id: second, when: {state: scored, event.type: reply}, then: {send: note}}
+content: [note]
+"""
+    policy = policy_from(text)
+    lead = evaluate(policy, None, event("signup"), T0).lead
+    d = evaluate(policy, lead, event("reply", T0), T0)
+    assert [f.rule for f in d.fired if f.kind == "stage"] == ["first", "second"]
+    assert [a.content for a in d.actions if a.kind == "send"] == ["note", "note"]
+    assert len({a.key for a in d.actions}) == 2
+
+
+def test_chain_bound_stops_a_long_chain_with_a_clear_error():
+    text = CHAIN + "limits: {max_chain: 3}\n"
+    policy = policy_from(text)
+    lead = evaluate(policy, None, event("signup"), T0).lead
+    with pytest.raises(ChainLimitError, match=r"more than 3 rules chained on one page_view event "
+                       r"\(to-nurturing -> r1 -> r2 -> r3\)"):
+        evaluate(policy, lead, event("page_view", T0), T0)
+    assert engine.live_sessions() == 0
+
+
+def test_a_rule_fires_at_most_once_per_evaluation_so_flip_flops_end():
+    text = MINIMAL + """\
+  - {id: flip, when: {state: scored, event.type: reply}, then: {set: {x: 1}}}
+  - {id: flop, when: {state: scored, facts.x: 1}, then: {set: {x: 2}}}
+  - {id: flip-again, when: {state: scored, facts.x: 2}, then: {set: {x: 1}}}
+"""
+    policy = policy_from(text)
+    lead = evaluate(policy, None, event("signup"), T0).lead
+    d = evaluate(policy, lead, event("reply", T0), T0)
+    assert [f.rule for f in d.fired if f.kind == "stage"] == ["flip", "flop", "flip-again"]
+    assert d.lead.facts["x"] == 1
+
+
+DECAY = MINIMAL + """\
+scoring:
+  engagement_cap: 1000
+  engagement:
+    - {id: pricing, on: page_view, when: {event.path: {prefix: /pricing}}, points: 20, signal: intent,
+       decay: {half_life: 10d}}
+    - {id: blog, on: page_view, when: {event.path: {prefix: /blog}}, points: 4, signal: interest,
+       cap: 10, decay: none}
+"""
+
+
+def test_decay_arithmetic_uses_event_time_and_now():
+    policy = policy_from(DECAY)
+    lead = evaluate(policy, None, event("signup"), T0).lead
+    lead = evaluate(policy, lead, event("page_view", T0, path="/pricing/x"), T0).lead
+    d = evaluate(policy, lead, event("check", T0 + days(10)), T0 + days(10))
+    assert d.scores.intent == 10.0  # one half-life
+    d = evaluate(policy, lead, event("check", T0 + days(25)), T0 + days(25))
+    assert d.scores.intent == round(20 * 0.5 ** 2.5, 2)
+    # an event that arrives late scores from when it happened, not when it arrived
+    late = evaluate(policy, lead, event("page_view", T0, path="/pricing"), T0 + days(20)).lead
+    d = evaluate(policy, late, event("check", T0 + days(20)), T0 + days(20))
+    assert d.scores.intent == 10.0
+    assert decayed(8, 86400 * 3, 86400 * 3) == 4
+
+
+def test_caps_and_no_decay():
+    policy = policy_from(DECAY)
+    lead = evaluate(policy, None, event("signup"), T0).lead
+    for i in range(5):
+        lead = evaluate(policy, lead, event("page_view", T0 + days(i), path="/blog"), T0 + days(i)).lead
+    d = evaluate(policy, lead, event("check", T0 + days(400)), T0 + days(400))
+    assert d.scores.interest == 10  # 5 x 4 points, capped at 10, never decays
+
+
+def test_inactivity_is_judged_when_the_scheduled_check_arrives():
+    policy = policy_from(MINIMAL)
+    d = evaluate(policy, None, event("signup"), T0)
+    d = evaluate(policy, d.lead, event("page_view", T0 + days(1)), T0 + days(1))
+    assert d.state == "nurturing"
+    assert d.next_check_at == T0 + days(31)  # last activity + 30d, asked for by to-derailed
+    early = evaluate(policy, d.lead, event("check", T0 + days(20)), T0 + days(20))
+    assert early.state == "nurturing"
+    due = evaluate(policy, d.lead, event("check", d.next_check_at), d.next_check_at)
+    assert due.state == "derailed"
+    assert due.lead.story[-1].matched == {"state": "nurturing", "inactive_for": 30 * 86400}
+
+
+def test_unknown_event_is_rejected_and_recorded_without_changing_the_lead():
+    policy = policy_from(MINIMAL)
+    lead = evaluate(policy, None, event("signup"), T0).lead
+    d = evaluate(policy, lead, event("fax_received", T0), T0)
+    assert d.rejected and "unknown event type 'fax_received'" in d.rejected
+    assert d.lead.state == lead.state and d.lead.facts == lead.facts
+    assert d.lead.story[-1].why.startswith("rejected:")
+
+
+def test_two_versions_live_side_by_side_in_one_process():
+    v1 = policy_from(MINIMAL)
+    v2 = policy_from(MINIMAL.replace("version: 1", "version: 2").replace(
+        "{state: scored, event.type: page_view}", "{state: scored, event.type: reply}"))
+    assert v1.ruleset.startswith("mini@v1#") and v2.ruleset.startswith("mini@v2#")
+    assert v1.ruleset != v2.ruleset
+    lead = evaluate(v1, None, event("signup"), T0).lead
+    assert evaluate(v1, lead, event("page_view", T0), T0).state == "nurturing"
+    assert evaluate(v2, lead, event("page_view", T0), T0).state == "scored"
+    assert evaluate(v2, lead, event("reply", T0), T0).version == 2
+
+
+def test_every_rule_compiles_to_a_single_tagged_pattern(default_policy):
+    for name, rule in default_policy.definition.items():
+        (pattern,) = rule["all"]
+        assert set(pattern) == {"m"}, name
+        assert pattern["m"]["$and"][0] in ({"k": "score"}, {"k": "stage"}), name
+
+
+def test_same_inputs_same_decision(default_policy):
+    ev = event("signup", lead={"role": "vp", "budget": 60000})
+    a = evaluate(default_policy, None, ev, T0)
+    b = evaluate(default_policy, None, ev, T0)
+    assert a.model_dump() == b.model_dump()
+
+
+def _lead_profile(i: int) -> dict:
+    hot = i % 2 == 0
+    return {"role": "vp" if hot else "student", "budget": 60000 if hot else 0, "timeline": "now"}
+
+
+def test_interleaved_leads_never_see_each_others_facts(default_policy):
+    leads: dict[int, object] = {}
+    for step, kind in enumerate(["signup", "page_view", "demo_request"]):
+        for i in range(6):
+            ev = event(kind, T0 + days(step), email=f"p{i}@acme.example", path="/pricing",
+                       lead=_lead_profile(i) if kind == "signup" else {})
+            leads[i] = evaluate(default_policy, leads.get(i), ev, T0 + days(step)).lead
+    for i, lead in leads.items():
+        assert lead.state == ("sales-ready" if i % 2 == 0 else "disqualified"), i
+        assert lead.profile["email"] == f"p{i}@acme.example"
+        assert ("disqualified_reason" in lead.facts) == (i % 2 == 1)
+
+
+def test_threads_evaluating_at_once_stay_isolated(default_policy):
+    errors: list[str] = []
+
+    def worker(n: int) -> None:
+        for j in range(40):
+            i = n * 100 + j
+            ev = event("signup", T0, email=f"t{i}@acme.example", lead=_lead_profile(i))
+            d = evaluate(default_policy, None, ev, T0)
+            want = "nurturing" if i % 2 == 0 else "disqualified"
+            if d.state != want or d.lead.profile["role"] != _lead_profile(i)["role"]:
+                errors.append(f"{i}: {d.state}")
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert engine.live_sessions() == 0
+
+
+def test_engine_state_is_deleted_after_every_call(default_policy):
+    handle = engine.register(default_policy.ruleset, default_policy.definition)
+    before = next(engine._sids)
+    for i in range(1500):  # more evaluations than the engine's 1,024 live-session cap
+        evaluate(default_policy, None, event("signup", T0, email=f"m{i}@acme.example"), T0)
+    assert engine.live_sessions() == 0
+    assert not any(engine.session_exists(handle, f"s{n}") for n in range(before, before + 1500, 50))
+
+
+def test_decision_serialises_to_json(default_policy):
+    d = evaluate(default_policy, None, event("signup", lead={"role": "vp"}), T0)
+    back = json.loads(d.model_dump_json())
+    assert back["state"] == "nurturing" and back["ruleset"] == default_policy.ruleset
