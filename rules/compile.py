@@ -79,7 +79,6 @@ class CompiledPolicy:
     watches: tuple[Watch, ...]
     caps: dict[str, float | None]
     history_window: float
-    history_horizon: float
     event_types: frozenset[str]
     tracks: dict[str, CompiledTrack]
     handoff_queue: str | None
@@ -128,7 +127,9 @@ def compile_policy(loaded: LoadedPolicy) -> CompiledPolicy:
         for j, (event, key) in enumerate((("sales_accept", "on_accept"), ("sales_reject", "on_reject"))):
             effects = getattr(p.handoff, key)
             if effects is not None:
-                cond = Test("event.type", "event.type", "eq", event, ("handoff", key))
+                # sales' answer only counts while a hand-off is open
+                cond = All((Test("event.type", "event.type", "eq", event, ("handoff", key)),
+                            Test("handoff_open", "handoff_open", "eq", True, ("handoff", key))))
                 stage.append((HANDOFF_PRIORITY, -2 + j, f"h{j}", f"handoff.{key}", cond, effects,
                               f"sales {event.split('_')[1]}ed the hand-off"))
     stage.sort(key=lambda s: (-s[0], s[1]))
@@ -160,7 +161,6 @@ def compile_policy(loaded: LoadedPolicy) -> CompiledPolicy:
             if score in ("interest", "intent", "engagement", "total") and t.op in ("lt", "lte"):
                 level = float(t.value) + (1e-6 if t.op == "lte" else 0.0)
                 watches.add(Watch(score, level, sources))
-    half_lives = [r.half_life for r in compiled if r.kind == "engagement" and r.half_life > 0]
     tracks = {
         name: CompiledTrack(name, tuple((parse_duration(s.after), s.send) for s in t.steps), t.on_exhausted)
         for name, t in p.nurture.tracks.items()
@@ -177,7 +177,6 @@ def compile_policy(loaded: LoadedPolicy) -> CompiledPolicy:
         watches=tuple(sorted(watches, key=lambda w: (w.field, w.value))),
         caps={r.id: r.cap for r in compiled if r.kind == "engagement"},
         history_window=max(windows, default=0.0),
-        history_horizon=20 * max(half_lives, default=86400.0),
         event_types=frozenset(BUILTIN_EVENTS | set(p.events)),
         tracks=tracks,
         handoff_queue=p.handoff.queue if p.handoff else None,

@@ -99,8 +99,6 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
 
     w = _Work(lead, lead.state, lead.state_since, dict(lead.facts), lead.track,
               lead.handoff_open, [x for x in lead.wakeups if x > t], list(lead.story))
-    if event.type in ("sales_accept", "sales_reject"):
-        w.handoff_open = False
     event_key = event.id or f"t{t:.3f}"
     event_view = {**event.data, "type": event.type}
     lead_view = dict(profile)
@@ -131,13 +129,13 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
         added = [r for r in matched if r.kind == "engagement"] if behaviour else []
         if added:
             contributions = [*contributions, *(
-                Contribution.model_construct(rule=r.id, at=at, points=r.points,
+                Contribution(rule=r.id, at=at, points=r.points,
                                              half_life=r.half_life, signal=r.signal)
                 for r in added)]
         contributions = prune(contributions, t)
         for r in matched:
             if r.kind == "fit" or behaviour:
-                w.fired.append(Firing.model_construct(
+                w.fired.append(Firing(
                     rule=r.id, kind=r.kind, priority=0, matched=_matched(r, scoring),
                     effects={"points": r.points, **({"bant": r.bant} if r.bant else {}),
                              **({"signal": r.signal} if r.kind == "engagement" else {})},
@@ -146,6 +144,8 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
 
         _advance_track(policy, w, t, event, lead.key)
         _chain(policy, session, w, lambda: snapshot("stage", scores), t, event, event_key, lead.key)
+    if event.type in ("sales_accept", "sales_reject"):
+        w.handoff_open = False  # after the chain, so the hand-off rules saw it open
 
     after = lead.model_copy(update={
         "state": w.state, "state_since": w.state_since, "profile": profile, "facts": w.facts,
@@ -185,7 +185,7 @@ def _chain(policy: CompiledPolicy, session: Session, w: _Work, snapshot, t: floa
             changed, summary = _apply(policy, w, rule.effects, rule.id,
                                       rule.description or rule.effects.reason, matched, t,
                                       event, event_key, key)
-            w.fired.append(Firing.model_construct(
+            w.fired.append(Firing(
                 rule=rule.id, kind="handoff" if name.startswith("h") else "stage",
                 priority=rule.priority, matched=matched, effects=summary, changed=changed))
             if changed:
@@ -205,7 +205,7 @@ def _apply(policy: CompiledPolicy, w: _Work, fx: Effects, rule_id: str, why: str
     target = "disqualified" if fx.disqualify else fx.transition
     if target and target != w.state:
         reason = fx.disqualify or fx.reason or why or f"rule {rule_id} fired"
-        w.story.append(StoryEntry.model_construct(
+        w.story.append(StoryEntry(
             at=iso(t), event_id=event.id, event_type=event.type, from_state=w.state,
             to_state=target, rule=rule_id, policy=policy.name, version=policy.version,
             why=reason, matched=matched))
@@ -215,7 +215,7 @@ def _apply(policy: CompiledPolicy, w: _Work, fx: Effects, rule_id: str, why: str
             _stop_track(w, f"{key}|{event_key}|{rule_id}")
         changed = True
     if fx.disqualify:
-        w.actions.append(Action.model_construct(kind="disqualify", key=f"{key}|disqualify|{event_key}",
+        w.actions.append(Action(kind="disqualify", key=f"{key}|disqualify|{event_key}",
                                                 reason=fx.disqualify))
         changed = _set_fact(w, "disqualified_reason", fx.disqualify) or changed
     for name, value in fx.set.items():
@@ -225,8 +225,8 @@ def _apply(policy: CompiledPolicy, w: _Work, fx: Effects, rule_id: str, why: str
     if fx.track and (w.track is None or w.track.name != fx.track):
         if w.track is not None:
             _stop_track(w, f"{key}|{event_key}|{rule_id}")
-        w.track = TrackState.model_construct(name=fx.track, started=t, step=0)
-        w.actions.append(Action.model_construct(kind="start_track", key=f"{key}|track:{fx.track}@{t:.3f}",
+        w.track = TrackState(name=fx.track, started=t, step=0)
+        w.actions.append(Action(kind="start_track", key=f"{key}|track:{fx.track}@{t:.3f}",
                                                 track=fx.track))
         summary["track"] = fx.track
         _advance_track(policy, w, t, event, key)
@@ -236,7 +236,7 @@ def _apply(policy: CompiledPolicy, w: _Work, fx: Effects, rule_id: str, why: str
         _stop_track(w, f"{key}|{event_key}|{rule_id}")
         changed = True
     if fx.send:
-        w.actions.append(Action.model_construct(kind="send", key=f"{key}|{event_key}|{rule_id}|{fx.send}",
+        w.actions.append(Action(kind="send", key=f"{key}|{event_key}|{rule_id}|{fx.send}",
                                                 content=fx.send))
         summary["send"] = fx.send
     if fx.handoff is not None:
@@ -247,7 +247,7 @@ def _apply(policy: CompiledPolicy, w: _Work, fx: Effects, rule_id: str, why: str
             queue = (spec.queue if spec and spec.queue else None) or policy.handoff_queue
             sla = parse_duration(spec.sla) if spec and spec.sla else policy.handoff_sla
             w.handoff_open = True
-            w.actions.append(Action.model_construct(
+            w.actions.append(Action(
                 kind="create_handoff", key=f"{key}|handoff|{event_key}", queue=queue,
                 sla_seconds=sla, reason=why))
             summary["handoff"] = queue
@@ -268,7 +268,7 @@ def _set_fact(w: _Work, name: str, value: Any) -> bool:
 
 def _stop_track(w: _Work, key: str) -> None:
     assert w.track is not None
-    w.actions.append(Action.model_construct(kind="stop_track", key=f"{key}|stop:{w.track.name}",
+    w.actions.append(Action(kind="stop_track", key=f"{key}|stop:{w.track.name}",
                                             track=w.track.name))
     w.track = None
 
@@ -283,13 +283,13 @@ def _advance_track(policy: CompiledPolicy, w: _Work, t: float, event: Event, key
         return
     step = w.track.step
     while step < len(track.steps) and w.track.started + track.steps[step][0] <= t:
-        w.actions.append(Action.model_construct(
+        w.actions.append(Action(
             kind="send", key=f"{key}|track:{track.name}@{w.track.started:.3f}|step:{step}",
             track=track.name, content=track.steps[step][1]))
         step += 1
     if step == w.track.step:
         return
-    w.track = TrackState.model_construct(name=track.name, started=w.track.started, step=step)
+    w.track = TrackState(name=track.name, started=w.track.started, step=step)
     if step < len(track.steps):
         return
     w.track = None
@@ -300,7 +300,7 @@ def _advance_track(policy: CompiledPolicy, w: _Work, t: float, event: Event, key
                          track.on_exhausted.reason or f"nurture track {track.name} ran out",
                          {"track": track.name}, t, event, f"exhausted@{t:.3f}", key)
         summary.update(more)
-    w.fired.append(Firing.model_construct(rule=rule_id, kind="track", priority=0,
+    w.fired.append(Firing(rule=rule_id, kind="track", priority=0,
                                           matched={"track": track.name}, effects=summary,
                                           changed=True))
 
@@ -353,7 +353,7 @@ def _next_check(policy: CompiledPolicy, lead: LeadState, contributions: list[Con
             times.append(lead.state_since + watch.value)
         else:
             when = crossing_below(contributions, policy.caps, watch.field, watch.value, t,
-                                  scores["fit"], policy.history_horizon)
+                                  scores["fit"])
             if when is not None:
                 times.append(when)
     future = [x for x in times if x > t]
@@ -369,7 +369,7 @@ def _trim_story(story: list[StoryEntry], dropped: int) -> dict[str, Any]:
 
 def _rejected(policy: CompiledPolicy, lead: LeadState, event: Event, t: float, reason: str
               ) -> Decision:
-    entry = StoryEntry.model_construct(
+    entry = StoryEntry(
         at=iso(t), event_id=event.id, event_type=event.type, from_state=lead.state,
         to_state=lead.state, rule=None, policy=policy.name, version=policy.version,
         why=f"rejected: {reason}", matched={})

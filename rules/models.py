@@ -2,10 +2,15 @@
 
 Times inside the lead state are epoch seconds (floats): the evaluator does arithmetic on them
 on every event, and they serialise the same way through Temporal's pydantic converter.
+The small records built on every evaluation (contributions, firings, actions, story lines)
+are slotted dataclasses: pydantic validates and serialises them inside LeadState and Decision
+all the same, and building one costs a fraction of a BaseModel.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -73,7 +78,8 @@ class Event(BaseModel):
         return value
 
 
-class Contribution(BaseModel):
+@dataclass(slots=True)
+class Contribution:
     """One engagement scoring: decays from `at` with `half_life` seconds (0 = never)."""
 
     rule: str
@@ -83,13 +89,15 @@ class Contribution(BaseModel):
     signal: Literal["interest", "intent"]
 
 
-class TrackState(BaseModel):
+@dataclass(slots=True)
+class TrackState:
     name: str
     started: float
     step: int = 0
 
 
-class StoryEntry(BaseModel):
+@dataclass(slots=True)
+class StoryEntry:
     """One line of a lead's story: a transition or a rejected event, and why."""
 
     at: str
@@ -97,11 +105,11 @@ class StoryEntry(BaseModel):
     event_type: str
     from_state: str
     to_state: str
-    rule: str | None = None
+    rule: str | None
     policy: str
     version: int
     why: str
-    matched: dict[str, Any] = Field(default_factory=dict)
+    matched: dict[str, Any] = dc_field(default_factory=dict)
 
 
 class LeadState(BaseModel):
@@ -134,7 +142,8 @@ class Scores(BaseModel):
     bant: int = 0
 
 
-class Action(BaseModel):
+@dataclass(slots=True)
+class Action:
     """A side effect the workflow should carry out; `key` makes it idempotent."""
 
     kind: Literal[
@@ -148,12 +157,13 @@ class Action(BaseModel):
     reason: str | None = None
 
 
-class Firing(BaseModel):
+@dataclass(slots=True)
+class Firing:
     rule: str
     kind: Literal["fit", "engagement", "stage", "track", "handoff"]
     priority: int = 0
-    matched: dict[str, Any] = Field(default_factory=dict)
-    effects: dict[str, Any] = Field(default_factory=dict)
+    matched: dict[str, Any] = dc_field(default_factory=dict)
+    effects: dict[str, Any] = dc_field(default_factory=dict)
     changed: bool = True
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 
 from rules.models import Contribution
@@ -47,23 +48,28 @@ def prune(contributions: list[Contribution], now: float) -> list[Contribution]:
 
 def crossing_below(
     contributions: list[Contribution], caps: Mapping[str, float | None], field: str,
-    threshold: float, now: float, fixed: float, horizon: float,
+    threshold: float, now: float, fixed: float = 0.0, min_step: float = 3600.0,
 ) -> float | None:
-    """Earliest time after `now` at which score `field` falls below `threshold` by decay alone
-    (None if it is already below, or stays above within `horizon`). Decay only ever lowers
-    positive scores, so a bisection over time finds the crossing."""
+    """A time after `now` to re-check whether score `field` has decayed below `threshold`;
+    None when it is below already or never will be.
 
-    def value(at: float) -> float:
-        interest, intent = engagement(contributions, at, caps)
-        return {"interest": interest, "intent": intent, "engagement": interest + intent,
-                "total": interest + intent + fixed}[field]
-
-    if value(now) < threshold:
+    Every capped, positive, decaying term falls no faster than the one with the shortest
+    half-life H, so the score at now+d is at least score(now) * 0.5 ** (d / H): re-checking at
+    the d where that bound meets the threshold is never late. The check that follows aims again
+    from there, so the checks converge on the crossing. Engagement points are positive (the
+    schema says so), which this bound relies on.
+    """
+    if field == "total":
+        threshold -= fixed
+        field = "engagement"
+    relevant = [c for c in contributions if field == "engagement" or c.signal == field]
+    interest, intent = engagement(relevant, now, caps)
+    current = interest + intent
+    if current < threshold:
         return None
-    lo, hi = now, now + horizon
-    if value(hi) >= threshold:
+    decaying = [c.half_life for c in relevant if c.half_life > 0]
+    steady_i, steady_t = engagement([c for c in relevant if c.half_life <= 0], now, caps)
+    if not decaying or steady_i + steady_t >= threshold or threshold <= 0:
         return None
-    for _ in range(40):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if value(mid) >= threshold else (lo, mid)
-    return hi
+    shortest = min(decaying)
+    return now + max(min_step, shortest * math.log2(current / threshold))

@@ -222,3 +222,18 @@ def test_decision_serialises_to_json(default_policy):
     d = evaluate(default_policy, None, event("signup", lead={"role": "vp"}), T0)
     back = json.loads(d.model_dump_json())
     assert back["state"] == "nurturing" and back["ruleset"] == default_policy.ruleset
+
+
+def test_sales_answers_only_count_while_a_handoff_is_open(default_policy):
+    profile = {"role": "vp", "budget": 60000, "timeline": "now"}
+    lead = evaluate(default_policy, None, event("signup", lead=profile), T0).lead
+    stray = evaluate(default_policy, lead, event("sales_accept", T0), T0)
+    assert stray.state == "nurturing" and stray.fired[-1].kind != "handoff"
+    ready = evaluate(default_policy, lead, event("demo_request", T0 + days(1)), T0 + days(1))
+    assert ready.state == "sales-ready" and ready.lead.handoff_open
+    (handoff,) = [a for a in ready.actions if a.kind == "create_handoff"]
+    assert handoff.queue == "account-executives" and handoff.sla_seconds == 48 * 3600
+    again = evaluate(default_policy, ready.lead, event("contact_sales", T0 + days(1)), T0 + days(1))
+    assert not [a for a in again.actions if a.kind == "create_handoff"]  # never two open
+    accepted = evaluate(default_policy, ready.lead, event("sales_accept", T0 + days(2)), T0 + days(2))
+    assert accepted.state == "converted" and not accepted.lead.handoff_open
