@@ -107,7 +107,6 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
         lead_view["email_domain"] = email.rsplit("@", 1)[1]
     counts = _counts(policy, history, t)
     inactive_for = t - (last_activity if last_activity is not None else lead.created)
-    fit, bant = lead.fit, lead.bant
     contributions = lead.contributions
 
     def snapshot(phase: str, scores: dict[str, float]) -> dict[str, Any]:
@@ -123,9 +122,8 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
         scoring = snapshot("score", {})
         matched = [policy.rules[n] for n in session.match(scoring)]
         fit_rules = [r for r in matched if r.kind == "fit"]
-        if fit_rules or incoming or lead.fit == 0.0:
-            fit = min(policy.fit_cap, sum(r.points for r in fit_rules))
-            bant = sorted({r.bant for r in fit_rules if r.bant})
+        fit = min(policy.fit_cap, sum(r.points for r in fit_rules))
+        bant = sorted({r.bant for r in fit_rules if r.bant})
         added = [r for r in matched if r.kind == "engagement"] if behaviour else []
         if added:
             contributions = [*contributions, *(
