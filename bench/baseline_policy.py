@@ -44,7 +44,7 @@ REQUALIFY_ON = {"demo_request", "contact_sales", "meeting_booked"}
 
 def new_lead(now: float) -> dict[str, Any]:
     return {"state": "captured", "since": now, "created": now, "profile": {}, "facts": {},
-            "contrib": [], "last": None, "track": None, "handoff": False}
+            "contrib": [], "last": None, "track": None, "handoff": False, "views": []}
 
 
 def fit_score(p: dict[str, Any]) -> float:
@@ -94,6 +94,8 @@ def evaluate(lead: dict[str, Any] | None, event: dict[str, Any], now: float) -> 
     behaviour = kind not in SYSTEM
     if behaviour:
         lead["last"] = at if lead["last"] is None else max(lead["last"], at)
+        if kind == "page_view":
+            lead["views"] = [v for v in lead["views"] if v >= now - 7 * DAY] + [at]
         path = data.get("path", "")
         added = [
             (rule, at, points, hl * DAY)
@@ -109,6 +111,7 @@ def evaluate(lead: dict[str, Any] | None, event: dict[str, Any], now: float) -> 
     email = lead["profile"].get("email", "")
     domain = email.rsplit("@", 1)[1] if "@" in email else None
     facts = lead["facts"]
+    views_7d = sum(1 for v in lead["views"] if v >= now - 7 * DAY)
 
     def start_track(name: str) -> None:
         lead["track"] = (name, now, 0)
@@ -204,6 +207,13 @@ def evaluate(lead: dict[str, Any] | None, event: dict[str, Any], now: float) -> 
             b = lead["track"] is not None
             lead["track"] = None
             changed = set_facts(bounced=True) or a or b
+        elif ("enterprise" not in fired and isinstance(lead["profile"].get("company_size"), (int, float))
+              and lead["profile"]["company_size"] >= 1000):
+            fired.add("enterprise")
+            changed = set_facts(segment="enterprise")
+        elif "researching" not in fired and views_7d >= 4 and state in ("nurturing", "derailed"):
+            fired.add("researching")
+            changed = set_facts(researching=True)
         elif "score-new" not in fired and state == "captured":
             fired.add("score-new")
             changed = move("scored")
