@@ -35,9 +35,8 @@ from rules.models import (
     TrackState,
 )
 from rules.policy import Effects
-from rules.scoring import crossing_below, engagement, prune
+from rules.scoring import compact, crossing_below, engagement
 
-MAX_STORY = 200
 MAX_HISTORY = 500
 
 
@@ -98,7 +97,7 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
         last_activity = at if last_activity is None else max(last_activity, at)
 
     w = _Work(lead, lead.state, lead.state_since, dict(lead.facts), lead.track,
-              lead.handoff_open, [x for x in lead.wakeups if x > t], list(lead.story))
+              lead.handoff_open, [x for x in lead.wakeups if x > t], [])
     event_key = event.id or f"t{t:.3f}"
     event_view = {**event.data, "type": event.type}
     lead_view = dict(profile)
@@ -130,7 +129,7 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
                 Contribution(rule=r.id, at=at, points=r.points,
                                              half_life=r.half_life, signal=r.signal)
                 for r in added)]
-        contributions = prune(contributions, t)
+        contributions = compact(contributions, t)
         for r in matched:
             if r.kind == "fit" or behaviour:
                 w.fired.append(Firing(
@@ -149,14 +148,15 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
         "state": w.state, "state_since": w.state_since, "profile": profile, "facts": w.facts,
         "fit": fit, "bant": bant, "contributions": contributions, "history": history,
         "last_activity": last_activity, "track": w.track, "handoff_open": w.handoff_open,
-        "wakeups": w.wakeups, **_trim_story(w.story, lead.story_dropped),
+        "wakeups": w.wakeups,
     })
     return Decision.model_construct(
         policy=policy.name, version=policy.version, ruleset=policy.ruleset,
         event_id=event.id, event_type=event.type, at=now, rejected=None,
         state_before=lead.state, state=w.state, scores=Scores.model_construct(**scores),
         fact_changes=w.fact_changes, actions=w.actions, fired=w.fired,
-        next_check_at=_next_check(policy, after, contributions, scores, t), lead=after,
+        next_check_at=_next_check(policy, after, contributions, scores, t), story=w.story,
+        lead=after,
     )
 
 
@@ -358,24 +358,16 @@ def _next_check(policy: CompiledPolicy, lead: LeadState, contributions: list[Con
     return datetime.fromtimestamp(min(future), timezone.utc) if future else None
 
 
-def _trim_story(story: list[StoryEntry], dropped: int) -> dict[str, Any]:
-    if len(story) <= MAX_STORY:
-        return {"story": story, "story_dropped": dropped}
-    cut = len(story) - MAX_STORY
-    return {"story": story[cut:], "story_dropped": dropped + cut}
-
-
 def _rejected(policy: CompiledPolicy, lead: LeadState, event: Event, t: float, reason: str
               ) -> Decision:
     entry = StoryEntry(
         at=iso(t), event_id=event.id, event_type=event.type, from_state=lead.state,
         to_state=lead.state, rule=None, policy=policy.name, version=policy.version,
         why=f"rejected: {reason}", matched={})
-    after = lead.model_copy(update=_trim_story([*lead.story, entry], lead.story_dropped))
     return Decision.model_construct(
         policy=policy.name, version=policy.version, ruleset=policy.ruleset, event_id=event.id,
         event_type=event.type, at=datetime.fromtimestamp(t, timezone.utc), rejected=reason,
         state_before=lead.state, state=lead.state,
         scores=Scores.model_construct(**_scores(policy, lead.contributions, lead.fit,
                                                 len(lead.bant), t)),
-        fact_changes={}, actions=[], fired=[], next_check_at=None, lead=after)
+        fact_changes={}, actions=[], fired=[], next_check_at=None, story=[entry], lead=lead)

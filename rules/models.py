@@ -129,8 +129,6 @@ class LeadState(BaseModel):
     track: TrackState | None = None
     handoff_open: bool = False
     wakeups: list[float] = Field(default_factory=list)
-    story: list[StoryEntry] = Field(default_factory=list)
-    story_dropped: int = 0
 
 
 class Scores(BaseModel):
@@ -182,4 +180,5 @@ class Decision(BaseModel):
     actions: list[Action] = Field(default_factory=list)
     fired: list[Firing] = Field(default_factory=list)
     next_check_at: datetime | None = None
+    story: list[StoryEntry] = Field(default_factory=list)  # this evaluation's new lines
     lead: LeadState

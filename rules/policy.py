@@ -105,6 +105,12 @@ class Handoff(_Model):
     on_breach: Breach | None = None
 
 
+class Rollout(_Model):
+    # stay: leads keep the version they were captured with; move: running leads on an older
+    # version of this policy switch to this one at their next evaluation
+    running_leads: Literal["stay", "move"] = "stay"
+
+
 class Limits(_Model):
     max_chain: int = 25
 
@@ -128,6 +134,7 @@ class Policy(_Model):
     lists: dict[str, list[Any]] = Field(default_factory=dict)
     content: list[str] = Field(default_factory=list)
     limits: Limits = Field(default_factory=Limits)
+    rollout: Rollout = Field(default_factory=Rollout)
     scoring: Scoring = Field(default_factory=Scoring)
     rules: list[StageRule]
     nurture: Nurture = Field(default_factory=Nurture)

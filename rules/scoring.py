@@ -7,9 +7,6 @@ from collections.abc import Iterable, Mapping
 
 from rules.models import Contribution
 
-# A contribution this many half-lives old is worth under a millionth of its points: drop it.
-FORGET_AFTER_HALF_LIVES = 20
-
 
 def decayed(points: float, age: float, half_life: float) -> float:
     if half_life <= 0:
@@ -39,11 +36,33 @@ def engagement(
     return interest, intent
 
 
-def prune(contributions: list[Contribution], now: float) -> list[Contribution]:
-    return [
-        c for c in contributions
-        if c.half_life <= 0 or now - c.at < FORGET_AFTER_HALF_LIVES * c.half_life
-    ]
+def compact(contributions: list[Contribution], now: float) -> list[Contribution]:
+    """Merge each rule's past contributions into one, exactly.
+
+    For contributions with the same half-life h, sum(p_i * 0.5**((t - a_i)/h)) equals
+    P * 0.5**((t - a)/h) with a = max(a_i) and P = sum(p_i * 0.5**((a - a_i)/h)), for every
+    t >= a. Evaluations only move forward, so merging those with a_i <= now changes no score
+    and keeps a months-long lead at about one record per engagement rule. Contributions from
+    the future (clock skew) wait until they are past; dust below 1e-6 points is dropped.
+    """
+    groups: dict[tuple[str, float], list[Contribution]] = {}
+    out: list[Contribution] = []
+    for c in contributions:
+        if c.at > now:
+            out.append(c)
+        else:
+            groups.setdefault((c.rule, c.half_life), []).append(c)
+    for (rule, half_life), group in groups.items():
+        if len(group) == 1:
+            merged = group[0]
+        else:
+            at = max(c.at for c in group)
+            points = sum(decayed(c.points, at - c.at, half_life) for c in group)
+            merged = Contribution(rule=rule, at=at, points=points, half_life=half_life,
+                                  signal=group[0].signal)
+        if decayed(merged.points, now - merged.at, merged.half_life) >= 1e-6:
+            out.append(merged)
+    return out
 
 
 def crossing_below(

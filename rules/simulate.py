@@ -14,7 +14,7 @@ from typing import Any
 from rules.compile import CompiledPolicy
 from rules.durations import parse_duration
 from rules.evaluate import evaluate
-from rules.models import Decision, Event, LeadRef, LeadState
+from rules.models import Decision, Event, LeadRef, LeadState, StoryEntry
 
 DEFAULT_START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 MAX_CHECKS = 10_000
@@ -24,6 +24,10 @@ MAX_CHECKS = 10_000
 class Trail:
     lead: LeadState | None = None
     decisions: list[Decision] = field(default_factory=list)
+
+    @property
+    def story(self) -> list[StoryEntry]:
+        return [entry for d in self.decisions for entry in d.story]
 
     @property
     def states(self) -> list[str]:

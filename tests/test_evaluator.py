@@ -21,9 +21,9 @@ CHAIN = MINIMAL + """\
 
 def test_forward_chaining_runs_to_quiescence_in_one_evaluation():
     policy = policy_from(CHAIN)
-    d = evaluate(policy, None, event("signup"), T0)
-    assert d.state == "scored"
-    d = evaluate(policy, d.lead, event("page_view", T0 + days(1)), T0 + days(1))
+    first = evaluate(policy, None, event("signup"), T0)
+    assert first.state == "scored"
+    d = evaluate(policy, first.lead, event("page_view", T0 + days(1)), T0 + days(1))
     stage = [f.rule for f in d.fired if f.kind == "stage"]
     # to-nurturing's effect enables r1, whose fact enables r2, whose fact enables r3.
     assert stage == ["to-nurturing", "r1", "r2", "r3"]
@@ -31,10 +31,11 @@ def test_forward_chaining_runs_to_quiescence_in_one_evaluation():
     assert d.fact_changes == {"a": 1, "b": 2}
     r2 = next(f for f in d.fired if f.rule == "r2")
     assert r2.matched == {"facts.a": 1, "facts.b": None}
-    assert [(e.from_state, e.to_state, e.rule) for e in d.lead.story] == [
+    story = first.story + d.story
+    assert [(e.from_state, e.to_state, e.rule) for e in story] == [
         ("captured", "scored", "to-scored"), ("scored", "nurturing", "to-nurturing"),
         ("nurturing", "sales-ready", "r3")]
-    assert all(e.policy == "mini" and e.version == 1 for e in d.lead.story)
+    assert all(e.policy == "mini" and e.version == 1 for e in story)
 
 
 def test_priority_decides_which_matching_rule_acts_first():
@@ -132,7 +133,7 @@ def test_inactivity_is_judged_when_the_scheduled_check_arrives():
     assert early.state == "nurturing"
     due = evaluate(policy, d.lead, event("check", d.next_check_at), d.next_check_at)
     assert due.state == "derailed"
-    assert due.lead.story[-1].matched == {"state": "nurturing", "inactive_for": 30 * 86400}
+    assert due.story[-1].matched == {"state": "nurturing", "inactive_for": 30 * 86400}
 
 
 def test_unknown_event_is_rejected_and_recorded_without_changing_the_lead():
@@ -141,7 +142,7 @@ def test_unknown_event_is_rejected_and_recorded_without_changing_the_lead():
     d = evaluate(policy, lead, event("fax_received", T0), T0)
     assert d.rejected and "unknown event type 'fax_received'" in d.rejected
     assert d.lead.state == lead.state and d.lead.facts == lead.facts
-    assert d.lead.story[-1].why.startswith("rejected:")
+    assert d.story[-1].why.startswith("rejected:")
 
 
 def test_two_versions_live_side_by_side_in_one_process():
@@ -237,3 +238,27 @@ def test_sales_answers_only_count_while_a_handoff_is_open(default_policy):
     assert not [a for a in again.actions if a.kind == "create_handoff"]  # never two open
     accepted = evaluate(default_policy, ready.lead, event("sales_accept", T0 + days(2)), T0 + days(2))
     assert accepted.state == "converted" and not accepted.lead.handoff_open
+
+
+def test_compaction_keeps_scores_exact_and_the_record_count_flat():
+    from rules.models import Contribution
+    from rules.scoring import compact, engagement
+
+    day = 86400.0
+    many = [Contribution(rule="r", at=i * day, points=5, half_life=7 * day, signal="interest")
+            for i in range(300)]
+    now = 300 * day
+    merged = compact(many, now)
+    assert len(merged) == 1
+    for later in (now, now + 3 * day, now + 40 * day):
+        assert engagement(merged, later, {}) == pytest.approx(engagement(many, later, {}), rel=1e-9)
+
+
+def test_a_lead_with_thousands_of_events_keeps_a_small_state(default_policy):
+    lead = evaluate(default_policy, None, event("signup", lead={"role": "manager"}), T0).lead
+    kinds = ["email_open", "page_view", "email_click", "content_download"]
+    for i in range(3000):
+        now = T0 + days(i / 20)
+        lead = evaluate(default_policy, lead, event(kinds[i % 4], now, path="/blog/x"), now).lead
+    assert len(lead.contributions) <= len(default_policy.policy.scoring.engagement)
+    assert len(lead.history) <= 500
