@@ -203,6 +203,9 @@ def _apply(policy: CompiledPolicy, w: _Work, fx: Effects, rule_id: str, why: str
     target = "disqualified" if fx.disqualify else fx.transition
     if target and target != w.state:
         reason = fx.disqualify or fx.reason or why or f"rule {rule_id} fired"
+        said = event.data.get("reason") if event.type in ("sales_reject", "sales_accept") else None
+        if said:
+            reason = f"{reason}: {said}"
         w.story.append(StoryEntry(
             at=iso(t), event_id=event.id, event_type=event.type, from_state=w.state,
             to_state=target, rule=rule_id, policy=policy.name, version=policy.version,
@@ -247,7 +250,7 @@ def _apply(policy: CompiledPolicy, w: _Work, fx: Effects, rule_id: str, why: str
             w.handoff_open = True
             w.actions.append(Action(
                 kind="create_handoff", key=f"{key}|handoff|{event_key}", queue=queue,
-                sla_seconds=sla, reason=why))
+                sla_seconds=sla, escalate_to=policy.escalate_to, reason=why))
             summary["handoff"] = queue
             changed = True
     if fx.schedule:

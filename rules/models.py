@@ -152,6 +152,7 @@ class Action:
     content: str | None = None
     queue: str | None = None
     sla_seconds: float | None = None
+    escalate_to: str | None = None
     reason: str | None = None
 
 

@@ -1,0 +1,81 @@
+"""Which compiled policy versions a worker may use. A file that fails validation never becomes
+active: the store keeps the last good version and logs why, file by file."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from pathlib import Path
+
+from rules.compile import CompiledPolicy, compile_policy
+from rules.validate import PolicyInvalid, load_policy_file
+
+log = logging.getLogger("leadflow.policies")
+
+
+class NoPolicy(LookupError):
+    pass
+
+
+class PolicyStore:
+    def __init__(self, directory: str | Path, name: str = "lead-lifecycle") -> None:
+        self.directory = Path(directory)
+        self.name = name
+        self._versions: dict[int, CompiledPolicy] = {}
+        self._seen: dict[Path, str] = {}  # file -> sha of the bytes last looked at
+        self._lock = threading.Lock()
+
+    def reload(self) -> list[str]:
+        """Look at the policy files again; returns what changed, for the log."""
+        notes: list[str] = []
+        files = sorted(self.directory.glob("*.yaml")) + sorted(self.directory.glob("*.yml"))
+        for path in files:
+            try:
+                sha = hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError as err:
+                notes.append(f"{path}: unreadable ({err}); kept the last good versions")
+                continue
+            if self._seen.get(path) == sha:
+                continue
+            self._seen[path] = sha
+            try:
+                compiled = compile_policy(load_policy_file(path))
+            except PolicyInvalid as err:
+                notes.append(f"{path}: refused, the last good version stays active:\n  "
+                             + "\n  ".join(str(p) for p in err.problems))
+                continue
+            if compiled.name != self.name:
+                continue
+            with self._lock:
+                old = self._versions.get(compiled.version)
+                self._versions[compiled.version] = compiled
+            if old is not None and old.sha != compiled.sha:
+                notes.append(f"{path}: v{compiled.version} changed in place (prefer a new version)")
+            else:
+                notes.append(f"{path}: v{compiled.version} loaded as {compiled.ruleset}")
+        for note in notes:
+            (log.warning if "refused" in note or "unreadable" in note else log.info)(note)
+        return notes
+
+    def active(self) -> CompiledPolicy:
+        with self._lock:
+            if not self._versions:
+                raise NoPolicy(f"no valid version of policy {self.name!r} in {self.directory}")
+            return self._versions[max(self._versions)]
+
+    def get(self, version: int) -> CompiledPolicy | None:
+        with self._lock:
+            return self._versions.get(version)
+
+    def choose(self, pinned: int | None) -> tuple[CompiledPolicy, str | None]:
+        """The version to evaluate a lead with, and a note for its story when it moves."""
+        active = self.active()
+        if pinned is None or pinned == active.version:
+            return active, None
+        current = self.get(pinned)
+        if current is None:
+            return active, f"policy v{pinned} is no longer loaded; moved to v{active.version}"
+        if active.version > pinned and active.policy.rollout.running_leads == "move":
+            return active, f"rollout of v{active.version} moved the lead from v{pinned}"
+        return current, None

@@ -1,0 +1,52 @@
+"""leadflow's settings, from the environment. Temporal's own variables (TEMPORAL_ADDRESS,
+TEMPORAL_NAMESPACE, TEMPORAL_TLS_*, TEMPORAL_API_KEY, TEMPORAL_PROFILE, TEMPORAL_CONFIG_FILE)
+are read by temporalio's envconfig, exactly as the `temporal` CLI reads them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from temporalio.envconfig import ClientConfig
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = Path(".leadflow")
+    policy_dir: Path = Path("policies")
+    policy: str = "lead-lifecycle"
+    task_queue: str = "leadflow"
+    policy_poll_seconds: float = 5.0
+    dev_port: int = 7233
+    ui_port: int = 8233
+    connect: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def embedded(self) -> bool:
+        """No Temporal address configured: run (or reach) the embedded dev server."""
+        return not self.connect.get("target_host")
+
+    @property
+    def namespace(self) -> str:
+        return self.connect.get("namespace") or "default"
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.home / "outbox.sqlite"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        connect = dict(ClientConfig.load_client_connect_config(override_env_vars=env))
+        return cls(
+            home=Path(env.get("LEADFLOW_HOME", ".leadflow")),
+            policy_dir=Path(env.get("LEADFLOW_POLICY_DIR", "policies")),
+            policy=env.get("LEADFLOW_POLICY", "lead-lifecycle"),
+            task_queue=env.get("LEADFLOW_TASK_QUEUE", "leadflow"),
+            policy_poll_seconds=float(env.get("LEADFLOW_POLICY_POLL_SECONDS", "5")),
+            dev_port=int(env.get("LEADFLOW_DEV_PORT", "7233")),
+            ui_port=int(env.get("LEADFLOW_UI_PORT", "8233")),
+            connect=connect,
+        )

@@ -1,0 +1,61 @@
+"""A real Temporal time-skipping test server plus a leadflow worker, for workflow tests."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities.outbox import Outbox
+from activities.policies import PolicyStore
+from rules.identity import lead_key
+from rules.models import LeadRef
+from service.settings import Settings
+from service.temporal import binary
+from worker import build_worker
+from workflows.types import LeadOptions
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclasses.dataclass
+class Harness:
+    env: WorkflowEnvironment
+    client: Client
+    settings: Settings
+    store: PolicyStore
+    outbox: Outbox
+
+    async def signup(self, email: str, options: LeadOptions | None = None, **profile: Any) -> WorkflowHandle:
+        event = {"id": f"signup-{email}", "type": "signup", "lead": {"email": email, **profile}}
+        return await self.client.start_workflow(
+            "LeadWorkflow", args=[event, options or LeadOptions(index=False)],
+            id=lead_key(LeadRef(email=email)), task_queue=self.settings.task_queue,
+            start_signal="event", start_signal_args=[event])
+
+    async def state(self, handle: WorkflowHandle) -> dict[str, Any]:
+        return await handle.query("state")
+
+
+@contextlib.asynccontextmanager
+async def harness(tmp_path: Path, policy_dir: Path | None = None) -> AsyncIterator[Harness]:
+    settings = Settings(home=tmp_path, policy_dir=policy_dir or ROOT / "policies",
+                        task_queue=f"test-{tmp_path.name}")
+    store = PolicyStore(settings.policy_dir)
+    store.reload()
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=binary("temporal-test-server"), data_converter=pydantic_data_converter)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            worker = build_worker(env.client, settings, store, pool)
+            async with worker:
+                yield Harness(env, env.client, settings, store, Outbox(settings.outbox_path))
+    finally:
+        await env.shutdown()

@@ -1,0 +1,66 @@
+"""The leadflow worker: wires the workflows and activities to a task queue.
+
+    python worker.py            # connects as settings say (TEMPORAL_ADDRESS, ...);
+                                # with none, to the embedded server that `make up` runs
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.lead import LeadActivities
+from activities.outbox import Outbox
+from activities.policies import PolicyStore
+from service.settings import Settings
+from service.temporal import connect, ensure_search_attributes
+from workflows.handoff import HandoffWorkflow
+from workflows.lead import LeadWorkflow
+
+log = logging.getLogger("leadflow.worker")
+
+
+def build_worker(client: Client, settings: Settings, store: PolicyStore,
+                 executor: concurrent.futures.Executor) -> Worker:
+    acts = LeadActivities(store, Outbox(settings.outbox_path))
+    return Worker(client, task_queue=settings.task_queue,
+                  workflows=[LeadWorkflow, HandoffWorkflow],
+                  activities=[acts.evaluate_event, acts.deliver],
+                  activity_executor=executor)
+
+
+async def watch_policies(store: PolicyStore, every: float) -> None:
+    """Pick up edited policy files; a bad file is refused and logged, the last good stays."""
+    while True:
+        await asyncio.sleep(every)
+        await asyncio.to_thread(store.reload)
+
+
+async def run_worker(settings: Settings, client: Client | None = None) -> None:
+    store = PolicyStore(settings.policy_dir, settings.policy)
+    store.reload()
+    active = store.active()  # refuse to start with no valid policy at all
+    log.info("active policy %s v%s (%s)", active.name, active.version, active.ruleset)
+    client = client or await connect(settings)
+    await ensure_search_attributes(client, settings.namespace)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as executor:
+        worker = build_worker(client, settings, store, executor)
+        watcher = asyncio.create_task(watch_policies(store, settings.policy_poll_seconds))
+        try:
+            log.info("worker on task queue %r, namespace %r", settings.task_queue, settings.namespace)
+            await worker.run()
+        finally:
+            watcher.cancel()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    asyncio.run(run_worker(Settings.from_env()))
+
+
+if __name__ == "__main__":
+    main()

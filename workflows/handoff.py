@@ -1,0 +1,131 @@
+"""HandoffWorkflow: a sales task for one sales-ready lead, with the lead's story and an SLA.
+Sales accept or reject it (updates, so the caller hears at once whether it counted); a breach
+of the SLA escalates to the policy's escalation queue and is recorded. The answer goes back to
+the lead as a `sales_accept` / `sales_reject` event."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.lead import OutboxMessage
+    from workflows import search
+    from workflows.types import AcceptInput, HandoffInput, RejectInput
+
+MAX_ESCALATIONS = 3
+DELIVER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
+
+
+@workflow.defn(name="HandoffWorkflow")
+class HandoffWorkflow:
+    def __init__(self) -> None:
+        self.task: HandoffInput | None = None
+        self.queue = ""
+        self.status = "open"
+        self.answer: dict[str, Any] | None = None
+        self.log: list[dict[str, Any]] = []
+        self.due_at: str | None = None
+
+    @workflow.run
+    async def run(self, task: HandoffInput) -> dict[str, Any]:
+        self.task = task
+        self.queue = task.queue
+        self._record("created", queue=task.queue, reason=task.reason)
+        self._index()
+        await self._deliver("handoff", f"{self._id()}|created", {
+            "queue": task.queue, "sla_seconds": task.sla_seconds, "story": task.lead_story})
+        breaches = 0
+        while self.answer is None:
+            timeout: float | None = task.sla_seconds if breaches < MAX_ESCALATIONS else None
+            if timeout is not None:
+                self.due_at = (workflow.now() + timedelta(seconds=timeout)).isoformat()
+            try:
+                await workflow.wait_condition(lambda: self.answer is not None, timeout=timeout)
+            except asyncio.TimeoutError:
+                breaches += 1
+                await self._breach(breaches)
+        self.status = self.answer["status"]
+        self._index()
+        kind = "sales_accept" if self.status == "accepted" else "sales_reject"
+        await workflow.get_external_workflow_handle(task.lead_workflow_id).signal("event", {
+            "id": f"{self._id()}:{self.status}", "type": kind, "at": workflow.now().isoformat(),
+            "data": {k: v for k, v in self.answer.items() if k in ("reason", "by")} | {"task": self._id()},
+        })
+        return self.snapshot()
+
+    async def _breach(self, n: int) -> None:
+        assert self.task is not None
+        escalate_to = self.task.escalate_to
+        previous = self.queue
+        if escalate_to and self.queue != escalate_to:
+            self.queue = escalate_to
+        self.status = "escalated"
+        self._record("sla_breach", breach=n, from_queue=previous, queue=self.queue)
+        self._index()
+        await self._deliver("escalation", f"{self._id()}|breach|{n}", {
+            "queue": self.queue, "from_queue": previous, "breach": n})
+        await workflow.get_external_workflow_handle(self.task.lead_workflow_id).signal("event", {
+            "id": f"{self._id()}:breach:{n}", "type": "sla_breach", "at": workflow.now().isoformat(),
+            "data": {"queue": self.queue, "breach": n, "task": self._id()}})
+
+    @workflow.update(name="accept")
+    def accept(self, answer: AcceptInput) -> dict[str, Any]:
+        self.answer = {"status": "accepted", "by": answer.by}
+        self._record("accepted", by=answer.by)
+        return self.snapshot()
+
+    @accept.validator
+    def _check_accept(self, answer: AcceptInput) -> None:
+        self._still_open()
+
+    @workflow.update(name="reject")
+    def reject(self, answer: RejectInput) -> dict[str, Any]:
+        self.answer = {"status": "rejected", "reason": answer.reason.strip(), "by": answer.by}
+        self._record("rejected", by=answer.by, reason=answer.reason.strip())
+        return self.snapshot()
+
+    @reject.validator
+    def _check_reject(self, answer: RejectInput) -> None:
+        self._still_open()
+        if not answer.reason.strip():
+            raise ValueError("a rejection needs a reason; it goes into the lead's story")
+
+    @workflow.query(name="task")
+    def snapshot(self) -> dict[str, Any]:
+        task = self.task
+        return {
+            "id": self._id(), "status": self.status, "queue": self.queue,
+            "lead_workflow_id": task.lead_workflow_id if task else None,
+            "lead_email": task.lead_email if task else None,
+            "sla_seconds": task.sla_seconds if task else None, "due_at": self.due_at,
+            "reason": task.reason if task else None, "policy": task.policy if task else None,
+            "version": task.version if task else None, "answer": self.answer, "log": self.log,
+            "lead_story": task.lead_story if task else {},
+        }
+
+    def _still_open(self) -> None:
+        if self.answer is not None:
+            raise ValueError(f"task {self._id()} is already {self.answer['status']}")
+
+    def _record(self, what: str, **details: Any) -> None:
+        self.log.append({"at": workflow.now().isoformat(), "what": what,
+                         **{k: v for k, v in details.items() if v is not None}})
+
+    def _index(self) -> None:
+        if self.task is not None and self.task.index:
+            workflow.upsert_search_attributes([search.TASK_QUEUE.value_set(self.queue),
+                                               search.TASK_STATUS.value_set(self.status)])
+
+    def _id(self) -> str:
+        return workflow.info().workflow_id
+
+    async def _deliver(self, kind: str, key: str, payload: dict[str, Any]) -> None:
+        assert self.task is not None
+        await workflow.execute_activity(
+            "deliver", OutboxMessage(key=key, lead=self.task.lead_workflow_id, kind=kind, payload=payload),
+            start_to_close_timeout=timedelta(seconds=30), retry_policy=DELIVER_RETRY)

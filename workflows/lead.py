@@ -1,0 +1,251 @@
+"""LeadWorkflow: one per lead, months long. Deterministic only: the evaluator runs as a local
+activity (its Decision is recorded in history), side effects are activities, time is
+workflow.now() and timers."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from dataclasses import asdict
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
+    from activities.lead import EvaluateRequest, OutboxMessage
+    from rules.identity import lead_key
+    from rules.models import Action, Decision, Event, StoryEntry
+    from workflows import search
+    from workflows.types import HandoffInput, LeadCarry, LeadOptions
+
+SEEN_LIMIT = 2000
+EVALUATE_RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=["PolicyError"])
+DELIVER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
+
+
+@workflow.defn(name="LeadWorkflow")
+class LeadWorkflow:
+    def __init__(self) -> None:
+        self.c = LeadCarry()
+        self.options = LeadOptions()
+        self.key = ""
+        self.run_events = 0
+        self._seen: set[str] = set()
+        self._answers: dict[str, Any] = {}
+        self._tickets = 0
+
+    @workflow.run
+    async def run(self, event: Any, options: LeadOptions | None = None,
+                  carry: LeadCarry | None = None) -> None:
+        self.key = workflow.info().workflow_id
+        # validated here: the converter leaves Optional run arguments as plain dicts
+        self.options = LeadOptions.model_validate(options) if options else LeadOptions()
+        if carry is not None:
+            self.c = LeadCarry.model_validate(carry)
+            self._seen = set(self.c.seen)
+        else:
+            self.c.pending.insert(0, {"raw": event})
+        while True:
+            if not self.c.pending:
+                await self._wait_for_event_or_check()
+            while self.c.pending:
+                await self._process(self.c.pending.pop(0))
+            if self._should_continue_as_new():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                if self.c.pending:
+                    continue
+                self.c.seen = list(self._seen)[-SEEN_LIMIT:]
+                self.c.runs += 1
+                workflow.continue_as_new(args=[event, self.options, self.c])
+
+    # -- intake ------------------------------------------------------------------------------
+
+    @workflow.signal(name="event")
+    def on_event(self, raw: Any) -> None:
+        self.c.pending.append({"raw": raw})
+
+    @workflow.update(name="submit")
+    async def submit(self, raw: Any) -> dict[str, Any]:
+        """Like the `event` signal, but answers with what the event did (the Decision)."""
+        self._tickets += 1
+        ticket = f"u{self._tickets}"
+        self.c.pending.append({"raw": raw, "ticket": ticket})
+        await workflow.wait_condition(lambda: ticket in self._answers)
+        return self._answers.pop(ticket)
+
+    @workflow.query(name="state")
+    def state(self) -> dict[str, Any]:
+        lead = self.c.lead
+        return {
+            "lead_id": self.key,
+            "state": lead.state if lead else None,
+            "policy": lead.policy if lead else None,
+            "version": lead.version if lead else None,
+            "scores": self.c.scores.model_dump(),
+            "facts": dict(lead.facts) if lead else {},
+            "profile": dict(lead.profile) if lead else {},
+            "track": asdict(lead.track) if lead and lead.track else None,
+            "open_handoff": self.c.open_handoff,
+            "next_check_at": self.c.next_check_at.isoformat() if self.c.next_check_at else None,
+            "events": self.c.events,
+            "rejected": self.c.rejected,
+            "runs": self.c.runs,
+            "story": [asdict(s) for s in self.c.story],
+            "story_dropped": self.c.story_dropped,
+        }
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def _wait_for_event_or_check(self) -> None:
+        due = self.c.next_check_at
+        timeout = None if due is None else max(0.0, (due - workflow.now()).total_seconds())
+        try:
+            await workflow.wait_condition(lambda: bool(self.c.pending), timeout=timeout)
+        except asyncio.TimeoutError:
+            self.c.next_check_at = None
+            at = workflow.now().isoformat()
+            self.c.pending.append({"raw": {"type": "check", "at": at, "data": {"reason": "scheduled"}},
+                                   "check": True})
+
+    def _should_continue_as_new(self) -> bool:
+        return bool(workflow.info().is_continue_as_new_suggested()
+                    or self.run_events >= self.options.max_events_per_run)
+
+    async def _process(self, item: dict[str, Any]) -> None:
+        raw, ticket = item.get("raw"), item.get("ticket")
+        try:
+            event = Event.model_validate(raw)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "event"
+            self._answer(ticket, self._reject(raw, f"malformed event: {where}: {first['msg']}"))
+            return
+        identified = event.lead.email or event.lead.external_id
+        if identified and lead_key(event.lead) != self.key:
+            self._answer(ticket, self._reject(raw, "event is for another lead"))
+            return
+        if event.id is None:  # identical id-less events are one event
+            canon = json.dumps(event.model_dump(mode="json"), sort_keys=True)
+            event = event.model_copy(update={"id": "h-" + hashlib.sha256(canon.encode()).hexdigest()[:20]})
+        if not item.get("check"):
+            if event.id in self._seen:
+                self._answer(ticket, {"duplicate": True, "event_id": event.id})
+                return
+            self._seen.add(event.id)
+            if len(self._seen) > 2 * SEEN_LIMIT:
+                self._seen = set(list(self._seen)[-SEEN_LIMIT:])
+        self.c.events += 1
+        self.run_events += 1
+        lead = self.c.lead
+        request = EvaluateRequest(lead=lead, event=event, now=workflow.now(),
+                                  version=lead.version if lead else None)
+        try:
+            decision = await workflow.execute_local_activity(
+                "evaluate_event", request, result_type=Decision,
+                start_to_close_timeout=timedelta(seconds=30), retry_policy=EVALUATE_RETRY)
+        except ActivityError as err:
+            cause = err.cause.message if isinstance(err.cause, ApplicationError) else str(err)
+            self._answer(ticket, self._reject(raw, f"policy error: {cause}"))
+            return
+        await self._apply(decision, event)
+        self._answer(ticket, decision.model_dump(mode="json", exclude={"lead"}))
+
+    async def _apply(self, decision: Decision, event: Event) -> None:
+        self.c.lead = decision.lead
+        self.c.scores = decision.scores
+        self._add_story(decision.story)
+        if decision.rejected is not None:
+            self.c.rejected += 1
+            return
+        self.c.next_check_at = decision.next_check_at
+        if event.type in ("sales_accept", "sales_reject"):
+            self.c.open_handoff = None
+        if event.type == "sla_breach":
+            self._note(event, f"hand-off SLA breached; escalated to {event.data.get('queue', '?')}")
+        for action in decision.actions:
+            await self._act(action, decision, event)
+        if self.options.index:
+            workflow.upsert_search_attributes([
+                search.LEAD_STATE.value_set(decision.state),
+                search.LEAD_SCORE.value_set(float(decision.scores.total)),
+            ])
+
+    async def _act(self, action: Action, decision: Decision, event: Event) -> None:
+        if action.kind == "create_handoff":
+            await self._open_handoff(action, decision, event)
+            return
+        if action.kind in ("send", "disqualify", "escalate"):
+            payload = {k: v for k, v in asdict(action).items() if v is not None and k != "key"}
+            await workflow.execute_activity(
+                "deliver", OutboxMessage(key=action.key, lead=self.key, kind=action.kind,
+                                         payload=payload),
+                start_to_close_timeout=timedelta(seconds=30), retry_policy=DELIVER_RETRY)
+
+    async def _open_handoff(self, action: Action, decision: Decision, event: Event) -> None:
+        if self.c.open_handoff is not None:
+            self._note(event, f"hand-off not created: {self.c.open_handoff} is still open")
+            return
+        self.c.handoff_seq += 1
+        task_id = f"handoff-{self.key}-{self.c.handoff_seq}"
+        lead = decision.lead
+        task = HandoffInput(
+            lead_workflow_id=self.key, lead_email=lead.profile.get("email"),
+            queue=action.queue or "sales", sla_seconds=action.sla_seconds or 48 * 3600,
+            escalate_to=action.escalate_to,
+            reason=action.reason, policy=decision.policy, version=decision.version,
+            lead_story=self._story_for_sales(decision), index=self.options.index)
+        await workflow.start_child_workflow(
+            "HandoffWorkflow", task, id=task_id, task_queue=workflow.info().task_queue,
+            parent_close_policy=workflow.ParentClosePolicy.ABANDON)
+        self.c.open_handoff = task_id
+        self._note(event, f"hand-off {task_id} opened for queue {task.queue}")
+
+    # -- the story ---------------------------------------------------------------------------
+
+    def _story_for_sales(self, decision: Decision) -> dict[str, Any]:
+        lead = decision.lead
+        return {
+            "profile": dict(lead.profile), "facts": dict(lead.facts),
+            "scores": decision.scores.model_dump(), "bant": list(lead.bant),
+            "fired": [f.rule for f in decision.fired if f.kind in ("stage", "handoff")],
+            "recent_activity": [{"type": t, "at": at} for t, at in lead.history[-10:]],
+            "story": [asdict(s) for s in (self.c.story + decision.story)[-10:]],
+        }
+
+    def _add_story(self, entries: list[StoryEntry]) -> None:
+        self.c.story.extend(entries)
+        extra = len(self.c.story) - self.options.story_limit
+        if extra > 0:
+            del self.c.story[:extra]
+            self.c.story_dropped += extra
+
+    def _note(self, event: Event, why: str) -> None:
+        lead = self.c.lead
+        state = lead.state if lead else "captured"
+        self._add_story([StoryEntry(
+            at=workflow.now().isoformat(), event_id=event.id, event_type=event.type,
+            from_state=state, to_state=state, rule=None, policy=lead.policy if lead else "",
+            version=lead.version if lead else 0, why=why)])
+
+    def _reject(self, raw: Any, reason: str) -> dict[str, Any]:
+        self.c.rejected += 1
+        lead = self.c.lead
+        state = lead.state if lead else "captured"
+        kind = raw.get("type") if isinstance(raw, dict) and isinstance(raw.get("type"), str) else "?"
+        event_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
+        self._add_story([StoryEntry(
+            at=workflow.now().isoformat(), event_id=event_id, event_type=kind, from_state=state,
+            to_state=state, rule=None, policy=lead.policy if lead else "",
+            version=lead.version if lead else 0, why=f"rejected: {reason}")])
+        return {"rejected": reason}
+
+    def _answer(self, ticket: str | None, answer: dict[str, Any]) -> None:
+        if ticket is not None:
+            self._answers[ticket] = answer
+

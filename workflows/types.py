@@ -1,0 +1,57 @@
+"""Inputs of the workflows; pydantic models so Temporal's pydantic converter carries them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from rules.models import LeadState, Scores, StoryEntry
+
+
+class LeadOptions(BaseModel):
+    # Continue-as-new after this many events in one run, even if Temporal has not suggested it.
+    max_events_per_run: int = 2000
+    # Upsert search attributes (off only for servers without them registered).
+    index: bool = True
+    story_limit: int = 500
+
+
+class LeadCarry(BaseModel):
+    """Everything a lead workflow carries into its next run (continue-as-new)."""
+
+    lead: LeadState | None = None
+    scores: Scores = Field(default_factory=Scores)
+    story: list[StoryEntry] = Field(default_factory=list)
+    story_dropped: int = 0
+    seen: list[str] = Field(default_factory=list)
+    pending: list[Any] = Field(default_factory=list)
+    next_check_at: datetime | None = None
+    handoff_seq: int = 0
+    open_handoff: str | None = None
+    events: int = 0
+    rejected: int = 0
+    runs: int = 1
+
+
+class HandoffInput(BaseModel):
+    lead_workflow_id: str
+    lead_email: str | None = None
+    queue: str
+    sla_seconds: float
+    escalate_to: str | None = None
+    reason: str | None = None
+    policy: str
+    version: int
+    lead_story: dict[str, Any] = Field(default_factory=dict)
+    index: bool = True
+
+
+class RejectInput(BaseModel):
+    reason: str
+    by: str = ""
+
+
+class AcceptInput(BaseModel):
+    by: str = ""
