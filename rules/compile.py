@@ -79,6 +79,7 @@ class CompiledPolicy:
     watches: tuple[Watch, ...]
     caps: dict[str, float | None]
     history_window: float
+    counted: frozenset[str]  # event types the counts need; "any" means all
     event_types: frozenset[str]
     tracks: dict[str, CompiledTrack]
     handoff_queue: str | None
@@ -177,6 +178,7 @@ def compile_policy(loaded: LoadedPolicy) -> CompiledPolicy:
         watches=tuple(sorted(watches, key=lambda w: (w.field, w.value))),
         caps={r.id: r.cap for r in compiled if r.kind == "engagement"},
         history_window=max(windows, default=0.0),
+        counted=frozenset(c.type for c in counts.values()),
         event_types=frozenset(BUILTIN_EVENTS | set(p.events)),
         tracks=tracks,
         handoff_queue=p.handoff.queue if p.handoff else None,

@@ -38,6 +38,8 @@ from rules.policy import Effects
 from rules.scoring import compact, crossing_below, engagement
 
 MAX_HISTORY = 500
+RECENT = 10
+BUCKET = 60.0  # seconds: counts in windows are exact to the minute
 
 
 class ChainLimitError(RuntimeError):
@@ -89,11 +91,12 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
         profile = {**profile, **incoming}
         if isinstance(profile.get("email"), str):
             profile["email"] = profile["email"].strip().lower()
-    history = lead.history
+    history, recent = lead.history, lead.recent
     last_activity = lead.last_activity
     if behaviour:
-        cutoff = t - policy.history_window
-        history = [h for h in history if h[1] >= cutoff][-MAX_HISTORY + 1:] + [(event.type, at)]
+        recent = [*recent[-RECENT + 1:], (event.type, at)]
+        if event.type in policy.counted or "any" in policy.counted:
+            history = _remember(history, event.type, at, t - policy.history_window)
         last_activity = at if last_activity is None else max(last_activity, at)
 
     w = _Work(lead, lead.state, lead.state_since, dict(lead.facts), lead.track,
@@ -146,7 +149,7 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
 
     after = lead.model_copy(update={
         "state": w.state, "state_since": w.state_since, "profile": profile, "facts": w.facts,
-        "fit": fit, "bant": bant, "contributions": contributions, "history": history,
+        "fit": fit, "bant": bant, "contributions": contributions, "history": history, "recent": recent,
         "last_activity": last_activity, "track": w.track, "handoff_open": w.handoff_open,
         "wakeups": w.wakeups,
     })
@@ -317,11 +320,24 @@ def _scores(policy: CompiledPolicy, contributions: list[Contribution], fit: floa
     }
 
 
-def _counts(policy: CompiledPolicy, history: list[tuple[str, float]], t: float) -> dict[str, Any]:
+def _remember(history: list[tuple[str, float, int]], kind: str, at: float, cutoff: float
+              ) -> list[tuple[str, float, int]]:
+    """Add one event to the per-minute counts, forgetting what no window can see any more."""
+    bucket = at - at % BUCKET
+    kept = [h for h in history if h[1] + BUCKET > cutoff]
+    for i, (k, start, n) in enumerate(kept):
+        if k == kind and start == bucket:
+            kept[i] = (k, start, n + 1)
+            return kept
+    return [*kept[-MAX_HISTORY + 1:], (kind, bucket, 1)]
+
+
+def _counts(policy: CompiledPolicy, history: list[tuple[str, float, int]], t: float) -> dict[str, Any]:
     out: dict[str, dict[str, int]] = {}
     for spec in policy.counts:
         since = t - spec.window
-        n = sum(1 for kind, at in history if at >= since and (spec.type == "any" or kind == spec.type))
+        n = sum(c for kind, at, c in history
+                if at + BUCKET > since and (spec.type == "any" or kind == spec.type))
         out.setdefault(spec.type, {})[spec.key] = n
     return out
 

@@ -124,7 +124,9 @@ class LeadState(BaseModel):
     fit: float = 0.0
     bant: list[str] = Field(default_factory=list)
     contributions: list[Contribution] = Field(default_factory=list)
-    history: list[tuple[str, float]] = Field(default_factory=list)
+    # (type, minute bucket start, n) of the event types the policy counts, within its windows
+    history: list[tuple[str, float, int]] = Field(default_factory=list)
+    recent: list[tuple[str, float]] = Field(default_factory=list)  # the last few, for sales
     last_activity: float | None = None
     track: TrackState | None = None
     handoff_open: bool = False

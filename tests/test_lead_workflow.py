@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from tests.temporal_harness import harness
+from tests.temporal_harness import ROOT, harness
 
 
 def run(coro):
@@ -31,4 +31,211 @@ def test_six_weeks_of_nurture_ending_sales_ready(tmp_path):
             assert st["open_handoff"] is not None
             moves = [(s["from_state"], s["to_state"], s["rule"]) for s in st["story"] if s["rule"]]
             assert moves[-1] == ("nurturing", "sales-ready", "qualify")
+    run(scenario())
+
+
+HOT = {"role": "vp", "budget": 60000, "timeline": "now", "company_size": 300}
+
+
+async def _task(h, lead):
+    st = await h.state(lead)
+    return st, h.client.get_workflow_handle(st["open_handoff"])
+
+
+def test_a_quiet_lead_derails_around_day_30_and_is_re_engaged(tmp_path):
+    async def scenario():
+        async with harness(tmp_path) as h:
+            lead = await h.signup("quiet@acme.example", role="manager")
+            await h.env.sleep(timedelta(days=29, hours=23))
+            assert (await h.state(lead))["state"] == "nurturing"
+            await h.env.sleep(timedelta(hours=2))
+            st = await h.state(lead)
+            assert st["state"] == "derailed"
+            derail = next(s for s in st["story"] if s["to_state"] == "derailed")
+            assert derail["rule"] == "go-quiet" and derail["matched"]["inactive_for"] >= 30 * 86400
+            sent = [m["payload"]["content"] for m in h.outbox.list(lead=st["lead_id"], kind="send")]
+            assert "we-miss-you" in sent
+            await lead.execute_update("submit", {"id": "click", "type": "email_click"})
+            st = await h.state(lead)
+            assert st["state"] == "nurturing" and st["story"][-1]["rule"] == "re-engaged"
+    run(scenario())
+
+
+def test_hand_off_accepted_converts_the_lead(tmp_path):
+    async def scenario():
+        async with harness(tmp_path) as h:
+            lead = await h.signup("yes@acme.example", **HOT)
+            await lead.execute_update("submit", {"id": "d", "type": "demo_request"})
+            st, task = await _task(h, lead)
+            info = await task.query("task")
+            assert info["status"] == "open" and info["queue"] == "account-executives"
+            assert info["lead_story"]["scores"]["fit"] >= 50 and "qualify" in info["lead_story"]["fired"]
+            done = await task.execute_update("accept", {"by": "sam"})
+            assert done["status"] == "accepted"
+            assert (await task.result())["status"] == "accepted"
+            st = await h.state(lead)
+            assert st["state"] == "converted" and st["open_handoff"] is None
+            assert len(h.outbox.list(lead=st["lead_id"], kind="handoff")) == 1
+    run(scenario())
+
+
+def test_hand_off_rejected_recycles_the_lead_with_the_reason(tmp_path):
+    async def scenario():
+        from temporalio.client import WorkflowUpdateFailedError
+
+        async with harness(tmp_path) as h:
+            lead = await h.signup("later@acme.example", **HOT)
+            await lead.execute_update("submit", {"id": "d", "type": "demo_request"})
+            _, task = await _task(h, lead)
+            try:
+                await task.execute_update("reject", {"reason": "  "})
+                raise AssertionError("a rejection without a reason was accepted")
+            except WorkflowUpdateFailedError as err:
+                assert "needs a reason" in str(err.cause)
+            await task.execute_update("reject", {"reason": "no budget until Q3", "by": "sam"})
+            await task.result()
+            st = await h.state(lead)
+            assert st["state"] == "nurturing" and st["facts"]["recycled"] is True
+            back = st["story"][-1]
+            assert back["rule"] == "handoff.on_reject" and "no budget until Q3" in back["why"]
+            assert st["track"]["name"] == "recycle"
+            # only new intent sends it back; the same task cannot be answered twice
+            await lead.execute_update("submit", {"id": "again", "type": "contact_sales"})
+            st = await h.state(lead)
+            assert st["state"] == "sales-ready" and st["open_handoff"].endswith("-2")
+    run(scenario())
+
+
+def test_sla_breach_escalates_and_is_recorded(tmp_path):
+    async def scenario():
+        async with harness(tmp_path) as h:
+            lead = await h.signup("slow@acme.example", **HOT)
+            await lead.execute_update("submit", {"id": "d", "type": "demo_request"})
+            _, task = await _task(h, lead)
+            await h.env.sleep(timedelta(hours=49))
+            info = await task.query("task")
+            assert info["status"] == "escalated" and info["queue"] == "sales-managers"
+            assert [e["what"] for e in info["log"]] == ["created", "sla_breach"]
+            st = await h.state(lead)
+            assert any("SLA breached; escalated to sales-managers" in s["why"] for s in st["story"])
+            (msg,) = h.outbox.list(lead=st["lead_id"], kind="escalation")
+            assert msg["payload"]["from_queue"] == "account-executives"
+            await task.execute_update("accept", {"by": "manager"})
+            await task.result()
+            assert (await h.state(lead))["state"] == "converted"
+    run(scenario())
+
+
+def test_repeated_sign_up_joins_the_running_lead(tmp_path):
+    async def scenario():
+        async with harness(tmp_path) as h:
+            first = await h.signup("twice@acme.example", role="manager")
+            again = await h.signup("twice@acme.example", role="manager")  # same event id
+            assert again.id == first.id
+            await first.execute_update("submit", {"id": "signup-2", "type": "signup",
+                                         "lead": {"email": " Twice@Acme.example ", "budget": 15000}})
+            st = await h.state(first)
+            assert st["events"] == 2 and st["state"] == "nurturing"
+            assert st["profile"]["budget"] == 15000 and st["scores"]["fit"] == 30
+            # signal-with-start joined the running execution instead of starting another
+            assert again.result_run_id == first.result_run_id
+            assert (await first.describe()).run_id == first.result_run_id
+    run(scenario())
+
+
+def test_unknown_and_malformed_events_are_rejected_into_the_story(tmp_path):
+    async def scenario():
+        async with harness(tmp_path) as h:
+            lead = await h.signup("odd@acme.example", role="manager")
+            before = await h.state(lead)
+            await lead.signal("event", {"id": "x1", "type": "fax_received"})
+            await lead.signal("event", {"id": "x2", "type": "page_view", "at": "yesterday"})
+            await lead.signal("event", "not an object")
+            await lead.signal("event", {"id": "x3", "type": "page_view",
+                                        "lead": {"email": "other@x.example"}})
+            answer = await lead.execute_update("submit", {"id": "x4"})
+            assert answer["rejected"].startswith("malformed event: type")
+            st = await h.state(lead)
+            whys = [s["why"] for s in st["story"][-5:]]
+            assert whys[0].startswith("rejected: unknown event type 'fax_received'")
+            assert whys[1].startswith("rejected: malformed event: at:")
+            assert whys[2].startswith("rejected: malformed event")
+            assert whys[3] == "rejected: event is for another lead"
+            assert st["state"] == before["state"] and st["facts"] == before["facts"]
+            assert st["rejected"] == 5
+            ok = await lead.execute_update("submit", {"id": "fine", "type": "page_view",
+                                                      "data": {"path": "/blog/a"}})
+            assert ok["rejected"] is None and ok["scores"]["interest"] == 3
+            dup = await lead.execute_update("submit", {"id": "fine", "type": "page_view"})
+            assert dup == {"duplicate": True, "event_id": "fine"}
+    run(scenario())
+
+
+def test_ten_thousand_events_continue_as_new_and_lose_nothing(tmp_path):
+    async def scenario():
+        from temporalio.service import RPCError
+
+        from workflows.types import LeadOptions
+
+        async with harness(tmp_path) as h:
+            options = LeadOptions(index=False, max_events_per_run=1000)
+            lead = await h.signup("busy@acme.example", options, role="manager", company_size=60)
+            kinds = ["email_open", "page_view", "email_click", "content_download"]
+            sent = 1
+            for batch in range(20):
+                await asyncio.gather(*(lead.signal("event", {
+                    "id": f"e{batch}-{i}", "type": kinds[i % 4], "data": {"path": "/blog/x"}})
+                    for i in range(500)))
+                sent += 500
+            await lead.signal("event", {"id": "last", "type": "reply"})
+            sent += 1
+            for _ in range(600):  # a stream of signals: wait until the last one is in
+                try:
+                    st = await lead.query("state", rpc_timeout=timedelta(seconds=30))
+                except RPCError:  # a query can time out while the lead works through its backlog
+                    continue
+                if st["events"] >= sent:
+                    break
+                await asyncio.sleep(0.5)
+            assert st["events"] == sent == 10_002
+            assert st["runs"] >= 10  # continued as new about every 1,000 events
+            assert st["state"] == "nurturing" and st["facts"]["researching"] is True
+            assert st["scores"]["intent"] == 10.0
+            # ids seen in earlier runs are still known: a replayed event changes nothing
+            dup = await lead.execute_update("submit", {"id": "e12-3", "type": "content_download"})
+            assert dup == {"duplicate": True, "event_id": "e12-3"}
+            history = await lead.fetch_history()
+            assert len(history.events) < 5000  # the current run's history stays bounded
+    run(scenario())
+
+
+def test_policy_versions_pin_roll_out_and_refuse_bad_files(tmp_path):
+    import shutil
+
+    async def scenario():
+        policies = tmp_path / "policies"
+        policies.mkdir()
+        shutil.copy(ROOT / "policies" / "lead-lifecycle.v1.yaml", policies / "v1.yaml")
+        async with harness(tmp_path, policy_dir=policies) as h:
+            lead = await h.signup("pin@acme.example", role="manager")
+            assert (await h.state(lead))["version"] == 1
+            v2 = (policies / "v1.yaml").read_text().replace("version: 1\n", "version: 2\n", 1)
+            (policies / "v2.yaml").write_text(v2)  # stays: leads keep v1
+            (policies / "v3.yaml").write_text(v2.replace("version: 2\n", "version: 3\n", 1)
+                                              .replace("state: captured", "state: capturd", 1))
+            notes = h.store.reload()
+            assert any("v3.yaml: refused" in n and "unknown state 'capturd'" in n for n in notes)
+            assert h.store.active().version == 2
+            await lead.execute_update("submit", {"id": "a", "type": "email_open"})
+            assert (await h.state(lead))["version"] == 1
+            newcomer = await h.signup("new@acme.example", role="manager")
+            assert (await h.state(newcomer))["version"] == 2
+            v4 = v2.replace("version: 2\n", "version: 4\nrollout: {running_leads: move}\n", 1)
+            (policies / "v4.yaml").write_text(v4)
+            h.store.reload()
+            answer = await lead.execute_update("submit", {"id": "b", "type": "email_open"})
+            assert answer["version"] == 4
+            st = await h.state(lead)
+            assert st["version"] == 4
+            assert any(s["why"] == "rollout of v4 moved the lead from v1" for s in st["story"])
     run(scenario())

@@ -49,7 +49,6 @@ class HandoffWorkflow:
             except asyncio.TimeoutError:
                 breaches += 1
                 await self._breach(breaches)
-        self.status = self.answer["status"]
         self._index()
         kind = "sales_accept" if self.status == "accepted" else "sales_reject"
         await workflow.get_external_workflow_handle(task.lead_workflow_id).signal("event", {
@@ -76,6 +75,7 @@ class HandoffWorkflow:
     @workflow.update(name="accept")
     def accept(self, answer: AcceptInput) -> dict[str, Any]:
         self.answer = {"status": "accepted", "by": answer.by}
+        self.status = "accepted"
         self._record("accepted", by=answer.by)
         return self.snapshot()
 
@@ -86,6 +86,7 @@ class HandoffWorkflow:
     @workflow.update(name="reject")
     def reject(self, answer: RejectInput) -> dict[str, Any]:
         self.answer = {"status": "rejected", "reason": answer.reason.strip(), "by": answer.by}
+        self.status = "rejected"
         self._record("rejected", by=answer.by, reason=answer.reason.strip())
         return self.snapshot()
 

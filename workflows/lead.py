@@ -24,7 +24,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search
     from workflows.types import HandoffInput, LeadCarry, LeadOptions
 
-SEEN_LIMIT = 2000
+# Event ids remembered for idempotency: the newest this many (they travel through continue-as-new).
+SEEN_LIMIT = 5000
+EVENTS_PER_TASK = 25
 EVALUATE_RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=["PolicyError"])
 DELIVER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
 
@@ -36,7 +38,7 @@ class LeadWorkflow:
         self.options = LeadOptions()
         self.key = ""
         self.run_events = 0
-        self._seen: set[str] = set()
+        self._seen: dict[str, None] = {}  # insertion-ordered, so the oldest ids go first
         self._answers: dict[str, Any] = {}
         self._tickets = 0
 
@@ -48,19 +50,26 @@ class LeadWorkflow:
         self.options = LeadOptions.model_validate(options) if options else LeadOptions()
         if carry is not None:
             self.c = LeadCarry.model_validate(carry)
-            self._seen = set(self.c.seen)
+            self._seen = dict.fromkeys(self.c.seen)
         else:
             self.c.pending.insert(0, {"raw": event})
         while True:
             if not self.c.pending:
                 await self._wait_for_event_or_check()
-            while self.c.pending:
+            handled = 0
+            while self.c.pending and not self._ready_to_continue_as_new():
                 await self._process(self.c.pending.pop(0))
-            if self._should_continue_as_new():
+                handled += 1
+                if handled % EVENTS_PER_TASK == 0 and self.c.pending:
+                    # End the workflow task: every local activity result in one task goes into
+                    # one completion, which a burst of queued signals would push past gRPC's 4 MB.
+                    await workflow.sleep(timedelta(milliseconds=1))
+            if self._ready_to_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                if self.c.pending:
+                if not self._ready_to_continue_as_new():
                     continue
-                self.c.seen = list(self._seen)[-SEEN_LIMIT:]
+                # queued signal events travel in the carry; none has an update waiting on it
+                self.c.seen = list(self._seen)[-SEEN_LIMIT:]  # newest last
                 self.c.runs += 1
                 workflow.continue_as_new(args=[event, self.options, self.c])
 
@@ -113,9 +122,11 @@ class LeadWorkflow:
             self.c.pending.append({"raw": {"type": "check", "at": at, "data": {"reason": "scheduled"}},
                                    "check": True})
 
-    def _should_continue_as_new(self) -> bool:
-        return bool(workflow.info().is_continue_as_new_suggested()
-                    or self.run_events >= self.options.max_events_per_run)
+    def _ready_to_continue_as_new(self) -> bool:
+        due = (workflow.info().is_continue_as_new_suggested()
+               or self.run_events >= self.options.max_events_per_run)
+        # an update waits in this run for its event's answer, so its event is handled here
+        return due and not any(item.get("ticket") for item in self.c.pending)
 
     async def _process(self, item: dict[str, Any]) -> None:
         raw, ticket = item.get("raw"), item.get("ticket")
@@ -137,9 +148,9 @@ class LeadWorkflow:
             if event.id in self._seen:
                 self._answer(ticket, {"duplicate": True, "event_id": event.id})
                 return
-            self._seen.add(event.id)
-            if len(self._seen) > 2 * SEEN_LIMIT:
-                self._seen = set(list(self._seen)[-SEEN_LIMIT:])
+            self._seen[event.id] = None
+            if len(self._seen) > SEEN_LIMIT:
+                del self._seen[next(iter(self._seen))]
         self.c.events += 1
         self.run_events += 1
         lead = self.c.lead
@@ -214,7 +225,7 @@ class LeadWorkflow:
             "profile": dict(lead.profile), "facts": dict(lead.facts),
             "scores": decision.scores.model_dump(), "bant": list(lead.bant),
             "fired": [f.rule for f in decision.fired if f.kind in ("stage", "handoff")],
-            "recent_activity": [{"type": t, "at": at} for t, at in lead.history[-10:]],
+            "recent_activity": [{"type": t, "at": at} for t, at in lead.recent],
             "story": [asdict(s) for s in (self.c.story + decision.story)[-10:]],
         }
 
