@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from collections.abc import Sequence
@@ -35,21 +36,128 @@ def main(argv: Sequence[str] | None = None) -> int:
     e.add_argument("--events", required=True, help="JSON Lines file of events")
     e.add_argument("--until", help="let simulated time run to this ISO time, delivering checks")
     e.add_argument("--json", action="store_true", help="print the decisions as JSON lines")
-    up = sub.add_parser("up", help="bring leadflow up on the embedded default")
-    up.add_argument("--policy", default="policies/lead-lifecycle.v1.yaml")
+    up = sub.add_parser("up", help="embedded Temporal + worker + a short demo (make up)")
+    up.add_argument("--no-demo", action="store_true")
+    up.add_argument("--exit-after-demo", action="store_true", help="stop once the demo has played")
+    sub.add_parser("worker", help="run a worker against the configured Temporal")
+    snd = sub.add_parser("send", help="send events (JSON object or JSON Lines; - for stdin)")
+    snd.add_argument("file")
+    snd.add_argument("--wait", action="store_true", help="wait and print what each event did")
+    ld = sub.add_parser("lead", help="a lead's state and story")
+    ld.add_argument("who", help="e-mail, external id or lead-... workflow id")
+    lds = sub.add_parser("leads", help="list running leads")
+    lds.add_argument("--state")
+    tks = sub.add_parser("tasks", help="list hand-off tasks (open and escalated by default)")
+    tks.add_argument("--queue")
+    tks.add_argument("--all", action="store_true")
+    tk = sub.add_parser("task", help="show, accept or reject a hand-off task")
+    tk.add_argument("action", choices=["show", "accept", "reject"])
+    tk.add_argument("task_id")
+    tk.add_argument("--reason", default="")
+    tk.add_argument("--by", default="")
+    ob = sub.add_parser("outbox", help="what leadflow sent or told (local outbox)")
+    ob.add_argument("--lead")
+    ob.add_argument("--kind")
+    lid = sub.add_parser("lead-id", help="the workflow id of a lead")
+    lid.add_argument("who")
     args = parser.parse_args(argv)
 
     try:
-        if args.command == "up":
-            return _up(args.policy)
-        return {"validate": _validate, "test": _test, "explain": _explain}[args.action](args)
+        if args.command == "policy":
+            return {"validate": _validate, "test": _test, "explain": _explain}[args.action](args)
+        if args.command == "lead-id":
+            print(_lead_id(args.who))
+            return 0
+        if args.command == "outbox":
+            from activities.outbox import Outbox
+            from service.settings import Settings
+
+            for row in Outbox(Settings.from_env().outbox_path).list(args.lead, args.kind):
+                print(json.dumps(row))
+            return 0
+        return asyncio.run(_service(args))
     except PolicyInvalid as err:
         for problem in err.problems:
             print(problem, file=sys.stderr)
         return 1
-    except UserError as err:
+    except (UserError, ValueError) as err:
         print(f"leadflow: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:  # Temporal refusals (update validators, missing workflows)
+        from temporalio.client import WorkflowUpdateFailedError
+        from temporalio.service import RPCError
+
+        if isinstance(err, WorkflowUpdateFailedError):
+            cause = getattr(err.cause, "message", None) or str(err.cause)
+            print(f"leadflow: refused: {cause}", file=sys.stderr)
+            return 1
+        if isinstance(err, RPCError):
+            print(f"leadflow: Temporal said: {err.message}", file=sys.stderr)
+            return 1
+        raise
+    except RuntimeError as err:  # e.g. no Temporal server reachable
+        print(f"leadflow: {err}", file=sys.stderr)
+        return 1
+
+
+def _lead_id(who: str) -> str:
+    from rules.identity import lead_key
+
+    if who.startswith("lead-"):
+        return who
+    return lead_key(LeadRef(email=who) if "@" in who else LeadRef(external_id=who))
+
+
+async def _service(args: argparse.Namespace) -> int:
+    from service import intake
+    from service.settings import Settings
+    from service.temporal import connect
+
+    settings = Settings.from_env()
+    if args.command == "up":
+        from service.up import up
+
+        code = main(["policy", "validate", *map(str, sorted(settings.policy_dir.glob("*.yaml")))])
+        if code:
+            return code
+        await up(settings, demo=not args.no_demo, exit_after_demo=args.exit_after_demo)
+        return 0
+    if args.command == "worker":
+        from worker import run_worker
+
+        await run_worker(settings)
+        return 0
+    client = await connect(settings)
+    if args.command == "send":
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+        text = text.strip()
+        items = [json.loads(text)] if text.startswith("{") and "\n{" not in text else [
+            json.loads(line) for line in text.splitlines() if line.strip()]
+        for item in items:
+            print(json.dumps(await intake.send(client, settings, item, wait=args.wait), default=str))
+        return 0
+    if args.command == "lead":
+        print(json.dumps(await client.get_workflow_handle(_lead_id(args.who)).query("state"), indent=2))
+        return 0
+    if args.command == "leads":
+        for row in await intake.list_workflows(client, intake.leads_query(args.state)):
+            print(json.dumps(row))
+        return 0
+    if args.command == "tasks":
+        for row in await intake.list_workflows(client, intake.tasks_query(args.queue, args.all)):
+            print(json.dumps(row))
+        return 0
+    handle = client.get_workflow_handle(args.task_id)
+    if args.action == "show":
+        result = await handle.query("task")
+    elif args.action == "accept":
+        result = await handle.execute_update("accept", {"by": args.by})
+    else:
+        result = await handle.execute_update("reject", {"reason": args.reason, "by": args.by})
+    print(json.dumps(result, indent=2))
+    return 0
 
 
 class UserError(Exception):
@@ -142,16 +250,6 @@ def _read_events(path: str, profile: dict[str, Any]) -> list[Event]:
     if not events:
         raise UserError(f"{path}: no events")
     return events
-
-
-def _up(policy_file: str) -> int:
-    """For now: validate and test the default policy and show one lead's trail."""
-    examples = Path("examples")
-    code = main(["policy", "validate", policy_file])
-    code = code or main(["policy", "test", policy_file])
-    code = code or main(["policy", "explain", policy_file, "--lead", str(examples / "hot-lead.json"),
-                         "--events", str(examples / "hot-lead.jsonl")])
-    return code
 
 
 if __name__ == "__main__":

@@ -151,7 +151,6 @@ class LeadWorkflow:
             self._seen[event.id] = None
             if len(self._seen) > SEEN_LIMIT:
                 del self._seen[next(iter(self._seen))]
-        self.c.events += 1
         self.run_events += 1
         lead = self.c.lead
         request = EvaluateRequest(lead=lead, event=event, now=workflow.now(),
@@ -165,6 +164,7 @@ class LeadWorkflow:
             self._answer(ticket, self._reject(raw, f"policy error: {cause}"))
             return
         await self._apply(decision, event)
+        self.c.events += 1  # counted once applied, so a reader of `events` sees its effects
         self._answer(ticket, decision.model_dump(mode="json", exclude={"lead"}))
 
     async def _apply(self, decision: Decision, event: Event) -> None:
