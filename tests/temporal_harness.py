@@ -5,6 +5,8 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 
 from activities.outbox import Outbox
 from activities.policies import PolicyStore
@@ -23,6 +26,14 @@ from worker import build_worker
 from workflows.types import LeadOptions
 
 ROOT = Path(__file__).resolve().parent.parent
+HISTORIES = ROOT / "tests" / "histories"
+
+
+def replayer() -> Replayer:
+    from workflows.handoff import HandoffWorkflow
+    from workflows.lead import LeadWorkflow
+
+    return Replayer(workflows=[LeadWorkflow, HandoffWorkflow], data_converter=pydantic_data_converter)
 
 
 @dataclasses.dataclass
@@ -42,6 +53,17 @@ class Harness:
 
     async def state(self, handle: WorkflowHandle) -> dict[str, Any]:
         return await handle.query("state")
+
+    async def replay(self, name: str, *handles: WorkflowHandle) -> None:
+        """Replay what just ran with Temporal's Replayer (non-determinism fails the test);
+        with LEADFLOW_RECORD_HISTORIES=1, keep it under tests/histories/ for CI to replay."""
+        for i, handle in enumerate(handles):
+            history = await handle.fetch_history()
+            await replayer().replay_workflow(history)
+            if os.environ.get("LEADFLOW_RECORD_HISTORIES"):
+                HISTORIES.mkdir(exist_ok=True)
+                record = {"workflow_id": history.workflow_id, "history": json.loads(history.to_json())}
+                (HISTORIES / f"{name}-{i}.json").write_text(json.dumps(record))
 
 
 @contextlib.asynccontextmanager

@@ -31,6 +31,7 @@ def test_six_weeks_of_nurture_ending_sales_ready(tmp_path):
             assert st["open_handoff"] is not None
             moves = [(s["from_state"], s["to_state"], s["rule"]) for s in st["story"] if s["rule"]]
             assert moves[-1] == ("nurturing", "sales-ready", "qualify")
+            await h.replay("six-weeks-nurture", lead)
     run(scenario())
 
 
@@ -58,6 +59,7 @@ def test_a_quiet_lead_derails_around_day_30_and_is_re_engaged(tmp_path):
             await lead.execute_update("submit", {"id": "click", "type": "email_click"})
             st = await h.state(lead)
             assert st["state"] == "nurturing" and st["story"][-1]["rule"] == "re-engaged"
+            await h.replay("derail-re-engage", lead)
     run(scenario())
 
 
@@ -76,6 +78,7 @@ def test_hand_off_accepted_converts_the_lead(tmp_path):
             st = await h.state(lead)
             assert st["state"] == "converted" and st["open_handoff"] is None
             assert len(h.outbox.list(lead=st["lead_id"], kind="handoff")) == 1
+            await h.replay("handoff-accepted", lead, task)
     run(scenario())
 
 
@@ -103,6 +106,7 @@ def test_hand_off_rejected_recycles_the_lead_with_the_reason(tmp_path):
             await lead.execute_update("submit", {"id": "again", "type": "contact_sales"})
             st = await h.state(lead)
             assert st["state"] == "sales-ready" and st["open_handoff"].endswith("-2")
+            await h.replay("handoff-rejected", lead, task)
     run(scenario())
 
 
@@ -123,6 +127,7 @@ def test_sla_breach_escalates_and_is_recorded(tmp_path):
             await task.execute_update("accept", {"by": "manager"})
             await task.result()
             assert (await h.state(lead))["state"] == "converted"
+            await h.replay("sla-breach", lead, task)
     run(scenario())
 
 
@@ -168,6 +173,7 @@ def test_unknown_and_malformed_events_are_rejected_into_the_story(tmp_path):
             assert ok["rejected"] is None and ok["scores"]["interest"] == 3
             dup = await lead.execute_update("submit", {"id": "fine", "type": "page_view"})
             assert dup == {"duplicate": True, "event_id": "fine"}
+            await h.replay("rejected-events", lead)
     run(scenario())
 
 

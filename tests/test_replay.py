@@ -1,0 +1,28 @@
+"""Histories recorded from earlier versions of the workflows must replay on today's code.
+A change that makes LeadWorkflow or HandoffWorkflow non-deterministic fails here, in CI.
+Record afresh (after an intended, versioned change) with:
+    LEADFLOW_RECORD_HISTORIES=1 .venv/bin/python -m pytest tests/test_lead_workflow.py"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from temporalio.client import WorkflowHistory
+
+from tests.temporal_harness import HISTORIES, replayer
+
+FILES = sorted(HISTORIES.glob("*.json"))
+
+
+def test_histories_were_recorded():
+    assert len(FILES) >= 6, "run the workflow tests with LEADFLOW_RECORD_HISTORIES=1"
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_recorded_history_replays(path):
+    record = json.loads(path.read_text())
+    history = WorkflowHistory.from_json(record["workflow_id"], record["history"])
+    result = asyncio.run(replayer().replay_workflow(history, raise_on_replay_failure=False))
+    assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
