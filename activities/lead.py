@@ -23,6 +23,20 @@ class EvaluateRequest(BaseModel):
     version: int | None = None  # the version the lead is pinned to; None at capture
 
 
+class EvaluateBatch(BaseModel):
+    lead: LeadState | None
+    events: list[Event]
+    now: datetime
+    version: int | None = None
+
+
+class BatchResult(BaseModel):
+    """One entry per event: its Decision, or (None and) why the policy could not decide."""
+
+    decisions: list[Decision | None]
+    errors: list[str | None]
+
+
 class OutboxMessage(BaseModel):
     key: str
     lead: str
@@ -54,6 +68,31 @@ class LeadActivities:
                 policy=policy.name, version=policy.version, why=note)
             decision = decision.model_copy(update={"story": [moved, *decision.story]})
         return decision
+
+    @activity.defn(name="evaluate_events")
+    def evaluate_events(self, batch: EvaluateBatch) -> BatchResult:
+        """Several queued events of one lead, in order; a policy error rejects only its event."""
+        lead, version = batch.lead, batch.version
+        decisions: list[Decision | None] = []
+        errors: list[str | None] = []
+        for event in batch.events:
+            try:
+                decision = self.evaluate_event(EvaluateRequest(lead=lead, event=event, now=batch.now,
+                                                               version=version))
+            except ApplicationError as err:
+                if not err.non_retryable:
+                    raise  # the engine failed: retry the whole batch, nothing was applied
+                decisions.append(None)
+                errors.append(err.message)
+                continue
+            decisions.append(decision)
+            errors.append(None)
+            lead, version = decision.lead, decision.version
+        return BatchResult(decisions=decisions, errors=errors)
+
+    @activity.defn(name="checkpoint")
+    def checkpoint(self) -> None:
+        """Does nothing: the lead workflow calls it to end a long workflow task."""
 
     @activity.defn(name="deliver")
     def deliver(self, message: OutboxMessage) -> bool:

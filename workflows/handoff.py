@@ -21,7 +21,7 @@ MAX_ESCALATIONS = 3
 DELIVER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
 
 
-@workflow.defn(name="HandoffWorkflow")
+@workflow.defn(name="HandoffWorkflow", sandboxed=False)
 class HandoffWorkflow:
     def __init__(self) -> None:
         self.task: HandoffInput | None = None

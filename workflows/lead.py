@@ -18,7 +18,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from activities.lead import EvaluateRequest, OutboxMessage
+    from activities.lead import BatchResult, EvaluateBatch, OutboxMessage
     from rules.identity import lead_key
     from rules.models import Action, Decision, Event, StoryEntry
     from workflows import search
@@ -31,7 +31,7 @@ EVALUATE_RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=["Pol
 DELIVER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
 
 
-@workflow.defn(name="LeadWorkflow")
+@workflow.defn(name="LeadWorkflow", sandboxed=False)
 class LeadWorkflow:
     def __init__(self) -> None:
         self.c = LeadCarry()
@@ -58,12 +58,14 @@ class LeadWorkflow:
                 await self._wait_for_event_or_check()
             handled = 0
             while self.c.pending and not self._ready_to_continue_as_new():
-                await self._process(self.c.pending.pop(0))
-                handled += 1
-                if handled % EVENTS_PER_TASK == 0 and self.c.pending:
-                    # End the workflow task: every local activity result in one task goes into
-                    # one completion, which a burst of queued signals would push past gRPC's 4 MB.
-                    await workflow.sleep(timedelta(milliseconds=1))
+                room = min(EVENTS_PER_TASK - handled, self.options.max_events_per_run - self.run_events)
+                batch = self.c.pending[:max(1, room)]
+                del self.c.pending[:len(batch)]
+                await self._process_batch(batch)
+                handled += len(batch)
+                if handled >= EVENTS_PER_TASK and self.c.pending:
+                    await self._end_workflow_task()
+                    handled = 0
             if self._ready_to_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 if not self._ready_to_continue_as_new():
@@ -122,49 +124,82 @@ class LeadWorkflow:
             self.c.pending.append({"raw": {"type": "check", "at": at, "data": {"reason": "scheduled"}},
                                    "check": True})
 
+    async def _end_workflow_task(self) -> None:
+        """Every local activity result of one workflow task goes into one completion, which a
+        burst of queued signals would push past gRPC's 4 MB; so end the task now and then.
+        A no-op activity does it in one round trip (a short timer waits for the server's timer
+        granularity, about a second on the dev server)."""
+        await workflow.execute_activity("checkpoint", start_to_close_timeout=timedelta(seconds=30),
+                                        retry_policy=DELIVER_RETRY)
+
     def _ready_to_continue_as_new(self) -> bool:
         due = (workflow.info().is_continue_as_new_suggested()
                or self.run_events >= self.options.max_events_per_run)
         # an update waits in this run for its event's answer, so its event is handled here
         return due and not any(item.get("ticket") for item in self.c.pending)
 
-    async def _process(self, item: dict[str, Any]) -> None:
+    def _admit(self, item: dict[str, Any]) -> tuple[Event, Any] | str | None:
+        """Validate and de-duplicate one queued item: the event, why it is refused, or None
+        when it was a duplicate (answered already)."""
         raw, ticket = item.get("raw"), item.get("ticket")
         try:
             event = Event.model_validate(raw)
         except ValidationError as err:
             first = err.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "event"
-            self._answer(ticket, self._reject(raw, f"malformed event: {where}: {first['msg']}"))
-            return
+            return f"malformed event: {where}: {first['msg']}"
         identified = event.lead.email or event.lead.external_id
         if identified and lead_key(event.lead) != self.key:
-            self._answer(ticket, self._reject(raw, "event is for another lead"))
-            return
+            return "event is for another lead"
         if event.id is None:  # identical id-less events are one event
             canon = json.dumps(event.model_dump(mode="json"), sort_keys=True)
             event = event.model_copy(update={"id": "h-" + hashlib.sha256(canon.encode()).hexdigest()[:20]})
         if not item.get("check"):
             if event.id in self._seen:
                 self._answer(ticket, {"duplicate": True, "event_id": event.id})
-                return
+                return None
             self._seen[event.id] = None
             if len(self._seen) > SEEN_LIMIT:
                 del self._seen[next(iter(self._seen))]
-        self.run_events += 1
+        return event, ticket
+
+    async def _process_batch(self, items: list[dict[str, Any]]) -> None:
+        """Evaluate queued events in order in one local activity (one round trip, not one per
+        event); each event sees the lead as the previous one left it. Then apply each Decision."""
+        admitted: list[tuple[Event, Any]] = []
+        for item in items:
+            outcome = self._admit(item)
+            if isinstance(outcome, str):  # keep the story in arrival order
+                await self._evaluate(admitted)
+                admitted = []
+                self._answer(item.get("ticket"), self._reject(item.get("raw"), outcome))
+            elif outcome is not None:
+                admitted.append(outcome)
+        await self._evaluate(admitted)
+
+    async def _evaluate(self, admitted: list[tuple[Event, Any]]) -> None:
+        if not admitted:
+            return
+        self.run_events += len(admitted)
         lead = self.c.lead
-        request = EvaluateRequest(lead=lead, event=event, now=workflow.now(),
-                                  version=lead.version if lead else None)
+        request = EvaluateBatch(lead=lead, events=[e for e, _ in admitted], now=workflow.now(),
+                                version=lead.version if lead else None)
         try:
-            decision = await workflow.execute_local_activity(
-                "evaluate_event", request, result_type=Decision,
-                start_to_close_timeout=timedelta(seconds=30), retry_policy=EVALUATE_RETRY)
+            result = await workflow.execute_local_activity(
+                "evaluate_events", request, result_type=BatchResult,
+                start_to_close_timeout=timedelta(seconds=60), retry_policy=EVALUATE_RETRY)
         except ActivityError as err:
             cause = err.cause.message if isinstance(err.cause, ApplicationError) else str(err)
-            self._answer(ticket, self._reject(raw, f"policy error: {cause}"))
+            for event, ticket in admitted:
+                self._answer(ticket, self._reject(event.model_dump(mode="json"), f"policy error: {cause}"))
             return
-        await self._apply(decision, event)
-        self.c.events += 1  # counted once applied, so a reader of `events` sees its effects
+        for (event, ticket), decision, error in zip(admitted, result.decisions, result.errors, strict=True):
+            if decision is None:
+                self._answer(ticket, self._reject(event.model_dump(mode="json"), f"policy error: {error}"))
+                continue
+            await self._apply(decision, event)
+            self.c.events += 1  # counted once applied, so a reader of `events` sees its effects
+            self._answer(ticket, decision.model_dump(mode="json", exclude={"lead"}))
         self._answer(ticket, decision.model_dump(mode="json", exclude={"lead"}))
 
     async def _apply(self, decision: Decision, event: Event) -> None:
