@@ -29,8 +29,7 @@ def build_worker(client: Client, settings: Settings, store: PolicyStore,
     acts = LeadActivities(store, Outbox(settings.outbox_path))
     return Worker(client, task_queue=settings.task_queue,
                   workflows=[LeadWorkflow, HandoffWorkflow],
-                  activities=[acts.evaluate_event, acts.evaluate_events, acts.deliver,
-                              acts.checkpoint],
+                  activities=[acts.evaluate_events, acts.deliver, acts.checkpoint],
                   activity_executor=executor)
 
 

@@ -1,5 +1,6 @@
-"""Activities of the lead lifecycle: the evaluator (run as a local activity, so its Decision
-is recorded in history and replay never re-runs rules) and outbox delivery."""
+"""Activities of the lead lifecycle: the evaluator (run as a local activity over a batch of
+queued events, so its Decisions are recorded in history and replay never re-runs rules) and
+outbox delivery."""
 
 from __future__ import annotations
 
@@ -49,8 +50,8 @@ class LeadActivities:
         self.store = store
         self.outbox = outbox
 
-    @activity.defn(name="evaluate_event")
     def evaluate_event(self, req: EvaluateRequest) -> Decision:
+        """One event (the batch activity below calls this for each of its events)."""
         try:
             policy, note = self.store.choose(req.version)
             lead = req.lead

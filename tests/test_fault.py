@@ -42,6 +42,18 @@ def _start_worker(env: dict[str, str], log) -> subprocess.Popen:
                             stdout=log, stderr=subprocess.STDOUT)
 
 
+async def _until_processed(client, lead_id: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if (await client.get_workflow_handle(lead_id).query("state"))["state"]:
+                return
+        except Exception:  # no worker has answered yet
+            pass
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{lead_id} was not processed within {seconds}s")
+
+
 def test_kill_9_the_worker_midway(tmp_path):
     async def scenario():
         port = _free_port()
@@ -71,6 +83,8 @@ def test_kill_9_the_worker_midway(tmp_path):
                     await send(client, settings, {"id": f"f{i}-{j}", "type": follow,
                                                   "lead": {"email": email}, "data": {"path": "/blog"}})
                 expected[out["lead_id"]] = state
+                if i == 0:  # the first worker is up and working before anything is killed
+                    await _until_processed(client, out["lead_id"])
                 if i == 100:
                     worker.send_signal(signal.SIGKILL)
                     worker.wait()
