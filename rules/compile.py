@@ -9,7 +9,7 @@ never matches anything.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from rules.conditions import (
@@ -88,7 +88,6 @@ class CompiledPolicy:
     max_chain: int
     fit_cap: float
     engagement_cap: float
-    stage_order: tuple[str, ...] = field(default=())
 
     @property
     def name(self) -> str:
@@ -187,7 +186,6 @@ def compile_policy(loaded: LoadedPolicy) -> CompiledPolicy:
         max_chain=p.limits.max_chain,
         fit_cap=p.scoring.fit_cap,
         engagement_cap=p.scoring.engagement_cap,
-        stage_order=tuple(r.engine_name for r in compiled if r.kind == "stage"),
     )
 
 

@@ -16,11 +16,3 @@ def parse_duration(text: str) -> float:
             f"bad duration {text!r}: write a number and a unit, e.g. 30d, 48h, 15m, 90s, 2w"
         )
     return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-def format_duration(seconds: float) -> str:
-    for unit in ("w", "d", "h", "m"):
-        size = _UNITS[unit]
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"

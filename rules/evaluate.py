@@ -62,7 +62,6 @@ def new_lead(policy: CompiledPolicy, event: Event, now: datetime) -> LeadState:
 class _Work:
     """The lead while one evaluation changes it; becomes a new LeadState at the end."""
 
-    lead: LeadState
     state: str
     state_since: float
     facts: dict[str, Any]
@@ -99,7 +98,7 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
             history = _remember(history, event.type, at, t - policy.history_window)
         last_activity = at if last_activity is None else max(last_activity, at)
 
-    w = _Work(lead, lead.state, lead.state_since, dict(lead.facts), lead.track,
+    w = _Work(lead.state, lead.state_since, dict(lead.facts), lead.track,
               lead.handoff_open, [x for x in lead.wakeups if x > t], [])
     event_key = event.id or f"t{t:.3f}"
     event_view = {**event.data, "type": event.type}

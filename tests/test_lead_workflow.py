@@ -43,6 +43,14 @@ async def _task(h, lead):
     return st, h.client.get_workflow_handle(st["open_handoff"])
 
 
+async def _hot_lead_with_task(h, email):
+    """A hot lead that asked for a demo, and the hand-off task that opened for it."""
+    lead = await h.signup(email, **HOT)
+    await lead.execute_update("submit", {"id": "d", "type": "demo_request"})
+    st, task = await _task(h, lead)
+    return lead, st, task
+
+
 def test_a_quiet_lead_derails_around_day_30_and_is_re_engaged(tmp_path):
     async def scenario():
         async with harness(tmp_path) as h:
@@ -66,9 +74,7 @@ def test_a_quiet_lead_derails_around_day_30_and_is_re_engaged(tmp_path):
 def test_hand_off_accepted_converts_the_lead(tmp_path):
     async def scenario():
         async with harness(tmp_path) as h:
-            lead = await h.signup("yes@acme.example", **HOT)
-            await lead.execute_update("submit", {"id": "d", "type": "demo_request"})
-            st, task = await _task(h, lead)
+            lead, st, task = await _hot_lead_with_task(h, "yes@acme.example")
             info = await task.query("task")
             assert info["status"] == "open" and info["queue"] == "account-executives"
             assert info["lead_story"]["scores"]["fit"] >= 50 and "qualify" in info["lead_story"]["fired"]
@@ -87,9 +93,7 @@ def test_hand_off_rejected_recycles_the_lead_with_the_reason(tmp_path):
         from temporalio.client import WorkflowUpdateFailedError
 
         async with harness(tmp_path) as h:
-            lead = await h.signup("later@acme.example", **HOT)
-            await lead.execute_update("submit", {"id": "d", "type": "demo_request"})
-            _, task = await _task(h, lead)
+            lead, _, task = await _hot_lead_with_task(h, "later@acme.example")
             try:
                 await task.execute_update("reject", {"reason": "  "})
                 raise AssertionError("a rejection without a reason was accepted")
@@ -113,9 +117,7 @@ def test_hand_off_rejected_recycles_the_lead_with_the_reason(tmp_path):
 def test_sla_breach_escalates_and_is_recorded(tmp_path):
     async def scenario():
         async with harness(tmp_path) as h:
-            lead = await h.signup("slow@acme.example", **HOT)
-            await lead.execute_update("submit", {"id": "d", "type": "demo_request"})
-            _, task = await _task(h, lead)
+            lead, _, task = await _hot_lead_with_task(h, "slow@acme.example")
             await h.env.sleep(timedelta(hours=49))
             info = await task.query("task")
             assert info["status"] == "escalated" and info["queue"] == "sales-managers"

@@ -10,15 +10,13 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.lead import OutboxMessage
     from workflows import search
-    from workflows.types import AcceptInput, HandoffInput, RejectInput
+    from workflows.types import DELIVER_RETRY, AcceptInput, HandoffInput, RejectInput
 
 MAX_ESCALATIONS = 3
-DELIVER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
 
 
 @workflow.defn(name="HandoffWorkflow", sandboxed=False)

@@ -22,13 +22,12 @@ with workflow.unsafe.imports_passed_through():
     from rules.identity import lead_key
     from rules.models import Action, Decision, Event, StoryEntry
     from workflows import search
-    from workflows.types import HandoffInput, LeadCarry, LeadOptions
+    from workflows.types import DELIVER_RETRY, HandoffInput, LeadCarry, LeadOptions
 
 # Event ids remembered for idempotency: the newest this many (they travel through continue-as-new).
 SEEN_LIMIT = 5000
 EVENTS_PER_TASK = 25
 EVALUATE_RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=["PolicyError"])
-DELIVER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
 
 
 @workflow.defn(name="LeadWorkflow", sandboxed=False)

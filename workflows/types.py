@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
+from temporalio.common import RetryPolicy
 
 from rules.models import LeadState, Scores, StoryEntry
+
+# Outbox delivery is idempotent by key, so it may retry for as long as it takes.
+DELIVER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
 
 
 class LeadOptions(BaseModel):
