@@ -247,3 +247,31 @@ def test_policy_versions_pin_roll_out_and_refuse_bad_files(tmp_path):
             assert st["version"] == 4
             assert any(s["why"] == "rollout of v4 moved the lead from v1" for s in st["story"])
     run(scenario())
+
+
+def test_a_policy_error_rejects_only_its_event(tmp_path):
+    """A chain longer than limits.max_chain is the policy's fault, not the event's: the event is
+    rejected with the policy's message (also when it is the last of a batch), the lead goes on."""
+    from tests.conftest import MINIMAL
+    from tests.test_evaluator import CHAIN
+
+    async def scenario():
+        policies = tmp_path / "policies"
+        policies.mkdir()
+        text = CHAIN.replace("policy: mini", "policy: lead-lifecycle") + "limits: {max_chain: 3}\n"
+        assert text.startswith(MINIMAL.replace("policy: mini", "policy: lead-lifecycle"))
+        (policies / "chain.yaml").write_text(text)
+        async with harness(tmp_path, policy_dir=policies) as h:
+            lead = await h.signup("loop@acme.example")
+            assert (await h.state(lead))["state"] == "scored"
+            # a workflow task that fails retries for ever, so bound the wait to fail, not hang
+            answer = await asyncio.wait_for(
+                lead.execute_update("submit", {"id": "p1", "type": "page_view"}), timeout=20)
+            assert answer["rejected"].startswith("policy error: policy lead-lifecycle v1: more than 3 rules")
+            ok = await lead.execute_update("submit", {"id": "r1", "type": "reply"})
+            assert ok["rejected"] is None and ok["state"] == "scored"
+            st = await h.state(lead)
+            assert st["story"][-1]["why"].startswith("rejected: policy error:")
+            assert st["rejected"] == 1 and st["events"] == 2
+            await h.replay("policy-error", lead)
+    run(scenario())

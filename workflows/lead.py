@@ -198,8 +198,8 @@ class LeadWorkflow:
                 continue
             await self._apply(decision, event)
             self.c.events += 1  # counted once applied, so a reader of `events` sees its effects
-            self._answer(ticket, decision.model_dump(mode="json", exclude={"lead"}))
-        self._answer(ticket, decision.model_dump(mode="json", exclude={"lead"}))
+            if ticket is not None:
+                self._answer(ticket, decision.model_dump(mode="json", exclude={"lead"}))
 
     async def _apply(self, decision: Decision, event: Event) -> None:
         self.c.lead = decision.lead
