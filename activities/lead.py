@@ -71,8 +71,12 @@ class LeadActivities:
         return decision
 
     @activity.defn(name="evaluate_events")
-    def evaluate_events(self, batch: EvaluateBatch) -> BatchResult:
-        """Several queued events of one lead, in order; a policy error rejects only its event."""
+    async def evaluate_events(self, batch: EvaluateBatch) -> BatchResult:
+        """Several queued events of one lead, in order; a policy error rejects only its event.
+
+        Async although it computes: it runs on the worker's event loop, with no hop to a thread
+        and back. The engine holds the GIL anyway (threads would not run it in parallel), an
+        evaluation takes well under a millisecond and `limits.max_chain` bounds it."""
         lead, version = batch.lead, batch.version
         decisions: list[Decision | None] = []
         errors: list[str | None] = []
@@ -92,7 +96,7 @@ class LeadActivities:
         return BatchResult(decisions=decisions, errors=errors)
 
     @activity.defn(name="checkpoint")
-    def checkpoint(self) -> None:
+    async def checkpoint(self) -> None:
         """Does nothing: the lead workflow calls it to end a long workflow task."""
 
     @activity.defn(name="deliver")

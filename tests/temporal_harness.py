@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,17 @@ class Harness:
 
     async def state(self, handle: WorkflowHandle) -> dict[str, Any]:
         return await handle.query("state")
+
+    async def delivered(self, lead_id: str, kind: str,
+                        until: Callable[[list[dict[str, Any]]], bool] = bool) -> list[dict[str, Any]]:
+        """The lead's outbox messages of a kind, once `until` holds for them (by default: there
+        are some). A lead delivers on the side, after its Decision has answered."""
+        for _ in range(200):
+            messages = self.outbox.list(lead=lead_id, kind=kind)
+            if until(messages):
+                return messages
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{lead_id}: the {kind} messages never got there: {messages}")
 
     async def replay(self, name: str, *handles: WorkflowHandle) -> None:
         """Replay what just ran with Temporal's Replayer (non-determinism fails the test);

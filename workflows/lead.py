@@ -8,7 +8,7 @@ import asyncio
 import hashlib
 import json
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -27,6 +27,10 @@ with workflow.unsafe.imports_passed_through():
 # Event ids remembered for idempotency: the newest this many (they travel through continue-as-new).
 SEEN_LIMIT = 5000
 EVENTS_PER_TASK = 25
+# A score-only change is indexed at most this often: every search-attribute upsert is a visibility
+# write on the server, and on the dev server's SQLite that doubled the event-to-state latency.
+# A state change is indexed at once.
+SCORE_INDEX_EVERY = timedelta(seconds=60)
 EVALUATE_RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=["PolicyError"])
 
 
@@ -40,6 +44,14 @@ class LeadWorkflow:
         self._seen: dict[str, None] = {}  # insertion-ordered, so the oldest ids go first
         self._answers: dict[str, Any] = {}
         self._tickets = 0
+        self._outgoing: list[tuple[OutboxMessage, Event]] = []
+        self._courier: asyncio.Task[None] | None = None
+        # One timer wakes the loop for the next due check or score index; see _arm.
+        self._alarm: asyncio.Task[None] | None = None
+        self._alarm_at: datetime | None = None
+        self._woke = False
+        self._indexed: tuple[str | None, float | None] = (None, None)
+        self._index_score_at: datetime | None = None
 
     @workflow.run
     async def run(self, event: Any, options: LeadOptions | None = None,
@@ -54,7 +66,8 @@ class LeadWorkflow:
             self.c.pending.insert(0, {"raw": event})
         while True:
             if not self.c.pending:
-                await self._wait_for_event_or_check()
+                await self._wait_for_event_or_alarm()
+            self._due_work()
             handled = 0
             while self.c.pending and not self._ready_to_continue_as_new():
                 room = min(EVENTS_PER_TASK - handled, self.options.max_events_per_run - self.run_events)
@@ -62,13 +75,17 @@ class LeadWorkflow:
                 del self.c.pending[:len(batch)]
                 await self._process_batch(batch)
                 handled += len(batch)
+                self._index()
                 if handled >= EVENTS_PER_TASK and self.c.pending:
                     await self._end_workflow_task()
                     handled = 0
             if self._ready_to_continue_as_new():
-                await workflow.wait_condition(workflow.all_handlers_finished)
+                # deliveries under way belong to this run: let them finish before moving on
+                await workflow.wait_condition(
+                    lambda: workflow.all_handlers_finished() and not self._outgoing)
                 if not self._ready_to_continue_as_new():
                     continue
+                self._index(now=True)
                 # queued signal events travel in the carry; none has an update waiting on it
                 self.c.seen = list(self._seen)[-SEEN_LIMIT:]  # newest last
                 self.c.runs += 1
@@ -112,16 +129,62 @@ class LeadWorkflow:
 
     # -- the loop ----------------------------------------------------------------------------
 
-    async def _wait_for_event_or_check(self) -> None:
+    async def _wait_for_event_or_alarm(self) -> None:
+        self._arm()
+        await workflow.wait_condition(lambda: bool(self.c.pending) or self._woke)
+        self._woke = False
+
+    def _arm(self) -> None:
+        """Keep one timer for the earliest of the next check and the next score index.
+        A waiting timer that is due no later than needed stays: a check due date moves with
+        every event, and a new timer per event (start, then cancel) doubled the history."""
+        dues = [d for d in (self.c.next_check_at, self._index_score_at) if d is not None]
+        if not dues:
+            return
+        due = min(dues)
+        if self._alarm is not None and not self._alarm.done() and self._alarm_at is not None \
+                and self._alarm_at <= due:
+            return
+        if self._alarm is not None:
+            self._alarm.cancel()
+        seconds = (due - workflow.now()).total_seconds()
+        if seconds <= 0:
+            self._alarm, self._alarm_at, self._woke = None, None, True
+            return
+        self._alarm, self._alarm_at = asyncio.create_task(self._ring(seconds)), due
+
+    async def _ring(self, seconds: float) -> None:
+        await workflow.sleep(seconds)
+        self._woke = True
+
+    def _due_work(self) -> None:
+        """What the clock asks for: the scheduled check (an event like any other), and the
+        deferred score index."""
+        now = workflow.now()
+        if self._index_score_at is not None and now >= self._index_score_at:
+            self._index(now=True)
         due = self.c.next_check_at
-        timeout = None if due is None else max(0.0, (due - workflow.now()).total_seconds())
-        try:
-            await workflow.wait_condition(lambda: bool(self.c.pending), timeout=timeout)
-        except asyncio.TimeoutError:
+        if due is not None and now >= due:
             self.c.next_check_at = None
-            at = workflow.now().isoformat()
-            self.c.pending.append({"raw": {"type": "check", "at": at, "data": {"reason": "scheduled"}},
-                                   "check": True})
+            self.c.pending.append({"raw": {"type": "check", "at": now.isoformat(),
+                                           "data": {"reason": "scheduled"}}, "check": True})
+
+    def _index(self, now: bool = False) -> None:
+        """Upsert the lead's search attributes: at once when its state changed (or when `now`),
+        else a changed score waits up to SCORE_INDEX_EVERY."""
+        lead = self.c.lead
+        if not self.options.index or lead is None:
+            return
+        current = (lead.state, float(self.c.scores.total))
+        if current == self._indexed:
+            self._index_score_at = None
+            return
+        if now or current[0] != self._indexed[0]:
+            workflow.upsert_search_attributes([search.LEAD_STATE.value_set(current[0]),
+                                               search.LEAD_SCORE.value_set(current[1])])
+            self._indexed, self._index_score_at = current, None
+        elif self._index_score_at is None:
+            self._index_score_at = workflow.now() + SCORE_INDEX_EVERY
 
     async def _end_workflow_task(self) -> None:
         """Every local activity result of one workflow task goes into one completion, which a
@@ -215,11 +278,6 @@ class LeadWorkflow:
             self._note(event, f"hand-off SLA breached; escalated to {event.data.get('queue', '?')}")
         for action in decision.actions:
             await self._act(action, decision, event)
-        if self.options.index:
-            workflow.upsert_search_attributes([
-                search.LEAD_STATE.value_set(decision.state),
-                search.LEAD_SCORE.value_set(float(decision.scores.total)),
-            ])
 
     async def _act(self, action: Action, decision: Decision, event: Event) -> None:
         if action.kind == "create_handoff":
@@ -227,10 +285,23 @@ class LeadWorkflow:
             return
         if action.kind in ("send", "disqualify", "escalate"):
             payload = {k: v for k, v in asdict(action).items() if v is not None and k != "key"}
-            await workflow.execute_activity(
-                "deliver", OutboxMessage(key=action.key, lead=self.key, kind=action.kind,
-                                         payload=payload),
-                start_to_close_timeout=timedelta(seconds=30), retry_policy=DELIVER_RETRY)
+            message = OutboxMessage(key=action.key, lead=self.key, kind=action.kind, payload=payload)
+            self._outgoing.append((message, event))
+            if self._courier is None or self._courier.done():
+                self._courier = asyncio.create_task(self._deliver_outgoing())
+
+    async def _deliver_outgoing(self) -> None:
+        """Deliver on the side, one message at a time in the order the policy decided them: the
+        Decision is made, so neither its answer nor the next event waits for a round trip
+        through the server (that wait was most of the p99 event latency)."""
+        while self._outgoing:
+            message, event = self._outgoing[0]
+            try:
+                await workflow.execute_activity("deliver", message, retry_policy=DELIVER_RETRY,
+                                                start_to_close_timeout=timedelta(seconds=30))
+            except ActivityError as err:  # DELIVER_RETRY retries for ever: only a cancel ends here
+                self._note(event, f"{message.kind} {message.key} not delivered: {err.cause or err}")
+            del self._outgoing[0]
 
     async def _open_handoff(self, action: Action, decision: Decision, event: Event) -> None:
         if self.c.open_handoff is not None:
