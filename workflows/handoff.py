@@ -14,7 +14,8 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.lead import OutboxMessage
     from workflows import search
-    from workflows.types import DELIVER_RETRY, AcceptInput, HandoffInput, RejectInput
+    from workflows.outbox import deliver
+    from workflows.types import AcceptInput, HandoffInput, RejectInput
 
 MAX_ESCALATIONS = 3
 
@@ -125,6 +126,4 @@ class HandoffWorkflow:
 
     async def _deliver(self, kind: str, key: str, payload: dict[str, Any]) -> None:
         assert self.task is not None
-        await workflow.execute_activity(
-            "deliver", OutboxMessage(key=key, lead=self.task.lead_workflow_id, kind=kind, payload=payload),
-            start_to_close_timeout=timedelta(seconds=30), retry_policy=DELIVER_RETRY)
+        await deliver(OutboxMessage(key=key, lead=self.task.lead_workflow_id, kind=kind, payload=payload))

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from rules.identity import lead_key
     from rules.models import Action, Decision, Event, StoryEntry
     from workflows import search
+    from workflows.outbox import deliver
     from workflows.types import DELIVER_RETRY, HandoffInput, LeadCarry, LeadOptions
 
 # Event ids remembered for idempotency: the newest this many (they travel through continue-as-new).
@@ -44,8 +45,6 @@ class LeadWorkflow:
         self._seen: dict[str, None] = {}  # insertion-ordered, so the oldest ids go first
         self._answers: dict[str, Any] = {}
         self._tickets = 0
-        self._outgoing: list[tuple[OutboxMessage, Event]] = []
-        self._courier: asyncio.Task[None] | None = None
         # One timer wakes the loop for the next due check or score index; see _arm.
         self._alarm: asyncio.Task[None] | None = None
         self._alarm_at: datetime | None = None
@@ -80,9 +79,7 @@ class LeadWorkflow:
                     await self._end_workflow_task()
                     handled = 0
             if self._ready_to_continue_as_new():
-                # deliveries under way belong to this run: let them finish before moving on
-                await workflow.wait_condition(
-                    lambda: workflow.all_handlers_finished() and not self._outgoing)
+                await workflow.wait_condition(workflow.all_handlers_finished)
                 if not self._ready_to_continue_as_new():
                     continue
                 self._index(now=True)
@@ -286,22 +283,7 @@ class LeadWorkflow:
         if action.kind in ("send", "disqualify", "escalate"):
             payload = {k: v for k, v in asdict(action).items() if v is not None and k != "key"}
             message = OutboxMessage(key=action.key, lead=self.key, kind=action.kind, payload=payload)
-            self._outgoing.append((message, event))
-            if self._courier is None or self._courier.done():
-                self._courier = asyncio.create_task(self._deliver_outgoing())
-
-    async def _deliver_outgoing(self) -> None:
-        """Deliver on the side, one message at a time in the order the policy decided them: the
-        Decision is made, so neither its answer nor the next event waits for a round trip
-        through the server (that wait was most of the p99 event latency)."""
-        while self._outgoing:
-            message, event = self._outgoing[0]
-            try:
-                await workflow.execute_activity("deliver", message, retry_policy=DELIVER_RETRY,
-                                                start_to_close_timeout=timedelta(seconds=30))
-            except ActivityError as err:  # DELIVER_RETRY retries for ever: only a cancel ends here
-                self._note(event, f"{message.kind} {message.key} not delivered: {err.cause or err}")
-            del self._outgoing[0]
+            await deliver(message)
 
     async def _open_handoff(self, action: Action, decision: Decision, event: Event) -> None:
         if self.c.open_handoff is not None:
