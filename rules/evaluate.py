@@ -228,8 +228,8 @@ def _apply(policy: CompiledPolicy, w: _Work, fx: Effects, rule_id: str, why: str
     if fx.track and (w.track is None or w.track.name != fx.track):
         if w.track is not None:
             _stop_track(w, f"{key}|{event_key}|{rule_id}")
-        w.track = TrackState(name=fx.track, started=t, step=0)
-        w.actions.append(Action(kind="start_track", key=f"{key}|track:{fx.track}@{t:.3f}",
+        w.track = TrackState(name=fx.track, started=t, step=0, origin=event_key)
+        w.actions.append(Action(kind="start_track", key=f"{key}|track:{fx.track}@{event_key}",
                                                 track=fx.track))
         summary["track"] = fx.track
         _advance_track(policy, w, t, event, key)
@@ -287,12 +287,12 @@ def _advance_track(policy: CompiledPolicy, w: _Work, t: float, event: Event, key
     step = w.track.step
     while step < len(track.steps) and w.track.started + track.steps[step][0] <= t:
         w.actions.append(Action(
-            kind="send", key=f"{key}|track:{track.name}@{w.track.started:.3f}|step:{step}",
+            kind="send", key=f"{key}|track:{track.name}@{w.track.ref()}|step:{step}",
             track=track.name, content=track.steps[step][1]))
         step += 1
     if step == w.track.step:
         return
-    w.track = TrackState(name=track.name, started=w.track.started, step=step)
+    w.track = TrackState(name=track.name, started=w.track.started, step=step, origin=w.track.origin)
     if step < len(track.steps):
         return
     w.track = None

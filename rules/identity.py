@@ -1,10 +1,12 @@
-"""How any client names a lead's workflow without putting a raw e-mail into an id."""
+"""How any client names a lead's workflow without putting a raw e-mail into an id, and how an
+event without an id gets one."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 
-from rules.models import LeadRef
+from rules.models import Event, LeadRef
 
 
 def lead_key(ref: LeadRef) -> str:
@@ -14,3 +16,13 @@ def lead_key(ref: LeadRef) -> str:
     if not basis:
         raise ValueError("an event's lead needs an email or an external_id")
     return "lead-" + hashlib.sha256(basis.encode("utf-8")).hexdigest()[:20]
+
+
+def with_id(event: Event) -> Event:
+    """The event, with an id made from its content when it has none: identical id-less events
+    are one event, and a scheduled check (whose time is its due time) keeps its id when it is
+    evaluated again."""
+    if event.id is not None:
+        return event
+    canon = json.dumps(event.model_dump(mode="json"), sort_keys=True)
+    return event.model_copy(update={"id": "h-" + hashlib.sha256(canon.encode()).hexdigest()[:20]})

@@ -94,6 +94,13 @@ class TrackState:
     name: str
     started: float
     step: int = 0
+    # The id of the event that started the track. Step keys name it rather than `started`: a
+    # workflow task retried after a worker crash evaluates the same event at a later moment,
+    # and the steps it sends again must carry the same keys. Empty in leads from before it.
+    origin: str = ""
+
+    def ref(self) -> str:
+        return self.origin or f"{self.started:.3f}"
 
 
 @dataclass(slots=True)

@@ -46,11 +46,18 @@ class Harness:
     outbox: Outbox
 
     async def signup(self, email: str, options: LeadOptions | None = None, **profile: Any) -> WorkflowHandle:
+        """Start (or join) the lead with its sign-up, and wait until the sign-up is applied: a
+        query answers from the workflow's last activation, which may precede the evaluation."""
         event = {"id": f"signup-{email}", "type": "signup", "lead": {"email": email, **profile}}
-        return await self.client.start_workflow(
+        handle = await self.client.start_workflow(
             "LeadWorkflow", args=[event, options or LeadOptions(index=False)],
             id=lead_key(LeadRef(email=email)), task_queue=self.settings.task_queue,
             start_signal="event", start_signal_args=[event])
+        for _ in range(200):
+            if (await self.state(handle))["events"] >= 1:
+                return handle
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{email}: the sign-up was never applied")
 
     async def state(self, handle: WorkflowHandle) -> dict[str, Any]:
         return await handle.query("state")

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import timedelta
 
 import pytest
 
 from rules import engine
 from rules.evaluate import ChainLimitError, evaluate
+from rules.identity import with_id
+from rules.models import Event
 from rules.scoring import decayed
 from tests.conftest import MINIMAL, T0, days, event, policy_from
+from workflows.lead import scheduled_check
 
 CHAIN = MINIMAL + """\
   - {id: r1, priority: 5, when: {state: nurturing, facts.a: {exists: false}}, then: {set: {a: 1}}}
@@ -134,6 +138,26 @@ def test_inactivity_is_judged_when_the_scheduled_check_arrives():
     due = evaluate(policy, d.lead, event("check", d.next_check_at), d.next_check_at)
     assert due.state == "derailed"
     assert due.story[-1].matched == {"state": "nurturing", "inactive_for": 30 * 86400}
+
+
+def test_evaluating_again_later_names_the_same_outbox_keys(default_policy):
+    """Outbox writes are local activities: a workflow task retried after a worker crash
+    evaluates the same event (or the same scheduled check) again, at a later moment, and may
+    already have delivered once. The keys must not move with that moment."""
+    def sends(d):
+        return [(a.key, a.content) for a in d.actions if a.kind == "send"]
+
+    signup = event("signup", lead={"role": "manager"})
+    first, again = (evaluate(default_policy, None, signup, T0 + s)
+                    for s in (timedelta(0), timedelta(seconds=3)))
+    assert sends(first) and sends(first) == sends(again)  # the awareness track's first step
+    due = first.next_check_at
+    assert due is not None
+    check = Event.model_validate(scheduled_check(due))
+    step, step_again = (evaluate(default_policy, first.lead, with_id(check), due + s)
+                        for s in (timedelta(0), timedelta(seconds=2)))
+    assert [c for _, c in sends(step)] == ["case-study"]
+    assert sends(step) == sends(step_again)
 
 
 def test_unknown_event_is_rejected_and_recorded_without_changing_the_lead():

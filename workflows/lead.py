@@ -5,8 +5,6 @@ workflow.now() and timers."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from activities.lead import BatchResult, EvaluateBatch, OutboxMessage
-    from rules.identity import lead_key
+    from rules.identity import lead_key, with_id
     from rules.models import Action, Decision, Event, StoryEntry
     from workflows import search
     from workflows.outbox import deliver
@@ -33,6 +31,14 @@ EVENTS_PER_TASK = 25
 # A state change is indexed at once.
 SCORE_INDEX_EVERY = timedelta(seconds=60)
 EVALUATE_RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=["PolicyError"])
+
+
+def scheduled_check(due: datetime) -> dict[str, Any]:
+    """The check event the timer asks for. Its time is the due time, not the moment it runs,
+    so its id (a hash of the event) and the outbox keys of what it sends are the same when a
+    workflow task is retried after a worker crash: deliveries are local activities, and may
+    already have run once in the task that never completed."""
+    return {"type": "check", "at": due.isoformat(), "data": {"reason": "scheduled"}}
 
 
 @workflow.defn(name="LeadWorkflow", sandboxed=False)
@@ -163,8 +169,7 @@ class LeadWorkflow:
         due = self.c.next_check_at
         if due is not None and now >= due:
             self.c.next_check_at = None
-            self.c.pending.append({"raw": {"type": "check", "at": now.isoformat(),
-                                           "data": {"reason": "scheduled"}}, "check": True})
+            self.c.pending.append({"raw": scheduled_check(due), "check": True})
 
     def _index(self, now: bool = False) -> None:
         """Upsert the lead's search attributes: at once when its state changed (or when `now`),
@@ -210,9 +215,7 @@ class LeadWorkflow:
         identified = event.lead.email or event.lead.external_id
         if identified and lead_key(event.lead) != self.key:
             return "event is for another lead"
-        if event.id is None:  # identical id-less events are one event
-            canon = json.dumps(event.model_dump(mode="json"), sort_keys=True)
-            event = event.model_copy(update={"id": "h-" + hashlib.sha256(canon.encode()).hexdigest()[:20]})
+        event = with_id(event)
         if not item.get("check"):
             if event.id in self._seen:
                 self._answer(ticket, {"duplicate": True, "event_id": event.id})
