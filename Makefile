@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: up test lint bench venv clean
+.PHONY: up test lint bench bench-e2e venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/evaluator.py
+
+bench-e2e: $(STAMP)
+	$(BIN)/python bench/e2e.py
 
 clean:
 	rm -rf $(VENV) .leadflow *.egg-info
