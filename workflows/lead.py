@@ -5,6 +5,7 @@ workflow.now() and timers."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,11 +27,17 @@ with workflow.unsafe.imports_passed_through():
 # Event ids remembered for idempotency: the newest this many (they travel through continue-as-new).
 SEEN_LIMIT = 5000
 EVENTS_PER_TASK = 25
-# A score-only change is indexed at most this often: every search-attribute upsert is a visibility
-# write on the server, and on the dev server's SQLite that doubled the event-to-state latency.
-# A state change is indexed at once.
-SCORE_INDEX_EVERY = timedelta(seconds=60)
 EVALUATE_RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=["PolicyError"])
+
+
+def score_index_delay(key: str, seconds: float) -> timedelta:
+    """How long a score-only change waits to be indexed: every search-attribute upsert is a
+    visibility write on the server (per event, on the dev server's SQLite, it doubled the
+    event-to-state latency). Between one and two times `seconds`, fixed per lead, so leads whose
+    scores change together (a campaign goes out) index apart, not in one burst of workflow
+    tasks and visibility writes a minute later."""
+    share = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 0x1_0000_0000
+    return timedelta(seconds=seconds * (1 + share))
 
 
 def scheduled_check(due: datetime) -> dict[str, Any]:
@@ -173,7 +180,7 @@ class LeadWorkflow:
 
     def _index(self, now: bool = False) -> None:
         """Upsert the lead's search attributes: at once when its state changed (or when `now`),
-        else a changed score waits up to SCORE_INDEX_EVERY."""
+        else a changed score waits (see score_index_delay)."""
         lead = self.c.lead
         if not self.options.index or lead is None:
             return
@@ -186,7 +193,8 @@ class LeadWorkflow:
                                                search.LEAD_SCORE.value_set(current[1])])
             self._indexed, self._index_score_at = current, None
         elif self._index_score_at is None:
-            self._index_score_at = workflow.now() + SCORE_INDEX_EVERY
+            self._index_score_at = workflow.now() + score_index_delay(
+                self.key, self.options.score_index_seconds)
 
     async def _end_workflow_task(self) -> None:
         """Every local activity result of one workflow task goes into one completion, which a

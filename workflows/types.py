@@ -19,6 +19,9 @@ class LeadOptions(BaseModel):
     max_events_per_run: int = 2000
     # Upsert search attributes (off only for servers without them registered).
     index: bool = True
+    # A score that changed without a state change is indexed this many seconds later, or up to
+    # twice as many (see workflows.lead.score_index_delay).
+    score_index_seconds: float = 60
     story_limit: int = 500
 
 
