@@ -22,43 +22,42 @@ async def noop(raw: Any) -> dict[str, str]:
     return DECISION_LIKE
 
 
-@workflow.defn(name="BareWorkflow")
-class BareWorkflow:
+class _Counter:
+    """What both baselines share: they count every event, signalled or submitted."""
+
     def __init__(self) -> None:
         self.count = 0
 
-    @workflow.run
-    async def run(self, first: Any) -> None:
+    async def _run(self) -> None:
         self.count = 1
         await workflow.wait_condition(lambda: False)
 
     @workflow.signal(name="event")
     def event(self, raw: Any) -> None:
         self.count += 1
-
-    @workflow.update(name="submit")
-    def submit(self, raw: Any) -> int:
-        self.count += 1
-        return self.count
 
     @workflow.query(name="count")
     def counted(self) -> int:
         return self.count
 
 
-@workflow.defn(name="LocalActivityWorkflow")
-class LocalActivityWorkflow:
-    def __init__(self) -> None:
-        self.count = 0
-
+@workflow.defn(name="BareWorkflow")
+class BareWorkflow(_Counter):
     @workflow.run
     async def run(self, first: Any) -> None:
-        self.count = 1
-        await workflow.wait_condition(lambda: False)
+        await self._run()
 
-    @workflow.signal(name="event")
-    def event(self, raw: Any) -> None:
+    @workflow.update(name="submit")
+    def submit(self, raw: Any) -> int:
         self.count += 1
+        return self.count
+
+
+@workflow.defn(name="LocalActivityWorkflow")
+class LocalActivityWorkflow(_Counter):
+    @workflow.run
+    async def run(self, first: Any) -> None:
+        await self._run()
 
     @workflow.update(name="submit")
     async def submit(self, raw: Any) -> dict[str, str]:
@@ -66,10 +65,6 @@ class LocalActivityWorkflow:
                                                        start_to_close_timeout=timedelta(seconds=30))
         self.count += 1
         return answer
-
-    @workflow.query(name="count")
-    def counted(self) -> int:
-        return self.count
 
 
 async def main() -> None:
