@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from activities.outbox import Outbox
 from service.intake import list_workflows, send
 from service.settings import Settings
 from service.temporal import binary
-from tests.temporal_harness import ROOT
+from tests.temporal_harness import ROOT, free_port
 from workflows import search
 
 PERSONAS = {
@@ -29,12 +28,6 @@ PERSONAS = {
     "junk": ({"role": "vp"}, [], "disqualified"),
     "quiet": ({"role": "director"}, [], "derailed"),
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _start_worker(env: dict[str, str], log) -> subprocess.Popen:
@@ -68,7 +61,7 @@ async def _eventually(check, seconds: float = 30) -> None:
 
 def test_kill_9_the_worker_midway(tmp_path):
     async def scenario():
-        port = _free_port()
+        port = free_port()
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=binary("temporal"), port=port, ui=False,
             search_attributes=search.ALL, data_converter=pydantic_data_converter)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import socket
 import time
 
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -16,23 +15,17 @@ from rules.identity import lead_key
 from rules.models import LeadRef
 from service.settings import Settings
 from service.temporal import binary
-from tests.temporal_harness import ROOT
+from tests.temporal_harness import ROOT, free_port
 from worker import build_worker
 from workflows import search
 from workflows.lead import score_index_delay
 from workflows.types import LeadOptions
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_state_is_indexed_at_once_and_a_score_only_change_soon_after(tmp_path):
     async def scenario():
         env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=binary("temporal"), port=_free_port(), ui=False,
+            dev_server_existing_path=binary("temporal"), port=free_port(), ui=False,
             search_attributes=search.ALL, data_converter=pydantic_data_converter)
         settings = Settings(home=tmp_path, policy_dir=ROOT / "policies", task_queue="indexing")
         store = PolicyStore(settings.policy_dir)
