@@ -8,6 +8,7 @@ never matches anything.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -22,11 +23,11 @@ from rules.conditions import (
     fields_of,
     parse_when,
     state_sources,
-    to_engine,
 )
 from rules.durations import parse_duration
 from rules.models import BUILTIN_EVENTS
 from rules.policy import Effects, Policy
+from rules.shape import PhaseShape, ShapeRule, shape
 from rules.validate import LoadedPolicy
 
 Kind = Literal["fit", "engagement", "stage"]
@@ -43,12 +44,19 @@ class CompiledRule:
     cond: Cond
     fields: tuple[tuple[str, str], ...]  # (field as written, fact path) it matched on
     description: str = ""
+    where: tuple[Any, ...] = ()  # its conditions in the policy file, for problems
     effects: Effects | None = None
     points: float = 0.0
     bant: str | None = None
     signal: str = "interest"
     half_life: float = 0.0
     cap: float | None = None
+
+    @functools.cached_property
+    def summary(self) -> dict[str, Any]:
+        """What a scoring rule's firing says it did (the story shows it)."""
+        return {"points": self.points, **({"bant": self.bant} if self.bant else {}),
+                **({"signal": self.signal} if self.kind == "engagement" else {})}
 
 
 @dataclass(frozen=True)
@@ -71,9 +79,14 @@ class Watch:
 class CompiledPolicy:
     policy: Policy
     file: str
+    source: bytes  # the file's bytes: evaluator processes compile the same version from them
     sha: str
     ruleset: str
-    definition: dict[str, Any]
+    # one engine ruleset per phase (fit, engagement, stage), named `<ruleset>/<phase>`: the engine
+    # looks for each next matched rule by scanning every rule of its ruleset
+    definitions: dict[str, dict[str, Any]]
+    shapes: dict[str, PhaseShape]  # per phase: how its facts and rules are laid out
+    constants: frozenset[float]  # the numbers conditions compare with (see rules.engine_json)
     rules: dict[str, CompiledRule]
     counts: tuple[CountSpec, ...]
     watches: tuple[Watch, ...]
@@ -99,6 +112,8 @@ class CompiledPolicy:
 
 
 def compile_policy(loaded: LoadedPolicy) -> CompiledPolicy:
+    if loaded.compiled is not None:  # validation compiled it already
+        return loaded.compiled
     p = loaded.policy
     sha = hashlib.sha256(loaded.raw).hexdigest()
     ruleset = f"{p.policy}@v{p.version}#{sha[:8]}"
@@ -109,7 +124,7 @@ def compile_policy(loaded: LoadedPolicy) -> CompiledPolicy:
     for i, r in enumerate(p.scoring.fit):
         cond = parse_when(r.when, lists, ("scoring", "fit", i, "when"))
         compiled.append(_rule(f"f{i}", r.id, "fit", 0, i, cond, r.description,
-                              points=r.points, bant=r.bant))
+                              where=("scoring", "fit", i, "when"), points=r.points, bant=r.bant))
     for i, r in enumerate(p.scoring.engagement):
         on = Test("event.type", "event.type", "in", r.event_types, ("scoring", "engagement", i))
         cond = _and(on, parse_when(r.when, lists, ("scoring", "engagement", i, "when")) if r.when else None)
@@ -118,11 +133,12 @@ def compile_policy(loaded: LoadedPolicy) -> CompiledPolicy:
         else:
             half_life = parse_duration(r.decay.half_life) if r.decay else default_half_life
         compiled.append(_rule(f"e{i}", r.id, "engagement", 0, len(p.scoring.fit) + i, cond, r.description,
-                              points=r.points, signal=r.signal, half_life=half_life, cap=r.cap))
-    stage: list[tuple[int, int, str, str, Cond, Effects, str]] = []
+                              where=("scoring", "engagement", i), points=r.points, signal=r.signal,
+                              half_life=half_life, cap=r.cap))
+    stage: list[tuple[int, int, str, str, Cond, Effects, str, tuple[Any, ...]]] = []
     for i, r in enumerate(p.rules):
         cond = parse_when(r.when, lists, ("rules", i, "when"))
-        stage.append((r.priority, i, f"r{i}", r.id, cond, r.then, r.description))
+        stage.append((r.priority, i, f"r{i}", r.id, cond, r.then, r.description, ("rules", i, "when")))
     if p.handoff:
         for j, (event, key) in enumerate((("sales_accept", "on_accept"), ("sales_reject", "on_reject"))):
             effects = getattr(p.handoff, key)
@@ -131,19 +147,18 @@ def compile_policy(loaded: LoadedPolicy) -> CompiledPolicy:
                 cond = All((Test("event.type", "event.type", "eq", event, ("handoff", key)),
                             Test("handoff_open", "handoff_open", "eq", True, ("handoff", key))))
                 stage.append((HANDOFF_PRIORITY, -2 + j, f"h{j}", f"handoff.{key}", cond, effects,
-                              f"sales {event.split('_')[1]}ed the hand-off"))
+                              f"sales {event.split('_')[1]}ed the hand-off", ("handoff", key)))
     stage.sort(key=lambda s: (-s[0], s[1]))
-    for rank, (priority, _, engine_name, rule_id, cond, effects, description) in enumerate(stage):
+    for rank, (priority, _, engine_name, rule_id, cond, effects, description, where) in enumerate(stage):
         compiled.append(_rule(engine_name, rule_id, "stage", priority, rank, cond, description,
-                              effects=effects))
+                              where=where, effects=effects))
 
-    definition: dict[str, Any] = {}
+    shapes = shape_phases(compiled, loaded)
+    definitions: dict[str, dict[str, Any]] = {phase: {} for phase in shapes}
     for rule in compiled:
-        phase = "score" if rule.kind in ("fit", "engagement") else "stage"
-        definition[rule.engine_name] = {
-            "all": [{"m": {"$and": [{"k": phase}, to_engine(rule.cond)]}}],
-            "pri": rule.rank + 1,
-        }
+        phase = _phase(rule)
+        definitions[phase][rule.engine_name] = {"all": [{"m": shapes[phase].patterns[rule.engine_name]}],
+                                                "pri": rule.rank + 1}
 
     counts: dict[str, CountSpec] = {}
     watches: set[Watch] = set()
@@ -169,9 +184,12 @@ def compile_policy(loaded: LoadedPolicy) -> CompiledPolicy:
     return CompiledPolicy(
         policy=p,
         file=loaded.file,
+        source=loaded.raw,
         sha=sha,
         ruleset=ruleset,
-        definition=definition,
+        definitions=definitions,
+        shapes=shapes,
+        constants=frozenset(_constants(compiled)),
         rules={r.engine_name: r for r in compiled},
         counts=tuple(counts.values()),
         watches=tuple(sorted(watches, key=lambda w: (w.field, w.value))),
@@ -187,6 +205,28 @@ def compile_policy(loaded: LoadedPolicy) -> CompiledPolicy:
         fit_cap=p.scoring.fit_cap,
         engagement_cap=p.scoring.engagement_cap,
     )
+
+
+def _phase(rule: CompiledRule) -> str:
+    return rule.kind
+
+
+def shape_phases(compiled: list[CompiledRule], loaded: LoadedPolicy) -> dict[str, PhaseShape]:
+    """Lay each phase out for the engine (rules.shape); raises LimitError at the rule's place."""
+    by_phase: dict[str, list[ShapeRule]] = {"fit": [], "engagement": [], "stage": []}
+    for rule in compiled:
+        by_phase[_phase(rule)].append(ShapeRule(rule.engine_name, rule.cond, rule.where))
+    return {phase: shape(phase, rules) for phase, rules in by_phase.items()}
+
+
+def _constants(compiled: list[CompiledRule]) -> list[float]:
+    out = []
+    for rule in compiled:
+        for t in fields_of(rule.cond):
+            for v in t.value if isinstance(t.value, list) else [t.value]:
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    out.append(float(v))
+    return out
 
 
 def _and(first: Cond, second: Cond | None) -> Cond:

@@ -8,6 +8,7 @@ because durable-rules has no negation operator.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Union
@@ -136,11 +137,31 @@ def _parse_tests(field: str, spec: Any, lists: dict[str, list[Any]], where: tupl
                 raise ConditionError(here, f"{field} compares with a duration: {err}") from None
         elif op in COMPARISONS and (not isinstance(value, (int, float)) or isinstance(value, bool)):
             raise ConditionError(here, f"{op} needs a number, got {value!r}")
+        for number in value if isinstance(value, list) else [value]:
+            if problem := _inexact(number):
+                raise ConditionError(here, problem)
         if op in ("prefix", "suffix") and set(value) & _REGEX_UNSAFE:
             raise ConditionError(here, f"{op} may not contain [, ] or backslash: {value!r}")
         if op == "in" and not value:
             raise ConditionError(here, "`in` with an empty list can never hold")
         yield Test(field, key, op, value, here)
+
+
+def _inexact(value: Any) -> str | None:
+    """Why a number in a condition cannot be compared exactly, if it cannot."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value!r} is not a number a lead can have"
+    if isinstance(value, int) and abs(value) > 2**53:
+        try:
+            exact = float(value) == value
+        except OverflowError:
+            exact = False
+        if not exact:
+            return (f"{value} has more digits than the rules engine compares exactly "
+                    f"(it works in 64-bit floating point): round it, e.g. to {float(value):.15g}")
+    return None
 
 
 def negate(cond: Cond) -> Cond:
@@ -165,6 +186,32 @@ def _regex(value: str) -> str:
     return "".join(f"[{c}]" if c in _REGEX_SPECIAL else c for c in value)
 
 
+def shadow(key: str, value: Any) -> str:
+    """The fact property a test against `value` reads. Numbers (booleans among them) compare
+    only with numbers and texts only with texts, as in Python: the engine would compare a text
+    with a number as two texts ("50k" >= 10000 holds there). So a field's value goes to the
+    engine as `<key>#n` when it is a number and `<key>#s` when it is a text, and `<key>` itself
+    only says that the field is there (rules.shape builds the fact)."""
+    if isinstance(value, (int, float)):
+        return f"{key}#n"
+    if isinstance(value, str):
+        return f"{key}#s"
+    return key
+
+
+def props_of(test: Test) -> list[str]:
+    """The fact properties one test reads (see shadow)."""
+    if test.op in COMPARISONS:
+        return [f"{test.key}#n"]
+    if test.op in ("prefix", "suffix"):
+        return [f"{test.key}#s"]
+    if test.op in ("in", "not_in"):
+        return list(dict.fromkeys(shadow(test.key, v) for v in test.value)) or [test.key]
+    if test.op == "exists":
+        return [test.key]
+    return [shadow(test.key, test.value)]
+
+
 def to_engine(cond: Cond) -> dict[str, Any]:
     """durable-rules JSON for a condition (one pattern; the caller adds the phase tag)."""
     if isinstance(cond, All):
@@ -172,25 +219,36 @@ def to_engine(cond: Cond) -> dict[str, Any]:
     if isinstance(cond, Any_):
         return {"$or": [to_engine(c) for c in cond.items]}
     key, op, value = cond.key, cond.op, cond.value
-    missing = {"$nex": {key: 1}}
     if op == "eq":
-        return {key: value}
+        return {shadow(key, value): value}
     if op == "ne":
-        return {"$or": [{"$neq": {key: value}}, missing]}
+        return _ne(shadow(key, value), [value])
     if op in COMPARISONS:
-        return {f"${op}": {key: value}}
+        return {f"${op}": {f"{key}#n": value}}
     if op == "in":
-        alts = [{key: v} for v in value]
+        alts = [{shadow(key, v): v} for v in value]
         return alts[0] if len(alts) == 1 else {"$or": alts}
     if op == "not_in":
-        return {"$or": [{"$and": [{"$neq": {key: v}} for v in value] or [{"$ex": {key: 1}}]}, missing]}
+        if not value:
+            return {"$or": [{"$ex": {key: 1}}, {"$nex": {key: 1}}]}
+        by_prop: dict[str, list[Any]] = {}
+        for v in value:
+            by_prop.setdefault(shadow(key, v), []).append(v)
+        parts = [_ne(prop, values) for prop, values in by_prop.items()]
+        return parts[0] if len(parts) == 1 else {"$and": parts}
     if op == "prefix":
-        return {"$mt": {key: _regex(value) + ".*"}}
+        return {"$mt": {f"{key}#s": _regex(value) + ".*"}}
     if op == "suffix":
-        return {"$mt": {key: ".*" + _regex(value)}}
+        return {"$mt": {f"{key}#s": ".*" + _regex(value)}}
     if op == "exists":
-        return {"$ex": {key: 1}} if value else missing
+        return {"$ex": {key: 1}} if value else {"$nex": {key: 1}}
     raise AssertionError(f"unhandled op {op}")
+
+
+def _ne(prop: str, values: list[Any]) -> dict[str, Any]:
+    """None of `values`: the property differs from each, or is absent (another type, or none)."""
+    differs = [{"$neq": {prop: v}} for v in values]
+    return {"$or": [differs[0] if len(differs) == 1 else {"$and": differs}, {"$nex": {prop: 1}}]}
 
 
 def holds(op: str, actual: Any, expected: Any) -> bool:

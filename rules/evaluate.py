@@ -14,13 +14,16 @@ evaluation runs in one fresh engine session, deleted before returning:
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from rules import engine
 from rules.compile import CompiledPolicy, CompiledRule
 from rules.durations import parse_duration
-from rules.engine import Session, register
+from rules.engine import register
 from rules.identity import lead_key
 from rules.models import (
     SYSTEM_EVENTS,
@@ -36,6 +39,7 @@ from rules.models import (
 )
 from rules.policy import Effects
 from rules.scoring import compact, crossing_below, engagement
+from rules.shape import PhaseShape
 
 MAX_HISTORY = 500
 RECENT = 10
@@ -110,45 +114,64 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
     inactive_for = t - (last_activity if last_activity is not None else lead.created)
     contributions = lead.contributions
 
-    def snapshot(phase: str, scores: dict[str, float]) -> dict[str, Any]:
-        return {
-            "k": phase, "state": w.state, "lead": lead_view, "event": event_view,
-            "score": scores, "facts": w.facts, "track": w.track.name if w.track else "",
-            "handoff_open": w.handoff_open, "inactive_for": inactive_for,
-            "in_state_for": t - w.state_since, "count": counts,
-        }
+    sources: dict[str, Any] = {"lead": lead_view, "event": event_view, "facts": w.facts,
+                               "count": counts, "plain": {"inactive_for": inactive_for}}
 
-    handle = register(policy.ruleset, policy.definition)
-    with Session(handle) as session:
-        scoring = snapshot("score", {})
-        matched = [policy.rules[n] for n in session.match(scoring)]
-        fit_rules = [r for r in matched if r.kind == "fit"]
-        fit = min(policy.fit_cap, sum(r.points for r in fit_rules))
-        bant = sorted({r.bant for r in fit_rules if r.bant})
-        added = [r for r in matched if r.kind == "engagement"] if behaviour else []
+    def snapshot(phase: str, scores: dict[str, Any]) -> dict[str, Any]:
+        """The values of the fields this phase's rules read (rules.shape projects them)."""
+        plain = sources["plain"]
+        plain["state"], plain["handoff_open"] = w.state, w.handoff_open
+        plain["track"] = w.track.name if w.track else ""
+        plain["in_state_for"] = t - w.state_since
+        sources["score"], sources["facts"] = scores, w.facts
+        return _project(policy.shapes[phase], sources)
+
+    def match(phase: str, body: str) -> list[str]:
+        definition = policy.definitions[phase]
+        if not definition:
+            return []
+        handle = register(f"{policy.ruleset}/{phase}", definition, policy.constants)
+        return engine.match(handle, body)
+
+    def encoded(phase: str, values: dict[str, Any]) -> str:
+        return engine.encode(policy.shapes[phase].fact(values), policy.constants)
+
+    # Fit: a pure function of the fields fit rules read, which rarely change between a lead's
+    # events; the lead remembers what matched for which values, and asks the engine again only
+    # when they differ.
+    fit_values = snapshot("fit", {})
+    fit_body = encoded("fit", fit_values)
+    fit_key = hashlib.blake2b(f"{policy.ruleset}\n{fit_body}".encode(), digest_size=12).hexdigest()
+    fit_names = lead.fit_rules if fit_key == lead.fit_key else match("fit", fit_body)
+    fit_rules = [policy.rules[n] for n in fit_names]
+    fit = min(policy.fit_cap, sum(r.points for r in fit_rules))
+    bant = sorted({r.bant for r in fit_rules if r.bant})
+    for r in fit_rules:
+        w.fired.append(Firing(rule=r.id, kind="fit", priority=0, matched=_matched(r, fit_values),
+                              effects=r.summary, changed=True))
+    if behaviour:  # engagement counts behaviour only
+        engagement_values = snapshot("engagement", {})
+        added = [policy.rules[n] for n in match("engagement", encoded("engagement", engagement_values))]
         if added:
             contributions = [*contributions, *(
-                Contribution(rule=r.id, at=at, points=r.points,
-                                             half_life=r.half_life, signal=r.signal)
+                Contribution(rule=r.id, at=at, points=r.points, half_life=r.half_life, signal=r.signal)
                 for r in added)]
-        contributions = compact(contributions, t)
-        for r in matched:
-            if r.kind == "fit" or behaviour:
-                w.fired.append(Firing(
-                    rule=r.id, kind=r.kind, priority=0, matched=_matched(r, scoring),
-                    effects={"points": r.points, **({"bant": r.bant} if r.bant else {}),
-                             **({"signal": r.signal} if r.kind == "engagement" else {})},
-                    changed=True))
-        scores = _scores(policy, contributions, fit, len(bant), t)
+        for r in added:
+            w.fired.append(Firing(rule=r.id, kind="engagement", priority=0,
+                                  matched=_matched(r, engagement_values), effects=r.summary, changed=True))
+    contributions = compact(contributions, t)
+    scores = _scores(policy, contributions, fit, len(bant), t)
 
-        _advance_track(policy, w, t, event, lead.key)
-        _chain(policy, session, w, lambda: snapshot("stage", scores), t, event, event_key, lead.key)
+    _advance_track(policy, w, t, event, lead.key)
+    _chain(policy, lambda values: match("stage", encoded("stage", values)), w,
+           lambda: snapshot("stage", scores), t, event, event_key, lead.key)
     if event.type in ("sales_accept", "sales_reject"):
         w.handoff_open = False  # after the chain, so the hand-off rules saw it open
 
     after = lead.model_copy(update={
         "state": w.state, "state_since": w.state_since, "profile": profile, "facts": w.facts,
-        "fit": fit, "bant": bant, "contributions": contributions, "history": history, "recent": recent,
+        "fit": fit, "bant": bant, "fit_key": fit_key, "fit_rules": fit_names,
+        "contributions": contributions, "history": history, "recent": recent,
         "last_activity": last_activity, "track": w.track, "handoff_open": w.handoff_open,
         "wakeups": w.wakeups,
     })
@@ -162,14 +185,15 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
     )
 
 
-def _chain(policy: CompiledPolicy, session: Session, w: _Work, snapshot, t: float,
-           event: Event, event_key: str, key: str) -> None:
+def _chain(policy: CompiledPolicy, match: Callable[[dict[str, Any]], list[str]], w: _Work,
+           snapshot: Callable[[], dict[str, Any]], t: float, event: Event, event_key: str,
+           key: str) -> None:
     fired: set[str] = set()
     chain: list[str] = []
     current = snapshot()
     while True:
         progressed = False
-        for name in session.match(current):
+        for name in match(current):
             if name in fired:
                 continue
             fired.add(name)
@@ -341,14 +365,24 @@ def _counts(policy: CompiledPolicy, history: list[tuple[str, float, int]], t: fl
     return out
 
 
-def _matched(rule: CompiledRule, fact: dict[str, Any]) -> dict[str, Any]:
+def _matched(rule: CompiledRule, values: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for written, path in rule.fields:
-        node: Any = fact
-        for part in path.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        out[written] = round(node, 2) if isinstance(node, float) else node
+    for written, key in rule.fields:
+        value = values.get(key)
+        out[written] = round(value, 2) if isinstance(value, float) else value
     return out
+
+
+def _project(shape: PhaseShape, sources: dict[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for f in shape.fields:
+        path = f.path
+        node = sources[f.source].get(path[0])
+        if len(path) > 1:
+            for part in path[1:]:
+                node = node.get(part) if isinstance(node, dict) else None
+        values[f.key] = node
+    return values
 
 
 def _next_check(policy: CompiledPolicy, lead: LeadState, contributions: list[Contribution],

@@ -9,12 +9,14 @@ all the same, and building one costs a fraction of a BaseModel.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 # Events the workflow itself produces; they are never engagement and never count as activity.
 SYSTEM_EVENTS = frozenset({"check", "sales_accept", "sales_reject", "sla_breach"})
@@ -56,8 +58,28 @@ class LeadRef(BaseModel):
             raise ValueError(f"not an e-mail address: {value!r}")
         return value
 
+    @model_validator(mode="after")
+    def _finite_profile(self) -> LeadRef:
+        _require_finite(self.model_extra or {}, "")
+        return self
+
     def profile(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
+
+
+def _require_finite(value: Any, where: str) -> None:
+    """NaN and infinities are not JSON numbers (Python's reader takes them anyway) and no
+    condition can compare them: the event is refused, saying where, before it reaches a lead."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PydanticCustomError(
+            "finite_number", "{where} is {value}: only finite numbers can be compared",
+            {"where": where or "value", "value": repr(value)})
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _require_finite(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _require_finite(item, f"{where}[{i}]")
 
 
 class Event(BaseModel):
@@ -69,6 +91,12 @@ class Event(BaseModel):
     at: datetime | None = None
     lead: LeadRef = Field(default_factory=LeadRef)
     data: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("data")
+    @classmethod
+    def _finite_data(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _require_finite(value, "")
+        return value
 
     @field_validator("at")
     @classmethod
@@ -130,6 +158,10 @@ class LeadState(BaseModel):
     facts: dict[str, Any] = Field(default_factory=dict)
     fit: float = 0.0
     bant: list[str] = Field(default_factory=list)
+    # the fit rules (engine names) that matched the values in `fit_key` (a digest, with the
+    # policy version): fit is asked of the engine again only when those values change
+    fit_key: str = ""
+    fit_rules: list[str] = Field(default_factory=list)
     contributions: list[Contribution] = Field(default_factory=list)
     # (type, minute bucket start, n) of the event types the policy counts, within its windows
     history: list[tuple[str, float, int]] = Field(default_factory=list)

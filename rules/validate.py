@@ -43,12 +43,13 @@ class PolicyInvalid(Exception):
         self.problems = problems
 
 
-@dataclass(frozen=True)
+@dataclass
 class LoadedPolicy:
     policy: Policy
     file: str
     raw: bytes
     doc: LoadedYaml
+    compiled: Any = None  # the CompiledPolicy validation built to prove the engine can take it
 
 
 @cache
@@ -84,7 +85,22 @@ def load_policy_bytes(raw: bytes, file: str) -> LoadedPolicy:
     problems = sorted(set(_Semantics(policy, doc, file).problems()), key=lambda p: p.line)
     if problems:
         raise PolicyInvalid(problems)
-    return LoadedPolicy(policy, file, raw, doc)
+    loaded = LoadedPolicy(policy, file, raw, doc)
+    _fits_the_engine(loaded)
+    return loaded
+
+
+def _fits_the_engine(loaded: LoadedPolicy) -> None:
+    """Lay the policy out for the rules engine (rules.shape): what would still exceed one of
+    its limits is refused at the rule's line."""
+    from rules.compile import compile_policy  # compile builds on this module
+    from rules.shape import LimitError
+
+    try:
+        loaded.compiled = compile_policy(loaded)
+    except LimitError as err:
+        raise PolicyInvalid([Problem(loaded.file, loaded.doc.line_of(err.where),
+                                     _owner(loaded.doc.data, err.where), err.message)]) from None
 
 
 def _schema_problems(doc: LoadedYaml, file: str) -> Iterator[Problem]:

@@ -76,7 +76,7 @@ def test_chain_bound_stops_a_long_chain_with_a_clear_error():
     with pytest.raises(ChainLimitError, match=r"more than 3 rules chained on one page_view event "
                        r"\(to-nurturing -> r1 -> r2 -> r3\)"):
         evaluate(policy, lead, event("page_view", T0), T0)
-    assert engine.live_sessions() == 0
+    assert _held(policy) == [] and engine.abandoned_sessions() == 0
 
 
 def test_a_rule_fires_at_most_once_per_evaluation_so_flip_flops_end():
@@ -182,10 +182,13 @@ def test_two_versions_live_side_by_side_in_one_process():
 
 
 def test_every_rule_compiles_to_a_single_tagged_pattern(default_policy):
-    for name, rule in default_policy.definition.items():
-        (pattern,) = rule["all"]
-        assert set(pattern) == {"m"}, name
-        assert pattern["m"]["$and"][0] in ({"k": "score"}, {"k": "stage"}), name
+    assert set(default_policy.definitions) == {"fit", "engagement", "stage"}
+    for phase, definition in default_policy.definitions.items():
+        for name, rule in definition.items():
+            (pattern,) = rule["all"]
+            assert set(pattern) == {"m"}, name
+            assert pattern["m"]["$and"][0] == {"k": phase}, name
+    assert sum(len(d) for d in default_policy.definitions.values()) == len(default_policy.rules)
 
 
 def test_same_inputs_same_decision(default_policy):
@@ -231,16 +234,24 @@ def test_threads_evaluating_at_once_stay_isolated(default_policy):
     for t in threads:
         t.join()
     assert errors == []
-    assert engine.live_sessions() == 0
+    assert _held(default_policy) == [] and engine.abandoned_sessions() == 0
 
 
-def test_engine_state_is_deleted_after_every_call(default_policy):
-    handle = engine.register(default_policy.ruleset, default_policy.definition)
-    before = next(engine._sids)
-    for i in range(1500):  # more evaluations than the engine's 1,024 live-session cap
-        evaluate(default_policy, None, event("signup", T0, email=f"m{i}@acme.example"), T0)
-    assert engine.live_sessions() == 0
-    assert not any(engine.session_exists(handle, f"s{n}") for n in range(before, before + 1500, 50))
+def _held(policy) -> list:
+    return [f for phase in policy.definitions for f in engine.held_facts(f"{policy.ruleset}/{phase}")]
+
+
+def test_no_fact_outlives_its_evaluation(default_policy):
+    hot = {"role": "vp", "budget": 60000, "timeline": "now", "company_size": 300}
+    lead = None
+    for i in range(300):
+        now = T0 + days(i / 10)
+        kind = ["signup", "page_view", "demo_request", "email_open"][i % 4]
+        ev = event(kind, now, email=f"m{i // 4}@acme.example", path="/pricing",
+                   lead=hot if kind == "signup" else {})
+        lead = evaluate(default_policy, None if kind == "signup" else lead, ev, now).lead
+        assert _held(default_policy) == [], i
+    assert lead.state == "sales-ready" and engine.abandoned_sessions() == 0
 
 
 def test_decision_serialises_to_json(default_policy):
