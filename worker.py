@@ -13,6 +13,7 @@ import logging
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.evaluator_pool import EvaluatorPool
 from activities.lead import LeadActivities
 from activities.outbox import Outbox
 from activities.policies import PolicyStore
@@ -24,9 +25,16 @@ from workflows.lead import LeadWorkflow
 log = logging.getLogger("leadflow.worker")
 
 
+def evaluator_pool(settings: Settings) -> EvaluatorPool | None:
+    """Evaluator processes as settings ask; None evaluates in the worker (no deadline)."""
+    if settings.eval_processes <= 0:
+        return None
+    return EvaluatorPool(settings.eval_processes, settings.eval_deadline)
+
+
 def build_worker(client: Client, settings: Settings, store: PolicyStore,
-                 executor: concurrent.futures.Executor) -> Worker:
-    acts = LeadActivities(store, Outbox(settings.outbox_path))
+                 executor: concurrent.futures.Executor, evaluators: EvaluatorPool | None = None) -> Worker:
+    acts = LeadActivities(store, Outbox(settings.outbox_path), evaluators)
     return Worker(client, task_queue=settings.task_queue,
                   workflows=[LeadWorkflow, HandoffWorkflow],
                   activities=[acts.evaluate_events, acts.deliver, acts.checkpoint],
@@ -47,14 +55,21 @@ async def run_worker(settings: Settings, client: Client | None = None) -> None:
     log.info("active policy %s v%s (%s)", active.name, active.version, active.ruleset)
     client = client or await connect(settings)
     await ensure_search_attributes(client, settings.namespace)
+    evaluators = evaluator_pool(settings)
+    if evaluators is not None:
+        evaluators.start()
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as executor:
-        worker = build_worker(client, settings, store, executor)
+        worker = build_worker(client, settings, store, executor, evaluators)
         watcher = asyncio.create_task(watch_policies(store, settings.policy_poll_seconds))
         try:
-            log.info("worker on task queue %r, namespace %r", settings.task_queue, settings.namespace)
+            log.info("worker on task queue %r, namespace %r; %s", settings.task_queue, settings.namespace,
+                     f"{settings.eval_processes} evaluator processes" if evaluators else
+                     "evaluating in this process")
             await worker.run()
         finally:
             watcher.cancel()
+            if evaluators is not None:
+                evaluators.close()
 
 
 def main() -> None:

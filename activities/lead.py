@@ -4,38 +4,15 @@ outbox delivery."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.evaluation import BatchResult, EvaluateBatch, evaluate_batch
+from activities.evaluator_pool import EvaluatorPool
 from activities.outbox import Outbox
 from activities.policies import NoPolicy, PolicyStore
 from rules.engine import EngineError
-from rules.evaluate import ChainLimitError, evaluate, iso
-from rules.models import Decision, Event, LeadState, StoryEntry
-
-
-class EvaluateRequest(BaseModel):
-    lead: LeadState | None
-    event: Event
-    now: datetime
-    version: int | None = None  # the version the lead is pinned to; None at capture
-
-
-class EvaluateBatch(BaseModel):
-    lead: LeadState | None
-    events: list[Event]
-    now: datetime
-    version: int | None = None
-
-
-class BatchResult(BaseModel):
-    """One entry per event: its Decision, or (None and) why the policy could not decide."""
-
-    decisions: list[Decision | None]
-    errors: list[str | None]
 
 
 class OutboxMessage(BaseModel):
@@ -46,54 +23,28 @@ class OutboxMessage(BaseModel):
 
 
 class LeadActivities:
-    def __init__(self, store: PolicyStore, outbox: Outbox) -> None:
+    def __init__(self, store: PolicyStore, outbox: Outbox, evaluators: EvaluatorPool | None = None) -> None:
         self.store = store
         self.outbox = outbox
-
-    def evaluate_event(self, req: EvaluateRequest) -> Decision:
-        """One event (the batch activity below calls this for each of its events)."""
-        try:
-            policy, note = self.store.choose(req.version)
-            lead = req.lead
-            if lead is not None and lead.version != policy.version:
-                lead = lead.model_copy(update={"policy": policy.name, "version": policy.version})
-            decision = evaluate(policy, lead, req.event, req.now)
-        except (ChainLimitError, NoPolicy) as err:
-            raise ApplicationError(str(err), type="PolicyError", non_retryable=True) from err
-        except EngineError as err:  # worth a retry: the session was deleted, nothing leaked
-            raise ApplicationError(str(err), type="EngineError") from err
-        if note:
-            moved = StoryEntry(
-                at=iso(req.now.timestamp()), event_id=req.event.id, event_type=req.event.type,
-                from_state=decision.state_before, to_state=decision.state_before, rule=None,
-                policy=policy.name, version=policy.version, why=note)
-            decision = decision.model_copy(update={"story": [moved, *decision.story]})
-        return decision
+        self.evaluators = evaluators  # None: evaluate in this process (no deadline)
 
     @activity.defn(name="evaluate_events")
     async def evaluate_events(self, batch: EvaluateBatch) -> BatchResult:
         """Several queued events of one lead, in order; a policy error rejects only its event.
 
-        Async although it computes: it runs on the worker's event loop, with no hop to a thread
-        and back. The engine holds the GIL anyway (threads would not run it in parallel), an
-        evaluation takes well under a millisecond and `limits.max_chain` bounds it."""
-        lead, version = batch.lead, batch.version
-        decisions: list[Decision | None] = []
-        errors: list[str | None] = []
-        for event in batch.events:
-            try:
-                decision = self.evaluate_event(EvaluateRequest(lead=lead, event=event, now=batch.now,
-                                                               version=version))
-            except ApplicationError as err:
-                if not err.non_retryable:
-                    raise  # the engine failed: retry the whole batch, nothing was applied
-                decisions.append(None)
-                errors.append(err.message)
-                continue
-            decisions.append(decision)
-            errors.append(None)
-            lead, version = decision.lead, decision.version
-        return BatchResult(decisions=decisions, errors=errors)
+        Async: it waits for an evaluator process without holding a thread. In-process (no pool)
+        it computes on the worker's event loop, with no hop to a thread and back: the engine
+        holds the GIL anyway and an evaluation takes well under a millisecond."""
+        try:
+            catalog = self.store.catalog(batch.version)
+        except NoPolicy as err:
+            return BatchResult(decisions=[None] * len(batch.events), errors=[str(err)] * len(batch.events))
+        try:
+            if self.evaluators is not None:
+                return await self.evaluators.evaluate(catalog, batch)
+            return evaluate_batch(catalog, batch)
+        except EngineError as err:  # worth a retry: nothing of the batch was applied
+            raise ApplicationError(str(err), type="EngineError") from err
 
     @activity.defn(name="checkpoint")
     async def checkpoint(self) -> None:

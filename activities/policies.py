@@ -8,6 +8,7 @@ import logging
 import threading
 from pathlib import Path
 
+from activities.evaluation import Catalog
 from rules.compile import CompiledPolicy, compile_policy
 from rules.validate import PolicyInvalid, load_policy_file
 
@@ -68,14 +69,6 @@ class PolicyStore:
         with self._lock:
             return self._versions.get(version)
 
-    def choose(self, pinned: int | None) -> tuple[CompiledPolicy, str | None]:
-        """The version to evaluate a lead with, and a note for its story when it moves."""
-        active = self.active()
-        if pinned is None or pinned == active.version:
-            return active, None
-        current = self.get(pinned)
-        if current is None:
-            return active, f"policy v{pinned} is no longer loaded; moved to v{active.version}"
-        if active.version > pinned and active.policy.rollout.running_leads == "move":
-            return active, f"rollout of v{active.version} moved the lead from v{pinned}"
-        return current, None
+    def catalog(self, pinned: int | None) -> Catalog:
+        """The versions a lead pinned to `pinned` may meet now (Catalog.choose picks)."""
+        return Catalog(self.active(), self.get(pinned) if pinned is not None else None)

@@ -21,6 +21,8 @@ class Settings:
     policy_poll_seconds: float = 5.0
     dev_port: int = 7233
     ui_port: int = 8233
+    eval_processes: int = 2  # evaluator processes per worker; 0 evaluates in the worker itself
+    eval_deadline: float = 5.0  # seconds one event may take in the rules engine
     connect: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -48,5 +50,7 @@ class Settings:
             policy_poll_seconds=float(env.get("LEADFLOW_POLICY_POLL_SECONDS", "5")),
             dev_port=int(env.get("LEADFLOW_DEV_PORT", "7233")),
             ui_port=int(env.get("LEADFLOW_UI_PORT", "8233")),
+            eval_processes=int(env.get("LEADFLOW_EVAL_PROCESSES", "2")),
+            eval_deadline=float(env.get("LEADFLOW_EVAL_DEADLINE_SECONDS", "5")),
             connect=connect,
         )

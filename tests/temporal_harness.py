@@ -18,6 +18,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from activities.evaluator_pool import EvaluatorPool
 from activities.outbox import Outbox
 from activities.policies import PolicyStore
 from rules.identity import lead_key
@@ -93,8 +94,21 @@ class Harness:
                 (HISTORIES / f"{name}-{i}.json").write_text(json.dumps(record))
 
 
+_EVALUATORS: EvaluatorPool | None = None
+
+
+def evaluators() -> EvaluatorPool:
+    """One pool of evaluator processes for the whole test run: a worker's real evaluation path,
+    without spawning two processes per test."""
+    global _EVALUATORS
+    if _EVALUATORS is None:
+        _EVALUATORS = EvaluatorPool(2, deadline=30)
+    return _EVALUATORS
+
+
 @contextlib.asynccontextmanager
-async def harness(tmp_path: Path, policy_dir: Path | None = None) -> AsyncIterator[Harness]:
+async def harness(tmp_path: Path, policy_dir: Path | None = None,
+                  pool: EvaluatorPool | None = None) -> AsyncIterator[Harness]:
     settings = Settings(home=tmp_path, policy_dir=policy_dir or ROOT / "policies",
                         task_queue=f"test-{tmp_path.name}")
     store = PolicyStore(settings.policy_dir)
@@ -102,8 +116,8 @@ async def harness(tmp_path: Path, policy_dir: Path | None = None) -> AsyncIterat
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server"), data_converter=pydantic_data_converter)
     try:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-            worker = build_worker(env.client, settings, store, pool)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as threads:
+            worker = build_worker(env.client, settings, store, threads, pool or evaluators())
             async with worker:
                 yield Harness(env, env.client, settings, store, Outbox(settings.outbox_path))
     finally:

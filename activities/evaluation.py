@@ -1,0 +1,95 @@
+"""Evaluating a lead's queued events: which policy version each one meets, its Decision, or why
+the policy could not decide. The same code runs in the evaluator processes and, with
+`LEADFLOW_EVAL_PROCESSES=0`, in the worker itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from rules.compile import CompiledPolicy
+from rules.engine import EngineError
+from rules.evaluate import ChainLimitError, evaluate, iso
+from rules.models import Decision, Event, LeadState, StoryEntry
+
+
+class EvaluateBatch(BaseModel):
+    lead: LeadState | None
+    events: list[Event]
+    now: datetime
+    version: int | None = None  # the version the lead is pinned to; None at capture
+
+
+class BatchResult(BaseModel):
+    """One entry per event: its Decision, or (None and) why the policy could not decide."""
+
+    decisions: list[Decision | None]
+    errors: list[str | None]
+
+
+class PolicyError(Exception):
+    """The policy cannot decide this event (a chain too long, no policy, the engine stopped or
+    ran out of time on it): the event is rejected into the lead's story, the lead unchanged."""
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The policy versions one lead's batch may meet: the active one and the lead's own."""
+
+    active: CompiledPolicy
+    pinned: CompiledPolicy | None = None
+
+    def choose(self, version: int | None) -> tuple[CompiledPolicy, str | None]:
+        """The version to evaluate a lead with, and a note for its story when it moves."""
+        active = self.active
+        if version is None or version == active.version:
+            return active, None
+        if self.pinned is None or self.pinned.version != version:
+            return active, f"policy v{version} is no longer loaded; moved to v{active.version}"
+        if active.version > version and active.policy.rollout.running_leads == "move":
+            return active, f"rollout of v{active.version} moved the lead from v{version}"
+        return self.pinned, None
+
+
+def evaluate_event(catalog: Catalog, lead: LeadState | None, event: Event, now: datetime,
+                   version: int | None) -> Decision:
+    """One event's Decision. Raises PolicyError (reject the event) or EngineError (retry)."""
+    policy, note = catalog.choose(version)
+    if lead is not None and lead.version != policy.version:
+        lead = lead.model_copy(update={"policy": policy.name, "version": policy.version})
+    try:
+        decision = evaluate(policy, lead, event, now)
+    except ChainLimitError as err:
+        raise PolicyError(str(err)) from err
+    if note:
+        moved = StoryEntry(
+            at=iso(now.timestamp()), event_id=event.id, event_type=event.type,
+            from_state=decision.state_before, to_state=decision.state_before, rule=None,
+            policy=policy.name, version=policy.version, why=note)
+        decision = decision.model_copy(update={"story": [moved, *decision.story]})
+    return decision
+
+
+def evaluate_batch(catalog: Catalog, batch: EvaluateBatch) -> BatchResult:
+    """Several events of one lead, in order, each seeing the lead as the one before left it; a
+    policy error rejects only its event. EngineError propagates: nothing was applied yet."""
+    lead, version = batch.lead, batch.version
+    decisions: list[Decision | None] = []
+    errors: list[str | None] = []
+    for event in batch.events:
+        try:
+            decision = evaluate_event(catalog, lead, event, batch.now, version)
+        except PolicyError as err:
+            decisions.append(None)
+            errors.append(str(err))
+            continue
+        decisions.append(decision)
+        errors.append(None)
+        lead, version = decision.lead, decision.version
+    return BatchResult(decisions=decisions, errors=errors)
+
+
+__all__ = ["BatchResult", "Catalog", "EngineError", "EvaluateBatch", "PolicyError", "evaluate_batch",
+           "evaluate_event"]
