@@ -18,10 +18,6 @@ from service.settings import Settings
 from workflows import search
 
 log = logging.getLogger("leadflow.temporal")
-_KINDS = {
-    "KEYWORD": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-    "FLOAT": IndexedValueType.INDEXED_VALUE_TYPE_DOUBLE,
-}
 
 
 def binary(name: str) -> str:
@@ -58,7 +54,9 @@ async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
     have = await client.operator_service.list_search_attributes(
         ListSearchAttributesRequest(namespace=namespace))
     known = set(have.custom_attributes) | set(have.system_attributes)
-    missing = {k.name: _KINDS[k.indexed_value_type.name] for k in search.ALL if k.name not in known}
+    # the SDK's kinds carry the API's numbers (DOUBLE is 4 in both)
+    missing = {k.name: IndexedValueType.ValueType(k.indexed_value_type.value)
+               for k in search.ALL if k.name not in known}
     if missing:
         await client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(namespace=namespace, search_attributes=missing))
