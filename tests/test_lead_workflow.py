@@ -80,6 +80,11 @@ def test_hand_off_accepted_converts_the_lead(tmp_path):
             info = await task.query("task")
             assert info["status"] == "open" and info["queue"] == "account-executives"
             assert info["lead_story"]["scores"]["fit"] >= 50 and "qualify" in info["lead_story"]["fired"]
+            # the story sales get is the lead's, each line once
+            told = info["lead_story"]["story"]
+            assert [s["rule"] for s in told].count("qualify") == 1
+            # the lead noted the hand-off after sales got its story
+            assert told == st["story"][-len(told) - 1:-1] and "opened" in st["story"][-1]["why"]
             done = await task.execute_update("accept", {"by": "sam"})
             assert done["status"] == "accepted"
             assert (await task.result())["status"] == "accepted"

@@ -324,7 +324,8 @@ class LeadWorkflow:
             "scores": decision.scores.model_dump(), "bant": list(lead.bant),
             "fired": [f.rule for f in decision.fired if f.kind in ("stage", "handoff")],
             "recent_activity": [{"type": t, "at": at} for t, at in lead.recent],
-            "story": [asdict(s) for s in (self.c.story + decision.story)[-10:]],
+            # _apply has added this Decision's lines to the lead's story already
+            "story": [asdict(s) for s in self.c.story[-10:]],
         }
 
     def _add_story(self, entries: list[StoryEntry]) -> None:
