@@ -65,6 +65,11 @@ class PolicyStore:
                 raise NoPolicy(f"no valid version of policy {self.name!r} in {self.directory}")
             return self._versions[max(self._versions)]
 
+    def versions(self) -> list[CompiledPolicy]:
+        """Every valid version loaded, oldest first."""
+        with self._lock:
+            return [self._versions[v] for v in sorted(self._versions)]
+
     def get(self, version: int) -> CompiledPolicy | None:
         with self._lock:
             return self._versions.get(version)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -129,15 +131,13 @@ async def _service(args: argparse.Namespace) -> int:
 
         await run_worker(settings)
         return 0
-    client = await connect(settings)
     if args.command == "send":
-        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
-        text = text.strip()
-        items = [json.loads(text)] if text.startswith("{") and "\n{" not in text else [
-            json.loads(line) for line in text.splitlines() if line.strip()]
-        for item in items:
+        events = _events_to_send(args.file, settings)  # all checked before any is sent
+        client = await connect(settings)
+        for item in events:
             print(json.dumps(await intake.send(client, settings, item, wait=args.wait), default=str))
         return 0
+    client = await connect(settings)
     if args.command == "lead":
         print(json.dumps(await client.get_workflow_handle(_lead_id(args.who)).query("state"), indent=2))
         return 0
@@ -162,6 +162,39 @@ async def _service(args: argparse.Namespace) -> int:
 
 class UserError(Exception):
     pass
+
+
+def _events_to_send(file: str, settings: Any) -> list[dict[str, Any]]:
+    """The events of a JSON object or JSON Lines, each checked as the lead would check it; any
+    problem refuses the whole input, so nothing is half sent."""
+    from activities.policies import PolicyStore
+    from service import intake
+
+    where = "stdin" if file == "-" else file
+    try:
+        text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{where}: {err}") from None
+    stripped = text.strip()
+    if stripped.startswith("{") and "\n{" not in stripped:
+        lines = [(1, stripped)]
+    else:
+        lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    store = PolicyStore(settings.policy_dir, settings.policy)
+    store.reload()
+    events, problems = [], []
+    for n, line in lines:
+        try:
+            events.append(intake.admit(json.loads(line), store))
+        except json.JSONDecodeError as err:
+            problems.append(f"{where}:{n}: not JSON: {err.msg}")
+        except intake.IntakeError as err:
+            problems.append(f"{where}:{n}: {err}")
+    if problems:
+        raise UserError("nothing sent:\n" + "\n".join(problems))
+    if not events:
+        raise UserError(f"{where}: no events")
+    return events
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -252,5 +285,22 @@ def _read_events(path: str, profile: dict[str, Any]) -> list[Event]:
     return events
 
 
+def entry() -> None:
+    """The `leadflow` command. It ends without the interpreter's finalization: the Temporal
+    client's runtime threads outlive the event loop, and meeting finalization they sometimes
+    abort the process after its work is done (exit 134, "PyGILState_Release ... finalizing", or
+    a segfault; temporalio/sdk-python#300), so a script would read failure for success."""
+    try:
+        code = main()
+    except SystemExit as done:  # argparse: --help, usage errors
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 2)
+        if not isinstance(done.code, int) and done.code is not None:
+            print(done.code, file=sys.stderr)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.policies import PolicyStore
 from rules.identity import lead_key
 from rules.models import Event
 from service.settings import Settings
@@ -32,6 +33,25 @@ def check_event(raw: Any) -> dict[str, Any]:
     data = event.model_dump(mode="json", exclude_none=True)
     data.setdefault("id", f"evt-{uuid.uuid4().hex[:12]}")
     return data
+
+
+def check_type(event: dict[str, Any], store: PolicyStore) -> None:
+    """Refuse, before it is sent, an event type that no loaded version of the policy knows: the
+    lead would reject it later, where the sender does not see it. With no policy files here,
+    the lead alone decides."""
+    versions = store.versions()
+    if not versions or any(event["type"] in p.event_types for p in versions):
+        return
+    active = versions[-1]
+    raise IntakeError(f"unknown event type {event['type']!r}: policy {active.name} v{active.version} "
+                      f"knows {', '.join(sorted(active.event_types))}")
+
+
+def admit(raw: Any, store: PolicyStore) -> dict[str, Any]:
+    """An event checked as the lead would check it, ready to send."""
+    event = check_event(raw)
+    check_type(event, store)
+    return event
 
 
 async def send(client: Client, settings: Settings, raw: Any, wait: bool = False) -> dict[str, Any]:

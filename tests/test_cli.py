@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -66,3 +67,20 @@ def test_explain_refuses_a_bad_event_line_clearly(tmp_path):
     assert out.returncode == 1
     assert "Traceback" not in out.stderr
     assert f"{events}:2: bad event: type:" in out.stderr
+
+
+def test_send_refuses_an_event_type_no_policy_knows_before_sending_anything():
+    lines = "\n".join([
+        json.dumps({"type": "signup", "lead": {"email": "kim@acme.example"}}),
+        json.dumps({"type": "teleport", "lead": {"email": "kim@acme.example"}}),
+        "{not json",
+    ])
+    # no Temporal server is running for this test: the refusal comes before any connection
+    out = subprocess.run([sys.executable, "-m", "cli.main", "send", "-"], input=lines, capture_output=True,
+                         text=True, cwd=ROOT, timeout=120,
+                         env={**os.environ, "TEMPORAL_ADDRESS": "127.0.0.1:1"})
+    assert out.returncode == 1 and out.stdout == ""
+    assert "nothing sent" in out.stderr
+    assert "stdin:2: unknown event type 'teleport': policy lead-lifecycle v1 knows " in out.stderr
+    assert "demo_request" in out.stderr and "page_view" in out.stderr
+    assert "stdin:3: not JSON" in out.stderr
