@@ -3,12 +3,17 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# Python 3.13, for the engine tests on the newest interpreter durable-rules needs patching for
+PY313  ?= $(shell for p in $$HOME/.pyenv/versions/3.13*/bin/python3.13 $$(command -v python3.13); do \
+             $$p -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && echo $$p && break; done)
+VENV313 := .venv-3.13
 
-.PHONY: up test lint bench bench-e2e venv clean
+.PHONY: up test test-py313 lint bench bench-e2e bench-size venv clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml patches/install_durable_rules.py patches/durable-rules-2.0.28-python3.13.patch
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python patches/install_durable_rules.py
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
@@ -22,6 +27,23 @@ test: $(STAMP)
 	$(BIN)/leadflow policy validate policies/*.yaml
 	$(BIN)/leadflow policy test policies/*.yaml
 	$(BIN)/python -m pytest -q
+	$(MAKE) --no-print-directory test-py313
+
+$(VENV313)/.installed-stamp: pyproject.toml patches/install_durable_rules.py patches/durable-rules-2.0.28-python3.13.patch
+	$(PY313) -m venv $(VENV313)
+	$(VENV313)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV313)/bin/python patches/install_durable_rules.py
+	$(VENV313)/bin/python -m pip install --quiet -e . pytest hypothesis
+	touch $@
+
+# The engine-safety and evaluator tests again on Python 3.13 (durable-rules patched for it).
+test-py313:
+ifneq ($(PY313),)
+	$(MAKE) --no-print-directory $(VENV313)/.installed-stamp
+	$(VENV313)/bin/python -m pytest -q -p no:cacheprovider tests/test_engine_safety.py tests/test_evaluator.py tests/test_numbers.py
+else
+	@echo "test-py313: no python3.13 on this machine (PATH or pyenv); the 3.13 engine tests did not run"
+endif
 
 bench: $(STAMP)
 	$(BIN)/python bench/evaluator.py
@@ -29,5 +51,8 @@ bench: $(STAMP)
 bench-e2e: $(STAMP)
 	$(BIN)/python bench/e2e.py
 
+bench-size: $(STAMP)
+	$(BIN)/python bench/policy_size.py
+
 clean:
-	rm -rf $(VENV) .leadflow *.egg-info
+	rm -rf $(VENV) $(VENV313) .leadflow *.egg-info
