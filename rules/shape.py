@@ -45,6 +45,7 @@ MIN_INDEX = 6  # fewer rules than this under one index are cheaper walked as the
 MAX_STACK = 56  # the engine's walk stack holds 64 pending nodes; keep a margin
 MAX_WEIGHT = 8  # alternatives of one rule that can hold at once
 MAX_PROPERTIES = 250  # per fact: the engine takes 255, less sid, id and the phase tag
+MAX_RULES = 4000  # per phase (one engine ruleset): the engine takes 4,096 rules a ruleset
 
 Path = tuple[Any, ...]
 
@@ -339,6 +340,9 @@ def _product(values: Iterable[int]) -> int:
 
 def shape(phase: str, rules: list[ShapeRule]) -> PhaseShape:
     """Lay out one phase's rules; raises LimitError for what the engine still cannot take."""
+    if len(rules) > MAX_RULES:
+        raise LimitError(rules[MAX_RULES].where, f"more than {MAX_RULES} rules of this kind (fit, "
+                         "engagement or stage); one ruleset of the rules engine takes at most 4,096")
     weights = {}
     for r in rules:
         w = weight(r.cond)

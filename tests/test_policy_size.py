@@ -154,3 +154,14 @@ def test_every_layout_matches_exactly_what_python_reads(whens, leads):
             want = {f"r{i}" for i in range(len(whens)) if _reference(by_id[f"r{i}"].cond, values)}
             got = {f.rule for f in d.fired if f.kind == "fit"}
             assert got == want, (profile, "flat" if policy.shapes["fit"].flat else "indexed")
+
+
+def test_validation_refuses_the_rule_past_what_one_engine_ruleset_takes(monkeypatch):
+    monkeypatch.setattr(shape, "MAX_RULES", 50)  # 4,000 in truth; the same check, quicker
+    rules = [f"    - {{id: r{i}, when: {{lead.country: c{i}}}, points: 1}}" for i in range(60)]
+    text = _fit(rules)
+    with pytest.raises(PolicyInvalid) as err:
+        policy_from(text)
+    (problem,) = err.value.problems
+    assert problem.rule == "r50" and "more than 50 rules of this kind" in problem.message
+    assert problem.line == text.splitlines().index(rules[50]) + 1
