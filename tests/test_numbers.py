@@ -101,3 +101,12 @@ def test_a_constant_the_engine_cannot_compare_exactly_is_refused_at_its_line():
     (problem,) = err.value.problems
     assert problem.line == text.count("\n") and problem.rule == "huge"
     assert "more digits than the rules engine compares exactly" in problem.message
+
+
+def test_a_policy_may_write_numbers_with_an_exponent():
+    text = MINIMAL + ("scoring:\n  fit:\n"
+                      "    - {id: whale, when: {lead.budget: {gte: 1e6}}, points: 10}\n"
+                      "    - {id: tiny, when: {lead.rate: {lt: 5e-4}}, points: 1}\n")
+    policy = policy_from(text)
+    d = evaluate(policy, None, event("signup", lead={"budget": 2_000_000, "rate": 0.0001}), T0)
+    assert {f.rule for f in d.fired if f.kind == "fit"} == {"whale", "tiny"}
