@@ -22,7 +22,6 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import signal
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,8 +38,10 @@ class ChildDied(Exception):
     pass
 
 
-def _serve(conn: multiprocessing.connection.Connection, target: str) -> None:
-    """An evaluator process: load policies and evaluate batches until the worker goes away."""
+def _serve(conn: multiprocessing.connection.Connection, progress: Any, target: str) -> None:
+    """An evaluator process: load policies and evaluate batches until the worker goes away.
+    A batch's Decisions go back in one message (a round trip between processes costs more than
+    an evaluation); `progress` counts the events done, so the worker can tell which one hangs."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the worker's to handle
     from rules import engine
     from rules.validate import PolicyInvalid, load_policy_bytes
@@ -67,23 +68,36 @@ def _serve(conn: multiprocessing.connection.Connection, target: str) -> None:
         _, active, pinned, batch = message
         catalog = Catalog(policies[active], policies.get(pinned) if pinned else None)
         lead, version = batch.lead, batch.version
+        results: list[tuple[str, Any]] = []
         for event in batch.events:
             try:
                 decision = evaluate_event(catalog, lead, event, batch.now, version)
             except PolicyError as err:
-                conn.send(("error", str(err)))
-                continue
+                results.append(("error", str(err)))
             except EngineError as err:
-                conn.send(("engine", str(err)))
+                results.append(("engine", str(err)))
                 break
-            conn.send(("decision", decision))
-            lead, version = decision.lead, decision.version
+            else:
+                results.append(("decision", decision))
+                lead, version = decision.lead, decision.version
+            progress.value += 1
+        conn.send(("results", results))
+
+
+class Stopped(Exception):
+    """The evaluator hung or died on the batch's event at `index`."""
+
+    def __init__(self, index: int, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.index = index
+        self.cause = cause
 
 
 @dataclass
 class _Child:
     process: Any
     conn: multiprocessing.connection.Connection
+    progress: Any  # shared: events of the current batch done
     loaded: set[str] = field(default_factory=set)
 
     def kill(self) -> None:
@@ -109,11 +123,12 @@ class EvaluatorPool:
 
     def _spawn(self) -> _Child:
         parent, child = self._context.Pipe()
-        process = self._context.Process(target=_serve, args=(child, self.target), daemon=True,
+        progress = self._context.RawValue("i", 0)
+        process = self._context.Process(target=_serve, args=(child, progress, self.target), daemon=True,
                                         name="leadflow-evaluator")
         process.start()
         child.close()
-        return _Child(process, parent)
+        return _Child(process, parent, progress)
 
     def start(self) -> None:
         """Start the children now rather than at the first event (each imports for a moment)."""
@@ -170,10 +185,16 @@ class EvaluatorPool:
         finally:
             loop.remove_reader(fd)
 
+    def _send(self, child: _Child, message: Any) -> None:
+        try:
+            child.conn.send(message)
+        except OSError as err:  # the pipe broke: the child is gone
+            raise ChildDied(str(err)) from err
+
     async def _load(self, child: _Child, policy: CompiledPolicy) -> None:
         if policy.sha in child.loaded:
             return
-        child.conn.send(("load", policy.sha, policy.file, policy.source))
+        self._send(child, ("load", policy.sha, policy.file, policy.source))
         _, refusal = await self._recv(child, self.load_deadline)
         if refusal:
             raise PolicyError(f"the evaluator refused policy v{policy.version}: {refusal}")
@@ -181,56 +202,68 @@ class EvaluatorPool:
 
     # -- the API -----------------------------------------------------------------------------
 
+    async def _results(self, child: _Child, size: int) -> list[tuple[str, Any]]:
+        """The batch's results, while the child keeps finishing an event every `deadline`."""
+        done = 0
+        while True:
+            try:
+                _, results = await self._recv(child, self.deadline)
+                return results
+            except TimeoutError as err:
+                now = child.progress.value
+                if now == done:
+                    raise Stopped(min(now, size - 1), err) from err
+                done = now
+            except ChildDied as err:
+                raise Stopped(min(child.progress.value, size - 1), err) from err
+
     async def evaluate(self, catalog: Catalog, batch: EvaluateBatch) -> BatchResult:
-        """Like activities.evaluation.evaluate_batch, in a child, with a deadline per event."""
+        """Like activities.evaluation.evaluate_batch, in a child, with a deadline per event. An
+        event that hangs or kills its evaluator is rejected; the batch is evaluated again without
+        it in a new evaluator (evaluation is deterministic), so later events meet the lead as the
+        events before left it."""
         child = await self._take()
+        if not child.process.is_alive():  # it died while idle (killed from outside, say)
+            log.warning("an idle evaluator had exited (code %s); replacing it", child.process.exitcode)
+            child = self._replace(child)
+        pending = list(enumerate(batch.events))
+        outcome: dict[int, tuple[Decision | None, str | None]] = {}
         try:
-            decisions: list[Decision | None] = []
-            errors: list[str | None] = []
-            lead, version = batch.lead, batch.version
-            events = list(batch.events)
-            while events:
+            while pending:
                 try:
                     for policy in filter(None, (catalog.active, catalog.pinned)):
                         await self._load(child, policy)
                 except PolicyError as err:
-                    decisions.extend([None] * len(events))
-                    errors.extend([str(err)] * len(events))
+                    outcome.update((i, (None, str(err))) for i, _ in pending)
                     break
                 except (TimeoutError, ChildDied) as err:
                     child = self._replace(child)
                     why = _why(err, self.load_deadline, "loading the policy")
-                    decisions.extend([None] * len(events))
-                    errors.extend([why] * len(events))
+                    outcome.update((i, (None, why)) for i, _ in pending)
                     break
                 pinned = catalog.pinned.sha if catalog.pinned else None
-                child.conn.send(("batch", catalog.active.sha, pinned,
-                                 batch.model_copy(update={"lead": lead, "version": version,
-                                                          "events": events})))
-                while events:
-                    started = time.monotonic()
-                    try:
-                        kind, payload = await self._recv(child, self.deadline)
-                    except (TimeoutError, ChildDied) as err:
-                        log.error("evaluator %s on event %s after %.1f s; restarting it",
-                                  "timed out" if isinstance(err, TimeoutError) else "died",
-                                  events[0].id, time.monotonic() - started)
-                        child = self._replace(child)
-                        decisions.append(None)
-                        errors.append(_why(err, self.deadline, f"{events[0].type} event {events[0].id}"))
-                        events.pop(0)
-                        break  # start the rest again in the new child
-                    events.pop(0)
+                child.progress.value = 0
+                try:
+                    self._send(child, ("batch", catalog.active.sha, pinned,
+                                       batch.model_copy(update={"events": [e for _, e in pending]})))
+                    results = await self._results(child, len(pending))
+                except ChildDied:  # the pipe broke before the batch started: a new child
+                    child = self._replace(child)
+                    continue
+                except Stopped as stop:
+                    index, event = pending.pop(stop.index)
+                    log.error("evaluator %s on event %s; restarting it",
+                              "timed out" if isinstance(stop.cause, TimeoutError) else "died", event.id)
+                    child = self._replace(child)
+                    outcome[index] = (None, _why(stop.cause, self.deadline, f"{event.type} event {event.id}"))
+                    continue
+                for (index, _), (kind, payload) in zip(pending, results, strict=False):
                     if kind == "engine":
                         raise EngineError(payload)  # retry the batch: nothing applied yet
-                    if kind == "error":
-                        decisions.append(None)
-                        errors.append(payload)
-                        continue
-                    decisions.append(payload)
-                    errors.append(None)
-                    lead, version = payload.lead, payload.version
-            return BatchResult(decisions=decisions, errors=errors)
+                    outcome[index] = (payload, None) if kind == "decision" else (None, payload)
+                break
+            ordered = [outcome[i] for i in range(len(batch.events))]
+            return BatchResult(decisions=[d for d, _ in ordered], errors=[e for _, e in ordered])
         finally:
             self._give(child)
 
