@@ -34,8 +34,9 @@ def rule_count(doc: dict[str, Any]) -> int:
     return len(scoring.get("fit", [])) + len(scoring.get("engagement", [])) + len(doc.get("rules", []))
 
 
-def grow(total: int, version: int = 1) -> dict[str, Any]:
-    """The default policy with generated rules added until it holds about `total` rules."""
+def grow(total: int, version: int = 1, never: bool = False) -> dict[str, Any]:
+    """The default policy with generated rules added until it holds about `total` rules; with
+    `never`, rules that match no lead and no event."""
     doc = load_yaml(DEFAULT.read_bytes()).data  # YAML 1.2 keys: `on` stays a string
     doc["version"] = version
     doc.pop("tests", None)  # its own examples stay with the default file
@@ -43,6 +44,8 @@ def grow(total: int, version: int = 1) -> dict[str, Any]:
     fit, engagement, stage = doc["scoring"]["fit"], doc["scoring"]["engagement"], doc["rules"]
     families = [_size_band, _territory, _industry, _page, _asset, _webinar, _segment, _campaign,
                 _size_tier]
+    if never:
+        families = [_never_fit, _never_page, _never_stage]
     members = dict.fromkeys(families, 0)
     for i in range(extra):
         family = families[i % len(families)]
@@ -112,6 +115,21 @@ def _size_tier(n: int) -> tuple[str, dict[str, Any]]:
                      "when": {"lead.company_size": {"gte": low, "lt": low + 13},
                               "state": {"in": ["scored", "nurturing"]}},
                      "then": {"set": {"gen_tier": n}}}
+
+
+def _never_fit(n: int) -> tuple[str, dict[str, Any]]:
+    return "fit", {"id": f"never-fit-{n}", "when": {"lead.country": f"nowhere-{n}"}, "points": 1}
+
+
+def _never_page(n: int) -> tuple[str, dict[str, Any]]:
+    return "engagement", {"id": f"never-page-{n}", "on": "page_view",
+                          "when": {"event.path": {"prefix": f"/nowhere/{n}/"}}, "points": 1,
+                          "signal": "interest"}
+
+
+def _never_stage(n: int) -> tuple[str, dict[str, Any]]:
+    return "stage", {"id": f"never-stage-{n}", "priority": 55,
+                     "when": {"event.campaign": f"nowhere-{n}"}, "then": {"set": {"nowhere": n}}}
 
 
 def main() -> None:

@@ -78,25 +78,34 @@ def run(policy: CompiledPolicy, work: list[list[tuple[Event, Any]]]
     return done, time.perf_counter() - start, final, fired
 
 
+def _label(size: int) -> str:
+    return f"{size:>5}" if size > 0 else f"{-size:>5} (all but {-size - 40} never matching)"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--leads", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--sizes", default="40,400,4000")
+    ap.add_argument("--never", type=int, default=300,
+                    help="also measure the smallest policy plus this many rules that never match")
     ap.add_argument("--seed", type=int, default=11)
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
     policies: dict[int, CompiledPolicy] = {}
     validate_s: dict[int, float] = {}
+    never = -(sizes[0] + args.never)  # a negative size: that many rules, none of which matches
+    if args.never:
+        sizes.append(never)
     for size in sizes:
-        raw = yaml.safe_dump(policy_gen.grow(size), sort_keys=False).encode()
+        raw = yaml.safe_dump(policy_gen.grow(abs(size), never=size < 0), sort_keys=False).encode()
         t = time.perf_counter()
         policies[size] = compile_policy(load_policy_bytes(raw, f"generated-{size}.yaml"))
         validate_s[size] = time.perf_counter() - t
         shapes = ", ".join(f"{name} {'flat' if s.flat else f'{len(s.indexes)} indexes'}"
                            for name, s in policies[size].shapes.items())
-        print(f"{size:>5} rules asked, {len(policies[size].rules)} compiled in {validate_s[size]:.1f} s "
+        print(f"{_label(size)} rules asked, {len(policies[size].rules)} compiled in {validate_s[size]:.1f} s "
               f"(validate + compile); {shapes}")
 
     work = workload(args.leads, args.seed)
@@ -125,19 +134,22 @@ def main() -> None:
     ratios = {size: statistics.median(paired[size]) for size in sizes}
     for size in sizes:
         same = sum(finals[size][i] == finals[base][i] for i in finals[base]) / len(finals[base])
-        print(f"{size:>5} rules: {rates[size]:>8,.0f} evaluations/s  ({ratios[size]:.2f} of "
+        print(f"{_label(size)} rules: {rates[size]:>8,.0f} evaluations/s  ({ratios[size]:.2f} of "
               f"{base}, median of {args.rounds} rounds); {fired[size]:.1f} rules fire per event; "
               f"final states as with {base} rules: {same:.3f}")
     same_all = min(sum(finals[s][i] == finals[base][i] for i in finals[base]) / len(finals[base])
                    for s in sizes)
+    grown = [s for s in sizes if s > 0]
     print(json.dumps({
-        "bench": "policy_size", "rules": [len(policies[s].rules) for s in sizes],
-        "evals_per_s": [round(rates[s]) for s in sizes],
-        "ratios": [round(ratios[s], 3) for s in sizes],
-        "ratio_largest": round(ratios[sizes[-1]], 3),
-        "target_met": ratios[sizes[-1]] >= 0.5,
-        "fired_per_event": [round(fired[s], 2) for s in sizes],
-        "validate_compile_s": [round(validate_s[s], 2) for s in sizes],
+        "bench": "policy_size", "rules": [len(policies[s].rules) for s in grown],
+        "evals_per_s": [round(rates[s]) for s in grown],
+        "ratios": [round(ratios[s], 3) for s in grown],
+        "ratio_largest": round(ratios[grown[-1]], 3),
+        "target_met": ratios[grown[-1]] >= 0.5,
+        **({"never_matching_rules": args.never, "never_matching_ratio": round(ratios[never], 3)}
+           if args.never else {}),
+        "fired_per_event": [round(fired[s], 2) for s in grown],
+        "validate_compile_s": [round(validate_s[s], 2) for s in grown],
         "same_final_states": round(same_all, 4), "rss_mb": round(evaluator.rss_mb(), 1),
         "events": per_round * args.rounds,
     }))
