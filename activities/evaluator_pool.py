@@ -31,6 +31,7 @@ from rules.engine import EngineError
 from rules.models import Decision
 
 log = logging.getLogger("leadflow.evaluator")
+_TIMEOUTS = (TimeoutError, asyncio.TimeoutError)  # one class from Python 3.11 on, two before
 DEFAULT_TARGET = "activities.evaluation:evaluate_event"
 
 
@@ -99,6 +100,7 @@ class _Child:
     conn: multiprocessing.connection.Connection
     progress: Any  # shared: events of the current batch done
     loaded: set[str] = field(default_factory=set)
+    busy: bool = False  # a reply is owed: if nobody reads it, the child is replaced, not reused
 
     def kill(self) -> None:
         self.process.kill()
@@ -107,7 +109,9 @@ class _Child:
 
 
 class EvaluatorPool:
-    def __init__(self, size: int = 2, deadline: float = 5.0, load_deadline: float = 120.0,
+    # load_deadline stays below the evaluation activity's 60 s, so the pool, not a cancelled
+    # activity, is the one to give up on a policy that does not load
+    def __init__(self, size: int = 2, deadline: float = 5.0, load_deadline: float = 45.0,
                  target: str = DEFAULT_TARGET) -> None:
         self.size = max(1, size)
         self.deadline = deadline
@@ -115,6 +119,7 @@ class EvaluatorPool:
         self.target = target
         self._context = multiprocessing.get_context("spawn")  # the worker has threads: no fork
         self._idle: list[_Child] = []
+        self._all: list[_Child] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._started = 0
         self.restarts = 0
@@ -128,7 +133,9 @@ class EvaluatorPool:
                                         name="leadflow-evaluator")
         process.start()
         child.close()
-        return _Child(process, parent, progress)
+        spawned = _Child(process, parent, progress)
+        self._all.append(spawned)
+        return spawned
 
     def start(self) -> None:
         """Start the children now rather than at the first event (each imports for a moment)."""
@@ -141,25 +148,39 @@ class EvaluatorPool:
         while not self._idle:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
-            await waiter
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # woken, then cancelled: the child it was woken for is free
+                elif waiter in self._waiters:
+                    self._waiters.remove(waiter)
+                raise
         return self._idle.pop()
 
-    def _give(self, child: _Child) -> None:
-        self._idle.append(child)
+    def _wake(self) -> None:
         while self._waiters:
             waiter = self._waiters.pop(0)
             if not waiter.done():
                 waiter.set_result(None)
-                break
+                return
+
+    def _give(self, child: _Child) -> None:
+        self._idle.append(child)
+        self._wake()
 
     def _replace(self, child: _Child) -> _Child:
         child.kill()
+        if child in self._all:
+            self._all.remove(child)
         self.restarts += 1
         return self._spawn()
 
     def close(self) -> None:
-        for child in self._idle:
+        """Stop every child, busy ones too (one may be stuck in the engine)."""
+        for child in self._all:
             child.kill()
+        self._all.clear()
         self._idle.clear()
         self._started = 0
 
@@ -181,11 +202,14 @@ class EvaluatorPool:
 
         loop.add_reader(fd, ready)
         try:
-            return await asyncio.wait_for(done, timeout)
+            reply = await asyncio.wait_for(done, timeout)
         finally:
             loop.remove_reader(fd)
+        child.busy = False
+        return reply
 
     def _send(self, child: _Child, message: Any) -> None:
+        child.busy = True
         try:
             child.conn.send(message)
         except OSError as err:  # the pipe broke: the child is gone
@@ -209,13 +233,15 @@ class EvaluatorPool:
             try:
                 _, results = await self._recv(child, self.deadline)
                 return results
-            except TimeoutError as err:
+            except _TIMEOUTS as err:
                 now = child.progress.value
                 if now == done:
                     raise Stopped(min(now, size - 1), err) from err
                 done = now
             except ChildDied as err:
-                raise Stopped(min(child.progress.value, size - 1), err) from err
+                if child.progress.value >= size:  # it died after the work, sending it: no one to blame
+                    raise
+                raise Stopped(child.progress.value, err) from err
 
     async def evaluate(self, catalog: Catalog, batch: EvaluateBatch) -> BatchResult:
         """Like activities.evaluation.evaluate_batch, in a child, with a deadline per event. An
@@ -228,15 +254,19 @@ class EvaluatorPool:
             child = self._replace(child)
         pending = list(enumerate(batch.events))
         outcome: dict[int, tuple[Decision | None, str | None]] = {}
+        tries = 0
         try:
             while pending:
+                tries += 1
+                if tries > len(batch.events) + 3:
+                    raise EngineError("evaluator processes keep exiting on this batch")
                 try:
                     for policy in filter(None, (catalog.active, catalog.pinned)):
                         await self._load(child, policy)
                 except PolicyError as err:
                     outcome.update((i, (None, str(err))) for i, _ in pending)
                     break
-                except (TimeoutError, ChildDied) as err:
+                except (*_TIMEOUTS, ChildDied) as err:
                     child = self._replace(child)
                     why = _why(err, self.load_deadline, "loading the policy")
                     outcome.update((i, (None, why)) for i, _ in pending)
@@ -247,16 +277,18 @@ class EvaluatorPool:
                     self._send(child, ("batch", catalog.active.sha, pinned,
                                        batch.model_copy(update={"events": [e for _, e in pending]})))
                     results = await self._results(child, len(pending))
-                except ChildDied:  # the pipe broke before the batch started: a new child
+                except ChildDied:  # before the batch started, or after it ended: a new child
                     child = self._replace(child)
                     continue
                 except Stopped as stop:
                     index, event = pending.pop(stop.index)
                     log.error("evaluator %s on event %s; restarting it",
-                              "timed out" if isinstance(stop.cause, TimeoutError) else "died", event.id)
+                              "timed out" if isinstance(stop.cause, _TIMEOUTS) else "died", event.id)
                     child = self._replace(child)
                     outcome[index] = (None, _why(stop.cause, self.deadline, f"{event.type} event {event.id}"))
                     continue
+                if len(results) < len(pending) and not any(kind == "engine" for kind, _ in results):
+                    raise EngineError(f"an evaluator answered {len(results)} of {len(pending)} events")
                 for (index, _), (kind, payload) in zip(pending, results, strict=False):
                     if kind == "engine":
                         raise EngineError(payload)  # retry the batch: nothing applied yet
@@ -265,11 +297,13 @@ class EvaluatorPool:
             ordered = [outcome[i] for i in range(len(batch.events))]
             return BatchResult(decisions=[d for d, _ in ordered], errors=[e for _, e in ordered])
         finally:
+            if child.busy:  # left mid-exchange (cancelled, say): its reply would meet another batch
+                child = self._replace(child)
             self._give(child)
 
 
 def _why(err: Exception, seconds: float, what: str) -> str:
-    if isinstance(err, TimeoutError):
+    if isinstance(err, _TIMEOUTS):
         return (f"the rules engine did not finish {what} within {seconds:g} s "
                 "(LEADFLOW_EVAL_DEADLINE_SECONDS); the evaluator was restarted")
     return f"the rules engine crashed on {what} ({err}); the evaluator was restarted"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -179,7 +180,8 @@ def _events_to_send(file: str, settings: Any) -> list[dict[str, Any]]:
     if stripped.startswith("{") and "\n{" not in stripped:
         lines = [(1, stripped)]
     else:
-        lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        # JSON Lines end lines at \n only: U+2028 and the like may sit inside a string
+        lines = [(n, line) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
     store = PolicyStore(settings.policy_dir, settings.policy)
     store.reload()
     events, problems = [], []
@@ -297,8 +299,10 @@ def entry() -> None:
         if not isinstance(done.code, int) and done.code is not None:
             print(done.code, file=sys.stderr)
     logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        # the reader may have gone away (`| head`): nothing more to say then
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            stream.flush()
     os._exit(code)
 
 

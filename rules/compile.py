@@ -154,11 +154,12 @@ def compile_policy(loaded: LoadedPolicy) -> CompiledPolicy:
                               where=where, effects=effects))
 
     shapes = shape_phases(compiled, loaded)
-    definitions: dict[str, dict[str, Any]] = {phase: {} for phase in shapes}
-    for rule in compiled:
-        phase = _phase(rule)
-        definitions[phase][rule.engine_name] = {"all": [{"m": shapes[phase].patterns[rule.engine_name]}],
-                                                "pri": rule.rank + 1}
+    by_name = {rule.engine_name: rule for rule in compiled}
+    definitions: dict[str, dict[str, Any]] = {}
+    for phase, shaped in shapes.items():
+        definitions[phase] = {
+            name: {"all": [{"m": pattern}], "pri": by_name[shaped.aliases.get(name, name)].rank + 1}
+            for name, pattern in shaped.patterns.items()}
 
     counts: dict[str, CountSpec] = {}
     watches: set[Watch] = set()

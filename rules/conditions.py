@@ -8,6 +8,7 @@ because durable-rules has no negation operator.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any, Union
 from rules.durations import parse_duration
 
 COMPARISONS = ("gt", "gte", "lt", "lte")
+SHORT_LIST = 8  # longer `in`/`not_in` lists are one lookup (see members)
 NEGATION = {
     "eq": "ne", "ne": "eq", "gt": "lte", "gte": "lt", "lt": "gte", "lte": "gt",
     "in": "not_in", "not_in": "in",
@@ -144,6 +146,11 @@ def _parse_tests(field: str, spec: Any, lists: dict[str, list[Any]], where: tupl
             raise ConditionError(here, f"{op} may not contain [, ] or backslash: {value!r}")
         if op == "in" and not value:
             raise ConditionError(here, "`in` with an empty list can never hold")
+        if op in ("eq", "ne", "in", "not_in") and None in (value if isinstance(value, list) else [value]):
+            raise ConditionError(here, f"{op} compares with null, which no field holds: "
+                                 "write `exists: false` (or `exists: true`)")
+        if op in ("in", "not_in"):
+            value = list(dict.fromkeys(value))  # a value listed twice is one value
         yield Test(field, key, op, value, here)
 
 
@@ -199,8 +206,21 @@ def shadow(key: str, value: Any) -> str:
     return key
 
 
+def members(test: Test) -> str | None:
+    """The fact property for a long `in`/`not_in` list, which the engine takes as one lookup:
+    present when the field's value is in the list (tested in Python, as `in` reads). As many
+    alternatives as values would make one engine node with that many children (at 512 the
+    engine never returns) and a rule too wide for its 32 expressions."""
+    if test.op not in ("in", "not_in") or len(test.value) <= SHORT_LIST:
+        return None
+    digest = hashlib.blake2b(repr(sorted(map(repr, test.value))).encode(), digest_size=6).hexdigest()
+    return f"{test.key}#in{digest}"
+
+
 def props_of(test: Test) -> list[str]:
     """The fact properties one test reads (see shadow)."""
+    if (prop := members(test)) is not None:
+        return [prop]
     if test.op in COMPARISONS:
         return [f"{test.key}#n"]
     if test.op in ("prefix", "suffix"):
@@ -219,6 +239,8 @@ def to_engine(cond: Cond) -> dict[str, Any]:
     if isinstance(cond, Any_):
         return {"$or": [to_engine(c) for c in cond.items]}
     key, op, value = cond.key, cond.op, cond.value
+    if (prop := members(cond)) is not None:
+        return {"$ex": {prop: 1}} if op == "in" else {"$nex": {prop: 1}}
     if op == "eq":
         return {shadow(key, value): value}
     if op == "ne":

@@ -42,6 +42,7 @@ from rules.scoring import compact, crossing_below, engagement
 from rules.shape import PhaseShape
 
 MAX_HISTORY = 500
+LAYOUT = "1"  # how facts are laid out (rules.shape): a change makes leads forget their fit
 RECENT = 10
 BUCKET = 60.0  # seconds: counts in windows are exact to the minute
 
@@ -131,7 +132,9 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
         if not definition:
             return []
         handle = register(f"{policy.ruleset}/{phase}", definition, policy.constants)
-        return engine.match(handle, body)
+        names = engine.match(handle, body)
+        aliases = policy.shapes[phase].aliases  # one engine rule per value of an indexed `in`
+        return list(dict.fromkeys(aliases.get(n, n) for n in names)) if aliases else names
 
     def encoded(phase: str, values: dict[str, Any]) -> str:
         return engine.encode(policy.shapes[phase].fact(values), policy.constants)
@@ -141,7 +144,8 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
     # when they differ.
     fit_values = snapshot("fit", {})
     fit_body = encoded("fit", fit_values)
-    fit_key = hashlib.blake2b(f"{policy.ruleset}\n{fit_body}".encode(), digest_size=12).hexdigest()
+    fit_key = hashlib.blake2b(f"{LAYOUT}\n{policy.ruleset}\n{fit_body}".encode(),
+                              digest_size=12).hexdigest()
     fit_names = lead.fit_rules if fit_key == lead.fit_key else match("fit", fit_body)
     fit_rules = [policy.rules[n] for n in fit_names]
     fit = min(policy.fit_cap, sum(r.points for r in fit_rules))

@@ -15,11 +15,12 @@ So the compiler gives the engine a tree it can walk cheaply:
   selective test: a value (`lead.country: c5`, `event.type: {in: [...]}`), a range over one
   numeric field (bands: all the thresholds over `lead.company_size` cut the line into
   intervals, and a lead's value is looked up once as its interval number), or a text prefix or
-  suffix. The fact carries, per index, the number of its value's entry (`~3: 17`), looked up in
-  Python with a dict or one bisect; the engine compares that number down a tree of ranges with
-  at most FANOUT children per node and matches the rule's remaining tests below it. Rules with
-  no such test sit under always-true grouping nodes (a test that a never-present property is
-  absent costs one lookup).
+  suffix. The fact carries, per index, the number of its value's entry (`~3: 417`, looked up in
+  Python with a dict or one bisect) and, for big indexes, that number's base-DIGIT digits; the
+  engine descends by equality, one child per level (a band, by a tree of ranges with at most
+  FANOUT children a node), and matches the rule's remaining tests below. Rules with no such
+  test sit under always-true grouping nodes (a test that a never-present property is absent
+  costs one lookup).
 - **Limits checked up front.** Every phase's tree has a computed bound on the engine's stack,
   and `leadflow policy validate` refuses, at the rule's line, what would still not fit.
 
@@ -36,7 +37,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rules.conditions import COMPARISONS, All, Cond, Test, fields_of, props_of, to_engine
+from rules.conditions import COMPARISONS, SHORT_LIST, All, Cond, Test, fields_of, members, props_of, to_engine
 
 FLAT_LIMIT = 32  # rules (by weight) of a phase that hang straight under its tag
 FANOUT = 8  # children of any node the compiler lays out (but equality levels: DIGIT)
@@ -46,6 +47,7 @@ MAX_STACK = 56  # the engine's walk stack holds 64 pending nodes; keep a margin
 MAX_WEIGHT = 8  # alternatives of one rule that can hold at once
 MAX_PROPERTIES = 250  # per fact: the engine takes 255, less sid, id and the phase tag
 MAX_RULES = 4000  # per phase (one engine ruleset): the engine takes 4,096 rules a ruleset
+MAX_GROUPS = 15  # `$and`/`$or` groups in one rule's pattern: two expressions each, 31 at most
 
 Path = tuple[Any, ...]
 
@@ -152,7 +154,7 @@ def _keys_of(cond: Cond) -> list[_Key]:
     for t in tests:
         if t.op == "eq" and _indexable(t.value):
             keys.append(_Key("value", t.key, (t,), points=(t.value,)))
-        elif t.op == "in" and all(_indexable(v) for v in t.value):
+        elif t.op == "in" and len(t.value) <= SHORT_LIST and all(_indexable(v) for v in t.value):
             keys.append(_Key("value", t.key, (t,), points=tuple(dict.fromkeys(t.value))))
         elif t.op in ("prefix", "suffix"):
             keys.append(_Key(t.op, t.key, (t,), points=(t.value,)))
@@ -286,14 +288,15 @@ class PhaseShape:
     patterns: dict[str, dict[str, Any]]  # engine rule name -> its single pattern
     stack_bound: int
     flat: bool
-    # what the engine's patterns read (tests an index decides are not sent):
-    # (property, field, "n" number | "s" text | "" presence), see rules.conditions.shadow
-    sent: tuple[tuple[str, str, str], ...] = ()
+    # what the engine's patterns read (tests an index decides are not sent): (property, field,
+    # "n" number | "s" text | "" presence | "m" member of the list), see rules.conditions.shadow
+    sent: tuple[tuple[str, str, str, frozenset[Any]], ...] = ()
+    aliases: dict[str, str] = field(default_factory=dict)  # engine rule -> the rule it stands for
 
     def fact(self, values: dict[str, Any]) -> dict[str, Any]:
         """The fact for one match: the phase tag, the values the patterns test, index entries."""
         fact: dict[str, Any] = {"k": self.phase}
-        for prop, key, kind in self.sent:
+        for prop, key, kind, listed in self.sent:
             value = values[key]
             if value is None:
                 continue
@@ -303,6 +306,12 @@ class PhaseShape:
             elif kind == "s":
                 if isinstance(value, str):
                     fact[prop] = value
+            elif kind == "m":
+                try:
+                    if value in listed:
+                        fact[prop] = 1
+                except TypeError:  # an object or list is in no list of scalars
+                    pass
             else:
                 fact[prop] = 1
         for index in self.indexes:
@@ -356,7 +365,7 @@ def shape(phase: str, rules: list[ShapeRule]) -> PhaseShape:
             fields.setdefault(t.key, field_ref(t.key))
     tag = {"k": phase}
     if sum(weights.values()) <= FLAT_LIMIT:
-        patterns = {r.name: {"$and": [tag, *_as_list(to_engine(r.cond))]} for r in rules}
+        patterns = {r.name: _checked(r, {"$and": [tag, *_as_list(to_engine(r.cond))]}) for r in rules}
         top = _Node([], rules=[(r.name, weights[r.name]) for r in rules])
         sent = _sent(r.cond for r in rules)
         _check_properties(rules, {r.name: r.cond for r in rules}, 0)
@@ -489,28 +498,56 @@ def _indexed(phase: str, rules: list[ShapeRule], weights: dict[str, int],
 
     walk(top, [])
     patterns: dict[str, dict[str, Any]] = {}
+    aliases: dict[str, str] = {}
     for r in rules:
         rest = rests[r.name]
-        mine = routes[r.name]
-        head: list[Any] = [{"k": phase}]
-        if len(mine) == 1:
-            head.extend(mine[0])
-        else:  # one route per value of an `in`: they exclude each other
-            head.append({"$or": [{"$and": route} if len(route) > 1 else route[0] for route in mine]})
-        if rest is not None:
-            head.extend(_as_list(to_engine(rest)))
-        patterns[r.name] = {"$and": head}
+        tail = _as_list(to_engine(rest)) if rest is not None else []
+        # one engine rule per route (each value of an `in`): they exclude each other, and an
+        # `$or` of routes would spend the rule's few expressions
+        for j, route in enumerate(routes[r.name]):
+            name = r.name if j == 0 else f"{r.name}.{j}"
+            patterns[name] = _checked(r, {"$and": [{"k": phase}, *route, *tail]})
+            if j:
+                aliases[name] = r.name
+        if len(patterns) > MAX_RULES:
+            raise LimitError(r.where, f"the rules of this kind, with one engine rule for each value "
+                             f"of an `in` they are filed under, pass the {MAX_RULES} one ruleset of the "
+                             "rules engine takes: use fewer values or fewer rules")
     return PhaseShape(phase, tuple(fields.values()), tuple(indexes.values()), patterns, bound, False,
-                      _sent(c for c in rests.values() if c is not None))
+                      _sent(c for c in rests.values() if c is not None), aliases)
 
 
-def _sent(conds: Iterable[Cond]) -> tuple[tuple[str, str, str], ...]:
-    out: dict[str, tuple[str, str, str]] = {}
+def _checked(rule: ShapeRule, pattern: dict[str, Any]) -> dict[str, Any]:
+    groups = compounds(pattern)
+    if groups > MAX_GROUPS:
+        raise LimitError(rule.where, f"its conditions make {groups} groups (every any, ne, not_in "
+                         f"and short in makes one); the rules engine takes at most {MAX_GROUPS} in one "
+                         "rule: split it into rules")
+    return pattern
+
+
+def _sent(conds: Iterable[Cond]) -> tuple[tuple[str, str, str, frozenset[Any]], ...]:
+    out: dict[str, tuple[str, str, str, frozenset[Any]]] = {}
     for cond in conds:
         for t in fields_of(cond):
+            if members(t) is not None:
+                out.setdefault(members(t), (members(t), t.key, "m", frozenset(t.value)))
+                continue
             for prop in props_of(t):
-                out.setdefault(prop, (prop, t.key, prop[len(t.key) + 1:] if prop != t.key else ""))
+                out.setdefault(prop, (prop, t.key, prop[len(t.key) + 1:] if prop != t.key else "",
+                                      frozenset()))
     return tuple(out.values())
+
+
+def compounds(pattern: Any) -> int:
+    """The `$and`/`$or` groups of a pattern: the engine keeps two expressions for each, at most
+    31 a rule (`MAX_SEQUENCE_EXPRESSIONS`, error 113 beyond)."""
+    if isinstance(pattern, dict):
+        own = sum(1 for k in pattern if k in ("$and", "$or"))
+        return own + sum(compounds(v) for v in pattern.values())
+    if isinstance(pattern, list):
+        return sum(compounds(v) for v in pattern)
+    return 0
 
 
 def _slot(index: _Index, text: str) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from activities.evaluation import Catalog, EvaluateBatch
 from activities.evaluator_pool import EvaluatorPool
 from rules.evaluate import evaluate
@@ -88,3 +90,22 @@ def test_a_worker_keeps_serving_a_lead_whose_event_hung_the_engine(tmp_path):
         finally:
             pool.close()
     asyncio.run(scenario())
+
+
+def test_a_batch_given_up_midway_never_hands_its_answer_to_the_next_one():
+    policy, lead, catalog = _lead_and_catalog()
+    pool = EvaluatorPool(1, deadline=30, target=FAULTS)
+
+    async def go():
+        stuck = EvaluateBatch(lead=lead, now=T0, version=1, events=[event("reply", T0, fault="hang")])
+        with pytest.raises((TimeoutError, asyncio.TimeoutError)):  # the activity is cancelled
+            await asyncio.wait_for(pool.evaluate(catalog, stuck), 1)
+        fine = EvaluateBatch(lead=lead, now=T0, version=1, events=[event("page_view", T0)])
+        try:
+            return await pool.evaluate(catalog, fine)
+        finally:
+            pool.close()
+
+    result = asyncio.run(go())
+    assert result.errors == [None] and result.decisions[0].state == "nurturing"
+    assert pool.restarts == 1

@@ -165,3 +165,44 @@ def test_validation_refuses_the_rule_past_what_one_engine_ruleset_takes(monkeypa
     (problem,) = err.value.problems
     assert problem.rule == "r50" and "more than 50 rules of this kind" in problem.message
     assert problem.line == text.splitlines().index(rules[50]) + 1
+
+
+def test_long_lists_and_indexed_in_lists_are_taken_by_the_engine():
+    """An `in` of 27 values under an index once made a rule too wide for the engine (error 113),
+    and an `in_list` of 600 values a node it never finished registering."""
+    eu = [f"c{i}" for i in range(27)]
+    world = [f"w{i}" for i in range(600)]
+    rules = [f"    - {{id: size-{i}, when: {{lead.size: {{gte: {i}}}}}, points: 1}}" for i in range(30)]
+    rules += [f"    - {{id: country-{i}, when: {{lead.country: c{i}}}, points: 2}}" for i in range(6)]
+    rules += ["    - {id: europe, when: {lead.country: {in_list: eu}}, points: 4}",
+              "    - {id: anywhere, when: {lead.country: {in_list: world}}, points: 8}",
+              "    - {id: nordics, when: {lead.region: {in: [se, no, dk, fi, is, fo]}}, points: 16}",
+              "    - {id: not-eu, when: {lead.country: {not_in_list: eu}}, points: 32}"]
+    text = _fit(rules) + f"lists: {{eu: {json.dumps(eu)}, world: {json.dumps(world)}}}\n"
+    policy = policy_from(text)
+    assert not policy.shapes["fit"].flat
+
+    async def go():
+        pool = EvaluatorPool(1, deadline=10, load_deadline=60)
+        events = [event("signup", T0, email=f"{c}@x.example", lead={"country": c, "region": r, "size": 0})
+                  for c, r in (("c3", "se"), ("w17", "fi"), ("zz", "de"))]
+        try:
+            return [await pool.evaluate(Catalog(policy), EvaluateBatch(lead=None, now=T0, events=[e]))
+                    for e in events]
+        finally:
+            pool.close()
+
+    (eu_lead,), (world_lead,), (elsewhere,) = [r.decisions for r in asyncio.run(go())]
+    assert eu_lead.lead.fit == 1 + 2 + 4 + 16  # size-0, country-3, europe, nordics
+    assert world_lead.lead.fit == 1 + 8 + 16 + 32
+    assert elsewhere.lead.fit == 1 + 32
+
+
+def test_a_rule_with_more_groups_than_the_engine_takes_is_refused_at_its_line():
+    many = ", ".join(f"lead.f{i}: {{ne: {i}}}" for i in range(16))
+    text = _fit([f"    - {{id: picky, when: {{{many}}}, points: 1}}"])
+    with pytest.raises(PolicyInvalid) as err:
+        policy_from(text)
+    (problem,) = err.value.problems
+    assert (problem.line, problem.rule) == (text.count("\n"), "picky")
+    assert "make 17 groups" in problem.message and "at most 15 in one rule" in problem.message

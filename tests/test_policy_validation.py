@@ -139,3 +139,9 @@ def test_cli_validate_reports_every_file_and_exits_1(tmp_path):
     assert f"{bad}:2: file: file is not UTF-8" in out.stderr
     assert f"{empty}:1: file: file is empty" in out.stderr
     assert f"{DEFAULT_POLICY}: ok" in out.stdout
+
+
+def test_a_comparison_with_null_is_refused():
+    found = problems(MINIMAL + "  - {id: nulls, when: {lead.role: {ne: null}}, then: {set: {a: 1}}}\n")
+    assert found == [f"p.yaml:{MINIMAL.count(chr(10)) + 1}: nulls: ne compares with null, which no field "
+                     "holds: write `exists: false` (or `exists: true`)"]
