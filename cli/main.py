@@ -15,6 +15,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cli import people
+from cli.errors import UserError
 from cli.render import render_decision
 from rules.compile import load_compiled
 from rules.models import Event, LeadRef
@@ -43,22 +45,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("--no-demo", action="store_true")
     up.add_argument("--exit-after-demo", action="store_true", help="stop once the demo has played")
     sub.add_parser("worker", help="run a worker against the configured Temporal")
-    snd = sub.add_parser("send", help="send events (JSON object or JSON Lines; - for stdin)")
+    sub.add_parser("serve", help="the HTTP API and the pages, on LEADFLOW_HTTP (default 127.0.0.1:8000)")
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="JSON for machines instead of tables")
+    snd = sub.add_parser("send", parents=[as_json],
+                         help="send events (a JSON object or JSON Lines; - for stdin), with a summary")
     snd.add_argument("file")
     snd.add_argument("--wait", action="store_true", help="wait and print what each event did")
-    ld = sub.add_parser("lead", help="a lead's state and story")
+    ld = sub.add_parser("lead", parents=[as_json], help="a lead's state and story")
     ld.add_argument("who", help="e-mail, external id or lead-... workflow id")
-    lds = sub.add_parser("leads", help="list running leads")
+    lds = sub.add_parser("leads", parents=[as_json], help="list running leads")
     lds.add_argument("--state")
-    tks = sub.add_parser("tasks", help="list hand-off tasks (open and escalated by default)")
+    lds.add_argument("--limit", type=int, default=200)
+    tks = sub.add_parser("tasks", parents=[as_json],
+                         help="list hand-off tasks (open and escalated by default)")
     tks.add_argument("--queue")
+    tks.add_argument("--status", help="open, escalated, accepted, rejected")
     tks.add_argument("--all", action="store_true")
-    tk = sub.add_parser("task", help="show, accept or reject a hand-off task")
-    tk.add_argument("action", choices=["show", "accept", "reject"])
+    tk = sub.add_parser("task", parents=[as_json], help="show, accept, reject or reassign a hand-off task")
+    tk.add_argument("action", choices=["show", "accept", "reject", "reassign"])
     tk.add_argument("task_id")
     tk.add_argument("--reason", default="")
     tk.add_argument("--by", default="")
-    ob = sub.add_parser("outbox", help="what leadflow sent or told (local outbox)")
+    tk.add_argument("--queue", default="", help="reassign: the queue to pass the task to")
+    ob = sub.add_parser("outbox", parents=[as_json], help="what leadflow sent or told (local outbox)")
     ob.add_argument("--lead")
     ob.add_argument("--kind")
     lid = sub.add_parser("lead-id", help="the workflow id of a lead")
@@ -75,8 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from activities.outbox import Outbox
             from service.settings import Settings
 
-            for row in Outbox(Settings.from_env().outbox_path).list(args.lead, args.kind):
-                print(json.dumps(row))
+            messages = Outbox(Settings.from_env().outbox_path).list(args.lead, args.kind)
+            _show(args, messages, lambda: people.rows("outbox", messages, [
+                ("at", "at"), ("lead", "lead"), ("kind", "kind"), ("payload", "what"), ("key", "key")]))
             return 0
         return asyncio.run(_service(args))
     except PolicyInvalid as err:
@@ -89,6 +100,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as err:  # Temporal refusals (update validators, missing workflows)
+        from service.tasks import NoSuchTask, TaskError
+
+        if isinstance(err, TaskError):
+            print(f"leadflow: refused: {err}", file=sys.stderr)
+            return 1
+        if isinstance(err, NoSuchTask):
+            print(f"leadflow: no task {err}", file=sys.stderr)
+            return 1
         from temporalio.client import WorkflowUpdateFailedError
         from temporalio.service import RPCError
 
@@ -114,7 +133,7 @@ def _lead_id(who: str) -> str:
 
 
 async def _service(args: argparse.Namespace) -> int:
-    from service import intake
+    from cli import commands
     from service.settings import Settings
     from service.temporal import connect
 
@@ -127,76 +146,31 @@ async def _service(args: argparse.Namespace) -> int:
             return code
         await up(settings, demo=not args.no_demo, exit_after_demo=args.exit_after_demo)
         return 0
+    if args.command == "serve":
+        from service.api.main import serve
+
+        host, port = settings.listen
+        print(f"leadflow API on http://{host}:{port} (docs: /docs, inbox: /inbox)", flush=True)
+        await serve(settings)
+        return 0
     if args.command == "worker":
         from worker import run_worker
 
         await run_worker(settings)
         return 0
     if args.command == "send":
-        events = _events_to_send(args.file, settings)  # all checked before any is sent
-        client = await connect(settings)
-        for item in events:
-            print(json.dumps(await intake.send(client, settings, item, wait=args.wait), default=str))
-        return 0
+        return await commands.send(args, settings)
     client = await connect(settings)
-    if args.command == "lead":
-        print(json.dumps(await client.get_workflow_handle(_lead_id(args.who)).query("state"), indent=2))
-        return 0
-    if args.command == "leads":
-        for row in await intake.list_workflows(client, intake.leads_query(args.state)):
-            print(json.dumps(row))
-        return 0
-    if args.command == "tasks":
-        for row in await intake.list_workflows(client, intake.tasks_query(args.queue, args.all)):
-            print(json.dumps(row))
-        return 0
-    handle = client.get_workflow_handle(args.task_id)
-    if args.action == "show":
-        result = await handle.query("task")
-    elif args.action == "accept":
-        result = await handle.execute_update("accept", {"by": args.by})
+    return await commands.run(args, settings, client)
+
+
+def _show(args: argparse.Namespace, data: Any, table: Any) -> None:
+    """JSON lines (a list) or one JSON document with --json; the table otherwise."""
+    if args.json:
+        for item in data if isinstance(data, list) else [data]:
+            print(json.dumps(item, default=str))
     else:
-        result = await handle.execute_update("reject", {"reason": args.reason, "by": args.by})
-    print(json.dumps(result, indent=2))
-    return 0
-
-
-class UserError(Exception):
-    pass
-
-
-def _events_to_send(file: str, settings: Any) -> list[dict[str, Any]]:
-    """The events of a JSON object or JSON Lines, each checked as the lead would check it; any
-    problem refuses the whole input, so nothing is half sent."""
-    from activities.policies import PolicyStore
-    from service import intake
-
-    where = "stdin" if file == "-" else file
-    try:
-        text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"{where}: {err}") from None
-    stripped = text.strip()
-    if stripped.startswith("{") and "\n{" not in stripped:
-        lines = [(1, stripped)]
-    else:
-        # JSON Lines end lines at \n only: U+2028 and the like may sit inside a string
-        lines = [(n, line) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
-    store = PolicyStore(settings.policy_dir, settings.policy)
-    store.reload()
-    events, problems = [], []
-    for n, line in lines:
-        try:
-            events.append(intake.admit(json.loads(line), store))
-        except json.JSONDecodeError as err:
-            problems.append(f"{where}:{n}: not JSON: {err.msg}")
-        except intake.IntakeError as err:
-            problems.append(f"{where}:{n}: {err}")
-    if problems:
-        raise UserError("nothing sent:\n" + "\n".join(problems))
-    if not events:
-        raise UserError(f"{where}: no events")
-    return events
+        people.console.print(table())
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -45,8 +45,8 @@ class LeadRef(BaseModel):
     """Who the event is about, plus any profile facts it carries (role, budget, ...)."""
 
     model_config = ConfigDict(extra="allow")
-    email: str | None = None
-    external_id: str | None = None
+    email: str | None = Field(default=None, max_length=320)
+    external_id: str | None = Field(default=None, min_length=1, max_length=200)
 
     @field_validator("email")
     @classmethod
@@ -67,13 +67,22 @@ class LeadRef(BaseModel):
         return self.model_dump(exclude_none=True)
 
 
+MAX_TEXT = 10_000  # characters of one text in an event's lead or data
+
+
 def _require_finite(value: Any, where: str) -> None:
     """NaN and infinities are not JSON numbers (Python's reader takes them anyway) and no
-    condition can compare them: the event is refused, saying where, before it reaches a lead."""
+    condition can compare them; a text longer than MAX_TEXT is no profile field or page path but
+    a mistake that would travel with the lead for months: the event is refused, saying where,
+    before it reaches a lead."""
     if isinstance(value, float) and not math.isfinite(value):
         raise PydanticCustomError(
             "finite_number", "{where} is {value}: only finite numbers can be compared",
             {"where": where or "value", "value": repr(value)})
+    if isinstance(value, str) and len(value) > MAX_TEXT:
+        raise PydanticCustomError(
+            "text_too_long", "{where} is a text of {n} characters; at most {most}",
+            {"where": where or "value", "n": len(value), "most": MAX_TEXT})
     if isinstance(value, dict):
         for key, item in value.items():
             _require_finite(item, f"{where}.{key}" if where else str(key))
@@ -87,7 +96,7 @@ class Event(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     id: str | None = Field(default=None, min_length=1, max_length=200)
-    type: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    type: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)
     at: datetime | None = None
     lead: LeadRef = Field(default_factory=LeadRef)
     data: dict[str, Any] = Field(default_factory=dict)

@@ -1,38 +1,63 @@
-"""Client-side operations: send events, read leads and tasks, answer tasks."""
+"""Events in, from any door (the HTTP API, the pages, the CLI): checked as the lead would check
+them, sent to their lead, and answered event by event."""
 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from typing import Any
+import re
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
 from pydantic import ValidationError
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WithStartWorkflowOperation
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.policies import PolicyStore
-from rules.identity import lead_key
+from rules.identity import lead_key, with_id
 from rules.models import Event
+from service.seen import SeenEvents
 from service.settings import Settings
+
+MAX_BATCH = 1000
+_NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,200}$")  # what may go into a visibility query
 
 
 class IntakeError(ValueError):
     pass
 
 
+class NoSuchLead(IntakeError):
+    pass
+
+
+@dataclass
+class EventResult:
+    index: int
+    status: Literal["accepted", "duplicate", "refused"]
+    lead_id: str | None = None
+    event_id: str | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 def check_event(raw: Any) -> dict[str, Any]:
-    """The event as JSON, validated here so a caller hears what is wrong before it is sent."""
+    """The event as JSON, validated here so a caller hears what is wrong before it is sent. An
+    event without an id gets one from its content: the same event sent twice is one event."""
+    if not isinstance(raw, dict):
+        raise IntakeError("bad event: an event is a JSON object")
     try:
         event = Event.model_validate(raw)
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "event"
-        raise IntakeError(f"bad event: {where}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise IntakeError(f"bad event: {where}: {message}") from None
     if not (event.lead.email or event.lead.external_id):
-        raise IntakeError("bad event: lead needs an email or an external_id")
-    data = event.model_dump(mode="json", exclude_none=True)
-    data.setdefault("id", f"evt-{uuid.uuid4().hex[:12]}")
-    return data
+        raise IntakeError("bad event: lead: needs an email or an external_id")
+    return with_id(event).model_dump(mode="json", exclude_none=True)
 
 
 def check_type(event: dict[str, Any], store: PolicyStore) -> None:
@@ -43,8 +68,8 @@ def check_type(event: dict[str, Any], store: PolicyStore) -> None:
     if not versions or any(event["type"] in p.event_types for p in versions):
         return
     active = versions[-1]
-    raise IntakeError(f"unknown event type {event['type']!r}: policy {active.name} v{active.version} "
-                      f"knows {', '.join(sorted(active.event_types))}")
+    raise IntakeError(f"type: unknown event type {event['type']!r}: policy {active.name} "
+                      f"v{active.version} knows {', '.join(sorted(active.event_types))}")
 
 
 def admit(raw: Any, store: PolicyStore) -> dict[str, Any]:
@@ -54,57 +79,139 @@ def admit(raw: Any, store: PolicyStore) -> dict[str, Any]:
     return event
 
 
-async def send(client: Client, settings: Settings, raw: Any, wait: bool = False) -> dict[str, Any]:
-    """A sign-up starts the lead or joins it (signal-with-start); other events are signalled,
-    or sent as the `submit` update when the caller wants the Decision back."""
-    event = check_event(raw)
-    key = lead_key(Event.model_validate(event).lead)
+def lead_of(event: dict[str, Any]) -> str:
+    return lead_key(Event.model_validate(event).lead)
+
+
+async def deliver(client: Client, settings: Settings, event: dict[str, Any]) -> str:
+    """Hand one admitted event to its lead: a sign-up starts the lead or joins it
+    (signal-with-start), other events are signalled. Returns the lead's id."""
+    key = lead_of(event)
     if event["type"] == "signup":
-        handle = await client.start_workflow(
-            "LeadWorkflow", args=[event], id=key, task_queue=settings.task_queue,
-            start_signal="event", start_signal_args=[event])
-        if wait:
-            return {"lead_id": key, "state": await wait_for_event(handle, 1)}
-        return {"lead_id": key, "sent": event["id"]}
-    handle = client.get_workflow_handle(key)
+        await client.start_workflow("LeadWorkflow", args=[event], id=key, task_queue=settings.task_queue,
+                                    start_signal="event", start_signal_args=[event])
+        return key
     try:
-        if wait:
-            return {"lead_id": key, "decision": await handle.execute_update("submit", event)}
-        await handle.signal("event", event)
+        await client.get_workflow_handle(key).signal("event", event)
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            raise IntakeError(f"no lead {key} for {event['lead']}: send its sign-up first") from None
+            raise NoSuchLead(f"lead: no lead {key} for {_who(event)}: send its sign-up first") from None
         raise
-    return {"lead_id": key, "sent": event["id"]}
+    return key
 
 
-async def wait_for_event(handle: WorkflowHandle, events: int, tries: int = 100) -> dict[str, Any]:
-    state: dict[str, Any] = {}
-    for _ in range(tries):
-        state = await handle.query("state")
-        if state["events"] >= events:
-            return state
-        await asyncio.sleep(0.1)
-    return state
+async def decide(client: Client, settings: Settings, event: dict[str, Any]) -> dict[str, Any]:
+    """Hand one admitted event to its lead and wait for its Decision (the `submit` update; a
+    sign-up starts the lead with it when there is none yet)."""
+    key = lead_of(event)
+    if event["type"] == "signup":
+        start = WithStartWorkflowOperation(
+            "LeadWorkflow", None, id=key, task_queue=settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+        decision = await client.execute_update_with_start_workflow(
+            "submit", event, start_workflow_operation=start)
+    else:
+        try:
+            decision = await client.get_workflow_handle(key).execute_update("submit", event)
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                raise NoSuchLead(f"lead: no lead {key} for {_who(event)}: send its sign-up first") from None
+            raise
+    return {"lead_id": key, "decision": decision}
+
+
+async def send(client: Client, settings: Settings, raw: Any, wait: bool = False) -> dict[str, Any]:
+    """One event: sent (`{"lead_id", "sent"}`), or with `wait` its Decision."""
+    event = check_event(raw)
+    if wait:
+        return await decide(client, settings, event)
+    return {"lead_id": await deliver(client, settings, event), "sent": event["id"]}
+
+
+async def send_events(client: Client, settings: Settings, store: PolicyStore, seen: SeenEvents,
+                      raws: list[Any], parallel: int = 64) -> list[EventResult]:
+    """Many events, each answered: accepted (its lead took it), duplicate (passed on before) or
+    refused (why, with the field). A refused event costs only itself. Events of one lead go in
+    order, leads side by side."""
+    if len(raws) > MAX_BATCH:
+        raise IntakeError(f"a batch holds at most {MAX_BATCH} events, this one {len(raws)}")
+    results: list[EventResult | None] = [None] * len(raws)
+    by_lead: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for i, raw in enumerate(raws):
+        try:
+            event = admit(raw, store)
+            key = lead_of(event)
+        except IntakeError as err:
+            results[i] = EventResult(i, "refused", error=str(err), event_id=_id_of(raw))
+            continue
+        by_lead.setdefault(key, []).append((i, event))
+    before = await asyncio.to_thread(
+        seen.known, [(key, e["id"]) for key, events in by_lead.items() for _, e in events])
+    taken: list[tuple[str, str]] = []
+    gate = asyncio.Semaphore(parallel)
+
+    async def one_lead(key: str, events: list[tuple[int, dict[str, Any]]]) -> None:
+        async with gate:
+            passed: set[str] = set()
+            for i, event in events:
+                if (key, event["id"]) in before or event["id"] in passed:
+                    results[i] = EventResult(i, "duplicate", key, event["id"])
+                    continue
+                try:
+                    await deliver(client, settings, event)
+                except NoSuchLead as err:
+                    results[i] = EventResult(i, "refused", key, event["id"], str(err))
+                    continue
+                passed.add(event["id"])
+                taken.append((key, event["id"]))
+                results[i] = EventResult(i, "accepted", key, event["id"])
+
+    try:
+        await asyncio.gather(*(one_lead(key, events) for key, events in by_lead.items()))
+    finally:  # what a lead took is recorded even when another lead's send failed
+        await asyncio.to_thread(seen.add, taken)
+    return [r for r in results if r is not None]
+
+
+def _who(event: dict[str, Any]) -> str:
+    lead = event.get("lead", {})
+    return lead.get("email") or lead.get("external_id") or "?"
+
+
+def _id_of(raw: Any) -> str | None:
+    return raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
+
+
+def safe_name(value: str, what: str) -> str:
+    """A state, queue or status as it may appear in a visibility query."""
+    if not _NAME.match(value):
+        raise IntakeError(f"{what}: {value!r} is not a name (letters, digits, - _ . @ +)")
+    return value
 
 
 async def list_workflows(client: Client, query: str, limit: int = 200) -> list[dict[str, Any]]:
     out = []
     async for wf in client.list_workflows(query, limit=limit):
-        attrs = {pair.key.name: pair.value for pair in wf.typed_search_attributes}
-        out.append({"id": wf.id, "type": wf.workflow_type, "status": wf.status.name if wf.status else None,
-                    **{k: attrs.get(k) for k in ("LeadflowState", "LeadflowScore", "LeadflowQueue",
-                                                  "LeadflowTaskStatus") if k in attrs}})
+        out.append(_row(wf))
     return out
+
+
+def _row(wf: Any) -> dict[str, Any]:
+    attrs = {pair.key.name: pair.value for pair in wf.typed_search_attributes}
+    return {"id": wf.id, "type": wf.workflow_type, "status": wf.status.name if wf.status else None,
+            **{k: attrs.get(k) for k in ("LeadflowState", "LeadflowScore", "LeadflowQueue",
+                                          "LeadflowTaskStatus") if k in attrs}}
 
 
 def leads_query(state: str | None) -> str:
     q = "WorkflowType = 'LeadWorkflow' AND ExecutionStatus = 'Running'"
-    return q + (f" AND LeadflowState = '{state}'" if state else "")
+    return q + (f" AND LeadflowState = '{safe_name(state, 'state')}'" if state else "")
 
 
-def tasks_query(queue: str | None, all_tasks: bool) -> str:
+def tasks_query(queue: str | None, all_tasks: bool, status: str | None = None) -> str:
     q = "WorkflowType = 'HandoffWorkflow'"
-    if not all_tasks:
+    if status:
+        q += f" AND LeadflowTaskStatus = '{safe_name(status, 'status')}'"
+    elif not all_tasks:
         q += " AND LeadflowTaskStatus IN ('open', 'escalated')"
-    return q + (f" AND LeadflowQueue = '{queue}'" if queue else "")
+    return q + (f" AND LeadflowQueue = '{safe_name(queue, 'queue')}'" if queue else "")

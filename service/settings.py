@@ -23,6 +23,10 @@ class Settings:
     ui_port: int = 8233
     eval_processes: int = 2  # evaluator processes per worker; 0 evaluates in the worker itself
     eval_deadline: float = 5.0  # seconds one event may take in the rules engine
+    http: str = "127.0.0.1:8000"  # where `leadflow serve` (and `make up`) listen
+    api_keys: str = ""  # role:key,role:key
+    api_keys_file: str = ""
+    max_body: int = 5 * 1024 * 1024  # bytes of one request body
     connect: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -33,6 +37,11 @@ class Settings:
     @property
     def namespace(self) -> str:
         return self.connect.get("namespace") or "default"
+
+    @property
+    def listen(self) -> tuple[str, int]:
+        host, _, port = self.http.rpartition(":")
+        return host or "127.0.0.1", int(port)
 
     @property
     def outbox_path(self) -> Path:
@@ -52,5 +61,9 @@ class Settings:
             ui_port=int(env.get("LEADFLOW_UI_PORT", "8233")),
             eval_processes=int(env.get("LEADFLOW_EVAL_PROCESSES", "2")),
             eval_deadline=float(env.get("LEADFLOW_EVAL_DEADLINE_SECONDS", "5")),
+            http=env.get("LEADFLOW_HTTP", "127.0.0.1:8000"),
+            api_keys=env.get("LEADFLOW_API_KEYS", ""),
+            api_keys_file=env.get("LEADFLOW_API_KEYS_FILE", ""),
+            max_body=int(env.get("LEADFLOW_HTTP_MAX_BODY", str(5 * 1024 * 1024))),
             connect=connect,
         )

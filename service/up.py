@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from datetime import timedelta
 
+from service.api.main import serve
 from service.demo import play
+from service.keys import demo_keys
 from service.settings import Settings
 from service.temporal import connect, start_embedded
 from worker import run_worker
@@ -25,20 +28,39 @@ async def up(settings: Settings, demo: bool = True, exit_after_demo: bool = Fals
     else:
         client = await connect(settings)
         print(f"connected to {settings.connect['target_host']} namespace {settings.namespace}")
+    if not settings.api_keys and not settings.api_keys_file:
+        keys_file = settings.home / "api-keys"
+        keys = demo_keys(keys_file)
+        settings = dataclasses.replace(settings, api_keys_file=str(keys_file))
+    else:
+        keys = {}
     worker = asyncio.create_task(run_worker(settings, client))
+    api = asyncio.create_task(serve(settings, client))
     try:
         if demo:
             await asyncio.sleep(0.5)
-            if worker.done():
-                worker.result()
+            for task in (worker, api):
+                if task.done():
+                    task.result()
             await asyncio.wait_for(play(client, settings), timeout=timedelta(minutes=2).total_seconds())
             print("\nsee them: leadflow leads | leadflow tasks | leadflow lead ana.ruiz@acme.example"
                   " | leadflow outbox")
         if exit_after_demo:
             return
-        print("worker running; Ctrl-C stops it (leads and timers live on in the server)")
-        await worker
+        host, port = settings.listen
+        base = f"http://{host}:{port}"
+        print(f"\nsales inbox:  {base}/inbox")
+        print(f"API docs:     {base}/docs   (OpenAPI: {base}/openapi.json)")
+        if settings.embedded:
+            print(f"Temporal UI:  http://127.0.0.1:{settings.ui_port}")
+        for role, key in keys.items():
+            print(f"{role + ' key:':<13} {key}")
+        if keys:
+            print(f"(demo keys, made for this machine in {settings.api_keys_file}; never commit them)")
+        print("worker and API running; Ctrl-C stops them (leads and timers live on in the server)")
+        await asyncio.gather(worker, api)
     finally:
         worker.cancel()
+        api.cancel()
         if env is not None:
             await env.shutdown()

@@ -71,16 +71,19 @@ def test_explain_refuses_a_bad_event_line_clearly(tmp_path):
 
 def test_send_refuses_an_event_type_no_policy_knows_before_sending_anything():
     lines = "\n".join([
-        json.dumps({"type": "signup", "lead": {"email": "kim@acme.example"}}),
         json.dumps({"type": "teleport", "lead": {"email": "kim@acme.example"}}),
         "{not json",
+        json.dumps({"type": "page_view", "lead": {}}),
     ])
-    # no Temporal server is running for this test: the refusal comes before any connection
-    out = subprocess.run([sys.executable, "-m", "cli.main", "send", "-"], input=lines, capture_output=True,
-                         text=True, cwd=ROOT, timeout=120,
+    # no Temporal server is running for this test: refusals need none
+    out = subprocess.run([sys.executable, "-m", "cli.main", "send", "--json", "-"], input=lines,
+                         capture_output=True, text=True, cwd=ROOT, timeout=120,
                          env={**os.environ, "TEMPORAL_ADDRESS": "127.0.0.1:1"})
-    assert out.returncode == 1 and out.stdout == ""
-    assert "nothing sent" in out.stderr
-    assert "stdin:2: unknown event type 'teleport': policy lead-lifecycle v1 knows " in out.stderr
-    assert "demo_request" in out.stderr and "page_view" in out.stderr
-    assert "stdin:3: not JSON" in out.stderr
+    assert out.returncode == 1, out.stderr
+    results = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [(r["line"], r["status"]) for r in results] == [(1, "refused"), (2, "refused"), (3, "refused")]
+    assert results[0]["error"].startswith(
+        "type: unknown event type 'teleport': policy lead-lifecycle v1 knows ")
+    assert "demo_request" in results[0]["error"] and "page_view" in results[0]["error"]
+    assert results[1]["error"].startswith("not JSON")
+    assert results[2]["error"] == "bad event: lead: needs an email or an external_id"

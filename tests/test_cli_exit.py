@@ -47,11 +47,12 @@ def test_every_client_command_exits_cleanly_30_times_with_the_cores_kept_busy(tm
                     await send(env.client, settings, {"id": "x1", "type": "demo_request",
                                                       "lead": {"email": hot["email"]}}, wait=True)
                     task = f"handoff-{lead}-1"
-                    commands = [(["lead", lead], None, '"lead_id"'), (["leads"], None, '"id"'),
-                                (["task", "show", task], None, '"status"')]
-                    commands += [(["send", "-"], json.dumps({"id": f"v{i}", "type": "page_view",
-                                                             "lead": {"email": hot["email"]}}), '"sent"')
-                                 for i in range(RUNS)]
+                    commands = [(["lead", lead, "--json"], None, '"lead_id"'),
+                                (["leads", "--json"], None, '"id"'),
+                                (["task", "show", task, "--json"], None, '"status"')]
+                    commands += [(["send", "--json", "-"], json.dumps({"id": f"v{i}", "type": "page_view",
+                                                                       "lead": {"email": hot["email"]}}),
+                                  '"accepted"') for i in range(RUNS)]
                     runs = [c for c in commands[:3] for _ in range(RUNS)] + commands[3:]
                     gate = asyncio.Semaphore(3)
                     results = await asyncio.gather(*(_run(gate, environ, *c) for c in runs))

@@ -15,7 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.lead import OutboxMessage
     from workflows import search
     from workflows.outbox import deliver
-    from workflows.types import AcceptInput, HandoffInput, RejectInput
+    from workflows.types import AcceptInput, HandoffInput, ReassignInput, RejectInput
 
 MAX_ESCALATIONS = 3
 
@@ -95,6 +95,22 @@ class HandoffWorkflow:
         if not answer.reason.strip():
             raise ValueError("a rejection needs a reason; it goes into the lead's story")
 
+    @workflow.update(name="reassign")
+    def reassign(self, change: ReassignInput) -> dict[str, Any]:
+        previous, self.queue = self.queue, change.queue.strip()
+        self._record("reassigned", from_queue=previous, queue=self.queue, by=change.by or None)
+        self._index()
+        return self.snapshot()
+
+    @reassign.validator
+    def _check_reassign(self, change: ReassignInput) -> None:
+        self._still_open()
+        queue = change.queue.strip()
+        if not queue:
+            raise ValueError("a reassignment needs the queue to pass the task to")
+        if queue == self.queue:
+            raise ValueError(f"task {self._id()} is already in queue {queue}")
+
     @workflow.query(name="task")
     def snapshot(self) -> dict[str, Any]:
         task = self.task
@@ -103,6 +119,7 @@ class HandoffWorkflow:
             "lead_workflow_id": task.lead_workflow_id if task else None,
             "lead_email": task.lead_email if task else None,
             "sla_seconds": task.sla_seconds if task else None, "due_at": self.due_at,
+            "created_at": self.log[0]["at"] if self.log else None,
             "reason": task.reason if task else None, "policy": task.policy if task else None,
             "version": task.version if task else None, "answer": self.answer, "log": self.log,
             "lead_story": task.lead_story if task else {},

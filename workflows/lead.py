@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from rules.models import Action, Decision, Event, StoryEntry
     from workflows import search
     from workflows.outbox import deliver
-    from workflows.types import DELIVER_RETRY, HandoffInput, LeadCarry, LeadOptions
+    from workflows.types import DELIVER_RETRY, SCORE_POINTS, HandoffInput, LeadCarry, LeadOptions
 
 # Event ids remembered for idempotency: the newest this many (they travel through continue-as-new).
 SEEN_LIMIT = 5000
@@ -74,7 +74,7 @@ class LeadWorkflow:
         if carry is not None:
             self.c = LeadCarry.model_validate(carry)
             self._seen = dict.fromkeys(self.c.seen)
-        else:
+        elif event is not None:  # None when started by an update that brings the sign-up
             self.c.pending.insert(0, {"raw": event})
         while True:
             if not self.c.pending:
@@ -135,6 +135,9 @@ class LeadWorkflow:
             "runs": self.c.runs,
             "story": [asdict(s) for s in self.c.story],
             "story_dropped": self.c.story_dropped,
+            "score_history": [list(point) for point in self.c.score_history],
+            "recent": [{"type": t, "at": at} for t, at in lead.recent] if lead else [],
+            "bant": list(lead.bant) if lead else [],
         }
 
     # -- the loop ----------------------------------------------------------------------------
@@ -279,6 +282,9 @@ class LeadWorkflow:
         if decision.rejected is not None:
             self.c.rejected += 1
             return
+        s = decision.scores
+        self.c.score_history.append((decision.at.isoformat(), s.fit, s.interest, s.intent, s.total))
+        del self.c.score_history[:-SCORE_POINTS]
         self.c.next_check_at = decision.next_check_at
         if event.type in ("sales_accept", "sales_reject"):
             self.c.open_handoff = None

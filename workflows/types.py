@@ -40,6 +40,12 @@ class LeadCarry(BaseModel):
     events: int = 0
     rejected: int = 0
     runs: int = 1
+    # (time, fit, interest, intent, total) after each scored event, the newest SCORE_POINTS:
+    # the lead's page draws them
+    score_history: list[tuple[str, float, float, float, float]] = Field(default_factory=list)
+
+
+SCORE_POINTS = 200
 
 
 class HandoffInput(BaseModel):
@@ -61,4 +67,9 @@ class RejectInput(BaseModel):
 
 
 class AcceptInput(BaseModel):
+    by: str = ""
+
+
+class ReassignInput(BaseModel):
+    queue: str
     by: str = ""

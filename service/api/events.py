@@ -1,0 +1,129 @@
+"""POST /v1/events: one event or a JSON array of up to 1,000, each answered in order."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from service import intake
+from service.api.context import Context
+from service.api.deps import Ctx, SendsEvents
+
+router = APIRouter(prefix="/v1", tags=["events"])
+
+
+class EventResult(BaseModel):
+    index: int
+    status: Literal["accepted", "duplicate", "refused"]
+    lead_id: str | None = None
+    event_id: str | None = None
+    error: str | None = None
+
+
+class EventResults(BaseModel):
+    results: list[EventResult]
+    decision: dict[str, Any] | None = None  # with ?wait=true: what the event did
+
+
+def _event_schema() -> dict[str, Any]:
+    from importlib import resources
+
+    schema = json.loads(resources.files("rules").joinpath("schemas/event.schema.json").read_text())
+    for key in ("$schema", "$id"):
+        schema.pop(key, None)
+    return schema
+
+
+_EVENT = _event_schema()
+_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "oneOf": [_EVENT, {"type": "array", "items": _EVENT, "maxItems": intake.MAX_BATCH}]}}}}}
+
+
+async def read_raw(request: Request, limit: int) -> bytes:
+    """The body, or a 413 past `limit` bytes (read no further than that)."""
+    size = request.headers.get("content-length")
+    if size and size.isdigit() and int(size) > limit:
+        raise HTTPException(413, f"the body holds {int(size)} bytes; at most {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(413, f"the body holds more than {limit} bytes")
+    return bytes(body)
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The body as JSON, or a 4xx saying what is wrong with it (never a 500)."""
+    body = await read_raw(request, limit)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise HTTPException(400, f"the body is not UTF-8 (byte {err.start})") from None
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except ValueError as err:
+        raise HTTPException(400, f"the body is not JSON: {err}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+@router.post("/events", response_model=EventResults, openapi_extra=_BODY,
+             summary="Send one event or up to 1,000; each is answered: accepted, duplicate or refused",
+             responses={400: {"description": "not JSON, or not UTF-8"},
+                        413: {"description": "a body over the size limit, or a batch over 1,000"}})
+async def post_events(request: Request, ctx: Ctx, _: SendsEvents,
+                      wait: Annotated[bool, Query(description="one event: answer with its Decision")] = False,
+                      ) -> EventResults | JSONResponse:
+    body = await read_json(request, ctx.settings.max_body)
+    single = isinstance(body, dict)
+    events = [body] if single else body
+    if not isinstance(events, list):
+        raise HTTPException(422, "send an event (a JSON object) or a JSON array of events")
+    if len(events) > intake.MAX_BATCH:
+        raise HTTPException(413, f"a batch holds at most {intake.MAX_BATCH} events, this one {len(events)}")
+    if wait:
+        if not single:
+            raise HTTPException(422, "?wait=true answers one event: send a JSON object")
+        return await _decide(ctx, body)
+    results = await intake.send_events(ctx.client, ctx.settings, ctx.store, ctx.seen, events)
+    answer = EventResults(results=[EventResult(**r.as_dict()) for r in results])
+    if single and results[0].status == "refused":
+        return _refused(answer)
+    return answer
+
+
+def _refused(answer: EventResults) -> JSONResponse:
+    """A single event that is refused is a 422 (a batch answers 200, event by event), in the
+    shape of FastAPI's own 422s, with the event's result beside."""
+    (result,) = answer.results
+    field, _, message = (result.error or "").removeprefix("bad event: ").partition(": ")
+    detail = [{"loc": ["body", *field.split(".")], "msg": message or result.error, "type": "refused"}]
+    return JSONResponse({"detail": detail, "results": [result.model_dump()]}, status_code=422)
+
+
+async def _decide(ctx: Context, raw: Any) -> EventResults | JSONResponse:
+    try:
+        event = intake.admit(raw, ctx.store)
+        answer = await intake.decide(ctx.client, ctx.settings, event)
+    except intake.IntakeError as err:
+        event_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
+        refused = EventResult(index=0, status="refused", event_id=event_id, error=str(err))
+        return _refused(EventResults(results=[refused]))
+    decision = answer["decision"]
+    status = "duplicate" if decision.get("duplicate") else "accepted"
+    await _record(ctx, answer["lead_id"], event["id"])
+    return EventResults(results=[EventResult(index=0, status=status, lead_id=answer["lead_id"],
+                                             event_id=event["id"])],
+                        decision=None if status == "duplicate" else decision)
+
+
+async def _record(ctx: Context, lead: str, event_id: str) -> None:
+    import asyncio
+
+    await asyncio.to_thread(ctx.seen.add, [(lead, event_id)])

@@ -1,0 +1,93 @@
+"""The HTTP API and the pages: one FastAPI app. `leadflow serve` runs it on uvicorn at
+LEADFLOW_HTTP; it reaches Temporal through the same settings as the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from activities.policies import PolicyStore
+from service.api import events, health, leads, policies, tasks
+from service.api.context import Context
+from service.intake import IntakeError
+from service.keys import Keys
+from service.seen import SeenEvents
+from service.settings import Settings
+
+log = logging.getLogger("leadflow.api")
+
+
+def session_secret(home: Path) -> str:
+    """The key that signs page sessions: made once per machine under LEADFLOW_HOME."""
+    path = home / "session-secret"
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32), encoding="utf-8")
+        path.chmod(0o600)
+    return path.read_text(encoding="utf-8").strip()
+
+
+def create_app(settings: Settings, client: Client | None = None, keys: Keys | None = None) -> FastAPI:
+    """The app. Without a client, it connects to Temporal at start (as settings say)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from service.temporal import connect
+
+        store = PolicyStore(settings.policy_dir, settings.policy)
+        store.reload()
+        seen = SeenEvents(settings.home / "intake.sqlite")
+        app.state.ctx = Context(settings, client or await connect(settings), store, seen,
+                                keys or Keys.load(settings.api_keys, settings.api_keys_file))
+        watcher = asyncio.create_task(_watch(store, settings.policy_poll_seconds))
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            seen.close()
+
+    app = FastAPI(title="leadflow", version="1", lifespan=lifespan,
+                  description="Lead lifecycle from policy files that sales and marketing write together. "
+                              "Every /v1 route needs `Authorization: Bearer <key>`; roles: intake, sales, "
+                              "ops, admin.")
+    for module in (events, leads, tasks, policies, health):
+        app.include_router(module.router)
+    from service.pages import routes as pages
+
+    pages.mount(app, session_secret(settings.home))
+
+    @app.exception_handler(IntakeError)
+    async def intake_error(_: Request, err: IntakeError) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=422)
+
+    @app.exception_handler(RPCError)
+    async def temporal_error(_: Request, err: RPCError) -> JSONResponse:
+        log.warning("Temporal refused or failed a call: %s", err.message)
+        return JSONResponse({"detail": f"Temporal did not answer: {err.message}"}, status_code=503)
+
+    return app
+
+
+async def _watch(store: PolicyStore, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        await asyncio.to_thread(store.reload)
+
+
+async def serve(settings: Settings, client: Client | None = None) -> None:
+    """Run the app on uvicorn until cancelled."""
+    import uvicorn
+
+    host, port = settings.listen
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, client), host=host, port=port,
+                                           log_level="warning", access_log=False))
+    await server.serve()

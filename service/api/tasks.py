@@ -1,0 +1,65 @@
+"""Hand-off tasks: list, read (with the lead's story and why it is sales-ready), accept, reject
+(a reason is required), reassign."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, Field
+
+from service import tasks
+from service.api.deps import Ctx, ReadsTasks, WorksTasks
+
+router = APIRouter(prefix="/v1", tags=["tasks"])
+MISSING = {404: {"description": "no such task"}, 409: {"description": "the task refused the answer"}}
+
+
+class Accept(BaseModel):
+    by: str = Field("", max_length=200)
+
+
+class Reject(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000, pattern=r"\S")
+    by: str = Field("", max_length=200)
+
+
+class Reassign(BaseModel):
+    queue: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.@+-]+$")
+    by: str = Field("", max_length=200)
+
+
+@router.get("/tasks", summary="Tasks by queue and status (open and escalated unless asked; `all`)")
+async def list_tasks(ctx: Ctx, _: ReadsTasks, queue: str | None = None,
+                     status: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    return {"tasks": await tasks.tasks(ctx.client, queue, status)}
+
+
+@router.get("/tasks/{task_id}", summary="A task with the lead's story and why it is sales-ready",
+            responses=MISSING)
+async def get_task(task_id: str, ctx: Ctx, _: ReadsTasks) -> dict[str, Any]:
+    return await _answer(tasks.task(ctx.client, task_id), task_id)
+
+
+@router.post("/tasks/{task_id}/accept", responses=MISSING)
+async def accept_task(task_id: str, body: Accept, ctx: Ctx, _: WorksTasks) -> dict[str, Any]:
+    return await _answer(tasks.accept(ctx.client, task_id, body.by), task_id)
+
+
+@router.post("/tasks/{task_id}/reject", responses=MISSING)
+async def reject_task(task_id: str, body: Reject, ctx: Ctx, _: WorksTasks) -> dict[str, Any]:
+    return await _answer(tasks.reject(ctx.client, task_id, body.reason, body.by), task_id)
+
+
+@router.post("/tasks/{task_id}/reassign", responses=MISSING)
+async def reassign_task(task_id: str, body: Reassign, ctx: Ctx, _: WorksTasks) -> dict[str, Any]:
+    return await _answer(tasks.reassign(ctx.client, task_id, body.queue, body.by), task_id)
+
+
+async def _answer(call: Any, task_id: str) -> dict[str, Any]:
+    try:
+        return await call
+    except tasks.NoSuchTask:
+        raise HTTPException(404, f"no task {task_id!r}") from None
+    except tasks.TaskError as err:
+        raise HTTPException(409, str(err)) from None

@@ -1,0 +1,87 @@
+"""API keys and the roles they carry; deny by default.
+
+`LEADFLOW_API_KEYS` holds comma-separated `role:key` pairs, `LEADFLOW_API_KEYS_FILE` names a file
+of them (one a line, `#` comments). A key is compared with every known key in constant time,
+so how long an answer takes says nothing about which key nearly matched; keys are never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+ROLES = ("intake", "sales", "ops", "admin")
+# What each permission needs; admin may do everything.
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "send_events": frozenset({"intake", "admin"}),
+    "read_leads": frozenset({"sales", "ops", "admin"}),
+    "read_tasks": frozenset({"sales", "ops", "admin"}),
+    "work_tasks": frozenset({"sales", "admin"}),
+    "read_policies": frozenset({"ops", "admin"}),
+    "validate_policies": frozenset({"ops", "admin"}),
+}
+
+
+class KeysInvalid(ValueError):
+    """A key list that cannot be read (said at start, never with the key in it)."""
+
+
+@dataclass(frozen=True)
+class Keys:
+    pairs: tuple[tuple[str, bytes], ...]  # (role, key)
+
+    @classmethod
+    def parse(cls, text: str, where: str) -> Keys:
+        pairs = []
+        for n, raw in enumerate(text.replace(",", "\n").splitlines(), 1):
+            item = raw.split("#", 1)[0].strip()
+            if not item:
+                continue
+            role, sep, key = item.partition(":")
+            role, key = role.strip(), key.strip()
+            if not sep or role not in ROLES:
+                raise KeysInvalid(f"{where}: item {n}: write role:key with a role of {', '.join(ROLES)}")
+            if len(key) < 16:
+                raise KeysInvalid(f"{where}: item {n}: a {role} key needs 16 characters or more")
+            pairs.append((role, key.encode()))
+        return cls(tuple(pairs))
+
+    @classmethod
+    def load(cls, keys: str, keys_file: str) -> Keys:
+        found = cls.parse(keys, "LEADFLOW_API_KEYS") if keys else cls(())
+        if keys_file:
+            try:
+                text = Path(keys_file).read_text(encoding="utf-8")
+            except OSError as err:
+                raise KeysInvalid(f"LEADFLOW_API_KEYS_FILE {keys_file}: {err.strerror}") from None
+            found = cls(found.pairs + cls.parse(text, keys_file).pairs)
+        return found
+
+    def role_of(self, presented: str | None) -> str | None:
+        """The role of a presented key, or None; every known key is compared, in constant time."""
+        if not presented:
+            return None
+        given = presented.encode()
+        role = None
+        for known_role, key in self.pairs:
+            if hmac.compare_digest(given, key) and role is None:
+                role = known_role
+        return role
+
+
+def allowed(role: str | None, permission: str) -> bool:
+    return role is not None and role in PERMISSIONS[permission]
+
+
+def demo_keys(path: Path) -> dict[str, str]:
+    """Keys for sales, ops and intake, made on first run and kept (mode 600) for the next."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = [f"{role}:{role}-{secrets.token_urlsafe(18)}" for role in ("sales", "ops", "intake")]
+        header = "# made by `leadflow up` for this machine; never commit it\n"
+        path.write_text(header + "\n".join(lines) + "\n", encoding="utf-8")
+        path.chmod(0o600)
+    keys = Keys.parse(path.read_text(encoding="utf-8"), str(path))
+    return {role: key.decode() for role, key in keys.pairs}

@@ -1,0 +1,63 @@
+"""Leads out: one lead as its workflow knows it, and lists of leads from the search attributes."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from rules.identity import lead_key
+from rules.models import LeadRef
+from service.intake import IntakeError, _row, leads_query
+
+
+def lead_id(who: str) -> str:
+    """A lead's workflow id from its id, e-mail or external id."""
+    who = who.strip()
+    if who.startswith("lead-"):
+        return who
+    return lead_key(LeadRef(email=who) if "@" in who else LeadRef(external_id=who))
+
+
+async def lead(client: Client, who: str) -> dict[str, Any] | None:
+    """The lead's state, scores, profile, facts, track, open hand-off and story; None if none."""
+    try:
+        key = lead_id(who)
+    except ValueError as err:
+        raise IntakeError(f"lead: {err}") from None
+    try:
+        return await client.get_workflow_handle(key).query("state")
+    except RPCError as err:
+        if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+            return None
+        raise
+
+
+async def leads(client: Client, state: str | None = None, limit: int = 50,
+                page_token: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of running leads, newest first, and the token of the next page (None at the end)."""
+    token = _decode(page_token)
+    pages = client.list_workflows(leads_query(state), page_size=limit, next_page_token=token)
+    try:
+        await pages.fetch_next_page(page_size=limit)
+    except RPCError as err:
+        if token and err.status == RPCStatusCode.INVALID_ARGUMENT:
+            raise IntakeError("page_token: not a token this service gave out") from None
+        raise
+    rows = [_row(wf) for wf in pages.current_page or []][:limit]
+    nxt = pages.next_page_token
+    return rows, base64.urlsafe_b64encode(nxt).decode() if nxt else None
+
+
+def _decode(page_token: str | None) -> bytes | None:
+    if not page_token:
+        return None
+    try:
+        token = base64.b64decode(page_token.encode(), altchars=b"-_", validate=True)
+    except (ValueError, TypeError):
+        token = b""
+    if not token:
+        raise IntakeError("page_token: not a token this service gave out")
+    return token

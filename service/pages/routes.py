@@ -1,0 +1,282 @@
+"""Pages for people, rendered on the server (Jinja2, no JavaScript, nothing fetched from outside):
+the sales inbox, a task with the lead's story, leads by state and a lead's timeline.
+
+A person logs in with an API key; the session cookie is signed and holds the role, never the key.
+Every form carries a CSRF token bound to the session."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from datetime import datetime, timezone
+from importlib import resources
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import FastAPI, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.middleware.sessions import SessionMiddleware
+
+from service import leads as lead_ops
+from service import tasks as task_ops
+from service.api.context import Context
+from service.intake import IntakeError
+from service.keys import allowed
+
+_here = resources.files("service.pages")
+FormText = Annotated[str, Form(max_length=2000)]
+templates = Jinja2Templates(directory=str(_here / "templates"))
+PAGE_ROLES = ("sales", "ops", "admin")
+
+
+def mount(app: FastAPI, secret: str) -> None:
+    app.add_middleware(SessionMiddleware, secret_key=secret, session_cookie="leadflow_session",
+                       same_site="strict", max_age=12 * 3600)
+    app.mount("/static", StaticFiles(directory=str(_here / "static")), name="static")
+    for path, endpoint, methods in ROUTES:
+        app.add_api_route(path, endpoint, methods=methods, include_in_schema=False,
+                          response_class=HTMLResponse)
+
+
+# -- session, role, CSRF ---------------------------------------------------------------------
+
+
+def _ctx(request: Request) -> Context:
+    return request.app.state.ctx
+
+
+def _csrf(request: Request) -> str:
+    token = request.session.get("csrf")
+    if not token:
+        token = request.session["csrf"] = secrets.token_urlsafe(24)
+    return token
+
+
+def _check_csrf(request: Request, sent: str) -> None:
+    if not hmac.compare_digest(sent.encode(), _csrf(request).encode()):
+        raise HTTPException(403, "the form is stale or not ours (CSRF token); reload the page")
+
+
+class _Login(Exception):
+    pass
+
+
+def _role(request: Request) -> str:
+    role = request.session.get("role")
+    if role not in PAGE_ROLES:
+        raise _Login()
+    return role
+
+
+def _page(request: Request, template: str, status: int = 200, **values: Any) -> HTMLResponse:
+    return templates.TemplateResponse(request, template, {
+        "role": request.session.get("role"), "csrf": _csrf(request), **values}, status_code=status)
+
+
+def _login_first(request: Request) -> RedirectResponse:
+    return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+
+
+# -- login -----------------------------------------------------------------------------------
+
+
+async def login_form(request: Request, next: str = "/inbox") -> HTMLResponse:
+    return _page(request, "login.html", next=_local(next), error=None)
+
+
+async def login(request: Request, key: FormText = "", csrf: FormText = "", next: FormText = "/inbox"
+                ) -> Response:
+    _check_csrf(request, csrf)
+    role = _ctx(request).keys.role_of(key.strip())
+    if role not in PAGE_ROLES:
+        error = "That key is not known here." if role is None else f"The {role} role has no pages."
+        return _page(request, "login.html", status=401 if role is None else 403, next=_local(next),
+                     error=error)
+    request.session.clear()  # a new session for the new role
+    request.session["role"] = role
+    return RedirectResponse(_local(next), status_code=303)
+
+
+async def logout(request: Request, csrf: FormText = "") -> Response:
+    _check_csrf(request, csrf)
+    request.session.clear()
+    return RedirectResponse("/login", status_code=303)
+
+
+def _local(path: str) -> str:
+    """Only paths of this site (no open redirect)."""
+    return path if path.startswith("/") and not path.startswith("//") else "/inbox"
+
+
+# -- sales -----------------------------------------------------------------------------------
+
+
+async def home(request: Request) -> Response:
+    return RedirectResponse("/inbox", status_code=303)
+
+
+async def inbox(request: Request, queue: str = "") -> Response:
+    try:
+        role = _role(request)
+    except _Login:
+        return _login_first(request)
+    ctx = _ctx(request)
+    rows = await task_ops.tasks(ctx.client)
+    queues = sorted({r.get("LeadflowQueue") or "?" for r in rows})
+    details = []
+    for row in rows:
+        if queue and row.get("LeadflowQueue") != queue:
+            continue
+        try:
+            details.append(await task_ops.task(ctx.client, row["id"]))
+        except task_ops.NoSuchTask:
+            continue
+    details.sort(key=lambda t: t.get("due_at") or "9999")
+    for t in details:
+        t["left"] = _left(t.get("seconds_left"))
+        t["name"] = ((t.get("lead_story") or {}).get("profile") or {}).get("name") or t.get("lead_email")
+    return _page(request, "inbox.html", tasks=details, queues=queues, queue=queue,
+                 works=allowed(role, "work_tasks"))
+
+
+async def task_page(request: Request, task_id: str) -> Response:
+    try:
+        role = _role(request)
+    except _Login:
+        return _login_first(request)
+    return await _task_view(request, task_id, role)
+
+
+async def _task_view(request: Request, task_id: str, role: str, error: str | None = None,
+                     status: int = 200) -> Response:
+    ctx = _ctx(request)
+    try:
+        task = await task_ops.task(ctx.client, task_id)
+    except task_ops.NoSuchTask:
+        return _page(request, "missing.html", status=404, what=f"task {task_id}")
+    lead = await lead_ops.lead(ctx.client, task["lead_workflow_id"]) if task.get("lead_workflow_id") else None
+    task["left"] = _left(task.get("seconds_left"))
+    return _page(request, "task.html", status=status, task=task, lead=lead, error=error,
+                 story=_timeline((lead or {}).get("story") or task["lead_story"].get("story", [])),
+                 works=allowed(role, "work_tasks") and task["status"] in ("open", "escalated"))
+
+
+async def answer_task(request: Request, task_id: str, action: str, csrf: str, reason: str, by: str,
+                      queue: str) -> Response:
+    try:
+        role = _role(request)
+    except _Login:
+        return _login_first(request)
+    _check_csrf(request, csrf)
+    if not allowed(role, "work_tasks"):
+        raise HTTPException(403, f"the {role} role may not work tasks")
+    client = _ctx(request).client
+    try:
+        if action == "accept":
+            await task_ops.accept(client, task_id, by.strip())
+        elif action == "reject":
+            await task_ops.reject(client, task_id, reason, by.strip())
+        elif action == "reassign":
+            await task_ops.reassign(client, task_id, queue.strip(), by.strip())
+        else:
+            raise HTTPException(404, f"no action {action!r}")
+    except (task_ops.TaskError, IntakeError) as err:
+        return await _task_view(request, task_id, role, error=str(err), status=422)
+    except task_ops.NoSuchTask:
+        return _page(request, "missing.html", status=404, what=f"task {task_id}")
+    return RedirectResponse(f"/tasks/{task_id}", status_code=303)
+
+
+# -- leads -----------------------------------------------------------------------------------
+
+
+async def leads_page(request: Request, state: str = "") -> Response:
+    try:
+        _role(request)
+    except _Login:
+        return _login_first(request)
+    try:
+        rows, _ = await lead_ops.leads(_ctx(request).client, state or None, limit=200)
+    except IntakeError as err:
+        return _page(request, "leads.html", status=422, leads=[], state=state, error=str(err))
+    return _page(request, "leads.html", leads=rows, state=state, error=None,
+                 states=_ctx(request).store.active().policy.states)
+
+
+async def lead_page(request: Request, lead: str) -> Response:
+    try:
+        _role(request)
+    except _Login:
+        return _login_first(request)
+    try:
+        found = await lead_ops.lead(_ctx(request).client, lead)
+    except IntakeError:
+        found = None
+    if found is None:
+        return _page(request, "missing.html", status=404, what=f"lead {lead}")
+    return _page(request, "lead.html", lead=found, story=_timeline(found.get("story", [])),
+                 chart=_chart(found.get("score_history", [])))
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _left(seconds: int | None) -> str:
+    if seconds is None:
+        return ""
+    late = seconds < 0
+    hours, rest = divmod(abs(seconds), 3600)
+    text = f"{hours}h {rest // 60:02d}m" if hours else f"{rest // 60}m"
+    return f"overdue by {text}" if late else f"{text} left"
+
+
+def _timeline(story: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for entry in reversed(story):
+        when = entry.get("at", "")
+        try:
+            when = datetime.fromisoformat(when.replace("Z", "+00:00")).astimezone(timezone.utc)
+            when = when.strftime("%Y-%m-%d %H:%M")
+        except ValueError:
+            pass
+        out.append({**entry, "when": when, "moved": entry.get("from_state") != entry.get("to_state")})
+    return out
+
+
+def _chart(points: list[list[Any]], width: int = 560, height: int = 140) -> dict[str, Any]:
+    """Scores over time as SVG polylines (fit, intent and total), scaled to the box."""
+    if len(points) < 2:
+        return {"width": width, "height": height, "lines": [], "top": 0}
+    top = max(max(p[1:]) for p in points) or 1
+    step = width / (len(points) - 1)
+
+    def line(column: int) -> str:
+        return " ".join(f"{i * step:.1f},{height - (p[column] / top) * (height - 10) - 5:.1f}"
+                        for i, p in enumerate(points))
+
+    return {"width": width, "height": height, "top": round(top),
+            "lines": [("fit", line(1)), ("intent", line(3)), ("total", line(4))],
+            "first": points[0][0][:10], "last": points[-1][0][:10]}
+
+
+async def _answer(request: Request, task_id: str, csrf: FormText = "", reason: FormText = "",
+                  by: FormText = "", queue: FormText = "") -> Response:
+    action = request.url.path.rsplit("/", 1)[1]
+    return await answer_task(request, task_id, action, csrf, reason, by, queue)
+
+
+ROUTES = [
+    ("/", home, ["GET"]),
+    ("/login", login_form, ["GET"]),
+    ("/login", login, ["POST"]),
+    ("/logout", logout, ["POST"]),
+    ("/inbox", inbox, ["GET"]),
+    ("/tasks/{task_id}", task_page, ["GET"]),
+    ("/tasks/{task_id}/accept", _answer, ["POST"]),
+    ("/tasks/{task_id}/reject", _answer, ["POST"]),
+    ("/tasks/{task_id}/reassign", _answer, ["POST"]),
+    ("/leads", leads_page, ["GET"]),
+    ("/leads/{lead}", lead_page, ["GET"]),
+]

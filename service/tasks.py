@@ -1,0 +1,80 @@
+"""Hand-off tasks: list them, read one with the lead's story, and answer it (accept, reject with
+a reason, reassign to another queue). Answers are updates: the caller hears at once whether
+they counted."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from service.intake import IntakeError, list_workflows, safe_name, tasks_query
+
+
+class TaskError(ValueError):
+    """The task refused the answer (already answered, no reason, same queue)."""
+
+
+class NoSuchTask(LookupError):
+    pass
+
+
+async def tasks(client: Client, queue: str | None = None, status: str | None = None,
+                limit: int = 200) -> list[dict[str, Any]]:
+    """Tasks from the search attributes: open and escalated ones unless a status (or `all`) is
+    asked."""
+    every = status == "all"
+    return await list_workflows(client, tasks_query(queue, every, None if every else status), limit=limit)
+
+
+async def task(client: Client, task_id: str) -> dict[str, Any]:
+    """One task as the workflow knows it, with the time left on its SLA."""
+    info = await _call(client, task_id, None)
+    due = info.get("due_at")
+    if due and info.get("status") in ("open", "escalated"):
+        left = datetime.fromisoformat(due) - datetime.now(timezone.utc)
+        info["seconds_left"] = round(left.total_seconds())
+    return info
+
+
+async def accept(client: Client, task_id: str, by: str = "") -> dict[str, Any]:
+    return await _call(client, task_id, ("accept", {"by": by}))
+
+
+async def reject(client: Client, task_id: str, reason: str, by: str = "") -> dict[str, Any]:
+    if not reason.strip():
+        raise TaskError("a rejection needs a reason; it goes into the lead's story")
+    return await _call(client, task_id, ("reject", {"reason": reason, "by": by}))
+
+
+async def reassign(client: Client, task_id: str, queue: str, by: str = "") -> dict[str, Any]:
+    safe_name(queue, "queue")
+    return await _call(client, task_id, ("reassign", {"queue": queue, "by": by}))
+
+
+async def _call(client: Client, task_id: str, update: tuple[str, dict[str, Any]] | None) -> dict[str, Any]:
+    if not task_id.startswith("handoff-"):
+        raise NoSuchTask(task_id)
+    try:
+        safe_name(task_id, "task")
+    except IntakeError:
+        raise NoSuchTask(task_id) from None
+    handle = client.get_workflow_handle(task_id)
+    try:
+        if update is None:
+            return await handle.query("task")
+        return await handle.execute_update(update[0], update[1])
+    except WorkflowUpdateFailedError as err:
+        raise TaskError(getattr(err.cause, "message", None) or str(err.cause)) from None
+    except RPCError as err:
+        if err.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+            raise
+        if update is not None:  # an answered task has ended: say so, not that there is none
+            try:
+                done = await handle.query("task")
+            except RPCError:
+                raise NoSuchTask(task_id) from None
+            raise TaskError(f"task {task_id} is already {done.get('status')}") from None
+        raise NoSuchTask(task_id) from None

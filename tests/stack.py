@@ -1,0 +1,104 @@
+"""The whole service for tests that use it from outside: a real Temporal dev server, a worker, and
+the API and pages on uvicorn, all on free loopback ports, run on an event loop in a thread of
+their own so a test (or a browser) can talk to them as a client would."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import httpx
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities.policies import PolicyStore
+from service.settings import Settings
+from service.temporal import binary
+from tests.temporal_harness import ROOT, evaluators, free_port
+from workflows import search
+
+KEYS = {"intake": "intake-key-0123456789abcdef", "sales": "sales-key-0123456789abcdef",
+        "ops": "ops-key-0123456789abcdef", "admin": "admin-key-0123456789abcdef"}
+
+
+class Stack:
+    def __init__(self, home: Path, queue: str = "stack") -> None:
+        self.settings = Settings(home=home, policy_dir=ROOT / "policies", task_queue=queue,
+                                 http=f"127.0.0.1:{free_port()}",
+                                 api_keys=",".join(f"{role}:{key}" for role, key in KEYS.items()))
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._serve, name="stack", daemon=True)
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._failure: BaseException | None = None
+        self.client: Client | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.settings.listen
+        return f"http://{host}:{port}"
+
+    def http(self, role: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {KEYS[role]}"} if role else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+    def run(self, coro: Coroutine[Any, Any, Any], timeout: float = 60) -> Any:
+        """Run a coroutine on the stack's loop (where its Temporal client lives)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def __enter__(self) -> Stack:
+        self._thread.start()
+        if not self._ready.wait(120) or self._failure is not None:
+            raise RuntimeError(f"the stack did not start: {self._failure!r}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._stop is not None
+        self.loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(60)
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._main())
+        except BaseException as err:  # noqa: BLE001 (reported to the starting thread)
+            self._failure = err
+            self._ready.set()
+        finally:
+            self.loop.close()
+
+    async def _main(self) -> None:
+        import uvicorn
+
+        from service.api.main import create_app
+        from worker import build_worker
+
+        self._stop = asyncio.Event()
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=binary("temporal"), port=free_port(), ui=False,
+            search_attributes=search.ALL, data_converter=pydantic_data_converter)
+        self.client = env.client
+        store = PolicyStore(self.settings.policy_dir)
+        store.reload()
+        host, port = self.settings.listen
+        server = uvicorn.Server(uvicorn.Config(create_app(self.settings, env.client), host=host, port=port,
+                                               log_level="warning", access_log=False))
+        try:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=8) as threads:
+                async with build_worker(env.client, self.settings, store, threads, evaluators()):
+                    serving = asyncio.create_task(server.serve())
+                    while not server.started:
+                        if serving.done():
+                            serving.result()
+                        await asyncio.sleep(0.05)
+                    self._ready.set()
+                    await self._stop.wait()
+                    server.should_exit = True
+                    await serving
+        finally:
+            await env.shutdown()
