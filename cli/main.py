@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -99,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except asyncio.CancelledError:  # SIGTERM
+        return 143
     except Exception as err:  # Temporal refusals (update validators, missing workflows)
         from service.tasks import NoSuchTask, TaskError
 
@@ -138,6 +141,11 @@ async def _service(args: argparse.Namespace) -> int:
     from service.temporal import connect
 
     settings = Settings.from_env()
+    if args.command in ("up", "serve", "worker"):
+        # a service manager stops with SIGTERM: shut down as on Ctrl-C (the embedded server too)
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     if args.command == "up":
         from service.up import up
 

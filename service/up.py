@@ -7,7 +7,7 @@ import dataclasses
 import logging
 from datetime import timedelta
 
-from service.api.main import serve
+from service.api.main import start as start_api
 from service.demo import play
 from service.keys import demo_keys
 from service.settings import Settings
@@ -35,8 +35,9 @@ async def up(settings: Settings, demo: bool = True, exit_after_demo: bool = Fals
     else:
         keys = {}
     worker = asyncio.create_task(run_worker(settings, client))
-    api = asyncio.create_task(serve(settings, client))
+    api: asyncio.Task[None] | None = None
     try:
+        api = await start_api(settings, client)
         if demo:
             await asyncio.sleep(0.5)
             for task in (worker, api):
@@ -45,8 +46,6 @@ async def up(settings: Settings, demo: bool = True, exit_after_demo: bool = Fals
             await asyncio.wait_for(play(client, settings), timeout=timedelta(minutes=2).total_seconds())
             print("\nsee them: leadflow leads | leadflow tasks | leadflow lead ana.ruiz@acme.example"
                   " | leadflow outbox")
-        if exit_after_demo:
-            return
         host, port = settings.listen
         base = f"http://{host}:{port}"
         print(f"\nsales inbox:  {base}/inbox")
@@ -57,10 +56,14 @@ async def up(settings: Settings, demo: bool = True, exit_after_demo: bool = Fals
             print(f"{role + ' key:':<13} {key}")
         if keys:
             print(f"(demo keys, made for this machine in {settings.api_keys_file}; never commit them)")
-        print("worker and API running; Ctrl-C stops them (leads and timers live on in the server)")
+        if exit_after_demo:
+            return
+        print("worker and API running; Ctrl-C stops them (leads and timers live on in the server)",
+              flush=True)
         await asyncio.gather(worker, api)
     finally:
         worker.cancel()
-        api.cancel()
+        if api is not None:
+            api.cancel()
         if env is not None:
             await env.shutdown()

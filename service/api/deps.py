@@ -4,10 +4,11 @@ no key or an unknown one is a 401, a known key without the permission a 403)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 
 from service.api.context import Context
 from service.keys import allowed
@@ -45,3 +46,26 @@ ReadsTasks = Annotated[str, Depends(require("read_tasks"))]
 WorksTasks = Annotated[str, Depends(require("work_tasks"))]
 ReadsPolicies = Annotated[str, Depends(require("read_policies"))]
 ValidatesPolicies = Annotated[str, Depends(require("validate_policies"))]
+
+
+class Detail(BaseModel):
+    detail: str | list[Any]
+
+
+def answer(description: str) -> dict[str, Any]:
+    return {"model": Detail, "description": description}
+
+
+# The answers every /v1 route may give besides its own; documented, so clients (and the schema
+# checks in tests/test_api_schema.py) know them.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: answer("a body that is not JSON, or not UTF-8"),
+    401: answer("no API key, or one this service does not know"),
+    403: answer("the key's role may not do this"),
+    503: answer("Temporal did not answer"),
+}
+
+
+def unprocessable(where: str, message: str) -> HTTPException:
+    """A 422 in the shape of FastAPI's own: a list of problems, each at a place in the request."""
+    return HTTPException(422, [{"loc": where.split("."), "msg": message, "type": "value_error"}])

@@ -11,9 +11,10 @@ from pydantic import BaseModel
 
 from service import intake
 from service.api.context import Context
-from service.api.deps import Ctx, SendsEvents
+from service.api.deps import ERRORS, Ctx, SendsEvents, answer, unprocessable
 
-router = APIRouter(prefix="/v1", tags=["events"])
+router = APIRouter(prefix="/v1", tags=["events"], responses={
+    **ERRORS, 413: answer("a body over the size limit, or a batch over 1,000")})
 
 
 class EventResult(BaseModel):
@@ -74,9 +75,7 @@ def _no_constant(name: str) -> Any:
 
 
 @router.post("/events", response_model=EventResults, openapi_extra=_BODY,
-             summary="Send one event or up to 1,000; each is answered: accepted, duplicate or refused",
-             responses={400: {"description": "not JSON, or not UTF-8"},
-                        413: {"description": "a body over the size limit, or a batch over 1,000"}})
+             summary="Send one event or up to 1,000; each is answered: accepted, duplicate or refused")
 async def post_events(request: Request, ctx: Ctx, _: SendsEvents,
                       wait: Annotated[bool, Query(description="one event: answer with its Decision")] = False,
                       ) -> EventResults | JSONResponse:
@@ -84,12 +83,12 @@ async def post_events(request: Request, ctx: Ctx, _: SendsEvents,
     single = isinstance(body, dict)
     events = [body] if single else body
     if not isinstance(events, list):
-        raise HTTPException(422, "send an event (a JSON object) or a JSON array of events")
+        raise unprocessable("body", "send an event (a JSON object) or a JSON array of events")
     if len(events) > intake.MAX_BATCH:
         raise HTTPException(413, f"a batch holds at most {intake.MAX_BATCH} events, this one {len(events)}")
     if wait:
         if not single:
-            raise HTTPException(422, "?wait=true answers one event: send a JSON object")
+            raise unprocessable("query.wait", "?wait=true answers one event: send a JSON object")
         return await _decide(ctx, body)
     results = await intake.send_events(ctx.client, ctx.settings, ctx.store, ctx.seen, events)
     answer = EventResults(results=[EventResult(**r.as_dict()) for r in results])

@@ -8,9 +8,10 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
 from service import leads
-from service.api.deps import Ctx, ReadsLeads
+from service.api.deps import ERRORS, Ctx, ReadsLeads, answer
 
-router = APIRouter(prefix="/v1", tags=["leads"])
+router = APIRouter(prefix="/v1", tags=["leads"], responses={**ERRORS, 404: answer("no such lead"),
+                                                            422: answer("a bad state or page token")})
 
 
 class LeadPage(BaseModel):
@@ -19,7 +20,7 @@ class LeadPage(BaseModel):
 
 
 @router.get("/leads/{lead}", summary="A lead by id, e-mail or external id: state, scores, profile, "
-            "facts, track, open hand-off and story", responses={404: {"description": "no such lead"}})
+            "facts, track, open hand-off and story")
 async def get_lead(lead: str, ctx: Ctx, _: ReadsLeads) -> dict[str, Any]:
     found = await leads.lead(ctx.client, lead)
     if found is None:

@@ -67,7 +67,10 @@ def create_app(settings: Settings, client: Client | None = None, keys: Keys | No
 
     @app.exception_handler(IntakeError)
     async def intake_error(_: Request, err: IntakeError) -> JSONResponse:
-        return JSONResponse({"detail": str(err)}, status_code=422)
+        # in the shape of FastAPI's own 422s: a list of problems, each at a field
+        field, _, message = str(err).partition(": ")
+        detail = [{"loc": ["query", field], "msg": message or str(err), "type": "value_error"}]
+        return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(RPCError)
     async def temporal_error(_: Request, err: RPCError) -> JSONResponse:
@@ -85,9 +88,20 @@ async def _watch(store: PolicyStore, every: float) -> None:
 
 async def serve(settings: Settings, client: Client | None = None) -> None:
     """Run the app on uvicorn until cancelled."""
+    await (await start(settings, client))
+
+
+async def start(settings: Settings, client: Client | None = None) -> asyncio.Task[None]:
+    """Start the app on uvicorn; returns once it listens (the task runs until cancelled)."""
     import uvicorn
 
     host, port = settings.listen
     server = uvicorn.Server(uvicorn.Config(create_app(settings, client), host=host, port=port,
                                            log_level="warning", access_log=False))
-    await server.serve()
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()  # it could not start: say why
+            raise RuntimeError(f"the API did not start on {host}:{port}")
+        await asyncio.sleep(0.05)
+    return task

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from service import policy_info
-from service.api.deps import Ctx, ReadsPolicies, ValidatesPolicies
+from service.api.deps import ERRORS, Ctx, ReadsPolicies, ValidatesPolicies, answer
 from service.api.events import read_raw
 
-router = APIRouter(prefix="/v1", tags=["policies"])
+router = APIRouter(prefix="/v1", tags=["policies"],
+                   responses={**ERRORS, 413: answer("a body over the size limit")})
 
 
 class Problem(BaseModel):

@@ -9,10 +9,10 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
 from service import tasks
-from service.api.deps import Ctx, ReadsTasks, WorksTasks
+from service.api.deps import ERRORS, Ctx, ReadsTasks, WorksTasks, answer
 
-router = APIRouter(prefix="/v1", tags=["tasks"])
-MISSING = {404: {"description": "no such task"}, 409: {"description": "the task refused the answer"}}
+router = APIRouter(prefix="/v1", tags=["tasks"], responses={**ERRORS, 404: answer("no such task"),
+                                                            409: answer("the task refused the answer")})
 
 
 class Accept(BaseModel):
@@ -35,23 +35,22 @@ async def list_tasks(ctx: Ctx, _: ReadsTasks, queue: str | None = None,
     return {"tasks": await tasks.tasks(ctx.client, queue, status)}
 
 
-@router.get("/tasks/{task_id}", summary="A task with the lead's story and why it is sales-ready",
-            responses=MISSING)
+@router.get("/tasks/{task_id}", summary="A task with the lead's story and why it is sales-ready")
 async def get_task(task_id: str, ctx: Ctx, _: ReadsTasks) -> dict[str, Any]:
     return await _answer(tasks.task(ctx.client, task_id), task_id)
 
 
-@router.post("/tasks/{task_id}/accept", responses=MISSING)
+@router.post("/tasks/{task_id}/accept")
 async def accept_task(task_id: str, body: Accept, ctx: Ctx, _: WorksTasks) -> dict[str, Any]:
     return await _answer(tasks.accept(ctx.client, task_id, body.by), task_id)
 
 
-@router.post("/tasks/{task_id}/reject", responses=MISSING)
+@router.post("/tasks/{task_id}/reject")
 async def reject_task(task_id: str, body: Reject, ctx: Ctx, _: WorksTasks) -> dict[str, Any]:
     return await _answer(tasks.reject(ctx.client, task_id, body.reason, body.by), task_id)
 
 
-@router.post("/tasks/{task_id}/reassign", responses=MISSING)
+@router.post("/tasks/{task_id}/reassign")
 async def reassign_task(task_id: str, body: Reassign, ctx: Ctx, _: WorksTasks) -> dict[str, Any]:
     return await _answer(tasks.reassign(ctx.client, task_id, body.queue, body.by), task_id)
 
