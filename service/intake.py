@@ -46,6 +46,11 @@ class EventResult:
 def check_event(raw: Any) -> dict[str, Any]:
     """The event as JSON, validated here so a caller hears what is wrong before it is sent. An
     event without an id gets one from its content: the same event sent twice is one event."""
+    return _checked(raw)[0]
+
+
+def _checked(raw: Any) -> tuple[dict[str, Any], str]:
+    """The event as JSON, and its lead's id."""
     if not isinstance(raw, dict):
         raise IntakeError("bad event: an event is a JSON object")
     try:
@@ -57,7 +62,7 @@ def check_event(raw: Any) -> dict[str, Any]:
         raise IntakeError(f"bad event: {where}: {message}") from None
     if not (event.lead.email or event.lead.external_id):
         raise IntakeError("bad event: lead: needs an email or an external_id")
-    return with_id(event).model_dump(mode="json", exclude_none=True)
+    return with_id(event).model_dump(mode="json", exclude_none=True), lead_key(event.lead)
 
 
 def check_type(event: dict[str, Any], store: PolicyStore) -> None:
@@ -74,19 +79,24 @@ def check_type(event: dict[str, Any], store: PolicyStore) -> None:
 
 def admit(raw: Any, store: PolicyStore) -> dict[str, Any]:
     """An event checked as the lead would check it, ready to send."""
-    event = check_event(raw)
+    return admit_for(raw, store)[0]
+
+
+def admit_for(raw: Any, store: PolicyStore) -> tuple[dict[str, Any], str]:
+    """An event checked as the lead would check it, and its lead's id."""
+    event, key = _checked(raw)
     check_type(event, store)
-    return event
+    return event, key
 
 
 def lead_of(event: dict[str, Any]) -> str:
     return lead_key(Event.model_validate(event).lead)
 
 
-async def deliver(client: Client, settings: Settings, event: dict[str, Any]) -> str:
+async def deliver(client: Client, settings: Settings, event: dict[str, Any], key: str | None = None) -> str:
     """Hand one admitted event to its lead: a sign-up starts the lead or joins it
     (signal-with-start), other events are signalled. Returns the lead's id."""
-    key = lead_of(event)
+    key = key or lead_of(event)
     if event["type"] == "signup":
         await client.start_workflow("LeadWorkflow", args=[event], id=key, task_queue=settings.task_queue,
                                     start_signal="event", start_signal_args=[event])
@@ -129,7 +139,7 @@ async def send(client: Client, settings: Settings, raw: Any, wait: bool = False)
 
 
 async def send_events(client: Client, settings: Settings, store: PolicyStore, seen: SeenEvents,
-                      raws: list[Any], parallel: int = 64) -> list[EventResult]:
+                      raws: list[Any], parallel: int = MAX_BATCH) -> list[EventResult]:
     """Many events, each answered: accepted (its lead took it), duplicate (passed on before) or
     refused (why, with the field). A refused event costs only itself. Events of one lead go in
     order, leads side by side."""
@@ -139,14 +149,13 @@ async def send_events(client: Client, settings: Settings, store: PolicyStore, se
     by_lead: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     for i, raw in enumerate(raws):
         try:
-            event = admit(raw, store)
-            key = lead_of(event)
+            event, key = admit_for(raw, store)
         except IntakeError as err:
             results[i] = EventResult(i, "refused", error=str(err), event_id=_id_of(raw))
             continue
         by_lead.setdefault(key, []).append((i, event))
-    before = await asyncio.to_thread(
-        seen.known, [(key, e["id"]) for key, events in by_lead.items() for _, e in events])
+    # SQLite on the loop: a lookup of a batch takes about a millisecond, less than a hop to a thread
+    before = seen.known([(key, e["id"]) for key, events in by_lead.items() for _, e in events])
     taken: list[tuple[str, str]] = []
     gate = asyncio.Semaphore(parallel)
 
@@ -158,7 +167,7 @@ async def send_events(client: Client, settings: Settings, store: PolicyStore, se
                     results[i] = EventResult(i, "duplicate", key, event["id"])
                     continue
                 try:
-                    await deliver(client, settings, event)
+                    await deliver(client, settings, event, key)
                 except NoSuchLead as err:
                     results[i] = EventResult(i, "refused", key, event["id"], str(err))
                     continue
@@ -169,7 +178,7 @@ async def send_events(client: Client, settings: Settings, store: PolicyStore, se
     try:
         await asyncio.gather(*(one_lead(key, events) for key, events in by_lead.items()))
     finally:  # what a lead took is recorded even when another lead's send failed
-        await asyncio.to_thread(seen.add, taken)
+        seen.add(taken)
     return [r for r in results if r is not None]
 
 

@@ -22,21 +22,21 @@ class SeenEvents:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         # an id names an event of one lead, as the lead's own idempotency reads it
-        self._db.execute("CREATE TABLE IF NOT EXISTS seen (lead TEXT NOT NULL, id TEXT NOT NULL, "
-                         "at REAL NOT NULL, PRIMARY KEY (lead, id))")
+        self._db.execute("CREATE TABLE IF NOT EXISTS seen (id TEXT NOT NULL, lead TEXT NOT NULL, "
+                         "at REAL NOT NULL, PRIMARY KEY (id, lead)) WITHOUT ROWID")
         self._lock = threading.Lock()
 
     def known(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which (lead, event id) pairs have been passed on before."""
-        wanted = list(dict.fromkeys(keys))
+        wanted = set(keys)
+        ids = list({event_id for _, event_id in wanted})
         found: set[tuple[str, str]] = set()
         with self._lock:
-            for start in range(0, len(wanted), 400):
-                part = wanted[start:start + 400]
-                clause = " OR ".join(["(lead = ? AND id = ?)"] * len(part))
-                rows = self._db.execute(f"SELECT lead, id FROM seen WHERE {clause}",
-                                        [v for pair in part for v in pair])
-                found.update((r[0], r[1]) for r in rows)
+            for start in range(0, len(ids), 500):
+                part = ids[start:start + 500]
+                rows = self._db.execute(
+                    f"SELECT lead, id FROM seen WHERE id IN ({','.join('?' * len(part))})", part)
+                found.update(pair for pair in ((r[0], r[1]) for r in rows) if pair in wanted)
         return found
 
     def add(self, taken: Iterable[tuple[str, str]]) -> None:
