@@ -37,6 +37,7 @@ class Stack:
         self._stop: asyncio.Event | None = None
         self._failure: BaseException | None = None
         self.client: Client | None = None
+        self.settings_port = 0
 
     @property
     def url(self) -> str:
@@ -79,8 +80,9 @@ class Stack:
         from worker import build_worker
 
         self._stop = asyncio.Event()
+        self.settings_port = free_port()  # the Temporal frontend, for clients run beside the stack
         env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=binary("temporal"), port=free_port(), ui=False,
+            dev_server_existing_path=binary("temporal"), port=self.settings_port, ui=False,
             search_attributes=search.ALL, data_converter=pydantic_data_converter)
         self.client = env.client
         store = PolicyStore(self.settings.policy_dir)

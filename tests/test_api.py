@@ -201,3 +201,33 @@ def test_policies_are_listed_and_checked(stack):
     assert not answer["valid"] and problem["message"] == "unknown state 'nowhere'"
     lines = good.decode().splitlines()
     assert problem["line"] == lines.index(next(line for line in lines if "transition: scored}" in line)) + 1
+
+
+def test_the_cli_sends_a_file_of_thousands_with_a_summary(stack, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.temporal_harness import ROOT
+
+    lines = [json.dumps({"id": f"f{i}", "type": "signup", "lead": {"email": f"f{i}@file.example"}})
+             for i in range(1200)]
+    lines += [json.dumps({"id": f"g{i}", "type": "page_view", "lead": {"email": f"f{i}@file.example"},
+                          "data": {"path": "/pricing"}}) for i in range(800)]
+    lines[700] = "{broken"
+    lines[1500] = json.dumps({"type": "teleport", "lead": {"email": "f1@file.example"}})
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(lines) + "\n")
+    env = {**os.environ, "TEMPORAL_ADDRESS": f"127.0.0.1:{stack.settings_port}",
+           "LEADFLOW_TASK_QUEUE": stack.settings.task_queue, "LEADFLOW_HOME": str(stack.settings.home)}
+    run = subprocess.run([sys.executable, "-m", "cli.main", "send", str(events)], capture_output=True,
+                         text=True, cwd=ROOT, env=env, timeout=600)
+    assert run.returncode == 1, run.stderr[-2000:]
+    # line 701 broken, so f700 never signed up: its page view (line 1901) has no lead
+    assert "accepted 1997   duplicate 0   refused 3" in run.stdout
+    assert "701" in run.stdout and "not JSON" in run.stdout and "1501" in run.stdout
+    assert "1901" in run.stdout and "send its sign-up first" in run.stdout
+    again = subprocess.run([sys.executable, "-m", "cli.main", "send", "--json", str(events)],
+                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    statuses = [json.loads(line)["status"] for line in again.stdout.splitlines()]
+    assert statuses.count("duplicate") == 1997 and statuses.count("refused") == 3
