@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 from typing import Any
 
 from temporalio.client import Client
@@ -35,10 +37,12 @@ async def lead(client: Client, who: str) -> dict[str, Any] | None:
         raise
 
 
-async def leads(client: Client, state: str | None = None, limit: int = 50,
-                page_token: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
-    """A page of running leads, newest first, and the token of the next page (None at the end)."""
-    token = _decode(page_token)
+async def leads(client: Client, state: str | None = None, limit: int = 50, page_token: str | None = None,
+                secret: bytes = b"") -> tuple[list[dict[str, Any]], str | None]:
+    """A page of running leads, newest first, and the token of the next page (None at the end).
+    Tokens are signed with `secret`: one that is not ours is refused here, not sent to Temporal
+    (whose answer to a garbled token is an internal error)."""
+    token = _decode(page_token, secret)
     pages = client.list_workflows(leads_query(state), page_size=limit, next_page_token=token)
     try:
         await pages.fetch_next_page(page_size=limit)
@@ -48,16 +52,25 @@ async def leads(client: Client, state: str | None = None, limit: int = 50,
         raise
     rows = [_row(wf) for wf in pages.current_page or []][:limit]
     nxt = pages.next_page_token
-    return rows, base64.urlsafe_b64encode(nxt).decode() if nxt else None
+    return rows, _encode(nxt, secret) if nxt else None
 
 
-def _decode(page_token: str | None) -> bytes | None:
+def _encode(token: bytes, secret: bytes) -> str:
+    return f"{base64.urlsafe_b64encode(token).decode()}.{_sign(token, secret)}"
+
+
+def _sign(token: bytes, secret: bytes) -> str:
+    return hmac.new(secret, token, hashlib.sha256).hexdigest()[:24]
+
+
+def _decode(page_token: str | None, secret: bytes) -> bytes | None:
     if not page_token:
         return None
+    body, _, signature = page_token.partition(".")
     try:
-        token = base64.b64decode(page_token.encode(), altchars=b"-_", validate=True)
+        token = base64.b64decode(body.encode(), altchars=b"-_", validate=True)
     except (ValueError, TypeError):
         token = b""
-    if not token:
+    if not token or not hmac.compare_digest(signature, _sign(token, secret)):
         raise IntakeError("page_token: not a token this service gave out")
     return token

@@ -20,3 +20,4 @@ class Context:
     store: PolicyStore
     seen: SeenEvents
     keys: Keys
+    token_secret: bytes  # signs page tokens

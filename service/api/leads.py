@@ -32,5 +32,5 @@ async def get_lead(lead: str, ctx: Ctx, _: ReadsLeads) -> dict[str, Any]:
 async def list_leads(ctx: Ctx, _: ReadsLeads, state: str | None = None,
                      limit: Annotated[int, Query(ge=1, le=500)] = 50,
                      page_token: str | None = None) -> LeadPage:
-    rows, token = await leads.leads(ctx.client, state, limit, page_token)
+    rows, token = await leads.leads(ctx.client, state, limit, page_token, ctx.token_secret)
     return LeadPage(leads=rows, next_page_token=token)

@@ -47,7 +47,8 @@ def create_app(settings: Settings, client: Client | None = None, keys: Keys | No
         store.reload()
         seen = SeenEvents(settings.home / "intake.sqlite")
         app.state.ctx = Context(settings, client or await connect(settings), store, seen,
-                                keys or Keys.load(settings.api_keys, settings.api_keys_file))
+                                keys or Keys.load(settings.api_keys, settings.api_keys_file),
+                                session_secret(settings.home).encode())
         watcher = asyncio.create_task(_watch(store, settings.policy_poll_seconds))
         try:
             yield
