@@ -121,10 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(err, RPCError):
             print(f"leadflow: Temporal said: {err.message}", file=sys.stderr)
             return 1
+        if isinstance(err, RuntimeError):  # e.g. no Temporal server reachable
+            print(f"leadflow: {err}", file=sys.stderr)
+            return 1
         raise
-    except RuntimeError as err:  # e.g. no Temporal server reachable
-        print(f"leadflow: {err}", file=sys.stderr)
-        return 1
 
 
 def _lead_id(who: str) -> str:
@@ -156,8 +156,12 @@ async def _service(args: argparse.Namespace) -> int:
         return 0
     if args.command == "serve":
         from service.api.main import serve
+        from service.keys import Keys
 
         host, port = settings.listen
+        if not Keys.load(settings.api_keys, settings.api_keys_file).pairs:
+            print("leadflow: no API keys (LEADFLOW_API_KEYS or LEADFLOW_API_KEYS_FILE): every /v1 request "
+                  "will be refused", file=sys.stderr)
         print(f"leadflow API on http://{host}:{port} (docs: /docs, inbox: /inbox)", flush=True)
         await serve(settings)
         return 0

@@ -96,6 +96,9 @@ async def start(settings: Settings, client: Client | None = None) -> asyncio.Tas
     """Start the app on uvicorn; returns once it listens (the task runs until cancelled)."""
     import uvicorn
 
+    from service.temporal import connect
+
+    client = client or await connect(settings)  # unreachable: say so before serving anything
     host, port = settings.listen
     server = uvicorn.Server(uvicorn.Config(create_app(settings, client), host=host, port=port,
                                            log_level="warning", access_log=False))
