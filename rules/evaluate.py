@@ -47,6 +47,23 @@ RECENT = 10
 BUCKET = 60.0  # seconds: counts in windows are exact to the minute
 
 
+# Events that stop all marketing e-mail to a lead for good, and what the story says. Built in,
+# not policy: an unsubscribe must hold whatever a later policy version says (and the delivery
+# ledger refuses the address as well).
+MAIL_STOPS = {
+    "unsubscribed": "asked for no more e-mail: every track stopped, no marketing e-mail again",
+    "bounced": "the address bounced hard: every track stopped, no marketing e-mail again",
+}
+
+
+def mail_stop_of(event: Event) -> str | None:
+    if event.type == "unsubscribe":
+        return "unsubscribed"
+    if event.type == "email_bounce" and event.data.get("hard", True) is not False:
+        return "bounced"  # a soft bounce says `hard: false`
+    return None
+
+
 class ChainLimitError(RuntimeError):
     """A policy's rules chained longer than its `limits.max_chain` in one evaluation."""
 
@@ -74,6 +91,8 @@ class _Work:
     handoff_open: bool
     wakeups: list[float]
     story: list[StoryEntry]
+    profile: dict[str, Any] = field(default_factory=dict)
+    mail_stop: str | None = None
     actions: list[Action] = field(default_factory=list)
     fired: list[Firing] = field(default_factory=list)
     fact_changes: dict[str, Any] = field(default_factory=dict)
@@ -88,6 +107,9 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
                          f"{policy.name} v{policy.version}")
     at = event.at.timestamp() if event.at else t
     behaviour = event.type not in SYSTEM_EVENTS
+    # an open or click a machine made (a privacy proxy, a link scanner) is no sign of life of
+    # the lead: engagement rules still see it (the policy decides its points), activity does not
+    person = behaviour and event.data.get("machine") is not True
 
     profile = lead.profile
     incoming = event.lead.profile()
@@ -97,15 +119,16 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
             profile["email"] = profile["email"].strip().lower()
     history, recent = lead.history, lead.recent
     last_activity = lead.last_activity
-    if behaviour:
+    if person:
         recent = [*recent[-RECENT + 1:], (event.type, at)]
         if event.type in policy.counted or "any" in policy.counted:
             history = _remember(history, event.type, at, t - policy.history_window)
         last_activity = at if last_activity is None else max(last_activity, at)
 
     w = _Work(lead.state, lead.state_since, dict(lead.facts), lead.track,
-              lead.handoff_open, [x for x in lead.wakeups if x > t], [])
+              lead.handoff_open, [x for x in lead.wakeups if x > t], [], profile, lead.mail_stop)
     event_key = event.id or f"t{t:.3f}"
+    _stop_mail(policy, w, event, t, event_key, lead.key)
     event_view = {**event.data, "type": event.type}
     lead_view = dict(profile)
     email = profile.get("email")
@@ -177,7 +200,7 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
         "fit": fit, "bant": bant, "fit_key": fit_key, "fit_rules": fit_names,
         "contributions": contributions, "history": history, "recent": recent,
         "last_activity": last_activity, "track": w.track, "handoff_open": w.handoff_open,
-        "wakeups": w.wakeups,
+        "wakeups": w.wakeups, "mail_stop": w.mail_stop,
     })
     return Decision.model_construct(
         policy=policy.name, version=policy.version, ruleset=policy.ruleset,
@@ -253,7 +276,9 @@ def _apply(policy: CompiledPolicy, w: _Work, fx: Effects, rule_id: str, why: str
         if _set_fact(w, name, value):
             summary.setdefault("set", {})[name] = value
             changed = True
-    if fx.track and (w.track is None or w.track.name != fx.track):
+    if fx.track and w.mail_stop and (w.track is None or w.track.name != fx.track):
+        summary["track"] = f"{fx.track} not started: the lead {w.mail_stop}"
+    elif fx.track and (w.track is None or w.track.name != fx.track):
         if w.track is not None:
             _stop_track(w, f"{key}|{event_key}|{rule_id}")
         w.track = TrackState(name=fx.track, started=t, step=0, origin=event_key)
@@ -267,8 +292,7 @@ def _apply(policy: CompiledPolicy, w: _Work, fx: Effects, rule_id: str, why: str
         _stop_track(w, f"{key}|{event_key}|{rule_id}")
         changed = True
     if fx.send:
-        w.actions.append(Action(kind="send", key=f"{key}|{event_key}|{rule_id}|{fx.send}",
-                                                content=fx.send))
+        _send(policy, w, f"{key}|{event_key}|{rule_id}|{fx.send}", fx.send)
         summary["send"] = fx.send
     if fx.handoff is not None:
         if w.handoff_open:
@@ -297,6 +321,35 @@ def _set_fact(w: _Work, name: str, value: Any) -> bool:
     return True
 
 
+def _stop_mail(policy: CompiledPolicy, w: _Work, event: Event, t: float, event_key: str, key: str) -> None:
+    stop = mail_stop_of(event)
+    if stop is None or w.mail_stop is not None:
+        return
+    w.mail_stop = stop
+    rule_id = f"mail.{stop}"
+    summary: dict[str, Any] = {"mail": stop}
+    if w.track is not None:
+        summary["stop_track"] = w.track.name
+        _stop_track(w, f"{key}|{event_key}|{rule_id}")
+    w.story.append(StoryEntry(
+        at=iso(t), event_id=event.id, event_type=event.type, from_state=w.state, to_state=w.state,
+        rule=rule_id, policy=policy.name, version=policy.version, why=MAIL_STOPS[stop]))
+    w.fired.append(Firing(rule=rule_id, kind="track", priority=0, matched={"event.type": event.type},
+                          effects=summary, changed=True))
+
+
+def _send(policy: CompiledPolicy, w: _Work, key: str, content: str, track: str | None = None) -> None:
+    """A send action; withheld (recorded, never sent) from a lead that stopped mail or gave no
+    consent that the policy asks for."""
+    withheld = None
+    consent = policy.policy.nurture.requires_consent
+    if w.mail_stop:
+        withheld = f"the lead {w.mail_stop}"
+    elif consent and w.profile.get(consent) is not True:
+        withheld = f"no consent: lead.{consent} is not true"
+    w.actions.append(Action(kind="send", key=key, track=track, content=content, withheld=withheld))
+
+
 def _stop_track(w: _Work, key: str) -> None:
     assert w.track is not None
     w.actions.append(Action(kind="stop_track", key=f"{key}|stop:{w.track.name}",
@@ -314,9 +367,8 @@ def _advance_track(policy: CompiledPolicy, w: _Work, t: float, event: Event, key
         return
     step = w.track.step
     while step < len(track.steps) and w.track.started + track.steps[step][0] <= t:
-        w.actions.append(Action(
-            kind="send", key=f"{key}|track:{track.name}@{w.track.ref()}|step:{step}",
-            track=track.name, content=track.steps[step][1]))
+        _send(policy, w, f"{key}|track:{track.name}@{w.track.ref()}|step:{step}",
+              track.steps[step][1], track.name)
         step += 1
     if step == w.track.step:
         return

@@ -179,6 +179,9 @@ class LeadState(BaseModel):
     track: TrackState | None = None
     handoff_open: bool = False
     wakeups: list[float] = Field(default_factory=list)
+    # "unsubscribed" or "bounced": no track runs and no marketing e-mail goes out, whatever a
+    # policy (of any later version) says; see rules.evaluate.MAIL_STOPS
+    mail_stop: str | None = None
 
 
 class Scores(BaseModel):
@@ -204,6 +207,9 @@ class Action:
     sla_seconds: float | None = None
     escalate_to: str | None = None
     reason: str | None = None
+    # a send that must not go out, and why (the lead unsubscribed, bounced, gave no consent);
+    # it is recorded in the delivery ledger, not sent
+    withheld: str | None = None
 
 
 @dataclass(slots=True)

@@ -8,6 +8,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Scalar = str | int | float | bool | None
 
+# Profile fields every lead may have whatever the policy declares: who it is, and what the
+# evaluator derives (rules.evaluate).
+DERIVED_PROFILE = frozenset({"email", "external_id", "email_domain"})
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -91,6 +95,9 @@ class Track(_Model):
 
 class Nurture(_Model):
     tracks: dict[str, Track] = Field(default_factory=dict)
+    # a boolean profile field that must be true before marketing e-mail goes out (None: no consent
+    # asked); a send without it is withheld and recorded, never sent
+    requires_consent: str | None = None
 
 
 class Breach(_Model):
@@ -133,6 +140,9 @@ class Policy(_Model):
     events: list[str] = Field(default_factory=list)
     lists: dict[str, list[Any]] = Field(default_factory=dict)
     content: list[str] = Field(default_factory=list)
+    # what a lead's profile may hold (field -> text | number | boolean | list); when declared,
+    # rules and content templates may read only these (plus the derived fields in DERIVED_PROFILE)
+    profile: dict[str, Literal["text", "number", "boolean", "list"]] | None = None
     limits: Limits = Field(default_factory=Limits)
     rollout: Rollout = Field(default_factory=Rollout)
     scoring: Scoring = Field(default_factory=Scoring)

@@ -36,7 +36,7 @@ def run_case(policy: CompiledPolicy, case: PolicyTest) -> CaseResult:
     assert lead is not None
     last = trail.decisions[-1]
     fired = [f.rule for d in trail.decisions for f in d.fired]
-    sent = [a.content for d in trail.decisions for a in d.actions if a.kind == "send"]
+    sent = [a.content for d in trail.decisions for a in d.actions if a.kind == "send" and not a.withheld]
     actions = {a.kind for d in trail.decisions for a in d.actions}
     expect = case.expect
     fail = result.failures.append
@@ -65,6 +65,8 @@ def run_case(policy: CompiledPolicy, case: PolicyTest) -> CaseResult:
     missing = [c for c in expect.get("sent", []) if c not in sent]
     if missing:
         fail(f"sent: expected {missing} to be sent; sent: {sent or 'nothing'}")
+    if unwanted := [c for c in expect.get("not_sent", []) if c in sent]:
+        fail(f"not_sent: {unwanted} went out; sent: {sent}")
     if "states" in expect and not _in_order(expect["states"], trail.states):
         fail(f"states: expected the path {expect['states']}, got {trail.states}")
     return result

@@ -20,7 +20,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from rules.conditions import Cond, ConditionError, fields_of, impossible, parse_when, state_sources
 from rules.durations import parse_duration
 from rules.models import BUILTIN_EVENTS, SYSTEM_EVENTS
-from rules.policy import Effects, Policy
+from rules.policy import DERIVED_PROFILE, Effects, Policy
 from rules.yaml_lines import LoadedYaml, Path, YamlError, load_yaml
 
 REQUIRED_STATES = ("captured", "scored", "nurturing", "sales-ready", "derailed")
@@ -189,9 +189,26 @@ class _Semantics:
             for key in ("on_accept", "on_reject"):
                 if (effects := getattr(p.handoff, key)) is not None:
                     self._effects(effects, ("handoff", key))
+        self._consent()
         self._graph(stage_conds)
         self._tests()
         return self.out
+
+    def _profile_field(self, name: str, path: Path, what: str) -> None:
+        profile = self.p.profile
+        if profile is not None and name not in profile and name not in DERIVED_PROFILE:
+            known = ", ".join(sorted(profile)) or "none"
+            self.add(path, f"{what} {name!r} is not in the policy's profile (declared: {known})")
+
+    def _consent(self) -> None:
+        field = self.p.nurture.requires_consent
+        if field is None:
+            return
+        where = ("nurture", "requires_consent")
+        self._profile_field(field, where, "consent field")
+        kind = (self.p.profile or {}).get(field)
+        if kind is not None and kind != "boolean":
+            self.add(where, f"consent field {field!r} is a {kind} in the profile; consent is a boolean")
 
     def _states(self) -> None:
         seen: set[str] = set()
@@ -246,6 +263,8 @@ class _Semantics:
                 for v in values:
                     if v not in self.tracks:
                         self.add(t.where, f"unknown track {v!r}")
+            if t.field.startswith("lead."):
+                self._profile_field(t.field.split(".")[1], t.where, "lead field")
             if t.field.startswith("count."):
                 kind = t.field.split(".")[1]
                 if kind != "any" and kind not in self.events:
@@ -336,6 +355,8 @@ class _Semantics:
 
     def _tests(self) -> None:
         for i, test in enumerate(self.p.tests):
+            for name in test.lead:
+                self._profile_field(str(name), ("tests", i, "lead", name), "lead field")
             state = test.expect.get("state")
             if state is not None and state not in self.states:
                 self.add(("tests", i, "expect", "state"), f"unknown state {state!r}")
