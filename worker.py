@@ -49,7 +49,7 @@ async def watch_policies(store: PolicyStore, every: float) -> None:
 
 
 async def run_worker(settings: Settings, client: Client | None = None) -> None:
-    store = PolicyStore(settings.policy_dir, settings.policy)
+    store = PolicyStore(settings.policy_dir, settings.policy, settings.content_dir)
     store.reload()
     active = store.active()  # refuse to start with no valid policy at all
     log.info("active policy %s v%s (%s)", active.name, active.version, active.ruleset)

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 from activities.evaluation import Catalog
+from delivery.content import ContentStore, check_policy_content
 from rules.compile import CompiledPolicy, compile_policy
 from rules.validate import PolicyInvalid, load_policy_file
 
@@ -20,9 +21,12 @@ class NoPolicy(LookupError):
 
 
 class PolicyStore:
-    def __init__(self, directory: str | Path, name: str = "lead-lifecycle") -> None:
+    def __init__(self, directory: str | Path, name: str = "lead-lifecycle",
+                 content_dir: str | Path | None = None) -> None:
         self.directory = Path(directory)
         self.name = name
+        # a policy whose sends have no (good) template here is refused like a broken file
+        self.content = ContentStore(content_dir or self.directory.resolve().parent / "content")
         self._versions: dict[int, CompiledPolicy] = {}
         self._seen: dict[Path, str] = {}  # file -> sha of the bytes last looked at
         self._lock = threading.Lock()
@@ -33,7 +37,7 @@ class PolicyStore:
         files = sorted(self.directory.glob("*.yaml")) + sorted(self.directory.glob("*.yml"))
         for path in files:
             try:
-                sha = hashlib.sha256(path.read_bytes()).hexdigest()
+                sha = hashlib.sha256(path.read_bytes()).hexdigest() + self.content.digest()
             except OSError as err:
                 notes.append(f"{path}: unreadable ({err}); kept the last good versions")
                 continue
@@ -41,7 +45,10 @@ class PolicyStore:
                 continue
             self._seen[path] = sha
             try:
-                compiled = compile_policy(load_policy_file(path))
+                loaded = load_policy_file(path)
+                if problems := check_policy_content(loaded, self.content.directory):
+                    raise PolicyInvalid(problems)
+                compiled = compile_policy(loaded)
             except PolicyInvalid as err:
                 notes.append(f"{path}: refused, the last good version stays active:\n  "
                              + "\n  ".join(str(p) for p in err.problems))

@@ -27,7 +27,7 @@ async def send(args: argparse.Namespace, settings: Settings) -> int:
     from service.temporal import connect
 
     lines = _lines(args.file)
-    store = PolicyStore(settings.policy_dir, settings.policy)
+    store = PolicyStore(settings.policy_dir, settings.policy, settings.content_dir)
     store.reload()
     results: list[dict[str, Any]] = []
     parsed: list[tuple[int, Any]] = []

@@ -23,7 +23,7 @@ from rules.compile import load_compiled
 from rules.models import Event, LeadRef
 from rules.policytest import run_tests
 from rules.simulate import run
-from rules.validate import PolicyInvalid, check_files
+from rules.validate import PolicyInvalid, load_policy_file
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,8 +31,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     policy = sub.add_parser("policy", help="validate, test and explain policy files")
     psub = policy.add_subparsers(dest="action", required=True)
-    v = psub.add_parser("validate", help="schema and semantic checks; exit 1 on any problem")
+    v = psub.add_parser("validate", help="schema and semantic checks, and the content templates the "
+                                         "policies send; exit 1 on any problem")
     v.add_argument("files", nargs="+")
+    v.add_argument("--content", help="the templates' folder (default: LEADFLOW_CONTENT_DIR, else "
+                                     "content/ beside the policy's folder)")
     t = psub.add_parser("test", help="run the policies' embedded tests")
     t.add_argument("files", nargs="+")
     t.add_argument("-v", "--verbose", action="store_true", help="print each case's trail")
@@ -42,6 +45,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     e.add_argument("--events", required=True, help="JSON Lines file of events")
     e.add_argument("--until", help="let simulated time run to this ISO time, delivering checks")
     e.add_argument("--json", action="store_true", help="print the decisions as JSON lines")
+    content = sub.add_parser("content", help="marketing's e-mail templates (content/)")
+    csub = content.add_subparsers(dest="action", required=True)
+    cp = csub.add_parser("preview", help="render one template with a lead's profile")
+    cp.add_argument("id", help="the content id, e.g. welcome-guide")
+    cp.add_argument("--lead", help="JSON file with the lead's profile")
+    cp.add_argument("--content", help="the templates' folder (default: LEADFLOW_CONTENT_DIR, else content/)")
+    cp.add_argument("--json", action="store_true", help="subject, text and html as one JSON object")
     up = sub.add_parser("up", help="embedded Temporal + worker + a short demo (make up)")
     up.add_argument("--no-demo", action="store_true")
     up.add_argument("--exit-after-demo", action="store_true", help="stop once the demo has played")
@@ -79,6 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "policy":
             return {"validate": _validate, "test": _test, "explain": _explain}[args.action](args)
+        if args.command == "content":
+            from cli.content import content_dir, preview
+            from service.settings import Settings
+
+            return preview(args, content_dir(args, Settings.from_env().content_dir))
         if args.command == "lead-id":
             print(_lead_id(args.who))
             return 0
@@ -186,14 +201,23 @@ def _show(args: argparse.Namespace, data: Any, table: Any) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    problems = check_files(args.files)
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    bad = {p.file for p in problems}
+    from delivery.content import check_policy_content, content_dir_for
+
+    failed = False
     for f in args.files:
-        if f not in bad:
+        try:
+            loaded = load_policy_file(f)
+        except PolicyInvalid as err:
+            problems = err.problems
+        else:
+            content = args.content or os.environ.get("LEADFLOW_CONTENT_DIR") or content_dir_for(Path(f))
+            problems = check_policy_content(loaded, Path(content))
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        if not problems:
             print(f"{f}: ok")
-    return 1 if problems else 0
+        failed = failed or bool(problems)
+    return 1 if failed else 0
 
 
 def _test(args: argparse.Namespace) -> int:

@@ -100,14 +100,14 @@ def _fits_the_engine(loaded: LoadedPolicy) -> None:
         loaded.compiled = compile_policy(loaded)
     except LimitError as err:
         raise PolicyInvalid([Problem(loaded.file, loaded.doc.line_of(err.where),
-                                     _owner(loaded.doc.data, err.where), err.message)]) from None
+                                     owner_of(loaded.doc.data, err.where), err.message)]) from None
 
 
 def _schema_problems(doc: LoadedYaml, file: str) -> Iterator[Problem]:
     for error in _validator().iter_errors(doc.data):
         specific = best_match(error.context) if error.context else error
         path = tuple(specific.absolute_path)
-        yield Problem(file, doc.line_of(path), _owner(doc.data, path), _message(specific))
+        yield Problem(file, doc.line_of(path), owner_of(doc.data, path), _message(specific))
 
 
 def _message(error: ValidationError) -> str:
@@ -118,7 +118,7 @@ def _message(error: ValidationError) -> str:
     return f"{where}: {text}" if where else text
 
 
-def _owner(data: Any, path: Path) -> str:
+def owner_of(data: Any, path: Path) -> str:
     """The rule id (or section) a path belongs to, for the middle of an error line."""
     if not path:
         return "policy"
@@ -151,7 +151,7 @@ class _Semantics:
         self.out: list[Problem] = []
 
     def add(self, path: Path, message: str) -> None:
-        self.out.append(Problem(self.file, self.doc.line_of(path), _owner(self.doc.data, path), message))
+        self.out.append(Problem(self.file, self.doc.line_of(path), owner_of(self.doc.data, path), message))
 
     def problems(self) -> list[Problem]:
         p = self.p

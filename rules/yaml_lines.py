@@ -48,6 +48,8 @@ class YamlError(Exception):
 class LoadedYaml:
     data: Any
     lines: dict[Path, int] = field(default_factory=dict)
+    # for each text value: the line its text starts on (a block scalar's `|` line is not text)
+    text_lines: dict[Path, int] = field(default_factory=dict)
 
     def line_of(self, path: Path) -> int:
         """Line of the deepest known prefix of `path` (1-based)."""
@@ -73,7 +75,8 @@ def load_yaml(raw: bytes) -> LoadedYaml:
         if node is None:
             raise YamlError(1, "file holds no YAML document")
         lines: dict[Path, int] = {}
-        data = _build(loader, node, (), lines)
+        text_lines: dict[Path, int] = {}
+        data = _build(loader, node, (), lines, text_lines)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else 1
@@ -82,11 +85,14 @@ def load_yaml(raw: bytes) -> LoadedYaml:
         raise YamlError(1, f"broken YAML: {err}") from None
     finally:
         loader.dispose()
-    return LoadedYaml(data, lines)
+    return LoadedYaml(data, lines, text_lines)
 
 
-def _build(loader: _Loader, node: yaml.Node, path: Path, lines: dict[Path, int]) -> Any:
+def _build(loader: _Loader, node: yaml.Node, path: Path, lines: dict[Path, int],
+           text_lines: dict[Path, int]) -> Any:
     lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.ScalarNode):
+        text_lines[path] = node.start_mark.line + (2 if node.style in ("|", ">") else 1)
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
         out: dict[Any, Any] = {}
@@ -96,9 +102,9 @@ def _build(loader: _Loader, node: yaml.Node, path: Path, lines: dict[Path, int])
                 raise YamlError(key_node.start_mark.line + 1, "a key must be a plain value")
             if key in out:
                 raise YamlError(key_node.start_mark.line + 1, f"duplicate key {key!r}")
-            out[key] = _build(loader, value_node, (*path, key), lines)
+            out[key] = _build(loader, value_node, (*path, key), lines, text_lines)
             lines[(*path, key)] = key_node.start_mark.line + 1
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_build(loader, item, (*path, i), lines) for i, item in enumerate(node.value)]
+        return [_build(loader, item, (*path, i), lines, text_lines) for i, item in enumerate(node.value)]
     return loader.construct_object(node, deep=True)

@@ -16,6 +16,7 @@ from temporalio.envconfig import ClientConfig
 class Settings:
     home: Path = Path(".leadflow")
     policy_dir: Path = Path("policies")
+    content_dir_setting: Path | None = None  # LEADFLOW_CONTENT_DIR; see content_dir
     policy: str = "lead-lifecycle"
     task_queue: str = "leadflow"
     policy_poll_seconds: float = 5.0
@@ -44,6 +45,11 @@ class Settings:
         return host or "127.0.0.1", int(port)
 
     @property
+    def content_dir(self) -> Path:
+        """Marketing's templates: LEADFLOW_CONTENT_DIR, else content/ beside the policies."""
+        return self.content_dir_setting or self.policy_dir.resolve().parent / "content"
+
+    @property
     def outbox_path(self) -> Path:
         return self.home / "outbox.sqlite"
 
@@ -54,6 +60,7 @@ class Settings:
         return cls(
             home=Path(env.get("LEADFLOW_HOME", ".leadflow")),
             policy_dir=Path(env.get("LEADFLOW_POLICY_DIR", "policies")),
+            content_dir_setting=_path(env.get("LEADFLOW_CONTENT_DIR")),
             policy=env.get("LEADFLOW_POLICY", "lead-lifecycle"),
             task_queue=env.get("LEADFLOW_TASK_QUEUE", "leadflow"),
             policy_poll_seconds=float(env.get("LEADFLOW_POLICY_POLL_SECONDS", "5")),
@@ -67,3 +74,7 @@ class Settings:
             max_body=int(env.get("LEADFLOW_HTTP_MAX_BODY", str(5 * 1024 * 1024))),
             connect=connect,
         )
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None

@@ -85,7 +85,7 @@ class Stack:
             dev_server_existing_path=binary("temporal"), port=self.settings_port, ui=False,
             search_attributes=search.ALL, data_converter=pydantic_data_converter)
         self.client = env.client
-        store = PolicyStore(self.settings.policy_dir)
+        store = PolicyStore(self.settings.policy_dir, content_dir=self.settings.content_dir)
         store.reload()
         host, port = self.settings.listen
         server = uvicorn.Server(uvicorn.Config(create_app(self.settings, env.client), host=host, port=port,

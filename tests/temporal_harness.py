@@ -110,8 +110,9 @@ def evaluators() -> EvaluatorPool:
 async def harness(tmp_path: Path, policy_dir: Path | None = None,
                   pool: EvaluatorPool | None = None) -> AsyncIterator[Harness]:
     settings = Settings(home=tmp_path, policy_dir=policy_dir or ROOT / "policies",
+                        content_dir_setting=ROOT / "content",
                         task_queue=f"test-{tmp_path.name}")
-    store = PolicyStore(settings.policy_dir)
+    store = PolicyStore(settings.policy_dir, content_dir=settings.content_dir)
     store.reload()
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server"), data_converter=pydantic_data_converter)

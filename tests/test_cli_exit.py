@@ -33,7 +33,7 @@ def test_every_client_command_exits_cleanly_30_times_with_the_cores_kept_busy(tm
             dev_server_existing_path=binary("temporal"), port=port, ui=False,
             search_attributes=search.ALL, data_converter=pydantic_data_converter)
         settings = Settings(home=tmp_path, policy_dir=ROOT / "policies", task_queue="exits")
-        store = PolicyStore(settings.policy_dir)
+        store = PolicyStore(settings.policy_dir, content_dir=settings.content_dir)
         store.reload()
         environ = {**os.environ, "TEMPORAL_ADDRESS": f"127.0.0.1:{port}", "LEADFLOW_TASK_QUEUE": "exits",
                    "LEADFLOW_HOME": str(tmp_path)}

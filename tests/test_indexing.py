@@ -28,7 +28,7 @@ def test_state_is_indexed_at_once_and_a_score_only_change_soon_after(tmp_path):
             dev_server_existing_path=binary("temporal"), port=free_port(), ui=False,
             search_attributes=search.ALL, data_converter=pydantic_data_converter)
         settings = Settings(home=tmp_path, policy_dir=ROOT / "policies", task_queue="indexing")
-        store = PolicyStore(settings.policy_dir)
+        store = PolicyStore(settings.policy_dir, content_dir=settings.content_dir)
         store.reload()
         options = LeadOptions(score_index_seconds=1)
         email = "counted@acme.example"

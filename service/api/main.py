@@ -43,7 +43,7 @@ def create_app(settings: Settings, client: Client | None = None, keys: Keys | No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from service.temporal import connect
 
-        store = PolicyStore(settings.policy_dir, settings.policy)
+        store = PolicyStore(settings.policy_dir, settings.policy, settings.content_dir)
         store.reload()
         seen = SeenEvents(settings.home / "intake.sqlite")
         app.state.ctx = Context(settings, client or await connect(settings), store, seen,
