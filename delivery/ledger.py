@@ -1,0 +1,218 @@
+"""The delivery ledger: one row per e-mail, hand-off and escalation, shared by every worker.
+
+SQLite under .leadflow/ is the embedded default; LEADFLOW_DATABASE_URL names PostgreSQL (or
+any database SQLAlchemy speaks) for workers on several machines. Alembic migrates the schema
+when anything opens the ledger.
+
+Exactly-once as far as it goes: an attempt *claims* the delivery's key before it sends and
+*marks* it after. A retried activity finds the mark and sends nothing; a second attempt while the
+first still holds its lease waits (it is retried later). The one window left: an attempt that
+sent and died before marking. Its lease runs out, the next attempt takes the claim over
+(`reclaims` counts it) and sends again. Receivers can drop that repeat: the Message-ID and the
+Idempotency-Key are the same on both."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, and_, case, create_engine, event, func, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+
+from delivery.schema import deliveries, suppressions
+
+FINAL = ("sent", "failed", "bounced", "suppressed", "skipped")
+STATUSES = ("sending", "retrying", *FINAL)
+
+
+def address_hash(address: str) -> str:
+    return hashlib.sha256(address.strip().lower().encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Claim:
+    """`claimed`: send now. `busy`: another attempt holds it. Else the row is final (`status`)."""
+
+    outcome: Literal["claimed", "busy", "final"]
+    status: str
+    detail: str = ""
+    message_id: str = ""
+    reclaimed: bool = False
+
+
+class Ledger:
+    def __init__(self, url: str) -> None:
+        self.url = make_url(url)
+        self.engine = _engine(url)
+
+    @classmethod
+    def open(cls, url: str) -> Ledger:
+        ledger = cls(url)
+        ledger.migrate()
+        return ledger
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration; safe when several processes start at once."""
+        with self._migration_lock() as connection:
+            config = Config()
+            config.set_main_option("script_location", str(resources.files("delivery") / "migrations"))
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+            connection.commit()
+
+    @contextlib.contextmanager
+    def _migration_lock(self) -> Iterator[Connection]:
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT pg_advisory_lock(7305220)"))  # any fixed number
+                connection.commit()
+                try:
+                    yield connection
+                finally:
+                    connection.execute(text("SELECT pg_advisory_unlock(7305220)"))
+                    connection.commit()
+            return
+        lock = Path(f"{self.url.database or 'memory'}.migrate-lock") if self.url.database else None
+        with contextlib.ExitStack() as stack:
+            if lock is not None:
+                handle = stack.enter_context(open(lock, "a"))
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            yield stack.enter_context(self.engine.connect())
+
+    # -- claim, send, mark -------------------------------------------------------------------
+
+    def claim(self, key: str, *, kind: str, lead: str, target: str, subject: str, owner: str,
+              lease: float, message_id: str = "", now: float | None = None) -> Claim:
+        now = time.time() if now is None else now
+        c = deliveries.c
+        with self.engine.begin() as db:
+            inserted = db.execute(self._insert(deliveries).values(
+                key=key, kind=kind, lead=lead, target=target, subject=subject, status="sending",
+                attempts=1, claimed_by=owner, lease_until=now + lease, message_id=message_id,
+                created_at=now, updated_at=now).on_conflict_do_nothing(index_elements=["key"])
+                .returning(c.key)).first()
+            # RETURNING, not rowcount: psycopg leaves rowcount at -1 after ON CONFLICT DO NOTHING
+            if inserted is not None:
+                return Claim("claimed", "sending", message_id=message_id)
+            expired = and_(c.status == "sending", c.lease_until < now)
+            row = db.execute(select(c.status).where(c.key == key)).one()
+            taken = db.execute(update(deliveries).where(
+                c.key == key, or_(c.status == "retrying", expired)).values(
+                status="sending", attempts=c.attempts + 1, claimed_by=owner, lease_until=now + lease,
+                reclaims=c.reclaims + case((c.status == "sending", 1), else_=0),
+                target=target, updated_at=now).returning(c.key)).first()
+            if taken is not None:
+                return Claim("claimed", "sending", message_id=message_id, reclaimed=row.status == "sending")
+            row = db.execute(select(c.status, c.detail, c.message_id).where(c.key == key)).one()
+        if row.status == "sending":
+            return Claim("busy", "sending")
+        return Claim("final", row.status, row.detail, row.message_id)
+
+    def mark(self, key: str, status: str, detail: str = "", *, message_id: str | None = None,
+             now: float | None = None) -> None:
+        """What an attempt came to: sent, retrying (it will be tried again), or a final failure."""
+        assert status in STATUSES, status
+        now = time.time() if now is None else now
+        values: dict[str, Any] = {"status": status, "detail": detail[:2000], "updated_at": now,
+                                  "lease_until": 0.0}
+        if status == "sent":
+            values["sent_at"] = now
+        if message_id is not None:
+            values["message_id"] = message_id
+        with self.engine.begin() as db:
+            db.execute(update(deliveries).where(deliveries.c.key == key).values(**values))
+
+    def record(self, key: str, *, kind: str, lead: str, target: str, subject: str, status: str,
+               detail: str, now: float | None = None) -> str:
+        """A delivery that is not sent at all (suppressed, skipped); keeps an earlier row. Returns
+        the row's status."""
+        now = time.time() if now is None else now
+        with self.engine.begin() as db:
+            db.execute(self._insert(deliveries).values(
+                key=key, kind=kind, lead=lead, target=target, subject=subject, status=status,
+                detail=detail, created_at=now, updated_at=now).on_conflict_do_nothing(index_elements=["key"]))
+            return db.execute(select(deliveries.c.status).where(deliveries.c.key == key)).scalar_one()
+
+    # -- suppressions ------------------------------------------------------------------------
+
+    def suppress(self, address: str, reason: str, lead: str = "", detail: str = "",
+                 now: float | None = None) -> None:
+        """No marketing e-mail to this address again; the first reason stays."""
+        with self.engine.begin() as db:
+            db.execute(self._insert(suppressions).values(
+                address_hash=address_hash(address), reason=reason, lead=lead, detail=detail[:2000],
+                at=time.time() if now is None else now,
+            ).on_conflict_do_nothing(index_elements=["address_hash"]))
+
+    def suppressed(self, address: str) -> str | None:
+        with self.engine.connect() as db:
+            return db.execute(select(suppressions.c.reason).where(
+                suppressions.c.address_hash == address_hash(address))).scalar_one_or_none()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def list(self, *, lead: str | None = None, status: str | None = None, kind: str | None = None,
+             limit: int = 200, before: float | None = None) -> list[dict[str, Any]]:
+        """Newest first; `before` (an updated_at) pages on."""
+        c = deliveries.c
+        query = select(deliveries)
+        if lead:
+            query = query.where(c.lead == lead)
+        if status:
+            query = query.where(c.status == status)
+        if kind:
+            query = query.where(c.kind == kind)
+        if before is not None:
+            query = query.where(c.updated_at < before)
+        query = query.order_by(c.updated_at.desc(), c.key).limit(limit)
+        with self.engine.connect() as db:
+            return [dict(row._mapping) for row in db.execute(query)]
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with self.engine.connect() as db:
+            row = db.execute(select(deliveries).where(deliveries.c.key == key)).one_or_none()
+        return dict(row._mapping) if row else None
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as db:
+            rows = db.execute(select(deliveries.c.status, func.count()).group_by(deliveries.c.status))
+            return {status: n for status, n in rows}
+
+    def _insert(self, table: Any) -> Any:
+        return (postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def _engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(connection: Any, _: Any) -> None:
+            # WAL: readers (the ops page) never wait for the workers' writes; NORMAL: a commit
+            # does not wait for the disk, and after a power cut the last ones may be lost,
+            # which the claim protocol survives (a lost mark is a reclaim)
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
