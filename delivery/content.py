@@ -239,7 +239,8 @@ class ContentStore:
         notes: list[str] = []
         for path in sorted(self.directory.glob("*.yaml")):
             try:
-                sha = hashlib.sha256(path.read_bytes()).hexdigest()
+                # checked again when the fields a lead may have change, not only the file
+                sha = hashlib.sha256(path.read_bytes()).hexdigest() + repr(sorted(fields or ()))
             except OSError as err:
                 notes.append(f"{path}: unreadable ({err}); kept the last good template")
                 continue

@@ -1,0 +1,65 @@
+"""A nurture e-mail as it goes on the wire: the rendered template, tracked links and the open
+pixel, the unsubscribe link in the body and in the headers (RFC 2369, and RFC 8058's one-click
+POST), and a Message-ID made from the delivery key, so the same delivery always carries the
+same id and a receiver can drop a repeat."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import html
+import re
+from email.utils import formatdate, parseaddr
+
+from delivery import mime
+from delivery.content import Rendered
+from delivery.links import Links, Mail
+
+_HREF = re.compile(r'(href\s*=\s*")(https?://[^"]+)(")', re.IGNORECASE)
+_URL = re.compile(r"https?://[^\s<>\"')\]]+[^\s<>\"')\].,;:!?]")
+
+
+def message_id(key: str, sender: str) -> str:
+    return f"<{hashlib.sha256(key.encode()).hexdigest()[:40]}@{_domain(sender)}>"
+
+
+@functools.lru_cache(maxsize=64)
+def _domain(sender: str) -> str:
+    return parseaddr(sender)[1].rpartition("@")[2] or "leadflow.local"
+
+
+def build(rendered: Rendered, *, key: str, sender: str, to: str, mail: Mail, links: Links,
+          unsubscribe_url: str) -> bytes:
+    text, body = rendered.text, rendered.html
+    if unsubscribe_url not in text:
+        text = f"{text.rstrip()}\n\n--\nUnsubscribe with one click: {unsubscribe_url}\n"
+    if unsubscribe_url not in html.unescape(body):
+        body = (f'{body.rstrip()}\n<p style="color:#777;font-size:12px"><a href="'
+                f'{html.escape(unsubscribe_url)}">Unsubscribe</a> with one click.</p>\n')
+
+    clicks: dict[str, str] = {}  # the text and the HTML part share their links
+
+    def tracked(url: str) -> str:
+        if url == unsubscribe_url:
+            return url
+        if url not in clicks:
+            clicks[url] = links.click(mail, url)
+        return clicks[url]
+
+    text = _URL.sub(lambda m: tracked(m.group(0)), text)
+    body = _HREF.sub(lambda m: m.group(1) + html.escape(tracked(html.unescape(m.group(2)))) + m.group(3),
+                     body)
+    pixel = (f'<img src="{html.escape(links.open_pixel(mail))}" width="1" height="1" alt="" '
+             'style="display:block;border:0;width:1px;height:1px">')
+    body = body.replace("</body>", pixel + "</body>") if "</body>" in body else f"{body.rstrip()}\n{pixel}\n"
+
+    return mime.compose([
+        ("From", mime.address(sender)),
+        ("To", mime.address(to)),
+        ("Subject", mime.header(rendered.subject)),
+        ("Date", formatdate(mail.sent, usegmt=True)),
+        ("Message-ID", message_id(key, sender)),
+        ("List-Unsubscribe", f"<{unsubscribe_url}>"),
+        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        ("X-Leadflow-Content", mime.clean(mail.content)),
+    ], text, body)

@@ -1,0 +1,56 @@
+"""A two-part (text and HTML) message written straight to bytes. The standard library's email
+package builds and folds every header through its parser: about 3.5 ms a message here, more
+than the SMTP exchange itself. This writes the same RFC 5322 / MIME shape (quoted-printable
+UTF-8 parts, RFC 2047 encoded words for non-ASCII headers) in a tenth of that; tests read it
+back with the standard library's parser."""
+
+from __future__ import annotations
+
+import binascii
+import functools
+import hashlib
+import re
+from email.header import Header
+from email.utils import formataddr, parseaddr
+
+_BREAKS = re.compile(r"[\r\n]+")
+
+
+def clean(value: str) -> str:
+    """A header value on one line: a name or subject with a line break in it cannot add headers."""
+    return _BREAKS.sub(" ", value).strip()
+
+
+def header(value: str) -> str:
+    value = clean(value)
+    if value.isascii():
+        return value
+    return Header(value, "utf-8").encode()
+
+
+@functools.lru_cache(maxsize=1024)  # the sender, on every message
+def address(value: str) -> str:
+    """`Name <addr>` with a non-ASCII name encoded; the address itself as given."""
+    name, addr = parseaddr(clean(value))
+    if not addr:
+        return header(value)
+    return formataddr((name, addr), charset="utf-8") if name else addr
+
+
+def _part(text: str, subtype: str) -> bytes:
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
+    body = binascii.b2a_qp(lines.encode("utf-8"), istext=True)
+    return (f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n").encode() + body
+
+
+def compose(headers: list[tuple[str, str]], text: str, html: str) -> bytes:
+    """Headers (already encoded, see header() and address()), then the text and HTML parts as
+    multipart/alternative."""
+    text_part, html_part = _part(text, "plain"), _part(html, "html")
+    boundary = "=_leadflow_" + hashlib.sha256(text_part + html_part).hexdigest()[:32]
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    head += f'MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'
+    sep = f"\r\n--{boundary}\r\n".encode()
+    return (head.encode() + f"--{boundary}\r\n".encode() + text_part + sep + html_part
+            + f"\r\n--{boundary}--\r\n".encode())

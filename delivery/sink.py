@@ -1,0 +1,90 @@
+"""A local SMTP server that keeps what arrives as .eml files: `make up` sends its e-mail here
+when no LEADFLOW_SMTP_HOST is set, so a new user sees real messages (headers, links and all) on
+the /mail page without a mail server of their own. Never for production: it accepts anything."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import itertools
+import re
+import time
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+_NAME = re.compile(r"^[0-9]+-[0-9]+\.eml$")
+_count = itertools.count()
+
+
+class _Keep:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's name)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = f"{time.time_ns()}-{next(_count)}.eml"
+        tmp = self.directory / f".{name}"
+        tmp.write_bytes(envelope.original_content or envelope.content)
+        tmp.rename(self.directory / name)  # readers never see half a message
+        return "250 kept"
+
+
+@dataclass
+class Sink:
+    controller: Controller
+    directory: Path
+
+    @property
+    def port(self) -> int:
+        return int(self.controller.port)
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+def start_sink(directory: Path, host: str = "127.0.0.1", port: int = 0) -> Sink:
+    """Listen on host:port (0: a free port) in a thread of its own."""
+    if port == 0:
+        import socket
+
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+    controller = Controller(_Keep(directory), hostname=host, port=port)
+    controller.start()
+    return Sink(controller, directory)
+
+
+def messages(directory: Path, limit: int = 100) -> list[dict[str, Any]]:
+    """The newest kept messages: id, from, to, subject, date."""
+    if not directory.is_dir():
+        return []
+    names = sorted((p.name for p in directory.iterdir() if _NAME.match(p.name)), reverse=True)[:limit]
+    out = []
+    for name in names:
+        msg = _parse(directory / name)
+        out.append({"id": name.removesuffix(".eml"), "from": msg["From"] or "", "to": msg["To"] or "",
+                    "subject": msg["Subject"] or "", "date": msg["Date"] or ""})
+    return out
+
+
+def message(directory: Path, message_id: str) -> dict[str, Any] | None:
+    """One kept message: its headers, text and HTML parts; None if there is no such one."""
+    name = f"{message_id}.eml"
+    if not _NAME.match(name) or not (directory / name).is_file():
+        return None
+    msg = _parse(directory / name)
+    text = msg.get_body(("plain",))
+    html = msg.get_body(("html",))
+    return {"id": message_id, "headers": [(k, str(v)) for k, v in msg.items()],
+            "subject": msg["Subject"] or "",
+            "text": text.get_content() if text is not None else "",
+            "html": html.get_content() if html is not None else ""}
+
+
+def _parse(path: Path) -> EmailMessage:
+    return email.message_from_bytes(path.read_bytes(), policy=email.policy.default)  # type: ignore[return-value]
