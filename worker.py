@@ -13,10 +13,15 @@ import logging
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.delivery import Delivery, DeliveryActivities
 from activities.evaluator_pool import EvaluatorPool
 from activities.lead import LeadActivities
-from activities.outbox import Outbox
+from activities.legacy import LegacyDelivery
 from activities.policies import PolicyStore
+from delivery.ledger import Ledger
+from delivery.links import Links
+from delivery.smtp import Mailer, SmtpConfig
+from delivery.webhook import Poster
 from service.settings import Settings
 from service.temporal import connect, ensure_search_attributes
 from workflows.handoff import HandoffWorkflow
@@ -32,12 +37,31 @@ def evaluator_pool(settings: Settings) -> EvaluatorPool | None:
     return EvaluatorPool(settings.eval_processes, settings.eval_deadline)
 
 
+def delivery_for(settings: Settings, store: PolicyStore) -> Delivery:
+    """The ledger, the SMTP server and the CRM webhooks as settings name them; refuses at start
+    what would fail every delivery later."""
+    settings.check_delivery()
+    mailer = None
+    if settings.smtp_host:
+        mailer = Mailer(SmtpConfig(settings.smtp_host, settings.smtp_port, settings.smtp_user,
+                                   settings.smtp_password, settings.smtp_tls,  # type: ignore[arg-type]
+                                   settings.delivery_timeout))
+    return Delivery(ledger=Ledger.open(settings.ledger_url), content=store.content,
+                    links=Links(settings.signing_secret(), settings.public), sender=settings.mail_from,
+                    mailer=mailer, poster=Poster(settings.delivery_timeout), webhook_for=settings.webhook_for,
+                    webhook_secret=settings.webhook_secret, public_url=settings.public)
+
+
 def build_worker(client: Client, settings: Settings, store: PolicyStore,
-                 executor: concurrent.futures.Executor, evaluators: EvaluatorPool | None = None) -> Worker:
-    acts = LeadActivities(store, Outbox(settings.outbox_path), evaluators)
+                 executor: concurrent.futures.Executor, evaluators: EvaluatorPool | None = None,
+                 delivery: Delivery | None = None) -> Worker:
+    acts = LeadActivities(store, evaluators)
+    sends = DeliveryActivities(delivery or delivery_for(settings, store))
+    legacy = LegacyDelivery(sends)  # runs begun before deliveries were real call it until they continue
     return Worker(client, task_queue=settings.task_queue,
                   workflows=[LeadWorkflow, HandoffWorkflow],
-                  activities=[acts.evaluate_events, acts.deliver, acts.checkpoint],
+                  activities=[acts.evaluate_events, acts.checkpoint, sends.send_email, sends.post_webhook,
+                              legacy.deliver],
                   activity_executor=executor)
 
 
@@ -58,8 +82,12 @@ async def run_worker(settings: Settings, client: Client | None = None) -> None:
     evaluators = evaluator_pool(settings)
     if evaluators is not None:
         evaluators.start()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as executor:
-        worker = build_worker(client, settings, store, executor, evaluators)
+    delivery = delivery_for(settings, store)
+    log.info("deliveries: ledger %s; e-mail %s; hand-off webhooks %s", _redact(settings.ledger_url),
+             f"via {settings.smtp_host}" if delivery.mailer else "not sent (no LEADFLOW_SMTP_HOST)",
+             "configured" if settings.webhook_for("") or settings.handoff_webhook_urls else "none")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=32) as executor:
+        worker = build_worker(client, settings, store, executor, evaluators, delivery)
         watcher = asyncio.create_task(watch_policies(store, settings.policy_poll_seconds))
         try:
             log.info("worker on task queue %r, namespace %r; %s", settings.task_queue, settings.namespace,
@@ -68,8 +96,18 @@ async def run_worker(settings: Settings, client: Client | None = None) -> None:
             await worker.run()
         finally:
             watcher.cancel()
+            delivery.close()
             if evaluators is not None:
                 evaluators.close()
+
+
+def _redact(url: str) -> str:
+    """A database URL without its password, for the log."""
+    head, at, tail = url.rpartition("@")
+    if not at:
+        return url
+    scheme, _, userinfo = head.partition("://")
+    return f"{scheme}://{userinfo.split(':')[0]}:***@{tail}"
 
 
 def main() -> None:

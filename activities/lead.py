@@ -1,31 +1,21 @@
 """Activities of the lead lifecycle: the evaluator (run as a local activity over a batch of
 queued events, so its Decisions are recorded in history and replay never re-runs rules) and
-outbox delivery."""
+the checkpoint. Delivery is activities.delivery."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.evaluation import BatchResult, EvaluateBatch, evaluate_batch
 from activities.evaluator_pool import EvaluatorPool
-from activities.outbox import Outbox
 from activities.policies import NoPolicy, PolicyStore
 from rules.engine import EngineError
 
 
-class OutboxMessage(BaseModel):
-    key: str
-    lead: str
-    kind: str
-    payload: dict = Field(default_factory=dict)
-
-
 class LeadActivities:
-    def __init__(self, store: PolicyStore, outbox: Outbox, evaluators: EvaluatorPool | None = None) -> None:
+    def __init__(self, store: PolicyStore, evaluators: EvaluatorPool | None = None) -> None:
         self.store = store
-        self.outbox = outbox
         self.evaluators = evaluators  # None: evaluate in this process (no deadline)
 
     @activity.defn(name="evaluate_events")
@@ -49,7 +39,3 @@ class LeadActivities:
     @activity.defn(name="checkpoint")
     async def checkpoint(self) -> None:
         """Does nothing: the lead workflow calls it to end a long workflow task."""
-
-    @activity.defn(name="deliver")
-    def deliver(self, message: OutboxMessage) -> bool:
-        return self.outbox.put(message.key, message.lead, message.kind, message.payload)

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 from activities.evaluation import Catalog
-from delivery.content import ContentStore, check_policy_content
+from delivery.content import ContentStore, check_policy_content, profile_fields
 from rules.compile import CompiledPolicy, compile_policy
 from rules.validate import PolicyInvalid, load_policy_file
 
@@ -62,6 +62,10 @@ class PolicyStore:
                 notes.append(f"{path}: v{compiled.version} changed in place (prefer a new version)")
             else:
                 notes.append(f"{path}: v{compiled.version} loaded as {compiled.ruleset}")
+        with self._lock:
+            newest = self._versions[max(self._versions)] if self._versions else None
+        # templates are checked against what the active policy's leads may have
+        self.content.reload(profile_fields(newest.policy) if newest else None)
         for note in notes:
             (log.warning if "refused" in note or "unreadable" in note else log.info)(note)
         return notes

@@ -79,9 +79,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     tk.add_argument("--reason", default="")
     tk.add_argument("--by", default="")
     tk.add_argument("--queue", default="", help="reassign: the queue to pass the task to")
-    ob = sub.add_parser("outbox", parents=[as_json], help="what leadflow sent or told (local outbox)")
-    ob.add_argument("--lead")
-    ob.add_argument("--kind")
+    dl = sub.add_parser("deliveries", parents=[as_json],
+                        help="e-mails and webhooks sent or tried, newest first (the delivery ledger)")
+    dl.add_argument("--lead", help="e-mail, external id or lead-... workflow id")
+    dl.add_argument("--kind", help="email, handoff or escalation")
+    dl.add_argument("--status", help="sending, retrying, sent, failed, bounced, suppressed or skipped")
+    dl.add_argument("--limit", type=int, default=200)
     lid = sub.add_parser("lead-id", help="the workflow id of a lead")
     lid.add_argument("who")
     args = parser.parse_args(argv)
@@ -97,14 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "lead-id":
             print(_lead_id(args.who))
             return 0
-        if args.command == "outbox":
-            from activities.outbox import Outbox
-            from service.settings import Settings
-
-            messages = Outbox(Settings.from_env().outbox_path).list(args.lead, args.kind)
-            _show(args, messages, lambda: people.rows("outbox", messages, [
-                ("at", "at"), ("lead", "lead"), ("kind", "kind"), ("payload", "what"), ("key", "key")]))
-            return 0
+        if args.command == "deliveries":
+            return _deliveries(args)
         return asyncio.run(_service(args))
     except PolicyInvalid as err:
         for problem in err.problems:
@@ -140,6 +137,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"leadflow: {err}", file=sys.stderr)
             return 1
         raise
+
+
+def _deliveries(args: argparse.Namespace) -> int:
+    from delivery.ledger import Ledger
+    from service.deliveries import listing
+    from service.settings import Settings
+
+    ledger = Ledger.open(Settings.from_env().ledger_url)
+    try:
+        rows = listing(ledger, lead=_lead_id(args.lead) if args.lead else None, status=args.status,
+                       kind=args.kind, limit=args.limit)
+    finally:
+        ledger.close()
+    shown = [{**row, "when": people.when(row["updated_at"])} for row in rows]
+    _show(args, rows, lambda: people.rows("deliveries", shown, [
+        ("when", "when"), ("kind", "kind"), ("status", "status"), ("lead", "lead"), ("target", "to"),
+        ("subject", "what"), ("attempts", "tries"), ("detail", "why")]))
+    return 0
 
 
 def _lead_id(who: str) -> str:

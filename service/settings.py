@@ -4,12 +4,20 @@ are read by temporalio's envconfig, exactly as the `temporal` CLI reads them."""
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from temporalio.envconfig import ClientConfig
+
+TLS_MODES = ("none", "starttls", "tls")
+
+
+class SettingsError(ValueError):
+    """A setting with a value leadflow cannot use; says which and why."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +36,23 @@ class Settings:
     api_keys: str = ""  # role:key,role:key
     api_keys_file: str = ""
     max_body: int = 5 * 1024 * 1024  # bytes of one request body
+    # delivery
+    database_url: str = ""  # the ledger; empty: SQLite under home
+    secret: str = ""  # signs links and page sessions; empty: one made under home
+    public_url: str = ""  # where people reach the API (links in e-mail); empty: http://<http>
+    smtp_host: str = ""  # empty: e-mail is recorded as skipped, not sent
+    smtp_port: int = 0
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_tls: str = "none"
+    mail_from: str = "leadflow <leadflow@localhost>"
+    handoff_webhook_url: str = ""
+    handoff_webhook_urls: dict[str, str] = field(default_factory=dict)  # per queue
+    webhook_secret: str = ""
+    delivery_timeout: float = 10.0  # seconds one SMTP or HTTP exchange may take
+    machine_networks: tuple[str, ...] = ()  # more fetcher networks than delivery.machines knows
+    machine_open_seconds: float = 2.0
+    machine_click_seconds: float = 10.0
     connect: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -50,30 +75,120 @@ class Settings:
         return self.content_dir_setting or self.policy_dir.resolve().parent / "content"
 
     @property
-    def outbox_path(self) -> Path:
-        return self.home / "outbox.sqlite"
+    def ledger_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'leadflow.sqlite').resolve()}"
+
+    @property
+    def public(self) -> str:
+        host, port = self.listen
+        return (self.public_url or f"http://{host}:{port}").rstrip("/")
+
+    @property
+    def mail_dir(self) -> Path:
+        """Where `make up`'s local SMTP sink keeps what arrives."""
+        return self.home / "mail"
+
+    def webhook_for(self, queue: str) -> str:
+        return self.handoff_webhook_urls.get(queue) or self.handoff_webhook_urls.get("*") \
+            or self.handoff_webhook_url
+
+    def signing_secret(self) -> str:
+        """LEADFLOW_SECRET, else a key made once under LEADFLOW_HOME. Workers and the API must
+        share it (links a worker signs, the API checks): set it when they run on several machines."""
+        if self.secret:
+            return self.secret
+        path = self.home / "session-secret"
+        if not path.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(32), encoding="utf-8")
+            path.chmod(0o600)
+        return path.read_text(encoding="utf-8").strip()
+
+    def check_delivery(self) -> None:
+        """Refuse settings that would fail every delivery later, at start."""
+        if self.smtp_tls not in TLS_MODES:
+            raise SettingsError(f"LEADFLOW_SMTP_TLS={self.smtp_tls!r}: one of {', '.join(TLS_MODES)}")
+        hooks = [self.handoff_webhook_url, *self.handoff_webhook_urls.values()]
+        for url in filter(None, hooks):
+            if not url.startswith(("http://", "https://")):
+                raise SettingsError(f"hand-off webhook {url!r}: an http(s) URL")
+        if any(hooks) and not self.webhook_secret:
+            raise SettingsError("LEADFLOW_WEBHOOK_SECRET: hand-off webhooks are signed with it; set one "
+                                "(and give the same to the CRM)")
+        if not self.public.startswith(("http://", "https://")):
+            raise SettingsError(f"LEADFLOW_PUBLIC_URL={self.public_url!r}: an http(s) URL")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
         connect = dict(ClientConfig.load_client_connect_config(override_env_vars=env))
+        read = _Reader(env)
         return cls(
             home=Path(env.get("LEADFLOW_HOME", ".leadflow")),
             policy_dir=Path(env.get("LEADFLOW_POLICY_DIR", "policies")),
             content_dir_setting=_path(env.get("LEADFLOW_CONTENT_DIR")),
             policy=env.get("LEADFLOW_POLICY", "lead-lifecycle"),
             task_queue=env.get("LEADFLOW_TASK_QUEUE", "leadflow"),
-            policy_poll_seconds=float(env.get("LEADFLOW_POLICY_POLL_SECONDS", "5")),
-            dev_port=int(env.get("LEADFLOW_DEV_PORT", "7233")),
-            ui_port=int(env.get("LEADFLOW_UI_PORT", "8233")),
-            eval_processes=int(env.get("LEADFLOW_EVAL_PROCESSES", "2")),
-            eval_deadline=float(env.get("LEADFLOW_EVAL_DEADLINE_SECONDS", "5")),
+            policy_poll_seconds=read.number("LEADFLOW_POLICY_POLL_SECONDS", 5),
+            dev_port=read.integer("LEADFLOW_DEV_PORT", 7233),
+            ui_port=read.integer("LEADFLOW_UI_PORT", 8233),
+            eval_processes=read.integer("LEADFLOW_EVAL_PROCESSES", 2),
+            eval_deadline=read.number("LEADFLOW_EVAL_DEADLINE_SECONDS", 5),
             http=env.get("LEADFLOW_HTTP", "127.0.0.1:8000"),
             api_keys=env.get("LEADFLOW_API_KEYS", ""),
             api_keys_file=env.get("LEADFLOW_API_KEYS_FILE", ""),
-            max_body=int(env.get("LEADFLOW_HTTP_MAX_BODY", str(5 * 1024 * 1024))),
+            max_body=read.integer("LEADFLOW_HTTP_MAX_BODY", 5 * 1024 * 1024),
+            database_url=env.get("LEADFLOW_DATABASE_URL", ""),
+            secret=env.get("LEADFLOW_SECRET", ""),
+            public_url=env.get("LEADFLOW_PUBLIC_URL", ""),
+            smtp_host=env.get("LEADFLOW_SMTP_HOST", ""),
+            smtp_port=read.integer("LEADFLOW_SMTP_PORT", 0),
+            smtp_user=env.get("LEADFLOW_SMTP_USER", ""),
+            smtp_password=env.get("LEADFLOW_SMTP_PASSWORD", ""),
+            smtp_tls=env.get("LEADFLOW_SMTP_TLS", "none").strip().lower(),
+            mail_from=env.get("LEADFLOW_MAIL_FROM", "leadflow <leadflow@localhost>"),
+            handoff_webhook_url=env.get("LEADFLOW_HANDOFF_WEBHOOK_URL", "").strip(),
+            handoff_webhook_urls=read.mapping("LEADFLOW_HANDOFF_WEBHOOK_URLS"),
+            webhook_secret=env.get("LEADFLOW_WEBHOOK_SECRET", ""),
+            delivery_timeout=read.number("LEADFLOW_DELIVERY_TIMEOUT_SECONDS", 10),
+            machine_networks=tuple(n.strip() for n in env.get("LEADFLOW_MACHINE_NETWORKS", "").split(",")
+                                   if n.strip()),
+            machine_open_seconds=read.number("LEADFLOW_MACHINE_OPEN_SECONDS", 2),
+            machine_click_seconds=read.number("LEADFLOW_MACHINE_CLICK_SECONDS", 10),
             connect=connect,
         )
+
+
+class _Reader:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def integer(self, name: str, default: int) -> int:
+        raw = self.env.get(name, "").strip()
+        try:
+            return int(raw) if raw else default
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r}: a whole number") from None
+
+    def number(self, name: str, default: float) -> float:
+        raw = self.env.get(name, "").strip()
+        try:
+            return float(raw) if raw else default
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r}: a number") from None
+
+    def mapping(self, name: str) -> dict[str, str]:
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            return {}
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = None
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise SettingsError(f'{name}: a JSON object of queue to URL, e.g. {{"account-executives": '
+                                '"https://crm.example/hooks/ae", "*": "https://crm.example/hooks/all"}')
+        return {str(k): v.strip() for k, v in value.items()}
 
 
 def _path(value: str | None) -> Path | None:

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 from datetime import timedelta
 
+from delivery.sink import start_sink
 from service.api.main import start as start_api
 from service.demo import play
 from service.keys import demo_keys
@@ -34,6 +35,14 @@ async def up(settings: Settings, demo: bool = True, exit_after_demo: bool = Fals
         settings = dataclasses.replace(settings, api_keys_file=str(keys_file))
     else:
         keys = {}
+    mail = None
+    if not settings.smtp_host:
+        # no mail server at hand: a local sink keeps each e-mail under .leadflow/mail/ (see /mail)
+        mail = start_sink(settings.mail_dir)
+        settings = dataclasses.replace(settings, smtp_host="127.0.0.1", smtp_port=mail.port, smtp_tls="none",
+                                       smtp_user="", smtp_password="")
+        print(f"no LEADFLOW_SMTP_HOST: e-mail goes to a local sink at 127.0.0.1:{mail.port}, "
+              f"kept in {settings.mail_dir}")
     worker = asyncio.create_task(run_worker(settings, client))
     api: asyncio.Task[None] | None = None
     try:
@@ -45,10 +54,12 @@ async def up(settings: Settings, demo: bool = True, exit_after_demo: bool = Fals
                     task.result()
             await asyncio.wait_for(play(client, settings), timeout=timedelta(minutes=2).total_seconds())
             print("\nsee them: leadflow leads | leadflow tasks | leadflow lead ana.ruiz@acme.example"
-                  " | leadflow outbox")
+                  " | leadflow deliveries")
         host, port = settings.listen
         base = f"http://{host}:{port}"
         print(f"\nsales inbox:  {base}/inbox")
+        print(f"e-mail:       {base}/mail" + ("   (the local sink's catch)" if mail else ""))
+        print(f"deliveries:   {base}/deliveries   (ops)")
         print(f"API docs:     {base}/docs   (OpenAPI: {base}/openapi.json)")
         if settings.embedded:
             print(f"Temporal UI:  http://127.0.0.1:{settings.ui_port}")
@@ -67,3 +78,5 @@ async def up(settings: Settings, demo: bool = True, exit_after_demo: bool = Fals
             api.cancel()
         if env is not None:
             await env.shutdown()
+        if mail is not None:
+            mail.stop()

@@ -18,14 +18,14 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from activities.delivery import Delivery
 from activities.evaluator_pool import EvaluatorPool
-from activities.outbox import Outbox
 from activities.policies import PolicyStore
 from rules.identity import lead_key
 from rules.models import LeadRef
 from service.settings import Settings
 from service.temporal import binary
-from worker import build_worker
+from worker import build_worker, delivery_for
 from workflows.types import LeadOptions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +52,7 @@ class Harness:
     client: Client
     settings: Settings
     store: PolicyStore
-    outbox: Outbox
+    delivery: Delivery
 
     async def signup(self, email: str, options: LeadOptions | None = None, **profile: Any) -> WorkflowHandle:
         """Start (or join) the lead with its sign-up, and wait until the sign-up is applied: a
@@ -73,11 +73,14 @@ class Harness:
 
     async def delivered(self, lead_id: str, kind: str,
                         until: Callable[[list[dict[str, Any]]], bool] = bool) -> list[dict[str, Any]]:
-        """The lead's outbox messages of a kind, once `until` holds for them (by default: there
-        are some). A lead delivers on the side, after its Decision has answered."""
+        """The lead's deliveries of a kind (email, handoff, escalation) in the ledger, oldest
+        first, once `until` holds for them (by default: there are some). A lead delivers on the
+        side, after its Decision has answered; with no SMTP server or webhook configured each
+        is recorded as `skipped`, which is as far as these tests need them to go."""
         for _ in range(200):
-            messages = self.outbox.list(lead=lead_id, kind=kind)
-            if until(messages):
+            messages = sorted(self.delivery.ledger.list(lead=lead_id, kind=kind),
+                              key=lambda m: m["created_at"])
+            if until(messages) and all(m["status"] not in ("sending", "retrying") for m in messages):
                 return messages
             await asyncio.sleep(0.05)
         raise AssertionError(f"{lead_id}: the {kind} messages never got there: {messages}")
@@ -108,18 +111,44 @@ def evaluators() -> EvaluatorPool:
 
 @contextlib.asynccontextmanager
 async def harness(tmp_path: Path, policy_dir: Path | None = None,
-                  pool: EvaluatorPool | None = None) -> AsyncIterator[Harness]:
+                  pool: EvaluatorPool | None = None, **settings_: Any) -> AsyncIterator[Harness]:
+    """`settings_` are more Settings fields (an SMTP server, webhooks) for delivery tests."""
     settings = Settings(home=tmp_path, policy_dir=policy_dir or ROOT / "policies",
                         content_dir_setting=ROOT / "content",
-                        task_queue=f"test-{tmp_path.name}")
+                        task_queue=f"test-{tmp_path.name}", **settings_)
     store = PolicyStore(settings.policy_dir, content_dir=settings.content_dir)
     store.reload()
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server"), data_converter=pydantic_data_converter)
+    delivery = delivery_for(settings, store)
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=8) as threads:
-            worker = build_worker(env.client, settings, store, threads, pool or evaluators())
+            worker = build_worker(env.client, settings, store, threads, pool or evaluators(), delivery)
             async with worker:
-                yield Harness(env, env.client, settings, store, Outbox(settings.outbox_path))
+                yield Harness(env, env.client, settings, store, delivery)
     finally:
         await env.shutdown()
+        delivery.close()
+
+
+@contextlib.asynccontextmanager
+async def api(h: Harness) -> AsyncIterator[str]:
+    """The API and pages on uvicorn at the harness's LEADFLOW_HTTP, on this loop, against the
+    harness's server: the links in its e-mail point here. Yields the base URL."""
+    import uvicorn
+
+    from service.api.main import create_app
+
+    host, port = h.settings.listen
+    server = uvicorn.Server(uvicorn.Config(create_app(h.settings, h.client), host=host, port=port,
+                                           log_level="warning", access_log=False))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            serving.result()
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        await serving

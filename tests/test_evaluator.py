@@ -140,10 +140,10 @@ def test_inactivity_is_judged_when_the_scheduled_check_arrives():
     assert due.story[-1].matched == {"state": "nurturing", "inactive_for": 30 * 86400}
 
 
-def test_evaluating_again_later_names_the_same_outbox_keys(default_policy):
-    """Outbox writes are local activities: a workflow task retried after a worker crash
-    evaluates the same event (or the same scheduled check) again, at a later moment, and may
-    already have delivered once. The keys must not move with that moment."""
+def test_evaluating_again_later_names_the_same_delivery_keys(default_policy):
+    """A workflow task retried after a worker crash evaluates the same event (or the same
+    scheduled check) again, at a later moment; its sends may already be in the delivery
+    ledger. The keys must not move with that moment, or the ledger would send twice."""
     def sends(d):
         return [(a.key, a.content) for a in d.actions if a.kind == "send"]
 

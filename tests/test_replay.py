@@ -1,8 +1,10 @@
 """Histories recorded from earlier versions of the workflows must replay on today's code.
 A change that makes LeadWorkflow or HandoffWorkflow non-deterministic fails here, in CI.
-Record afresh (after an intended change; from the first release on, versioned with
-workflow.patched) with:
-    rm -r tests/histories
+tests/histories/outbox-era/ holds runs from before deliveries were real (a local `deliver`
+activity where a delivery activity starts now): workflow.patched("real-delivery") keeps them
+replaying. Record today's afresh (after an intended change, versioned with workflow.patched,
+moving the old ones to a folder of their own as above) with:
+    rm tests/histories/*.json
     LEADFLOW_RECORD_HISTORIES=1 .venv/bin/python -m pytest tests/test_lead_workflow.py \
         -k 'not ten_thousand'
 """
@@ -17,14 +19,15 @@ from temporalio.client import WorkflowHistory
 
 from tests.temporal_harness import HISTORIES, replayer
 
-FILES = sorted(HISTORIES.glob("*.json"))
+FILES = sorted(HISTORIES.rglob("*.json"))
 
 
 def test_histories_were_recorded():
-    assert len(FILES) >= 6, "run the workflow tests with LEADFLOW_RECORD_HISTORIES=1"
+    assert len(list(HISTORIES.glob("*.json"))) >= 6, "run the workflow tests with LEADFLOW_RECORD_HISTORIES=1"
+    assert len(list(HISTORIES.glob("outbox-era/*.json"))) >= 6
 
 
-@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+@pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(HISTORIES).with_suffix("")) for p in FILES])
 def test_recorded_history_replays(path):
     record = json.loads(path.read_text())
     history = WorkflowHistory.from_json(record["workflow_id"], record["history"])

@@ -1,7 +1,9 @@
 """HandoffWorkflow: a sales task for one sales-ready lead, with the lead's story and an SLA.
 Sales accept or reject it (updates, so the caller hears at once whether it counted); a breach
 of the SLA escalates to the policy's escalation queue and is recorded. The answer goes back to
-the lead as a `sales_accept` / `sales_reject` event."""
+the lead as a `sales_accept` / `sales_reject` event. The task and each escalation go to the
+CRM's webhook (workflows.delivery); a CRM that refuses one is recorded in the task's log and the
+lead's story."""
 
 from __future__ import annotations
 
@@ -12,9 +14,8 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.lead import OutboxMessage
-    from workflows import search
-    from workflows.outbox import deliver
+    from activities.delivery import WebhookRequest
+    from workflows import delivery, search
     from workflows.types import AcceptInput, HandoffInput, ReassignInput, RejectInput
 
 MAX_ESCALATIONS = 3
@@ -29,6 +30,7 @@ class HandoffWorkflow:
         self.answer: dict[str, Any] | None = None
         self.log: list[dict[str, Any]] = []
         self.due_at: str | None = None
+        self._pushing: set[asyncio.Task[None]] = set()
 
     @workflow.run
     async def run(self, task: HandoffInput) -> dict[str, Any]:
@@ -36,9 +38,9 @@ class HandoffWorkflow:
         self.queue = task.queue
         self._record("created", queue=task.queue, reason=task.reason)
         self._index()
-        await self._deliver("handoff", f"{self._id()}|created", {
-            "queue": task.queue, "sla_seconds": task.sla_seconds, "story": task.lead_story})
         breaches = 0
+        self.due_at = (workflow.now() + timedelta(seconds=task.sla_seconds)).isoformat()
+        await self._push("handoff", f"{self._id()}|created", self._id(), {"event": "handoff.created"})
         while self.answer is None:
             timeout: float | None = task.sla_seconds if breaches < MAX_ESCALATIONS else None
             if timeout is not None:
@@ -54,6 +56,8 @@ class HandoffWorkflow:
             "id": f"{self._id()}:{self.status}", "type": kind, "at": workflow.now().isoformat(),
             "data": {k: v for k, v in self.answer.items() if k in ("reason", "by")} | {"task": self._id()},
         })
+        # a webhook still retrying belongs to this task: it ends when the CRM has answered
+        await workflow.wait_condition(lambda: not self._pushing)
         return self.snapshot()
 
     async def _breach(self, n: int) -> None:
@@ -65,8 +69,9 @@ class HandoffWorkflow:
         self.status = "escalated"
         self._record("sla_breach", breach=n, from_queue=previous, queue=self.queue)
         self._index()
-        await self._deliver("escalation", f"{self._id()}|breach|{n}", {
-            "queue": self.queue, "from_queue": previous, "breach": n})
+        await self._push("escalation", f"{self._id()}|breach|{n}", f"{self._id()}:breach:{n}", {
+            "event": "handoff.escalated",
+            "escalation": {"breach": n, "from_queue": previous, "queue": self.queue}})
         await workflow.get_external_workflow_handle(self.task.lead_workflow_id).signal("event", {
             "id": f"{self._id()}:breach:{n}", "type": "sla_breach", "at": workflow.now().isoformat(),
             "data": {"queue": self.queue, "breach": n, "task": self._id()}})
@@ -141,6 +146,40 @@ class HandoffWorkflow:
     def _id(self) -> str:
         return workflow.info().workflow_id
 
-    async def _deliver(self, kind: str, key: str, payload: dict[str, Any]) -> None:
+    async def _push(self, kind: str, key: str, idempotency_key: str, body: dict[str, Any]) -> None:
+        """Tell the CRM, on the side: the SLA timer runs meanwhile, sales may answer meanwhile."""
         assert self.task is not None
-        await deliver(OutboxMessage(key=key, lead=self.task.lead_workflow_id, kind=kind, payload=payload))
+        request = WebhookRequest(key=key, kind=kind, lead=self.task.lead_workflow_id, queue=self.queue,
+                                 task=self._id(), idempotency_key=idempotency_key,
+                                 body={**body, "task": self._task_view(), "lead": self._lead_view()})
+        if not workflow.patched(delivery.REAL_DELIVERY):  # a run from before: see delivery.legacy
+            await delivery.legacy(kind, key, self.task.lead_workflow_id, request)
+            return
+        push = asyncio.create_task(self._tell_crm(request))
+        self._pushing.add(push)
+        push.add_done_callback(self._pushing.discard)
+
+    async def _tell_crm(self, request: WebhookRequest) -> None:
+        assert self.task is not None
+        result = await delivery.post_webhook(request, self.task.delivery_timeout)
+        if result.status == "sent":
+            self._record("crm_notified", kind=request.kind, queue=request.queue)
+        elif result.status == "failed":
+            self._record("crm_failed", kind=request.kind, queue=request.queue, detail=result.detail,
+                         http_status=result.http_status)
+            why = f"the CRM did not take {request.kind} {self._id()}: {result.detail}"
+            await workflow.get_external_workflow_handle(self.task.lead_workflow_id).signal(
+                "note", {"type": "handoff", "why": why})
+
+    def _task_view(self) -> dict[str, Any]:
+        task = self.task
+        assert task is not None
+        return {"id": self._id(), "queue": self.queue, "status": self.status, "reason": task.reason,
+                "sla_seconds": task.sla_seconds, "due_at": self.due_at,
+                "created_at": self.log[0]["at"] if self.log else None, "policy": task.policy,
+                "version": task.version}
+
+    def _lead_view(self) -> dict[str, Any]:
+        task = self.task
+        assert task is not None
+        return {"id": task.lead_workflow_id, "email": task.lead_email, **task.lead_story}

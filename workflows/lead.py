@@ -17,12 +17,12 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from activities.lead import BatchResult, EvaluateBatch, OutboxMessage
+    from activities.delivery import DeliveryResult, EmailRequest
+    from activities.lead import BatchResult, EvaluateBatch
     from rules.identity import lead_key, with_id
     from rules.models import Action, Decision, Event, StoryEntry
-    from workflows import search
-    from workflows.outbox import deliver
-    from workflows.types import DELIVER_RETRY, SCORE_POINTS, HandoffInput, LeadCarry, LeadOptions
+    from workflows import delivery, search
+    from workflows.types import CHECKPOINT_RETRY, SCORE_POINTS, HandoffInput, LeadCarry, LeadOptions
 
 # Event ids remembered for idempotency: the newest this many (they travel through continue-as-new).
 SEEN_LIMIT = 5000
@@ -42,9 +42,8 @@ def score_index_delay(key: str, seconds: float) -> timedelta:
 
 def scheduled_check(due: datetime) -> dict[str, Any]:
     """The check event the timer asks for. Its time is the due time, not the moment it runs,
-    so its id (a hash of the event) and the outbox keys of what it sends are the same when a
-    workflow task is retried after a worker crash: deliveries are local activities, and may
-    already have run once in the task that never completed."""
+    so its id (a hash of the event) and the delivery keys of what it sends are the same when a
+    workflow task is evaluated again (replay, or a retried task after a worker crash)."""
     return {"type": "check", "at": due.isoformat(), "data": {"reason": "scheduled"}}
 
 
@@ -64,6 +63,7 @@ class LeadWorkflow:
         self._woke = False
         self._indexed: tuple[str | None, float | None] = (None, None)
         self._index_score_at: datetime | None = None
+        self._sending: set[asyncio.Task[None]] = set()  # e-mails on their way
 
     @workflow.run
     async def run(self, event: Any, options: LeadOptions | None = None,
@@ -92,7 +92,8 @@ class LeadWorkflow:
                     await self._end_workflow_task()
                     handled = 0
             if self._ready_to_continue_as_new():
-                await workflow.wait_condition(workflow.all_handlers_finished)
+                # a delivery still on its way belongs to this run: wait for its answer
+                await workflow.wait_condition(lambda: workflow.all_handlers_finished() and not self._sending)
                 if not self._ready_to_continue_as_new():
                     continue
                 self._index(now=True)
@@ -106,6 +107,11 @@ class LeadWorkflow:
     @workflow.signal(name="event")
     def on_event(self, raw: Any) -> None:
         self.c.pending.append({"raw": raw})
+
+    @workflow.signal(name="note")
+    def on_note(self, note: dict[str, Any]) -> None:
+        """A line for the story from elsewhere (a hand-off's CRM delivery that failed)."""
+        self._say(str(note.get("why", "")), str(note.get("type", "delivery")))
 
     @workflow.update(name="submit")
     async def submit(self, raw: Any) -> dict[str, Any]:
@@ -205,7 +211,7 @@ class LeadWorkflow:
         A no-op activity does it in one round trip (a short timer waits for the server's timer
         granularity, about a second on the dev server)."""
         await workflow.execute_activity("checkpoint", start_to_close_timeout=timedelta(seconds=30),
-                                        retry_policy=DELIVER_RETRY)
+                                        retry_policy=CHECKPOINT_RETRY)
 
     def _ready_to_continue_as_new(self) -> bool:
         due = (workflow.info().is_continue_as_new_suggested()
@@ -297,10 +303,35 @@ class LeadWorkflow:
         if action.kind == "create_handoff":
             await self._open_handoff(action, decision, event)
             return
-        if action.kind in ("send", "disqualify", "escalate"):
-            payload = {k: v for k, v in asdict(action).items() if v is not None and k != "key"}
-            message = OutboxMessage(key=action.key, lead=self.key, kind=action.kind, payload=payload)
-            await deliver(message)
+        if action.kind not in ("send", "disqualify", "escalate"):
+            return
+        request = None
+        if action.kind == "send" and action.content:
+            lead = decision.lead
+            request = EmailRequest(key=action.key, lead=self.key, content=action.content,
+                                   to=lead.profile.get("email"), profile=dict(lead.profile),
+                                   withheld=action.withheld)
+        if not workflow.patched(delivery.REAL_DELIVERY):  # a run from before: see delivery.legacy
+            await delivery.legacy(action.kind, action.key, self.key, request)
+            return
+        if request is not None:
+            task = asyncio.create_task(self._mail(request))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _mail(self, request: EmailRequest) -> None:
+        """Send one e-mail and act on how it ended: a hard bounce comes back as an event (the
+        policy derails the lead, the evaluator stops its mail for good); what did not go out is
+        said in the story."""
+        result: DeliveryResult = await delivery.send_email(request, self.options.delivery_timeout)
+        if result.status == "bounced":
+            digest = hashlib.sha256(request.key.encode()).hexdigest()[:16]
+            self.c.pending.append({"raw": {
+                "id": f"bounce-{digest}", "type": "email_bounce", "at": workflow.now().isoformat(),
+                "data": {"hard": True, "content": request.content, "reason": result.detail}}})
+        elif result.status in ("failed", "suppressed"):
+            what = "not sent" if result.status == "suppressed" else "failed"
+            self._say(f"e-mail {request.content} {what}: {result.detail}", "delivery")
 
     async def _open_handoff(self, action: Action, decision: Decision, event: Event) -> None:
         if self.c.open_handoff is not None:
@@ -314,7 +345,8 @@ class LeadWorkflow:
             queue=action.queue or "sales", sla_seconds=action.sla_seconds or 48 * 3600,
             escalate_to=action.escalate_to,
             reason=action.reason, policy=decision.policy, version=decision.version,
-            lead_story=self._story_for_sales(decision), index=self.options.index)
+            lead_story=self._story_for_sales(decision), index=self.options.index,
+            delivery_timeout=self.options.delivery_timeout)
         await workflow.start_child_workflow(
             "HandoffWorkflow", task, id=task_id, task_queue=workflow.info().task_queue,
             parent_close_policy=workflow.ParentClosePolicy.ABANDON)
@@ -340,6 +372,14 @@ class LeadWorkflow:
         if extra > 0:
             del self.c.story[:extra]
             self.c.story_dropped += extra
+
+    def _say(self, why: str, event_type: str) -> None:
+        lead = self.c.lead
+        state = lead.state if lead else "captured"
+        self._add_story([StoryEntry(
+            at=workflow.now().isoformat(), event_id=None, event_type=event_type, from_state=state,
+            to_state=state, rule=None, policy=lead.policy if lead else "",
+            version=lead.version if lead else 0, why=why)])
 
     def _note(self, event: Event, why: str) -> None:
         lead = self.c.lead

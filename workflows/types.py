@@ -10,8 +10,8 @@ from temporalio.common import RetryPolicy
 
 from rules.models import LeadState, Scores, StoryEntry
 
-# Outbox delivery is idempotent by key, so it may retry for as long as it takes.
-DELIVER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
+# The no-op checkpoint activity may retry for as long as it takes.
+CHECKPOINT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
 
 
 class LeadOptions(BaseModel):
@@ -23,6 +23,9 @@ class LeadOptions(BaseModel):
     # twice as many (see workflows.lead.score_index_delay).
     score_index_seconds: float = 60
     story_limit: int = 500
+    # seconds one delivery attempt (an e-mail, a webhook) may take before Temporal retries it,
+    # on another worker if this one died; also the attempt's lease in the delivery ledger
+    delivery_timeout: float = 60
 
 
 class LeadCarry(BaseModel):
@@ -59,6 +62,7 @@ class HandoffInput(BaseModel):
     version: int
     lead_story: dict[str, Any] = Field(default_factory=dict)
     index: bool = True
+    delivery_timeout: float = 60
 
 
 class RejectInput(BaseModel):

@@ -1,5 +1,5 @@
 """What every request of the API and the pages shares: settings, the Temporal client, the
-policy versions, the record of events passed on, and the keys."""
+policy versions, the record of events passed on, the keys and the delivery ledger."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from temporalio.client import Client
 
 from activities.policies import PolicyStore
+from delivery.ledger import Ledger
+from delivery.links import Links
+from delivery.machines import Judge
 from service.keys import Keys
 from service.seen import SeenEvents
 from service.settings import Settings
@@ -21,3 +24,6 @@ class Context:
     seen: SeenEvents
     keys: Keys
     token_secret: bytes  # signs page tokens
+    ledger: Ledger  # deliveries and suppressions, shared with the workers
+    links: Links  # reads the tokens of the links in e-mail (the workers sign them)
+    judge: Judge  # a person's open or click, or a machine's

@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -16,7 +14,10 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from activities.policies import PolicyStore
-from service.api import events, health, leads, policies, tasks
+from delivery.ledger import Ledger
+from delivery.links import Links
+from delivery.machines import NETWORKS, Judge
+from service.api import crm, deliveries, events, health, leads, links, policies, tasks
 from service.api.context import Context
 from service.intake import IntakeError
 from service.keys import Keys
@@ -24,16 +25,6 @@ from service.seen import SeenEvents
 from service.settings import Settings
 
 log = logging.getLogger("leadflow.api")
-
-
-def session_secret(home: Path) -> str:
-    """The key that signs page sessions: made once per machine under LEADFLOW_HOME."""
-    path = home / "session-secret"
-    if not path.exists():
-        home.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32), encoding="utf-8")
-        path.chmod(0o600)
-    return path.read_text(encoding="utf-8").strip()
 
 
 def create_app(settings: Settings, client: Client | None = None, keys: Keys | None = None) -> FastAPI:
@@ -46,25 +37,30 @@ def create_app(settings: Settings, client: Client | None = None, keys: Keys | No
         store = PolicyStore(settings.policy_dir, settings.policy, settings.content_dir)
         store.reload()
         seen = SeenEvents(settings.home / "intake.sqlite")
+        ledger = await asyncio.to_thread(Ledger.open, settings.ledger_url)
+        judge = Judge(NETWORKS + settings.machine_networks, settings.machine_open_seconds,
+                      settings.machine_click_seconds)
         app.state.ctx = Context(settings, client or await connect(settings), store, seen,
                                 keys or Keys.load(settings.api_keys, settings.api_keys_file),
-                                session_secret(settings.home).encode())
+                                settings.signing_secret().encode(), ledger,
+                                Links(settings.signing_secret(), settings.public), judge)
         watcher = asyncio.create_task(_watch(store, settings.policy_poll_seconds))
         try:
             yield
         finally:
             watcher.cancel()
             seen.close()
+            ledger.close()
 
     app = FastAPI(title="leadflow", version="1", lifespan=lifespan,
                   description="Lead lifecycle from policy files that sales and marketing write together. "
                               "Every /v1 route needs `Authorization: Bearer <key>`; roles: intake, sales, "
                               "ops, admin.")
-    for module in (events, leads, tasks, policies, health):
+    for module in (events, leads, tasks, crm, deliveries, policies, health, links):
         app.include_router(module.router)
     from service.pages import routes as pages
 
-    pages.mount(app, session_secret(settings.home))
+    pages.mount(app, settings.signing_secret())
 
     @app.exception_handler(IntakeError)
     async def intake_error(_: Request, err: IntakeError) -> JSONResponse:

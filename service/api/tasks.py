@@ -37,25 +37,26 @@ async def list_tasks(ctx: Ctx, _: ReadsTasks, queue: str | None = None,
 
 @router.get("/tasks/{task_id}", summary="A task with the lead's story and why it is sales-ready")
 async def get_task(task_id: str, ctx: Ctx, _: ReadsTasks) -> dict[str, Any]:
-    return await _answer(tasks.task(ctx.client, task_id), task_id)
+    return await task_answer(tasks.task(ctx.client, task_id), task_id)
 
 
 @router.post("/tasks/{task_id}/accept")
 async def accept_task(task_id: str, body: Accept, ctx: Ctx, _: WorksTasks) -> dict[str, Any]:
-    return await _answer(tasks.accept(ctx.client, task_id, body.by), task_id)
+    return await task_answer(tasks.accept(ctx.client, task_id, body.by), task_id)
 
 
 @router.post("/tasks/{task_id}/reject")
 async def reject_task(task_id: str, body: Reject, ctx: Ctx, _: WorksTasks) -> dict[str, Any]:
-    return await _answer(tasks.reject(ctx.client, task_id, body.reason, body.by), task_id)
+    return await task_answer(tasks.reject(ctx.client, task_id, body.reason, body.by), task_id)
 
 
 @router.post("/tasks/{task_id}/reassign")
 async def reassign_task(task_id: str, body: Reassign, ctx: Ctx, _: WorksTasks) -> dict[str, Any]:
-    return await _answer(tasks.reassign(ctx.client, task_id, body.queue, body.by), task_id)
+    return await task_answer(tasks.reassign(ctx.client, task_id, body.queue, body.by), task_id)
 
 
-async def _answer(call: Any, task_id: str) -> dict[str, Any]:
+async def task_answer(call: Any, task_id: str) -> dict[str, Any]:
+    """A task operation's answer, or the 404 or 409 it comes to (the CRM's routes use it too)."""
     try:
         return await call
     except tasks.NoSuchTask:

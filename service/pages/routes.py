@@ -1,11 +1,13 @@
 """Pages for people, rendered on the server (Jinja2, no JavaScript, nothing fetched from outside):
-the sales inbox, a task with the lead's story, leads by state and a lead's timeline.
+the sales inbox, a task with the lead's story, leads by state and a lead's timeline; for ops the
+deliveries; and the e-mail `make up`'s local SMTP sink caught.
 
 A person logs in with an API key; the session cookie is signed and holds the role, never the key.
 Every form carries a CSRF token bound to the session."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import secrets
 from datetime import datetime, timezone
@@ -19,9 +21,12 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
+from delivery import sink
+from delivery.ledger import STATUSES
 from service import leads as lead_ops
 from service import tasks as task_ops
 from service.api.context import Context
+from service.deliveries import KINDS, BadFilter, listing
 from service.intake import IntakeError
 from service.keys import allowed
 
@@ -220,6 +225,53 @@ async def lead_page(request: Request, lead: str) -> Response:
                  chart=_chart(found.get("score_history", [])))
 
 
+# -- deliveries and mail ---------------------------------------------------------------------
+
+
+async def deliveries_page(request: Request, status: str = "", kind: str = "", lead: str = "") -> Response:
+    try:
+        role = _role(request)
+    except _Login:
+        return _login_first(request)
+    if not allowed(role, "read_deliveries"):
+        return _page(request, "missing.html", status=403,
+                     message=f"The {role} role does not see deliveries; ops does.")
+    ctx = _ctx(request)
+    error = None
+    try:
+        key = lead_ops.lead_id(lead) if lead.strip() else None
+        rows = await asyncio.to_thread(listing, ctx.ledger, lead=key, status=status or None,
+                                       kind=kind or None, limit=500)
+    except (BadFilter, ValueError) as err:
+        rows, error = [], str(err)
+    counts = await asyncio.to_thread(ctx.ledger.counts)
+    return _page(request, "deliveries.html", status=422 if error else 200, rows=rows, error=error,
+                 counts=counts, status_=status, kind=kind, lead=lead, statuses=STATUSES, kinds=KINDS)
+
+
+async def mail_page(request: Request) -> Response:
+    try:
+        _role(request)
+    except _Login:
+        return _login_first(request)
+    ctx = _ctx(request)
+    found = await asyncio.to_thread(sink.messages, ctx.settings.mail_dir, 200)
+    return _page(request, "mail.html", messages=found, directory=ctx.settings.mail_dir,
+                 smtp=ctx.settings.smtp_host)
+
+
+async def mail_message_page(request: Request, message_id: str) -> Response:
+    try:
+        _role(request)
+    except _Login:
+        return _login_first(request)
+    found = await asyncio.to_thread(sink.message, _ctx(request).settings.mail_dir, message_id)
+    if found is None:
+        return _page(request, "missing.html", status=404, what=f"message {message_id}")
+    unsubscribe = next((v.strip("<> ") for k, v in found["headers"] if k.lower() == "list-unsubscribe"), "")
+    return _page(request, "mail_message.html", msg=found, unsubscribe=unsubscribe)
+
+
 # -- helpers ---------------------------------------------------------------------------------
 
 
@@ -279,4 +331,7 @@ ROUTES = [
     ("/tasks/{task_id}/reassign", _answer, ["POST"]),
     ("/leads", leads_page, ["GET"]),
     ("/leads/{lead}", lead_page, ["GET"]),
+    ("/deliveries", deliveries_page, ["GET"]),
+    ("/mail", mail_page, ["GET"]),
+    ("/mail/{message_id}", mail_message_page, ["GET"]),
 ]

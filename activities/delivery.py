@@ -1,0 +1,203 @@
+"""Delivery as Temporal activities: nurture e-mail over SMTP, hand-offs and escalations to the
+CRM's webhook. Each claims its key in the shared ledger before it sends and marks it after (see
+delivery.ledger); Temporal retries with backoff what a retry may fix (the activity raises), and
+a final answer (sent, bounced, refused, suppressed, skipped) comes back as a DeliveryResult for
+the workflow to act on. Sync: smtplib and the HTTP client block, on the worker's threads."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, Field
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from delivery import message
+from delivery.content import ContentStore, NoTemplate
+from delivery.ledger import Claim, Ledger, address_hash
+from delivery.links import Links, Mail, delivery_digest
+from delivery.smtp import Mailer, SendError
+from delivery.webhook import Poster, signature
+
+USER_AGENT = "leadflow-webhook/1"
+RETRY_LATER = (408, 425, 429)  # 4xx answers that ask for a retry rather than refuse
+
+
+class EmailRequest(BaseModel):
+    key: str
+    lead: str
+    content: str
+    to: str | None = None
+    profile: dict[str, Any] = Field(default_factory=dict)
+    withheld: str | None = None
+    max_attempts: int = 0  # the workflow's retry policy's; the last attempt records `failed`
+
+
+class WebhookRequest(BaseModel):
+    key: str
+    kind: Literal["handoff", "escalation"]
+    lead: str
+    queue: str
+    task: str
+    idempotency_key: str
+    body: dict[str, Any] = Field(default_factory=dict)
+    max_attempts: int = 0
+
+
+class DeliveryResult(BaseModel):
+    key: str
+    status: Literal["sent", "bounced", "failed", "suppressed", "skipped"]
+    detail: str = ""
+    message_id: str = ""
+    http_status: int | None = None
+
+
+@dataclass
+class Delivery:
+    """Everything a worker delivers with; None where settings leave a channel unconfigured."""
+
+    ledger: Ledger
+    content: ContentStore
+    links: Links
+    sender: str
+    mailer: Mailer | None
+    poster: Poster
+    webhook_for: Any  # queue -> URL ("" when none)
+    webhook_secret: str
+    public_url: str
+
+    def close(self) -> None:
+        if self.mailer is not None:
+            self.mailer.close()
+        self.poster.close()
+        self.ledger.close()
+
+
+class DeliveryActivities:
+    def __init__(self, delivery: Delivery) -> None:
+        self.d = delivery
+
+    @activity.defn(name="send_email")
+    def send_email(self, req: EmailRequest) -> DeliveryResult:
+        d = self.d
+        row = {"kind": "email", "lead": req.lead, "target": req.to or "", "subject": req.content}
+        if req.withheld:
+            return self._not_sent(req.key, row, "suppressed", req.withheld)
+        if not req.to:
+            return self._not_sent(req.key, row, "skipped", "the lead has no e-mail address")
+        if reason := d.ledger.suppressed(req.to):
+            return self._not_sent(req.key, row, "suppressed", f"the address is suppressed ({reason})")
+        if d.mailer is None:
+            return self._not_sent(req.key, row, "skipped", "no SMTP server configured (LEADFLOW_SMTP_HOST)")
+        mid = message.message_id(req.key, d.sender)
+        claim = d.ledger.claim(req.key, **row, owner=_owner(), lease=_lease(), message_id=mid)
+        if (done := _settled(req.key, claim)) is not None:
+            return done
+        try:
+            template = d.content.get(req.content)
+            mail = Mail(lead=req.lead, delivery=delivery_digest(req.key), content=req.content,
+                        sent=int(time.time()), address=address_hash(req.to))
+            unsubscribe = d.links.unsubscribe(mail)
+            rendered = template.render(req.profile, unsubscribe)
+            msg = message.build(rendered, key=req.key, sender=d.sender, to=req.to, mail=mail, links=d.links,
+                                unsubscribe_url=unsubscribe)
+            d.mailer.send(msg, _address(d.sender), req.to)
+        except NoTemplate as err:
+            return self._again(req.key, req.max_attempts, str(err))
+        except SendError as err:
+            if err.bounce:
+                d.ledger.suppress(req.to, "bounced", req.lead, err.detail)
+                d.ledger.mark(req.key, "bounced", f"hard bounce: {err.detail}")
+                return DeliveryResult(key=req.key, status="bounced", detail=err.detail, message_id=mid)
+            if err.permanent:
+                d.ledger.mark(req.key, "failed", err.detail)
+                return DeliveryResult(key=req.key, status="failed", detail=err.detail, message_id=mid)
+            return self._again(req.key, req.max_attempts, err.detail)
+        d.ledger.mark(req.key, "sent", message_id=mid)
+        return DeliveryResult(key=req.key, status="sent", message_id=mid)
+
+    @activity.defn(name="post_webhook")
+    def post_webhook(self, req: WebhookRequest) -> DeliveryResult:
+        d = self.d
+        url = d.webhook_for(req.queue)
+        row = {"kind": req.kind, "lead": req.lead, "target": url, "subject": req.task}
+        if not url:
+            return self._not_sent(req.key, row, "skipped", f"no webhook configured for queue {req.queue!r} "
+                                                           "(LEADFLOW_HANDOFF_WEBHOOK_URL)")
+        claim = d.ledger.claim(req.key, **row, owner=_owner(), lease=_lease(), message_id=req.idempotency_key)
+        if (done := _settled(req.key, claim)) is not None:
+            return done
+        body = json.dumps({**req.body, "callbacks": self._callbacks(req.task)},
+                          separators=(",", ":"), ensure_ascii=False).encode()
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
+                   "Idempotency-Key": req.idempotency_key, "X-Leadflow-Event": str(req.body.get("event", "")),
+                   "X-Leadflow-Signature": signature(d.webhook_secret, body, int(time.time()))}
+        try:
+            answer = d.poster.post(url, body, headers)
+        except httpx.HTTPError as err:
+            return self._again(req.key, req.max_attempts, f"{type(err).__name__}: {err}")
+        said = f"HTTP {answer.status_code} {answer.reason_phrase}: {answer.text[:300]}".rstrip(": ")
+        if answer.is_success:
+            d.ledger.mark(req.key, "sent", f"HTTP {answer.status_code}", message_id=req.idempotency_key)
+            return DeliveryResult(key=req.key, status="sent", http_status=answer.status_code,
+                                  message_id=req.idempotency_key)
+        if 400 <= answer.status_code < 500 and answer.status_code not in RETRY_LATER:
+            d.ledger.mark(req.key, "failed", f"refused: {said}")
+            return DeliveryResult(key=req.key, status="failed", detail=said, http_status=answer.status_code,
+                                  message_id=req.idempotency_key)
+        return self._again(req.key, req.max_attempts, said, answer.status_code)
+
+    def _callbacks(self, task: str) -> dict[str, str]:
+        base = f"{self.d.public_url}/v1/crm/tasks/{task}"
+        return {"accept": f"{base}/accept", "reject": f"{base}/reject"}
+
+    def _not_sent(self, key: str, row: dict[str, str], status: str, detail: str) -> DeliveryResult:
+        recorded = self.d.ledger.record(key, **row, status=status, detail=detail)
+        if recorded == "sent":  # an earlier attempt did send it (settings changed since)
+            return DeliveryResult(key=key, status="sent")
+        return DeliveryResult(key=key, status=status, detail=detail)  # type: ignore[arg-type]
+
+    def _again(self, key: str, max_attempts: int, detail: str,
+               http_status: int | None = None) -> DeliveryResult:
+        """A failure a retry may fix: raise for Temporal to retry, or on the last attempt record
+        it as failed."""
+        attempt = activity.info().attempt
+        if max_attempts and attempt >= max_attempts:
+            self.d.ledger.mark(key, "failed", f"gave up after {attempt} attempts: {detail}")
+            return DeliveryResult(key=key, status="failed", detail=detail, http_status=http_status)
+        self.d.ledger.mark(key, "retrying", f"attempt {attempt}: {detail}")
+        raise ApplicationError(detail, type="DeliveryRetry")
+
+
+def _settled(key: str, claim: Claim) -> DeliveryResult | None:
+    if claim.outcome == "claimed":
+        return None
+    if claim.outcome == "busy":  # another attempt holds the claim; ask again later
+        raise ApplicationError("another attempt is sending this delivery", type="DeliveryBusy")
+    final = ("sent", "bounced", "failed", "suppressed", "skipped")
+    status = claim.status if claim.status in final else "failed"
+    return DeliveryResult(key=key, status=status, detail=claim.detail,  # type: ignore[arg-type]
+                          message_id=claim.message_id)
+
+
+def _lease() -> float:
+    """As long as Temporal lets the attempt run: after that it retries elsewhere."""
+    timeout = activity.info().start_to_close_timeout
+    return timeout.total_seconds() if timeout else 60.0
+
+
+def _owner() -> str:
+    info = activity.info()
+    return f"{socket.gethostname()}:{os.getpid()}:{info.activity_id}#{info.attempt}"[:256]
+
+
+def _address(sender: str) -> str:
+    from email.utils import parseaddr
+
+    return parseaddr(sender)[1] or sender
