@@ -19,8 +19,8 @@ def _stories(now: datetime) -> list[tuple[str, list[dict[str, Any]]]]:
     return [
         ("hot: a VP with budget who looks at pricing and asks for a demo", [
             {"id": "demo-hot-1", "type": "signup", "at": at(-2), "lead": {
-                "email": "ana.ruiz@acme.example", "name": "Ana Ruiz", "company": "Acme", "role": "vp",
-                "company_size": 250, "budget": 50000, "timeline": "this-quarter"},
+                "email": "ana.ruiz@acme.example", "first_name": "Ana", "last_name": "Ruiz", "company": "Acme",
+                "role": "vp", "company_size": 250, "budget": 50000, "timeline": "this-quarter"},
              "data": {"source": "webinar"}},
             {"id": "demo-hot-2", "type": "page_view", "at": at(-1),
              "lead": {"email": "ana.ruiz@acme.example"}, "data": {"path": "/pricing"}},
@@ -28,7 +28,7 @@ def _stories(now: datetime) -> list[tuple[str, list[dict[str, Any]]]]:
         ]),
         ("cold: a manager at a small shop, reading the blog", [
             {"id": "demo-cold-1", "type": "signup", "lead": {
-                "email": "sam@smallshop.example", "role": "manager", "company_size": 8}},
+                "email": "sam@smallshop.example", "first_name": "Sam", "role": "manager", "company_size": 8}},
             {"id": "demo-cold-2", "type": "page_view", "lead": {"email": "sam@smallshop.example"},
              "data": {"path": "/blog/lead-scoring"}},
         ]),
@@ -38,7 +38,7 @@ def _stories(now: datetime) -> list[tuple[str, list[dict[str, Any]]]]:
         ]),
         ("quiet: signed up 40 days ago and never came back", [
             {"id": "demo-quiet-1", "type": "signup", "at": at(-40), "lead": {
-                "email": "lee@quietco.example", "role": "director", "company_size": 40}},
+                "email": "lee@quietco.example", "first_name": "Lee", "role": "director", "company_size": 40}},
         ]),
     ]
 

@@ -1,9 +1,13 @@
 """`make up` as a new user sees it: the embedded server, the worker, the API and the pages, the
-addresses printed with demo keys made on first run under LEADFLOW_HOME; SIGTERM stops it all."""
+addresses printed with demo keys made on first run under LEADFLOW_HOME, e-mail caught by the
+local SMTP sink and shown on /mail, its unsubscribe link working; SIGTERM stops it all."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,7 +23,8 @@ def test_up_serves_the_api_and_pages_and_prints_where_with_demo_keys(tmp_path):
     env = {**os.environ, "LEADFLOW_HOME": str(tmp_path), "LEADFLOW_DEV_PORT": str(free_port()),
            "LEADFLOW_UI_PORT": str(free_port()), "LEADFLOW_HTTP": http, "LEADFLOW_TASK_QUEUE": "up-test",
            "LEADFLOW_EVAL_PROCESSES": "1"}
-    env.pop("LEADFLOW_API_KEYS", None)
+    for name in ("LEADFLOW_API_KEYS", "LEADFLOW_SMTP_HOST"):  # a new user has neither
+        env.pop(name, None)
     log = tmp_path / "up.log"
     with open(log, "w") as out:
         up = subprocess.Popen([sys.executable, "-m", "cli.main", "up", "--no-demo"], cwd=ROOT, env=env,
@@ -46,6 +51,31 @@ def test_up_serves_the_api_and_pages_and_prints_where_with_demo_keys(tmp_path):
         lead = api.get("/v1/leads/up@acme.example", headers={"Authorization": f"Bearer {keys['sales']}"})
         assert lead.json()["state"] == "nurturing"
         assert api.get("/login").status_code == 200
+        assert "no LEADFLOW_SMTP_HOST: e-mail goes to a local sink" in text
+        # the welcome e-mail reached the sink, as a file and on the /mail page
+        deadline = time.monotonic() + 30
+        while not list((tmp_path / "mail").glob("*.eml")):
+            assert time.monotonic() < deadline, "no e-mail reached the local sink"
+            time.sleep(0.2)
+        (kept,) = (tmp_path / "mail").glob("*.eml")
+        welcome = email.message_from_bytes(kept.read_bytes(), policy=email.policy.default)
+        assert welcome["To"] == "up@acme.example" and welcome["X-Leadflow-Content"] == "welcome-guide"
+        page = httpx.Client(base_url=f"http://{http}", timeout=30)
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.get("/login").text).group(1)
+        page.post("/login", data={"key": keys["sales"], "csrf": csrf, "next": "/mail"})
+        listing = page.get("/mail")
+        assert listing.status_code == 200 and welcome["Subject"] in listing.text
+        shown = page.get(f"/mail/{kept.stem}")
+        unsubscribe = welcome["List-Unsubscribe"].strip("<>")
+        assert shown.status_code == 200 and unsubscribe in shown.text
+        # and its unsubscribe link works, from the page to the lead
+        assert unsubscribe.startswith(f"http://{http}/u/")
+        assert "unsubscribed" in api.post(unsubscribe, data={"confirm": "yes"}).text
+        deadline = time.monotonic() + 30
+        while api.get("/v1/leads/up@acme.example",
+                      headers={"Authorization": f"Bearer {keys['sales']}"}).json()["state"] != "derailed":
+            assert time.monotonic() < deadline, "the unsubscribe never reached the lead"
+            time.sleep(0.2)
     finally:
         up.send_signal(signal.SIGTERM)
         assert up.wait(60) == 143
