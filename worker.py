@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -62,7 +63,10 @@ def build_worker(client: Client, settings: Settings, store: PolicyStore,
                   workflows=[LeadWorkflow, HandoffWorkflow],
                   activities=[acts.evaluate_events, acts.checkpoint, sends.send_email, sends.post_webhook,
                               legacy.deliver],
-                  activity_executor=executor)
+                  activity_executor=executor,
+                  # an e-mail or webhook under way when the worker stops gets to finish and be
+                  # marked, rather than be cut off and sent again by the next worker
+                  graceful_shutdown_timeout=timedelta(seconds=settings.delivery_timeout))
 
 
 async def watch_policies(store: PolicyStore, every: float) -> None:
@@ -83,6 +87,10 @@ async def run_worker(settings: Settings, client: Client | None = None) -> None:
     if evaluators is not None:
         evaluators.start()
     delivery = delivery_for(settings, store)
+    if delivery.mailer is not None and not settings.public.startswith("https://"):
+        log.warning("links in e-mail start %s: mail clients offer one-click unsubscribe (RFC 8058) only for "
+                    "https links; set LEADFLOW_PUBLIC_URL to where people reach the API over https",
+                    settings.public)
     log.info("deliveries: ledger %s; e-mail %s; hand-off webhooks %s", _redact(settings.ledger_url),
              f"via {settings.smtp_host}" if delivery.mailer else "not sent (no LEADFLOW_SMTP_HOST)",
              "configured" if settings.webhook_for("") or settings.handoff_webhook_urls else "none")

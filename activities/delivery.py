@@ -6,11 +6,13 @@ the workflow to act on. Sync: smtplib and the HTTP client block, on the worker's
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
 import time
 from dataclasses import dataclass
+from email.utils import parseaddr
 from typing import Any, Literal
 
 import httpx
@@ -91,12 +93,11 @@ class DeliveryActivities:
             return self._not_sent(req.key, row, "suppressed", req.withheld)
         if not req.to:
             return self._not_sent(req.key, row, "skipped", "the lead has no e-mail address")
-        if reason := d.ledger.suppressed(req.to):
-            return self._not_sent(req.key, row, "suppressed", f"the address is suppressed ({reason})")
         if d.mailer is None:
             return self._not_sent(req.key, row, "skipped", "no SMTP server configured (LEADFLOW_SMTP_HOST)")
         mid = message.message_id(req.key, d.sender)
-        claim = d.ledger.claim(req.key, **row, owner=_owner(), lease=_lease(), message_id=mid)
+        # an unsubscribed or bounced address is never claimed, whatever the lead's policy says
+        claim = d.ledger.claim(req.key, **row, owner=_owner(), lease=_lease(), message_id=mid, address=req.to)
         if (done := _settled(req.key, claim)) is not None:
             return done
         try:
@@ -192,12 +193,14 @@ def _lease() -> float:
     return timeout.total_seconds() if timeout else 60.0
 
 
+_HOST = socket.gethostname()
+
+
 def _owner() -> str:
     info = activity.info()
-    return f"{socket.gethostname()}:{os.getpid()}:{info.activity_id}#{info.attempt}"[:256]
+    return f"{_HOST}:{os.getpid()}:{info.activity_id}#{info.attempt}"[:256]
 
 
+@functools.lru_cache(maxsize=64)
 def _address(sender: str) -> str:
-    from email.utils import parseaddr
-
     return parseaddr(sender)[1] or sender

@@ -72,8 +72,7 @@ class Ledger:
         self.engine = _engine(url)
         # SQLite takes one writer at a time; a writer that finds the file locked sleeps in its busy
         # handler (1 ms, 2 ms, 5 ms ...). Threads of one process queue on a lock instead.
-        self._writing: contextlib.AbstractContextManager[Any] = (
-            _Lock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext())
+        self._lock = threading.Lock() if self.engine.dialect.name == "sqlite" else None
         # The three statements of every delivery, compiled once and run on the driver: building
         # and running a Core statement cost 0.2 to 0.6 ms each, the driver alone under 0.1
         c = deliveries.c
@@ -82,6 +81,14 @@ class Ledger:
                                              "claimed_by", "lease_until", "message_id", "created_at",
                                              "updated_at")}).on_conflict_do_nothing(index_elements=["key"])
             .returning(c.key))
+        # the same, unless the address is on the suppression list (one statement for an e-mail)
+        claim_cols = ("key", "kind", "lead", "target", "subject", "status", "attempts", "claimed_by",
+                      "lease_until", "message_id", "created_at", "updated_at")
+        unless = select(*(bindparam(col, type_=deliveries.c[col].type) for col in claim_cols)).where(
+            ~select(suppressions.c.address_hash).where(
+                suppressions.c.address_hash == bindparam("h")).exists())
+        self._claim_mail = _Prepared(self.engine, self._insert(deliveries).from_select(claim_cols, unless)
+                                     .on_conflict_do_nothing(index_elements=["key"]).returning(c.key))
         self._mark = _Prepared(self.engine, update(deliveries).where(c.key == bindparam("k")).values(
             status=bindparam("status"), detail=bindparam("detail"), updated_at=bindparam("now"),
             lease_until=bindparam("zero"),
@@ -91,14 +98,27 @@ class Ledger:
             suppressions.c.address_hash == bindparam("h")))
 
     @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
+        """This process's turn to write. Never more than a few seconds' wait: Temporal cancels a
+        sync activity by raising in its thread, which can leave the lock taken with nobody to
+        release it, and a worker must not stop delivering for that (SQLite's busy handler still
+        keeps writers apart)."""
+        got = self._lock.acquire(timeout=5) if self._lock is not None else False
+        try:
+            yield
+        finally:
+            if got:
+                self._lock.release()  # type: ignore[union-attr]
+
+    @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self._writing, self.engine.begin() as db:
+        with self._turn(), self.engine.begin() as db:
             yield db
 
     @contextlib.contextmanager
     def _driver(self, write: bool = True) -> Iterator[Any]:
         """A pooled driver connection in a transaction of its own, for the prepared statements."""
-        with self._writing if write else contextlib.nullcontext():
+        with self._turn() if write else contextlib.nullcontext():
             conn = self.engine.raw_connection()
             try:
                 yield conn
@@ -149,17 +169,31 @@ class Ledger:
     # -- claim, send, mark -------------------------------------------------------------------
 
     def claim(self, key: str, *, kind: str, lead: str, target: str, subject: str, owner: str,
-              lease: float, message_id: str = "", now: float | None = None) -> Claim:
+              lease: float, message_id: str = "", address: str | None = None,
+              now: float | None = None) -> Claim:
+        """With `address`, an address on the suppression list is never claimed: the delivery
+        is recorded `suppressed` (unless it was sent already) and the Claim says so."""
         now = time.time() if now is None else now
         c = deliveries.c
+        values = {"key": key, "kind": kind, "lead": lead, "target": target, "subject": subject,
+                  "status": "sending", "attempts": 1, "claimed_by": owner, "lease_until": now + lease,
+                  "message_id": message_id, "created_at": now, "updated_at": now}
         # RETURNING, not rowcount: psycopg leaves rowcount at -1 after ON CONFLICT DO NOTHING
         with self._driver() as conn:
-            inserted = self._claim_new.run(conn, {
-                "key": key, "kind": kind, "lead": lead, "target": target, "subject": subject,
-                "status": "sending", "attempts": 1, "claimed_by": owner, "lease_until": now + lease,
-                "message_id": message_id, "created_at": now, "updated_at": now})
+            if address is None:
+                inserted = self._claim_new.run(conn, values)
+            else:
+                inserted = self._claim_mail.run(conn, {**values, "h": address_hash(address)})
         if inserted:
             return Claim("claimed", "sending", message_id=message_id)
+        if address is not None and (reason := self.suppressed(address)):
+            detail = f"the address is suppressed ({reason})"
+            status = self.record(key, kind=kind, lead=lead, target=target, subject=subject,
+                                 status="suppressed", detail=detail, now=now)
+            if status not in ("sent", "suppressed"):  # an earlier attempt left it retrying: no more
+                self.mark(key, "suppressed", detail, now=now)
+            return Claim("final", "sent" if status == "sent" else "suppressed",
+                         "" if status == "sent" else detail)
         with self._write() as db:  # known: a retry, a reclaim, or a delivery already settled
             expired = and_(c.status == "sending", c.lease_until < now)
             row = db.execute(select(c.status).where(c.key == key)).one()
@@ -268,17 +302,6 @@ class _Prepared:
             return cursor.fetchall() if self.returns else []
         finally:
             cursor.close()
-
-
-class _Lock:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-
-    def __enter__(self) -> None:
-        self._lock.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.release()
 
 
 def _engine(url: str) -> Engine:

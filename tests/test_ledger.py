@@ -97,3 +97,42 @@ def test_migrations_run_once_when_processes_start_together(url):
     ledgers[0].migrate()  # and again: nothing to do
     for ledger in ledgers:
         ledger.close()
+
+
+def test_an_e_mail_to_a_suppressed_address_is_never_claimed(url):
+    ledger = Ledger.open(url)
+
+    def mail(key: str, to: str):
+        return ledger.claim(key, kind="email", lead="lead-1", target=to, subject="welcome", owner="w1",
+                            lease=30, address=to)
+
+    assert mail("m1", "Kim@Acme.example").outcome == "claimed"
+    ledger.mark("m1", "sent")
+    assert mail("m2", "kim@acme.example").outcome == "claimed"
+    ledger.mark("m2", "retrying", "421 try later")
+    ledger.suppress(" KIM@acme.example", "unsubscribed", "lead-1")
+    # a fresh delivery, a retry of one that was waiting, and one already sent
+    fresh, retry, sent = (mail(key, "kim@acme.example") for key in ("m3", "m2", "m1"))
+    assert (fresh.outcome, fresh.status) == ("final", "suppressed") and "unsubscribed" in fresh.detail
+    assert (retry.outcome, retry.status) == ("final", "suppressed")
+    assert (sent.outcome, sent.status) == ("final", "sent")
+    assert [ledger.get(k)["status"] for k in ("m1", "m2", "m3")] == ["sent", "suppressed", "suppressed"]
+    assert mail("m4", "other@acme.example").outcome == "claimed"  # only that address
+
+
+def test_a_writer_lock_left_taken_does_not_stop_delivery(tmp_path):
+    """Temporal cancels a sync activity by raising in its thread; landing between taking
+    SQLite's in-process writer lock and the code that gives it back, it leaves the lock taken.
+    Every later delivery of the worker waited for it forever (found by a hung `make test`)."""
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    assert ledger._lock is not None and ledger._lock.acquire()  # taken, and nobody will give it back
+    done = threading.Event()
+
+    def deliver() -> None:
+        assert claim(ledger, "k-after").outcome == "claimed"
+        ledger.mark("k-after", "sent")
+        done.set()
+
+    threading.Thread(target=deliver, daemon=True).start()
+    assert done.wait(30), "a delivery waited for a lock nobody holds"
+    assert ledger.get("k-after")["status"] == "sent"

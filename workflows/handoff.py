@@ -31,11 +31,13 @@ class HandoffWorkflow:
         self.log: list[dict[str, Any]] = []
         self.due_at: str | None = None
         self._pushing: set[asyncio.Task[None]] = set()
+        self._real_delivery = True
 
     @workflow.run
     async def run(self, task: HandoffInput) -> dict[str, Any]:
         self.task = task
         self.queue = task.queue
+        self._real_delivery = workflow.patched(delivery.REAL_DELIVERY)  # first, see LeadWorkflow.run
         self._record("created", queue=task.queue, reason=task.reason)
         self._index()
         breaches = 0
@@ -152,7 +154,7 @@ class HandoffWorkflow:
         request = WebhookRequest(key=key, kind=kind, lead=self.task.lead_workflow_id, queue=self.queue,
                                  task=self._id(), idempotency_key=idempotency_key,
                                  body={**body, "task": self._task_view(), "lead": self._lead_view()})
-        if not workflow.patched(delivery.REAL_DELIVERY):  # a run from before: see delivery.legacy
+        if not self._real_delivery:  # a run from before: see delivery.legacy
             await delivery.legacy(kind, key, self.task.lead_workflow_id, request)
             return
         push = asyncio.create_task(self._tell_crm(request))

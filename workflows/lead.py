@@ -64,11 +64,15 @@ class LeadWorkflow:
         self._indexed: tuple[str | None, float | None] = (None, None)
         self._index_score_at: datetime | None = None
         self._sending: set[asyncio.Task[None]] = set()  # e-mails on their way
+        self._real_delivery = True
 
     @workflow.run
     async def run(self, event: Any, options: LeadOptions | None = None,
                   carry: LeadCarry | None = None) -> None:
         self.key = workflow.info().workflow_id
+        # asked first thing, so the marker of a new run is always its first command, whatever
+        # the timing of its first send (see delivery.legacy)
+        self._real_delivery = workflow.patched(delivery.REAL_DELIVERY)
         # validated here: the converter leaves Optional run arguments as plain dicts
         self.options = LeadOptions.model_validate(options) if options else LeadOptions()
         if carry is not None:
@@ -311,7 +315,7 @@ class LeadWorkflow:
             request = EmailRequest(key=action.key, lead=self.key, content=action.content,
                                    to=lead.profile.get("email"), profile=dict(lead.profile),
                                    withheld=action.withheld)
-        if not workflow.patched(delivery.REAL_DELIVERY):  # a run from before: see delivery.legacy
+        if not self._real_delivery:  # a run from before: see delivery.legacy
             await delivery.legacy(action.kind, action.key, self.key, request)
             return
         if request is not None:
