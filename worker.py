@@ -77,6 +77,7 @@ async def watch_policies(store: PolicyStore, every: float) -> None:
 
 
 async def run_worker(settings: Settings, client: Client | None = None) -> None:
+    settings.check_delivery()  # before anything starts: a setting every delivery would fail on
     store = PolicyStore(settings.policy_dir, settings.policy, settings.content_dir)
     store.reload()
     active = store.active()  # refuse to start with no valid policy at all

@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parseaddr
 from typing import Any, Literal
@@ -70,7 +71,7 @@ class Delivery:
     sender: str
     mailer: Mailer | None
     poster: Poster
-    webhook_for: Any  # queue -> URL ("" when none)
+    webhook_for: Callable[[str], str]  # queue -> URL ("" when none)
     webhook_secret: str
     public_url: str
 
