@@ -6,14 +6,12 @@ the workflow to act on. Sync: smtplib and the HTTP client block, on the worker's
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.utils import parseaddr
 from typing import Any, Literal
 
 import httpx
@@ -21,7 +19,7 @@ from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from delivery import message
+from delivery import message, mime
 from delivery.content import ContentStore, NoTemplate
 from delivery.ledger import Claim, Ledger, address_hash
 from delivery.links import Links, Mail, delivery_digest
@@ -109,7 +107,7 @@ class DeliveryActivities:
             rendered = template.render(req.profile, unsubscribe)
             msg = message.build(rendered, key=req.key, sender=d.sender, to=req.to, mail=mail, links=d.links,
                                 unsubscribe_url=unsubscribe)
-            d.mailer.send(msg, _address(d.sender), req.to)
+            d.mailer.send(msg, mime.mailbox(d.sender) or d.sender, req.to)
         except NoTemplate as err:
             return self._again(req.key, req.max_attempts, str(err))
         except SendError as err:
@@ -200,8 +198,3 @@ _HOST = socket.gethostname()
 def _owner() -> str:
     info = activity.info()
     return f"{_HOST}:{os.getpid()}:{info.activity_id}#{info.attempt}"[:256]
-
-
-@functools.lru_cache(maxsize=64)
-def _address(sender: str) -> str:
-    return parseaddr(sender)[1] or sender

@@ -3,13 +3,13 @@ active: the store keeps the last good version and logs why, file by file."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from pathlib import Path
 
 from activities.evaluation import Catalog
 from delivery.content import ContentStore, check_policy_content, profile_fields
+from delivery.watched import Watched, log_notes
 from rules.compile import CompiledPolicy, compile_policy
 from rules.validate import PolicyInvalid, load_policy_file
 
@@ -28,22 +28,17 @@ class PolicyStore:
         # a policy whose sends have no (good) template here is refused like a broken file
         self.content = ContentStore(content_dir or self.directory.resolve().parent / "content")
         self._versions: dict[int, CompiledPolicy] = {}
-        self._seen: dict[Path, str] = {}  # file -> sha of the bytes last looked at
+        self._watched = Watched()
         self._lock = threading.Lock()
 
     def reload(self) -> list[str]:
         """Look at the policy files again; returns what changed, for the log."""
         notes: list[str] = []
         files = sorted(self.directory.glob("*.yaml")) + sorted(self.directory.glob("*.yml"))
+        templates = self.content.digest()  # a changed template has every policy checked again
         for path in files:
-            try:
-                sha = hashlib.sha256(path.read_bytes()).hexdigest() + self.content.digest()
-            except OSError as err:
-                notes.append(f"{path}: unreadable ({err}); kept the last good versions")
+            if not self._watched.changed(path, templates, notes, "kept the last good versions"):
                 continue
-            if self._seen.get(path) == sha:
-                continue
-            self._seen[path] = sha
             try:
                 loaded = load_policy_file(path)
                 if problems := check_policy_content(loaded, self.content.directory):
@@ -66,8 +61,7 @@ class PolicyStore:
             newest = self._versions[max(self._versions)] if self._versions else None
         # templates are checked against what the active policy's leads may have
         self.content.reload(profile_fields(newest.policy) if newest else None)
-        for note in notes:
-            (log.warning if "refused" in note or "unreadable" in note else log.info)(note)
+        log_notes(log, notes)
         return notes
 
     def active(self) -> CompiledPolicy:

@@ -116,16 +116,16 @@ async def run(args: argparse.Namespace, settings: Settings, client: Client) -> i
         state = await leads.lead(client, args.who)
         if state is None:
             raise UserError(f"no lead {args.who!r}")
-        _show(args, state, lambda: people.lead(state))
+        people.show(args.json, state, lambda: people.lead(state))
         return 0
     if args.command == "leads":
         found, _ = await leads.leads(client, args.state, args.limit)
-        _show(args, found, lambda: people.rows("leads", found, [
+        people.show(args.json, found, lambda: people.rows("leads", found, [
             ("id", "lead"), ("LeadflowState", "state"), ("LeadflowScore", "score")]))
         return 0
     if args.command == "tasks":
         found = await tasks.tasks(client, args.queue, "all" if args.all else args.status)
-        _show(args, found, lambda: people.rows("tasks", found, [
+        people.show(args.json, found, lambda: people.rows("tasks", found, [
             ("id", "task"), ("LeadflowQueue", "queue"), ("LeadflowTaskStatus", "status")]))
         return 0
     if args.action == "show":
@@ -136,16 +136,8 @@ async def run(args: argparse.Namespace, settings: Settings, client: Client) -> i
         info = await tasks.reject(client, args.task_id, args.reason, args.by)
     else:
         info = await tasks.reassign(client, args.task_id, args.queue, args.by)
-    _show(args, info, lambda: people.task(info))
+    people.show(args.json, info, lambda: people.task(info))
     return 0
-
-
-def _show(args: argparse.Namespace, data: Any, table: Any) -> None:
-    if args.json:
-        for item in data if isinstance(data, list) else [data]:
-            print(json.dumps(item, default=str))
-    else:
-        people.console.print(table())
 
 
 def _lines(file: str) -> list[tuple[int, str]]:

@@ -151,7 +151,7 @@ def _deliveries(args: argparse.Namespace) -> int:
     finally:
         ledger.close()
     shown = [{**row, "when": people.when(row["updated_at"])} for row in rows]
-    _show(args, rows, lambda: people.rows("deliveries", shown, [
+    people.show(args.json, rows, lambda: people.rows("deliveries", shown, [
         ("when", "when"), ("kind", "kind"), ("status", "status"), ("lead", "lead"), ("target", "to"),
         ("subject", "what"), ("attempts", "tries"), ("detail", "why")]))
     return 0
@@ -204,15 +204,6 @@ async def _service(args: argparse.Namespace) -> int:
         return await commands.send(args, settings)
     client = await connect(settings)
     return await commands.run(args, settings, client)
-
-
-def _show(args: argparse.Namespace, data: Any, table: Any) -> None:
-    """JSON lines (a list) or one JSON document with --json; the table otherwise."""
-    if args.json:
-        for item in data if isinstance(data, list) else [data]:
-            print(json.dumps(item, default=str))
-    else:
-        people.console.print(table())
 
 
 def _validate(args: argparse.Namespace) -> int:

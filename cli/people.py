@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -12,6 +14,15 @@ from rich.table import Table
 from rich.text import Text
 
 console = Console(highlight=False, soft_wrap=False)
+
+
+def show(as_json: bool, data: Any, table: Callable[[], Any]) -> None:
+    """JSON lines (a list) or one JSON document with --json; the table otherwise."""
+    if as_json:
+        for item in data if isinstance(data, list) else [data]:
+            print(json.dumps(item, default=str))
+    else:
+        console.print(table())
 
 
 def when(text: str | None) -> str:

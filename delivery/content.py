@@ -21,6 +21,7 @@ from typing import Any
 from jinja2 import TemplateSyntaxError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
+from delivery.watched import Watched, log_notes
 from rules.conditions import ConditionError, fields_of, parse_when
 from rules.policy import DERIVED_PROFILE, Effects, Policy
 from rules.validate import LoadedPolicy, Problem, owner_of
@@ -232,21 +233,16 @@ class ContentStore:
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         self._templates: dict[str, Template] = {}
-        self._seen: dict[Path, str] = {}
+        self._watched = Watched()
         self._lock = threading.Lock()
 
     def reload(self, fields: set[str] | None = None) -> list[str]:
         notes: list[str] = []
+        # checked again when the fields a lead may have change, not only the file
+        salt = repr(sorted(fields or ()))
         for path in sorted(self.directory.glob("*.yaml")):
-            try:
-                # checked again when the fields a lead may have change, not only the file
-                sha = hashlib.sha256(path.read_bytes()).hexdigest() + repr(sorted(fields or ()))
-            except OSError as err:
-                notes.append(f"{path}: unreadable ({err}); kept the last good template")
+            if not self._watched.changed(path, salt, notes, "kept the last good template"):
                 continue
-            if self._seen.get(path) == sha:
-                continue
-            self._seen[path] = sha
             try:
                 template = load_template(path)
                 if problems := template.problems_for(fields):
@@ -258,8 +254,7 @@ class ContentStore:
             with self._lock:
                 self._templates[template.id] = template
             notes.append(f"{path}: loaded")
-        for note in notes:
-            (log.warning if "refused" in note or "unreadable" in note else log.info)(note)
+        log_notes(log, notes)
         return notes
 
     def get(self, content_id: str) -> Template:

@@ -5,11 +5,10 @@ same id and a receiver can drop a repeat."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import html
 import re
-from email.utils import formatdate, parseaddr
+from email.utils import formatdate
 
 from delivery import mime
 from delivery.content import Rendered
@@ -20,12 +19,8 @@ _URL = re.compile(r"https?://[^\s<>\"')\]]+[^\s<>\"')\].,;:!?]")
 
 
 def message_id(key: str, sender: str) -> str:
-    return f"<{hashlib.sha256(key.encode()).hexdigest()[:40]}@{_domain(sender)}>"
-
-
-@functools.lru_cache(maxsize=64)
-def _domain(sender: str) -> str:
-    return parseaddr(sender)[1].rpartition("@")[2] or "leadflow.local"
+    domain = mime.mailbox(sender).rpartition("@")[2] or "leadflow.local"
+    return f"<{hashlib.sha256(key.encode()).hexdigest()[:40]}@{domain}>"
 
 
 def build(rendered: Rendered, *, key: str, sender: str, to: str, mail: Mail, links: Links,

@@ -28,6 +28,13 @@ def header(value: str) -> str:
     return Header(value, "utf-8").encode()
 
 
+@functools.lru_cache(maxsize=64)  # the sender, on every message
+def mailbox(value: str) -> str:
+    """The bare address of `Name <addr>` ("" if there is none): the envelope sender, the
+    Message-ID's domain."""
+    return parseaddr(clean(value))[1]
+
+
 @functools.lru_cache(maxsize=1024)  # the sender, on every message
 def address(value: str) -> str:
     """`Name <addr>` with a non-ASCII name encoded; the address itself as given."""

@@ -164,18 +164,17 @@ class _Reader:
         self.env = env
 
     def integer(self, name: str, default: int) -> int:
-        raw = self.env.get(name, "").strip()
-        try:
-            return int(raw) if raw else default
-        except ValueError:
-            raise SettingsError(f"{name}={raw!r}: a whole number") from None
+        return int(self._typed(name, default, int, "a whole number"))
 
     def number(self, name: str, default: float) -> float:
+        return self._typed(name, default, float, "a number")
+
+    def _typed(self, name: str, default: float, kind: type[float] | type[int], what: str) -> float:
         raw = self.env.get(name, "").strip()
         try:
-            return float(raw) if raw else default
+            return kind(raw) if raw else default
         except ValueError:
-            raise SettingsError(f"{name}={raw!r}: a number") from None
+            raise SettingsError(f"{name}={raw!r}: {what}") from None
 
     def mapping(self, name: str) -> dict[str, str]:
         raw = self.env.get(name, "").strip()

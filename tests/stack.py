@@ -13,14 +13,10 @@ from typing import Any
 
 import httpx
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 from activities.policies import PolicyStore
 from service.settings import Settings
-from service.temporal import binary
-from tests.temporal_harness import ROOT, evaluators, free_port
-from workflows import search
+from tests.temporal_harness import ROOT, dev_server, evaluators, free_port
 
 KEYS = {"intake": "intake-key-0123456789abcdef", "sales": "sales-key-0123456789abcdef",
         "ops": "ops-key-0123456789abcdef", "admin": "admin-key-0123456789abcdef"}
@@ -81,9 +77,7 @@ class Stack:
 
         self._stop = asyncio.Event()
         self.settings_port = free_port()  # the Temporal frontend, for clients run beside the stack
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=binary("temporal"), port=self.settings_port, ui=False,
-            search_attributes=search.ALL, data_converter=pydantic_data_converter)
+        env = await dev_server(self.settings_port)
         self.client = env.client
         store = PolicyStore(self.settings.policy_dir, content_dir=self.settings.content_dir)
         store.reload()

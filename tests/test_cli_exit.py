@@ -11,16 +11,11 @@ import os
 import subprocess
 import sys
 
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
-
 from activities.policies import PolicyStore
 from service.intake import send
 from service.settings import Settings
-from service.temporal import binary
-from tests.temporal_harness import ROOT, evaluators, free_port
+from tests.temporal_harness import ROOT, dev_server, evaluators, free_port
 from worker import build_worker
-from workflows import search
 
 RUNS = 30
 LEADFLOW = str(ROOT / ".venv" / "bin" / "leadflow")
@@ -29,9 +24,7 @@ LEADFLOW = str(ROOT / ".venv" / "bin" / "leadflow")
 def test_every_client_command_exits_cleanly_30_times_with_the_cores_kept_busy(tmp_path):
     async def scenario():
         port = free_port()
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=binary("temporal"), port=port, ui=False,
-            search_attributes=search.ALL, data_converter=pydantic_data_converter)
+        env = await dev_server(port)
         settings = Settings(home=tmp_path, policy_dir=ROOT / "policies", task_queue="exits")
         store = PolicyStore(settings.policy_dir, content_dir=settings.content_dir)
         store.reload()

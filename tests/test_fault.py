@@ -15,18 +15,13 @@ import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
-
 from delivery.ledger import Ledger
 from delivery.webhook import verify
 from service.intake import list_workflows, send
 from service.settings import Settings
-from service.temporal import binary
 from tests import pg
-from tests.temporal_harness import ROOT, free_port
+from tests.temporal_harness import ROOT, dev_server, free_port
 from tests.wire import Receiver, SmtpCatcher
-from workflows import search
 
 SECRET = "fault-webhook-secret-0123456789"
 PERSONAS = {
@@ -74,9 +69,7 @@ async def _eventually(check, seconds: float = 30) -> None:
 def test_kill_9_one_of_two_workers_midway(tmp_path):
     async def scenario():
         port = free_port()
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=binary("temporal"), port=port, ui=False,
-            search_attributes=search.ALL, data_converter=pydantic_data_converter)
+        env = await dev_server(port)
         ledger_url = pg.new_database()
         smtp = SmtpCatcher().__enter__()
         crm = Receiver().__enter__()

@@ -7,15 +7,11 @@ import asyncio
 import concurrent.futures
 import time
 
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
-
 from activities.policies import PolicyStore
 from rules.identity import lead_key
 from rules.models import LeadRef
 from service.settings import Settings
-from service.temporal import binary
-from tests.temporal_harness import ROOT, free_port
+from tests.temporal_harness import ROOT, dev_server, free_port
 from worker import build_worker
 from workflows import search
 from workflows.lead import score_index_delay
@@ -24,9 +20,7 @@ from workflows.types import LeadOptions
 
 def test_state_is_indexed_at_once_and_a_score_only_change_soon_after(tmp_path):
     async def scenario():
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=binary("temporal"), port=free_port(), ui=False,
-            search_attributes=search.ALL, data_converter=pydantic_data_converter)
+        env = await dev_server(free_port())
         settings = Settings(home=tmp_path, policy_dir=ROOT / "policies", task_queue="indexing")
         store = PolicyStore(settings.policy_dir, content_dir=settings.content_dir)
         store.reload()

@@ -25,6 +25,14 @@ def _fit(rules: list[str]) -> str:
     return MINIMAL + "scoring:\n  fit_cap: 100000\n  fit:\n" + "\n".join(rules) + "\n"
 
 
+def _the_problem(text: str):
+    """The one problem validation finds in the policy."""
+    with pytest.raises(PolicyInvalid) as err:
+        policy_from(text)
+    (problem,) = err.value.problems
+    return problem
+
+
 def test_seventy_thresholds_a_lead_passes_all_fire(monkeypatch):
     rules = [f"    - {{id: size-{i}, when: {{lead.company_size: {{gte: {10 * i}}}}}, points: 1}}"
              for i in range(70)]
@@ -71,17 +79,13 @@ def test_six_hundred_values_of_one_field_and_six_hundred_prefixes_evaluate_in_an
 def test_validation_refuses_at_the_rule_what_the_engine_still_could_not_take():
     wide = ", ".join(f"{{lead.f{i}: {{gte: 1}}}}" for i in range(10))
     text = _fit([f"    - {{id: too-wide, when: {{any: [{wide}]}}, points: 1}}"])
-    with pytest.raises(PolicyInvalid) as err:
-        policy_from(text)
-    (problem,) = err.value.problems
+    problem = _the_problem(text)
     assert (problem.line, problem.rule) == (text.count("\n"), "too-wide")
     assert "can hold 10 ways at once; the rules engine takes at most 8 per rule" in problem.message
 
     many = [f"    - {{id: field-{i}, when: {{lead.f{i}: {{exists: true}}}}, points: 1}}" for i in range(300)]
     text = _fit(many)
-    with pytest.raises(PolicyInvalid) as err:
-        policy_from(text)
-    (problem,) = err.value.problems
+    problem = _the_problem(text)
     assert problem.rule == "field-250" and "holds at most 250" in problem.message
     assert problem.line == text.splitlines().index(many[250]) + 1
 
@@ -160,9 +164,7 @@ def test_validation_refuses_the_rule_past_what_one_engine_ruleset_takes(monkeypa
     monkeypatch.setattr(shape, "MAX_RULES", 50)  # 4,000 in truth; the same check, quicker
     rules = [f"    - {{id: r{i}, when: {{lead.country: c{i}}}, points: 1}}" for i in range(60)]
     text = _fit(rules)
-    with pytest.raises(PolicyInvalid) as err:
-        policy_from(text)
-    (problem,) = err.value.problems
+    problem = _the_problem(text)
     assert problem.rule == "r50" and "more than 50 rules of this kind" in problem.message
     assert problem.line == text.splitlines().index(rules[50]) + 1
 
@@ -201,8 +203,6 @@ def test_long_lists_and_indexed_in_lists_are_taken_by_the_engine():
 def test_a_rule_with_more_groups_than_the_engine_takes_is_refused_at_its_line():
     many = ", ".join(f"lead.f{i}: {{ne: {i}}}" for i in range(16))
     text = _fit([f"    - {{id: picky, when: {{{many}}}, points: 1}}"])
-    with pytest.raises(PolicyInvalid) as err:
-        policy_from(text)
-    (problem,) = err.value.problems
+    problem = _the_problem(text)
     assert (problem.line, problem.rule) == (text.count("\n"), "picky")
     assert "make 17 groups" in problem.message and "at most 15 in one rule" in problem.message

@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.delivery import DeliveryResult, EmailRequest
     from activities.lead import BatchResult, EvaluateBatch
+    from delivery.links import delivery_digest
     from rules.identity import lead_key, with_id
     from rules.models import Action, Decision, Event, StoryEntry
     from workflows import delivery, search
@@ -329,9 +330,9 @@ class LeadWorkflow:
         said in the story."""
         result: DeliveryResult = await delivery.send_email(request, self.options.delivery_timeout)
         if result.status == "bounced":
-            digest = hashlib.sha256(request.key.encode()).hexdigest()[:16]
             self.c.pending.append({"raw": {
-                "id": f"bounce-{digest}", "type": "email_bounce", "at": workflow.now().isoformat(),
+                "id": f"bounce-{delivery_digest(request.key)}", "type": "email_bounce",
+                "at": workflow.now().isoformat(),
                 "data": {"hard": True, "content": request.content, "reason": result.detail}}})
         elif result.status in ("failed", "suppressed"):
             what = "not sent" if result.status == "suppressed" else "failed"
