@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import httpx
 from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -24,7 +23,7 @@ from delivery.content import ContentStore, NoTemplate
 from delivery.ledger import Claim, Ledger, address_hash
 from delivery.links import Links, Mail, delivery_digest
 from delivery.smtp import Mailer, SendError
-from delivery.webhook import Poster, signature
+from delivery.webhook import Poster, PostError, signature
 
 USER_AGENT = "leadflow-webhook/1"
 RETRY_LATER = (408, 425, 429)  # 4xx answers that ask for a retry rather than refuse
@@ -140,8 +139,8 @@ class DeliveryActivities:
                    "X-Leadflow-Signature": signature(d.webhook_secret, body, int(time.time()))}
         try:
             answer = d.poster.post(url, body, headers)
-        except httpx.HTTPError as err:
-            return self._again(req.key, req.max_attempts, f"{type(err).__name__}: {err}")
+        except PostError as err:
+            return self._again(req.key, req.max_attempts, str(err))
         said = f"HTTP {answer.status_code} {answer.reason_phrase}: {answer.text[:300]}".rstrip(": ")
         if answer.is_success:
             d.ledger.mark(req.key, "sent", f"HTTP {answer.status_code}", message_id=req.idempotency_key)

@@ -62,10 +62,23 @@ class Template:
     sha: str
     parts: dict[str, Any]  # part -> compiled jinja2 Template
     lead_fields: dict[str, int] = field(default_factory=dict)  # lead.<field> read -> file line
+    # jinja2's Template.render merges the environment's globals into every call's context (a walk
+    # over a ChainMap, half the time of rendering a part); merged once here instead
+    _globals: dict[str, dict[str, Any]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._globals = {part: dict(template.globals) for part, template in self.parts.items()}
 
     def render(self, lead: dict[str, Any], unsubscribe_url: str) -> Rendered:
-        context = {"lead": lead, "unsubscribe_url": unsubscribe_url}
-        out = {part: self.parts[part].render(context) for part in PARTS}
+        out: dict[str, str] = {}
+        for part in PARTS:
+            template, env = self.parts[part], self.parts[part].environment
+            context = template.new_context({**self._globals[part], "lead": lead,
+                                            "unsubscribe_url": unsubscribe_url}, shared=True)
+            try:
+                out[part] = env.concat(template.root_render_func(context))
+            except Exception:
+                env.handle_exception()  # raises, with the template's lines in the traceback
         # one line, whatever the profile holds: a line break in a header would start a new one
         subject = " ".join(out["subject"].split())[:MAX_SUBJECT]
         return Rendered(subject=subject, text=out["text"], html=out["html"])

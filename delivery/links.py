@@ -70,7 +70,7 @@ class Links:
         return f"{self.base}{PATHS[kind]}{body}.{_b64encode(self._mac(kind, body.encode('ascii')))}"
 
     def _mac(self, kind: Kind, body: bytes) -> bytes:
-        return hmac.new(self._keys[kind], body, hashlib.sha256).digest()[:16]
+        return hmac.digest(self._keys[kind], body, "sha256")[:16]
 
 
 def _b64encode(raw: bytes) -> str:

@@ -14,6 +14,8 @@ from email.header import Header
 from email.utils import formataddr, parseaddr
 
 _BREAKS = re.compile(r"[\r\n]+")
+# an address with nothing in it to quote or encode (the usual lead's address)
+PLAIN = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
 
 
 def clean(value: str) -> str:
@@ -38,6 +40,8 @@ def mailbox(value: str) -> str:
 @functools.lru_cache(maxsize=1024)  # the sender, on every message
 def address(value: str) -> str:
     """`Name <addr>` with a non-ASCII name encoded; the address itself as given."""
+    if PLAIN.fullmatch(value):
+        return value
     name, addr = parseaddr(clean(value))
     if not addr:
         return header(value)
