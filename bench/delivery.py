@@ -9,7 +9,7 @@ bare rate. The ledger is SQLite under a temporary home (the embedded default) un
 names a database URL.
 Last line: one JSON object.
 
-    .venv/bin/python bench/delivery.py [--messages 1500] [--rounds 3] [--threads 8] [--ledger URL]
+    .venv/bin/python bench/delivery.py [--messages 1200] [--rounds 5] [--threads 8] [--ledger URL]
 """
 
 from __future__ import annotations
@@ -98,8 +98,8 @@ def in_threads(threads: int, jobs: list[Any], work: Any, setup: Any = None) -> f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=1500)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--messages", type=int, default=1200)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--ledger", default="")
     args = parser.parse_args()

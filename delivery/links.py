@@ -8,6 +8,7 @@ an e-mail carries five or six.)"""
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -66,15 +67,19 @@ class Links:
         return data
 
     def _url(self, kind: Kind, data: dict[str, Any]) -> str:
-        body = _b64encode(json.dumps(data, separators=(",", ":")).encode())
+        body = _b64encode(_COMPACT.encode(data).encode())
         return f"{self.base}{PATHS[kind]}{body}.{_b64encode(self._mac(kind, body.encode('ascii')))}"
 
     def _mac(self, kind: Kind, body: bytes) -> bytes:
         return hmac.digest(self._keys[kind], body, "sha256")[:16]
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps makes one per call
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64encode(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    return binascii.b2a_base64(raw, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
 
 
 def _b64decode(text: str) -> bytes:

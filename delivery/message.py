@@ -5,6 +5,7 @@ same id and a receiver can drop a repeat."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import re
@@ -16,6 +17,11 @@ from delivery.links import Links, Mail
 
 _HREF = re.compile(r'(href\s*=\s*")(https?://[^"]+)(")', re.IGNORECASE)
 _URL = re.compile(r"https?://[^\s<>\"')\]]+[^\s<>\"')\].,;:!?]")
+
+
+@functools.lru_cache(maxsize=8)  # every message sent in the same second
+def _date(sent: int) -> str:
+    return formatdate(sent, usegmt=True)
 
 
 def message_id(key: str, sender: str) -> str:
@@ -52,7 +58,7 @@ def build(rendered: Rendered, *, key: str, sender: str, to: str, mail: Mail, lin
         ("From", mime.address(sender)),
         ("To", mime.address(to)),
         ("Subject", mime.header(rendered.subject)),
-        ("Date", formatdate(mail.sent, usegmt=True)),
+        ("Date", _date(mail.sent)),
         ("Message-ID", message_id(key, sender)),
         ("List-Unsubscribe", f"<{unsubscribe_url}>"),
         ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),

@@ -4,7 +4,7 @@ writes, and what `alembic revision --autogenerate` compares a database against."
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text, text
 
 metadata = MetaData()
 
@@ -31,7 +31,10 @@ deliveries = Table(
     Column("sent_at", Float, nullable=True),
 )
 Index("deliveries_lead", deliveries.c.lead)
-Index("deliveries_status_updated", deliveries.c.status, deliveries.c.updated_at)
+# only the statuses ops look for: every delivery passes through sending and sent (migration 0002)
+ATTENTION = text("status NOT IN ('sending', 'sent')")
+Index("deliveries_attention", deliveries.c.status, deliveries.c.updated_at,
+      sqlite_where=ATTENTION, postgresql_where=ATTENTION)
 Index("deliveries_updated", deliveries.c.updated_at)
 
 # Addresses that get no marketing e-mail, whatever any policy says: unsubscribed or bounced.

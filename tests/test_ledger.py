@@ -86,6 +86,15 @@ def test_listing_pages_newest_first(url):
     rest = ledger.list(limit=10, before=first[-1]["updated_at"])
     assert [r["key"] for r in rest] == ["p2", "p1", "p0"]
     assert [r["key"] for r in ledger.list(lead="lead-1", status="sent", kind="email", limit=1)] == ["p4"]
+    # what ops look for comes from the partial index (migration 0002), newest first
+    for key, status in (("f1", "failed"), ("r1", "retrying"), ("f2", "failed")):
+        claim(ledger, key, now=200)
+        ledger.mark(key, status, "the relay said no", now=200 + int(key[1]))
+    assert [r["key"] for r in ledger.list(status="failed")] == ["f2", "f1"]
+    assert [r["key"] for r in ledger.list(status="retrying")] == ["r1"]
+    assert ledger.list(status="failed' OR '1'='1") == []  # written out as a literal, still quoted
+    indexes = {i["name"] for i in inspect(ledger.engine).get_indexes("deliveries")}
+    assert "deliveries_attention" in indexes and "deliveries_status_updated" not in indexes
 
 
 def test_migrations_run_once_when_processes_start_together(url):
