@@ -19,6 +19,8 @@ from activities.evaluator_pool import EvaluatorPool
 from activities.lead import LeadActivities
 from activities.legacy import LegacyDelivery
 from activities.policies import PolicyStore
+from archive.events import EventArchive
+from archive.writer import ArchiveWriter
 from delivery.ledger import Ledger
 from delivery.links import Links
 from delivery.smtp import Mailer, SmtpConfig
@@ -55,9 +57,11 @@ def delivery_for(settings: Settings, store: PolicyStore) -> Delivery:
 
 def build_worker(client: Client, settings: Settings, store: PolicyStore,
                  executor: concurrent.futures.Executor, evaluators: EvaluatorPool | None = None,
-                 delivery: Delivery | None = None) -> Worker:
-    acts = LeadActivities(store, evaluators)
-    sends = DeliveryActivities(delivery or delivery_for(settings, store))
+                 delivery: Delivery | None = None, archive: ArchiveWriter | None = None) -> Worker:
+    delivery = delivery or delivery_for(settings, store)
+    # the events go to the ledger's database: one archive for every worker that shares it
+    acts = LeadActivities(store, evaluators, archive or ArchiveWriter(EventArchive(delivery.ledger)))
+    sends = DeliveryActivities(delivery)
     legacy = LegacyDelivery(sends)  # runs begun before deliveries were real call it until they continue
     return Worker(client, task_queue=settings.task_queue,
                   workflows=[LeadWorkflow, HandoffWorkflow],
@@ -95,8 +99,9 @@ async def run_worker(settings: Settings, client: Client | None = None) -> None:
     log.info("deliveries: ledger %s; e-mail %s; hand-off webhooks %s", _redact(settings.ledger_url),
              f"via {settings.smtp_host}" if delivery.mailer else "not sent (no LEADFLOW_SMTP_HOST)",
              "configured" if settings.webhook_for("") or settings.handoff_webhook_urls else "none")
+    archive = ArchiveWriter(EventArchive(delivery.ledger))
     with concurrent.futures.ThreadPoolExecutor(max_workers=32) as executor:
-        worker = build_worker(client, settings, store, executor, evaluators, delivery)
+        worker = build_worker(client, settings, store, executor, evaluators, delivery, archive)
         watcher = asyncio.create_task(watch_policies(store, settings.policy_poll_seconds))
         try:
             log.info("worker on task queue %r, namespace %r; %s", settings.task_queue, settings.namespace,
@@ -105,6 +110,7 @@ async def run_worker(settings: Settings, client: Client | None = None) -> None:
             await worker.run()
         finally:
             watcher.cancel()
+            archive.close()
             delivery.close()
             if evaluators is not None:
                 evaluators.close()

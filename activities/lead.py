@@ -4,19 +4,25 @@ the checkpoint. Delivery is activities.delivery."""
 
 from __future__ import annotations
 
+import asyncio
+
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.evaluation import BatchResult, EvaluateBatch, evaluate_batch
 from activities.evaluator_pool import EvaluatorPool
 from activities.policies import NoPolicy, PolicyStore
+from archive.events import Taken
+from archive.writer import ArchiveWriter
 from rules.engine import EngineError
 
 
 class LeadActivities:
-    def __init__(self, store: PolicyStore, evaluators: EvaluatorPool | None = None) -> None:
+    def __init__(self, store: PolicyStore, evaluators: EvaluatorPool | None = None,
+                 archive: ArchiveWriter | None = None) -> None:
         self.store = store
         self.evaluators = evaluators  # None: evaluate in this process (no deadline)
+        self.archive = archive  # None: events are not archived (tests of the lifecycle alone)
 
     @activity.defn(name="evaluate_events")
     async def evaluate_events(self, batch: EvaluateBatch) -> BatchResult:
@@ -24,7 +30,32 @@ class LeadActivities:
 
         Async: it waits for an evaluator process without holding a thread. In-process (no pool)
         it computes on the worker's event loop, with no hop to a thread and back: the engine
-        holds the GIL anyway and an evaluation takes well under a millisecond."""
+        holds the GIL anyway and an evaluation takes well under a millisecond.
+
+        The events go into the archive meanwhile, every one the lead took, whatever its policy
+        makes of it (a later version may decide otherwise); the answer waits for the write."""
+        archived = self._archive(batch)
+        try:
+            result = await self._decide(batch)
+        except BaseException:
+            if archived is not None:
+                archived.cancel()
+            raise
+        if archived is not None:
+            try:
+                await archived
+            except Exception as err:  # the lead must not go on with events the archive lacks
+                raise ApplicationError(f"the event archive: {err}", type="ArchiveError") from err
+        return result
+
+    def _archive(self, batch: EvaluateBatch) -> asyncio.Future[None] | None:
+        if self.archive is None or not batch.events:
+            return None
+        events = [e.model_dump(mode="json", exclude_none=True) for e in batch.events]
+        taken = Taken(activity.info().workflow_id, events, batch.now.timestamp())
+        return asyncio.ensure_future(self.archive.add(taken))
+
+    async def _decide(self, batch: EvaluateBatch) -> BatchResult:
         try:
             catalog = self.store.catalog(batch.version)
         except NoPolicy as err:

@@ -85,6 +85,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     dl.add_argument("--kind", help="email, handoff or escalation")
     dl.add_argument("--status", help="sending, retrying, sent, failed, bounced, suppressed or skipped")
     dl.add_argument("--limit", type=int, default=200)
+    evs = sub.add_parser("events", help="the event archive: every event a lead took")
+    esub = evs.add_subparsers(dest="action", required=True)
+    ex = esub.add_parser("export", help="the events as JSON Lines, in the order their leads took them "
+                                        "(what `policy simulate` reads)")
+    ex.add_argument("--since", help="events at or after this ISO time")
+    ex.add_argument("--until", help="events before this ISO time")
+    ex.add_argument("--lead", help="one lead: e-mail, external id or lead-... workflow id")
+    gen = sub.add_parser("generate", help="a seeded, reproducible history of many leads as JSON Lines "
+                                          "(the format `events export` writes)")
+    gen.add_argument("--leads", type=int, required=True)
+    gen.add_argument("--days", type=float, required=True, help="the window the leads sign up and act in")
+    gen.add_argument("--seed", type=int, default=1)
+    gen.add_argument("--start", help="the window's first moment, ISO (default 2026-01-05T09:00:00Z)")
     lid = sub.add_parser("lead-id", help="the workflow id of a lead")
     lid.add_argument("who")
     args = parser.parse_args(argv)
@@ -102,6 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "deliveries":
             return _deliveries(args)
+        if args.command == "events":
+            return _export_events(args)
+        if args.command == "generate":
+            return _generate(args)
         return asyncio.run(_service(args))
     except PolicyInvalid as err:
         for problem in err.problems:
@@ -155,6 +172,47 @@ def _deliveries(args: argparse.Namespace) -> int:
         ("when", "when"), ("kind", "kind"), ("status", "status"), ("lead", "lead"), ("target", "to"),
         ("subject", "what"), ("attempts", "tries"), ("detail", "why")]))
     return 0
+
+
+def _export_events(args: argparse.Namespace) -> int:
+    from archive.events import EventArchive
+    from delivery.ledger import Ledger
+    from service.settings import Settings
+
+    since, until = _when(args.since, "--since"), _when(args.until, "--until")
+    ledger = Ledger.open(Settings.from_env().ledger_url)
+    try:
+        out = sys.stdout
+        for event in EventArchive(ledger).export(since, until, _lead_id(args.lead) if args.lead else None):
+            out.write(json.dumps(event, separators=(",", ":"), ensure_ascii=False) + "\n")
+    finally:
+        ledger.close()
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from backtest.generate import DEFAULT_START, lines
+
+    if args.leads < 0 or args.days <= 0:
+        raise UserError("--leads must be 0 or more and --days more than 0")
+    start = _when(args.start, "--start") or DEFAULT_START
+    out = sys.stdout
+    for line in lines(args.leads, args.days, args.seed, start):
+        out.write(line + "\n")
+    return 0
+
+
+def _when(text: str | None, option: str) -> Any:
+    """An ISO time (a date alone is its midnight, UTC unless it says otherwise), or None."""
+    if not text:
+        return None
+    from datetime import datetime, timezone
+
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UserError(f"{option}: {text!r} is not an ISO time (2026-11-01, 2026-11-01T09:00:00Z)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def _lead_id(who: str) -> str:

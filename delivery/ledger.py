@@ -119,6 +119,15 @@ class Ledger:
         with self._turn(), self.engine.begin() as db:
             yield db
 
+    def writing(self) -> contextlib.AbstractContextManager[Connection]:
+        """A transaction in this process's write turn, for the other tables of the shared
+        database (the event archive): SQLite's writers then queue here, not in its busy handler."""
+        return self._write()
+
+    def insert(self, table: Any) -> Any:
+        """INSERT for the database's dialect (with on_conflict_do_nothing)."""
+        return self._insert(table)
+
     @contextlib.contextmanager
     def _driver(self) -> Iterator[Any]:
         """A pooled driver connection in a transaction of its own, for the prepared statements."""

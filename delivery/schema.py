@@ -1,6 +1,7 @@
-"""The delivery ledger's tables (SQLAlchemy Core). Alembic migrations under
-delivery/migrations/versions create and change them; this module is what the code reads and
-writes, and what `alembic revision --autogenerate` compares a database against."""
+"""The shared database's tables (SQLAlchemy Core): the delivery ledger's and the event
+archive's. Alembic migrations under delivery/migrations/versions create and change them; this
+module is what the code reads and writes, and what `alembic revision --autogenerate` compares a
+database against."""
 
 from __future__ import annotations
 
@@ -47,3 +48,19 @@ suppressions = Table(
     Column("detail", Text, nullable=False, server_default=""),
     Column("at", Float, nullable=False),
 )
+
+# Every event a lead evaluated (archive.events): the log that simulation replays. `at` is when
+# the event counted (its own time, else when the lead took it); `taken_at` and `seq` give the
+# order the lead took them in.
+events = Table(
+    "events", metadata,
+    Column("lead", String(200), primary_key=True),
+    Column("id", String(200), primary_key=True),
+    Column("type", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("taken_at", Float, nullable=False),
+    Column("seq", Integer, nullable=False, server_default="0"),
+    Column("body", Text, nullable=False),  # the event as JSON
+)
+Index("events_taken", events.c.taken_at, events.c.lead, events.c.seq)
+Index("events_at", events.c.at)

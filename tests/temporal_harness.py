@@ -154,8 +154,11 @@ async def api(h: Harness) -> AsyncIterator[str]:
                                            log_level="warning", access_log=False))
     serving = asyncio.create_task(server.serve())
     while not server.started:
-        if serving.done():
-            serving.result()
+        if serving.done():  # uvicorn leaves with SystemExit, which would hang asyncio.run's cleanup
+            try:
+                serving.result()
+            except SystemExit:
+                raise RuntimeError("the API did not start (its log says why)") from None
         await asyncio.sleep(0.02)
     try:
         yield f"http://{host}:{port}"
