@@ -45,6 +45,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     e.add_argument("--events", required=True, help="JSON Lines file of events")
     e.add_argument("--until", help="let simulated time run to this ISO time, delivering checks")
     e.add_argument("--json", action="store_true", help="print the decisions as JSON lines")
+    sm = psub.add_parser("simulate", help="replay a history of many leads through a policy in virtual time")
+    sm.add_argument("file", help="the policy file")
+    sm.add_argument("--events", required=True, help="JSON Lines from `events export` or `generate`")
+    sm.add_argument("--until", help="let virtual time run to this ISO time (default: the log's last event)")
+    sm.add_argument("--out", help="write each lead's result here as JSON Lines")
+    sm.add_argument("--processes", type=int, default=0, help="processes to spread leads over (default: "
+                                                             "every core)")
+    sm.add_argument("--json", action="store_true", help="the summary as one JSON object")
     content = sub.add_parser("content", help="marketing's e-mail templates (content/)")
     csub = content.add_subparsers(dest="action", required=True)
     cp = csub.add_parser("preview", help="render one template with a lead's profile")
@@ -104,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command == "policy":
-            return {"validate": _validate, "test": _test, "explain": _explain}[args.action](args)
+            return {"validate": _validate, "test": _test, "explain": _explain,
+                    "simulate": _simulate}[args.action](args)
         if args.command == "content":
             from cli.content import content_dir, preview
             from service.settings import Settings
@@ -323,6 +332,40 @@ def _explain(args: argparse.Namespace) -> int:
             print(render_decision(d))
     if trail.lead is not None and not args.json:
         print(f"final: {trail.lead.state}  path: {' -> '.join(trail.states)}")
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from backtest.simulate import Progress, group, simulate_many, summary
+
+    load_compiled(args.file)  # refuse a bad policy before any process starts
+    try:
+        with open(args.events, encoding="utf-8") as log:
+            leads, last = group(log, args.events)
+    except OSError as err:
+        raise UserError(f"{args.events}: {err.strerror}") from None
+    until = _when(args.until, "--until") or last
+    progress = Progress(sum(len(events) for events in leads.values()))
+    results = simulate_many(args.file, leads, until, args.processes or None, progress)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as out:
+            for result in results:
+                out.write(json.dumps(result, separators=(",", ":")) + "\n")
+    figures = summary(results)
+    if args.json:
+        print(json.dumps(figures))
+        return 0
+    to = until.isoformat() if until else "-"
+    print(f"{figures['leads']} leads, {progress.done} events, virtual time to {to}")
+    print("\nfinal state       leads")
+    for state, n in figures["states"].items():
+        print(f"  {str(state):<15} {n:>6}  {n / max(figures['leads'], 1):6.1%}")
+    print("\nhand-offs per queue per week")
+    for key, n in figures["handoffs_per_week"].items():
+        print(f"  {key:<32} {n:>6}")
+    median = figures["median_days_to_sales_ready"]
+    print(f"\nsales-ready: {figures['sales_ready']} leads; median time from sign-up: "
+          f"{'-' if median is None else f'{median} days'}")
     return 0
 
 

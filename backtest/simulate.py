@@ -1,0 +1,272 @@
+"""A history of many leads through one policy version, in virtual time, the way LeadWorkflow and
+HandoffWorkflow would take it: the same evaluator (rules.evaluate), each event at its own time;
+between events, the checks a Decision asked for (nurture steps, inactivity) and the SLA deadlines
+of open hand-offs fire at their times. Sales answers in the log apply to the hand-off open at
+their time, as the inbox would let them (none open: the answer had nothing to answer, and is
+skipped); the log's own SLA breaches and checks are the old version's timers and are left out.
+
+Pure per lead, so leads run side by side on every core (`simulate_many`)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from rules.compile import CompiledPolicy, load_compiled
+from rules.evaluate import evaluate
+from rules.models import Decision, Event, LeadState
+
+SALES_ANSWERS = ("sales_accept", "sales_reject")
+TIMERS = ("check", "sla_breach")  # the log's own: a simulation schedules its own
+MAX_ESCALATIONS = 3  # as HandoffWorkflow
+DEFAULT_SLA = 48 * 3600.0
+MAX_TIMERS = 10_000
+
+
+@dataclass
+class Handoff:
+    task: str
+    queue: str
+    opened_at: str
+    sla: float
+    escalate_to: str | None
+    breaches: int = 0
+    due: float | None = None  # unix seconds of the next SLA breach
+    answer: str | None = None
+
+
+@dataclass
+class LeadResult:
+    lead_id: str
+    email: str | None
+    state: str | None
+    path: list[str]
+    fired: list[str]
+    handoffs: list[dict[str, Any]] = field(default_factory=list)
+    signup_at: str | None = None
+    sales_ready_at: str | None = None
+    events: int = 0
+    skipped: int = 0  # sales answers with no hand-off open
+    rejected: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def simulate_lead(policy: CompiledPolicy, lead_id: str, raws: list[dict[str, Any]],
+                  until: datetime | None = None) -> LeadResult:
+    """One lead's events (as the archive exports them), in their order."""
+    events = [Event.model_validate({k: v for k, v in raw.items() if k != "lead_id"})
+              for raw in raws if raw.get("type") not in TIMERS]
+    lead: LeadState | None = None
+    result = LeadResult(lead_id, None, None, [], [])
+    next_check: datetime | None = None
+    open_task: Handoff | None = None
+    timers = 0
+
+    def step(event: Event, now: datetime) -> Decision:
+        nonlocal lead, next_check, open_task
+        decision = evaluate(policy, lead, event, now)
+        lead = decision.lead
+        result.events += 1
+        if not result.path:
+            result.path.append(decision.state_before)
+            result.signup_at = _iso(now)
+        if decision.rejected is not None:
+            result.rejected += 1
+            return decision
+        next_check = decision.next_check_at
+        for fired in decision.fired:
+            result.fired.append(fired.rule)
+            move = fired.effects.get("transition")
+            if move:
+                to = move.split(" -> ")[1]
+                result.path.append(to)
+                if to == "sales-ready" and result.sales_ready_at is None:
+                    result.sales_ready_at = _iso(now)
+        if event.type in SALES_ANSWERS:
+            open_task = None
+        for action in decision.actions:
+            if action.kind == "create_handoff" and open_task is None:
+                n = len(result.handoffs) + 1
+                sla = action.sla_seconds or DEFAULT_SLA
+                open_task = Handoff(f"handoff-{lead_id}-{n}", action.queue or "sales", _iso(now), sla,
+                                    action.escalate_to, due=now.timestamp() + sla)
+                result.handoffs.append({"task": open_task.task, "queue": open_task.queue,
+                                        "at": open_task.opened_at})
+        return decision
+
+    def due_before(moment: float) -> None:
+        """Fire the checks and SLA breaches due no later than `moment`, in time order."""
+        nonlocal next_check, timers
+        while lead is not None:
+            check_at = next_check.timestamp() if next_check is not None else None
+            breach_at = open_task.due if open_task is not None else None
+            first = min((t for t in (check_at, breach_at) if t is not None), default=None)
+            if first is None or first > moment:
+                return
+            timers += 1
+            if timers > MAX_TIMERS:
+                raise RuntimeError(f"{lead_id}: more than {MAX_TIMERS} timers in one simulation")
+            if check_at == first:
+                at = next_check
+                assert at is not None
+                next_check = None
+                step(Event(id=f"check@{at.isoformat()}", type="check", at=at, lead=ref,
+                           data={"reason": "scheduled"}), at)
+            else:
+                assert open_task is not None
+                at = datetime.fromtimestamp(first, timezone.utc)
+                open_task.breaches += 1
+                if open_task.escalate_to and open_task.queue != open_task.escalate_to:
+                    open_task.queue = open_task.escalate_to
+                    result.handoffs[-1]["escalated_to"] = open_task.queue
+                n = open_task.breaches
+                open_task.due = first + open_task.sla if n < MAX_ESCALATIONS else None
+                result.handoffs[-1]["breaches"] = n
+                step(Event(id=f"{open_task.task}:breach:{n}", type="sla_breach", at=at, lead=ref,
+                           data={"queue": open_task.queue, "breach": n, "task": open_task.task}), at)
+
+    ref = events[0].lead if events else None
+    result.email = ref.email if ref else None
+    for event in events:
+        now = event.at
+        assert now is not None, "an exported event always has its time"
+        due_before(now.timestamp())
+        if event.type in SALES_ANSWERS:
+            if open_task is None:
+                result.skipped += 1
+                continue
+            open_task.answer = "accepted" if event.type == "sales_accept" else "rejected"
+            result.handoffs[-1]["answer"] = open_task.answer
+            event = event.model_copy(update={"data": {**event.data, "task": open_task.task}})
+        step(event, now)
+    if until is not None:
+        due_before(until.timestamp())
+    result.state = lead.state if lead is not None else None
+    return result
+
+
+def group(lines: Iterable[str], source: str = "log") -> tuple[dict[str, list[dict[str, Any]]],
+                                                             datetime | None]:
+    """The log's events by lead (first appearance first), and its last event's time."""
+    leads: dict[str, list[dict[str, Any]]] = {}
+    last: datetime | None = None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{source}:{n}: not JSON: {err.msg}") from None
+        if not isinstance(raw, dict) or not isinstance(raw.get("lead_id"), str) or not raw.get("at"):
+            raise ValueError(f"{source}:{n}: an event with `lead_id` and `at` (what `leadflow events "
+                             "export` and `leadflow generate` write)")
+        try:
+            at = datetime.fromisoformat(str(raw["at"]).replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{source}:{n}: at: {raw['at']!r} is not an ISO time") from None
+        last = at if last is None or at > last else last
+        leads.setdefault(raw["lead_id"], []).append(raw)
+    return leads, last
+
+
+_POLICY: CompiledPolicy | None = None
+
+
+def _load(path: str) -> None:
+    global _POLICY
+    _POLICY = load_compiled(path)
+
+
+def _run_one(job: tuple[str, list[dict[str, Any]], datetime | None]) -> dict[str, Any]:
+    assert _POLICY is not None
+    lead_id, raws, until = job
+    return simulate_lead(_POLICY, lead_id, raws, until).as_dict()
+
+
+def simulate_many(policy_file: str, leads: dict[str, list[dict[str, Any]]], until: datetime | None,
+                  processes: int | None = None,
+                  progress: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+    """Every lead's result, in the log's lead order; leads spread over `processes` (default: every
+    core; 1: in this process). `progress` hears how many events each finished lead had."""
+    jobs = [(lead_id, raws, until) for lead_id, raws in leads.items()]
+    processes = processes or os.cpu_count() or 1
+    if processes <= 1 or len(jobs) < 2:
+        _load(policy_file)
+        out = []
+        for job in jobs:
+            out.append(_run_one(job))
+            if progress:
+                progress(len(job[1]))
+        return out
+    results: dict[str, dict[str, Any]] = {}
+    context = multiprocessing.get_context("spawn")  # the engine's state is per process: no fork
+    with context.Pool(processes, initializer=_load, initargs=(policy_file,)) as pool:
+        size = max(1, min(200, len(jobs) // (processes * 8)))
+        for job, result in zip(jobs, pool.imap(_run_one, jobs, chunksize=size), strict=True):
+            results[job[0]] = result
+            if progress:
+                progress(len(job[1]))
+    return [results[lead_id] for lead_id in leads]
+
+
+def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Leads per final state, hand-offs per queue per ISO week, and time to sales-ready."""
+    states = Counter(r["state"] for r in results)
+    weekly: Counter[tuple[str, str]] = Counter()
+    for r in results:
+        for h in r["handoffs"]:
+            year, week, _ = datetime.fromisoformat(h["at"].replace("Z", "+00:00")).isocalendar()
+            weekly[(h["queue"], f"{year}-W{week:02d}")] += 1
+    days = [(_at(r["sales_ready_at"]) - _at(r["signup_at"])).total_seconds() / 86400
+            for r in results if r["sales_ready_at"] and r["signup_at"]]
+    return {"leads": len(results), "states": dict(sorted(states.items(), key=lambda kv: str(kv[0]))),
+            "handoffs_per_week": {f"{q} {w}": n for (q, w), n in sorted(weekly.items())},
+            "handoffs": sum(len(r["handoffs"]) for r in results),
+            "sales_ready": len(days),
+            "median_days_to_sales_ready": round(statistics.median(days), 2) if days else None}
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+class Progress:
+    """Events done, on stderr: a bar when it is a terminal, a line now and then when it is not."""
+
+    def __init__(self, total: int, stream: Any = sys.stderr) -> None:
+        self.total, self.done, self.stream = max(total, 1), 0, stream
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self._shown = -1
+
+    def __call__(self, events: int) -> None:
+        self.done += events
+        share = self.done / self.total
+        step = int(share * (50 if self.tty else 10))
+        if step == self._shown:
+            return
+        self._shown = step
+        if self.tty:
+            bar = "#" * int(share * 40)
+            self.stream.write(f"\r[{bar:<40}] {self.done:,}/{self.total:,} events")
+            if self.done >= self.total:
+                self.stream.write("\n")
+        else:
+            self.stream.write(f"{self.done:,}/{self.total:,} events\n")
+        self.stream.flush()
+
+
+__all__ = ["LeadResult", "Progress", "group", "simulate_lead", "simulate_many", "summary"]
