@@ -50,6 +50,7 @@ class LeadResult:
     state: str | None
     path: list[str]
     fired: list[str]
+    transitions: list[str] = field(default_factory=list)  # "rule: from -> to", as the lead's story says
     handoffs: list[dict[str, Any]] = field(default_factory=list)
     signup_at: str | None = None
     sales_ready_at: str | None = None
@@ -84,6 +85,8 @@ def simulate_lead(policy: CompiledPolicy, lead_id: str, raws: list[dict[str, Any
             result.rejected += 1
             return decision
         next_check = decision.next_check_at
+        result.transitions.extend(f"{e.rule}: {e.from_state} -> {e.to_state}"
+                                  for e in decision.story if e.rule)
         for fired in decision.fired:
             result.fired.append(fired.rule)
             move = fired.effects.get("transition")
