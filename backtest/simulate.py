@@ -57,14 +57,19 @@ class LeadResult:
     events: int = 0
     skipped: int = 0  # sales answers with no hand-off open
     rejected: int = 0
+    steps: list[dict[str, Any]] = field(default_factory=list)  # with trace: each evaluation
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if not self.steps:
+            del out["steps"]
+        return out
 
 
 def simulate_lead(policy: CompiledPolicy, lead_id: str, raws: list[dict[str, Any]],
-                  until: datetime | None = None) -> LeadResult:
-    """One lead's events (as the archive exports them), in their order."""
+                  until: datetime | None = None, trace: bool = False) -> LeadResult:
+    """One lead's events (as the archive exports them), in their order; with `trace`, each
+    evaluation's event, resulting state and fired rules in `steps`."""
     events = [Event.model_validate({k: v for k, v in raw.items() if k != "lead_id"})
               for raw in raws if raw.get("type") not in TIMERS]
     lead: LeadState | None = None
@@ -78,6 +83,9 @@ def simulate_lead(policy: CompiledPolicy, lead_id: str, raws: list[dict[str, Any
         decision = evaluate(policy, lead, event, now)
         lead = decision.lead
         result.events += 1
+        if trace:
+            result.steps.append({"event_id": event.id, "event_type": event.type, "at": _iso(now),
+                                 "state": decision.state, "fired": [f.rule for f in decision.fired]})
         if not result.path:
             result.path.append(decision.state_before)
             result.signup_at = _iso(now)

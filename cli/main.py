@@ -53,6 +53,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     sm.add_argument("--processes", type=int, default=0, help="processes to spread leads over (default: "
                                                              "every core)")
     sm.add_argument("--json", action="store_true", help="the summary as one JSON object")
+    df = psub.add_parser("diff", help="two policy versions on the same history: who ends differently and why")
+    df.add_argument("old", help="the policy file in force")
+    df.add_argument("new", help="the changed policy file")
+    df.add_argument("--events", required=True, help="JSON Lines from `events export` or `generate`")
+    df.add_argument("--until", help="let virtual time run to this ISO time (default: the log's last event)")
+    df.add_argument("--report", help="write an HTML page with charts here, to send to the other team")
+    df.add_argument("--processes", type=int, default=0, help="processes to spread leads over (default: "
+                                                             "every core)")
+    df.add_argument("--json", action="store_true", help="the comparison as one JSON object")
     content = sub.add_parser("content", help="marketing's e-mail templates (content/)")
     csub = content.add_subparsers(dest="action", required=True)
     cp = csub.add_parser("preview", help="render one template with a lead's profile")
@@ -113,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "policy":
             return {"validate": _validate, "test": _test, "explain": _explain,
-                    "simulate": _simulate}[args.action](args)
+                    "simulate": _simulate, "diff": _diff}[args.action](args)
         if args.command == "content":
             from cli.content import content_dir, preview
             from service.settings import Settings
@@ -335,16 +344,39 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _history(path: str, until_text: str | None) -> tuple[dict[str, list[dict[str, Any]]], Any]:
+    from backtest.simulate import group
+
+    try:
+        with open(path, encoding="utf-8") as log:
+            leads, last = group(log, path)
+    except OSError as err:
+        raise UserError(f"{path}: {err.strerror}") from None
+    return leads, _when(until_text, "--until") or last
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from backtest.diff import compare, html_report, table
+    from backtest.simulate import Progress, simulate_many
+
+    load_compiled(args.old)  # refuse a bad policy before any process starts
+    load_compiled(args.new)
+    leads, until = _history(args.events, args.until)
+    progress = Progress(2 * sum(len(events) for events in leads.values()))
+    old = simulate_many(args.old, leads, until, args.processes or None, progress)
+    new = simulate_many(args.new, leads, until, args.processes or None, progress)
+    report = compare(args.old, args.new, leads, old, new, until)
+    if args.report:
+        Path(args.report).write_text(html_report(report), encoding="utf-8")
+    print(json.dumps(report) if args.json else table(report))
+    return 0
+
+
 def _simulate(args: argparse.Namespace) -> int:
-    from backtest.simulate import Progress, group, simulate_many, summary
+    from backtest.simulate import Progress, simulate_many, summary
 
     load_compiled(args.file)  # refuse a bad policy before any process starts
-    try:
-        with open(args.events, encoding="utf-8") as log:
-            leads, last = group(log, args.events)
-    except OSError as err:
-        raise UserError(f"{args.events}: {err.strerror}") from None
-    until = _when(args.until, "--until") or last
+    leads, until = _history(args.events, args.until)
     progress = Progress(sum(len(events) for events in leads.values()))
     results = simulate_many(args.file, leads, until, args.processes or None, progress)
     if args.out:
