@@ -45,22 +45,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     e.add_argument("--events", required=True, help="JSON Lines file of events")
     e.add_argument("--until", help="let simulated time run to this ISO time, delivering checks")
     e.add_argument("--json", action="store_true", help="print the decisions as JSON lines")
-    sm = psub.add_parser("simulate", help="replay a history of many leads through a policy in virtual time")
+    history = argparse.ArgumentParser(add_help=False)
+    history.add_argument("--events", required=True, help="JSON Lines from `events export` or `generate`")
+    history.add_argument("--until", help="let virtual time run to this ISO time (default: the log's last "
+                                         "event)")
+    history.add_argument("--processes", type=int, default=0, help="processes to spread leads over "
+                                                                  "(default: every core)")
+    sm = psub.add_parser("simulate", parents=[history],
+                         help="replay a history of many leads through a policy in virtual time")
     sm.add_argument("file", help="the policy file")
-    sm.add_argument("--events", required=True, help="JSON Lines from `events export` or `generate`")
-    sm.add_argument("--until", help="let virtual time run to this ISO time (default: the log's last event)")
     sm.add_argument("--out", help="write each lead's result here as JSON Lines")
-    sm.add_argument("--processes", type=int, default=0, help="processes to spread leads over (default: "
-                                                             "every core)")
     sm.add_argument("--json", action="store_true", help="the summary as one JSON object")
-    df = psub.add_parser("diff", help="two policy versions on the same history: who ends differently and why")
+    df = psub.add_parser("diff", parents=[history],
+                         help="two policy versions on the same history: who ends differently and why")
     df.add_argument("old", help="the policy file in force")
     df.add_argument("new", help="the changed policy file")
-    df.add_argument("--events", required=True, help="JSON Lines from `events export` or `generate`")
-    df.add_argument("--until", help="let virtual time run to this ISO time (default: the log's last event)")
     df.add_argument("--report", help="write an HTML page with charts here, to send to the other team")
-    df.add_argument("--processes", type=int, default=0, help="processes to spread leads over (default: "
-                                                             "every core)")
     df.add_argument("--json", action="store_true", help="the comparison as one JSON object")
     content = sub.add_parser("content", help="marketing's e-mail templates (content/)")
     csub = content.add_subparsers(dest="action", required=True)
