@@ -145,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UserError, ValueError) as err:
         print(f"leadflow: {err}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader has gone (`| head`): nothing more to say
+        return 0
     except KeyboardInterrupt:
         return 130
     except asyncio.CancelledError:  # SIGTERM
