@@ -8,7 +8,7 @@ PY313  ?= $(shell for p in $$HOME/.pyenv/versions/3.13*/bin/python3.13 $$(comman
              $$p -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && echo $$p && break; done)
 VENV313 := .venv-3.13
 
-.PHONY: up test test-py313 lint bench bench-e2e bench-size bench-intake bench-delivery venv clean
+.PHONY: up test test-py313 lint bench bench-e2e bench-size bench-intake bench-delivery bench-backtest venv clean
 
 $(STAMP): pyproject.toml patches/install_durable_rules.py patches/durable-rules-2.0.28-python3.13.patch
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,9 @@ bench-intake: $(STAMP)
 
 bench-delivery: $(STAMP)
 	$(BIN)/python bench/delivery.py
+
+bench-backtest: $(STAMP)
+	$(BIN)/python bench/backtest.py
 
 clean:
 	rm -rf $(VENV) $(VENV313) .leadflow *.egg-info
