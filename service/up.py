@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from datetime import timedelta
@@ -75,7 +76,9 @@ async def up(settings: Settings, demo: bool = True, exit_after_demo: bool = Fals
     finally:
         worker.cancel()
         if api is not None:
-            api.cancel()
+            api.cancel()  # uvicorn shuts down as on a signal; wait for it, or its lifespan is cut off
+            with contextlib.suppress(asyncio.CancelledError):
+                await api
         if env is not None:
             await env.shutdown()
         if mail is not None:

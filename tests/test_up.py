@@ -79,6 +79,7 @@ def test_up_serves_the_api_and_pages_and_prints_where_with_demo_keys(tmp_path):
     finally:
         up.send_signal(signal.SIGTERM)
         assert up.wait(60) == 143
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]  # a stop is no error
     time.sleep(1)
     leftover = subprocess.run(["pgrep", "-f", f"--db-filename {tmp_path}"], capture_output=True, text=True)
     assert leftover.stdout.strip() == "", "the embedded Temporal server outlived `leadflow up`"

@@ -7,11 +7,15 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
 from temporalio.service import RPCError
+
+if TYPE_CHECKING:
+    import uvicorn
 
 from activities.policies import PolicyStore
 from delivery.ledger import Ledger
@@ -88,6 +92,20 @@ async def serve(settings: Settings, client: Client | None = None) -> None:
     await (await start(settings, client))
 
 
+async def _serve(server: uvicorn.Server) -> None:
+    """uvicorn until cancelled, then shut down as on a signal: a cancelled `serve()` would cut
+    the app's lifespan off in the middle and log it as an error."""
+    serving = asyncio.ensure_future(server.serve())
+    try:
+        await asyncio.shield(serving)
+    except asyncio.CancelledError:
+        server.should_exit = True
+        while not serving.done():  # a second cancel (a stop that cancels everything) waits too
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(serving)
+        raise
+
+
 async def start(settings: Settings, client: Client | None = None) -> asyncio.Task[None]:
     """Start the app on uvicorn; returns once it listens (the task runs until cancelled)."""
     import uvicorn
@@ -98,7 +116,7 @@ async def start(settings: Settings, client: Client | None = None) -> asyncio.Tas
     host, port = settings.listen
     server = uvicorn.Server(uvicorn.Config(create_app(settings, client), host=host, port=port,
                                            log_level="warning", access_log=False))
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(_serve(server))
     while not server.started:
         if task.done():
             task.result()  # it could not start: say why
