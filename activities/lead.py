@@ -51,8 +51,7 @@ class LeadActivities:
     def _archive(self, batch: EvaluateBatch) -> asyncio.Future[None] | None:
         if self.archive is None or not batch.events:
             return None
-        events = [e.model_dump(mode="json", exclude_none=True) for e in batch.events]
-        taken = Taken(activity.info().workflow_id, events, batch.now.timestamp())
+        taken = Taken(activity.info().workflow_id, list(batch.events), batch.now.timestamp())
         return asyncio.ensure_future(self.archive.add(taken))
 
     async def _decide(self, batch: EvaluateBatch) -> BatchResult:

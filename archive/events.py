@@ -21,6 +21,7 @@ from sqlalchemy import select, tuple_
 from delivery.ledger import Ledger
 from delivery.schema import events as table
 from rules.evaluate import iso
+from rules.models import Event
 
 DERIVED = ("check",)  # made by the lead's own timer: a simulation schedules its own
 
@@ -30,7 +31,7 @@ class Taken:
     """One batch of a lead's events, as its evaluation took them."""
 
     lead: str
-    events: list[dict[str, Any]]  # the events as JSON (mode="json"), each with its id
+    events: list[Event]  # each with its id (rules.identity.with_id)
     at: float  # unix seconds the lead evaluated them (its workflow time)
 
 
@@ -43,10 +44,12 @@ class EventArchive:
         """Keep the batches' events; an event kept before (a retried evaluation) stays as it was."""
         rows = []
         for batch in batches:
-            for seq, event in enumerate(batch.events):
-                if event.get("type") in DERIVED:
+            for seq, taken in enumerate(batch.events):
+                if taken.type in DERIVED:
                     continue
-                at = _seconds(event.get("at")) if event.get("at") else batch.at
+                # made into JSON here, on the writer's thread, not on the evaluation's way
+                event = taken.model_dump(mode="json", exclude_none=True)
+                at = taken.at.timestamp() if taken.at else batch.at
                 rows.append({"lead": batch.lead, "id": event["id"], "type": event["type"], "at": at,
                              "taken_at": batch.at, "seq": seq,
                              "body": json.dumps(event, separators=(",", ":"), ensure_ascii=False)})
@@ -81,7 +84,3 @@ class EventArchive:
                 return
             last = rows[-1]
             after = (last.taken_at, last.lead, last.seq, last.id)
-
-
-def _seconds(text: str) -> float:
-    return datetime.fromisoformat(text).timestamp()
