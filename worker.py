@@ -25,6 +25,7 @@ from delivery.ledger import Ledger
 from delivery.links import Links
 from delivery.smtp import Mailer, SmtpConfig
 from delivery.webhook import Poster
+from governance.registry import Registry
 from service.settings import Settings
 from service.temporal import connect, ensure_search_attributes
 from workflows.handoff import HandoffWorkflow
@@ -40,7 +41,7 @@ def evaluator_pool(settings: Settings) -> EvaluatorPool | None:
     return EvaluatorPool(settings.eval_processes, settings.eval_deadline)
 
 
-def delivery_for(settings: Settings, store: PolicyStore) -> Delivery:
+def delivery_for(settings: Settings, store: PolicyStore, ledger: Ledger | None = None) -> Delivery:
     """The ledger, the SMTP server and the CRM webhooks as settings name them; refuses at start
     what would fail every delivery later."""
     settings.check_delivery()
@@ -49,7 +50,7 @@ def delivery_for(settings: Settings, store: PolicyStore) -> Delivery:
         mailer = Mailer(SmtpConfig(settings.smtp_host, settings.smtp_port, settings.smtp_user,
                                    settings.smtp_password, settings.smtp_tls,  # type: ignore[arg-type]
                                    settings.delivery_timeout))
-    return Delivery(ledger=Ledger.open(settings.ledger_url), content=store.content,
+    return Delivery(ledger=ledger or Ledger.open(settings.ledger_url), content=store.content,
                     links=Links(settings.signing_secret(), settings.public), sender=settings.mail_from,
                     mailer=mailer, poster=Poster(settings.delivery_timeout), webhook_for=settings.webhook_for,
                     webhook_secret=settings.webhook_secret, public_url=settings.public)
@@ -82,16 +83,19 @@ async def watch_policies(store: PolicyStore, every: float) -> None:
 
 async def run_worker(settings: Settings, client: Client | None = None) -> None:
     settings.check_delivery()  # before anything starts: a setting every delivery would fail on
-    store = PolicyStore(settings.policy_dir, settings.policy, settings.content_dir)
-    store.reload()
+    ledger = await asyncio.to_thread(Ledger.open, settings.ledger_url)
+    # the shared database decides the active version; the folder is only read on first start
+    store = PolicyStore(settings.policy_dir, settings.policy, settings.content_dir, Registry(ledger))
+    await asyncio.to_thread(store.reload)
     active = store.active()  # refuse to start with no valid policy at all
-    log.info("active policy %s v%s (%s)", active.name, active.version, active.ruleset)
+    log.info("active policy %s v%s (%s, sha256 %s, rollout %s)", active.name, active.version, active.ruleset,
+             active.sha[:12], store.rollout())
     client = client or await connect(settings)
     await ensure_search_attributes(client, settings.namespace)
     evaluators = evaluator_pool(settings)
     if evaluators is not None:
         evaluators.start()
-    delivery = delivery_for(settings, store)
+    delivery = delivery_for(settings, store, ledger)
     if delivery.mailer is not None and not settings.public.startswith("https://"):
         log.warning("links in e-mail start %s: mail clients offer one-click unsubscribe (RFC 8058) only for "
                     "https links; set LEADFLOW_PUBLIC_URL to where people reach the API over https",

@@ -40,6 +40,14 @@ class Catalog:
 
     active: CompiledPolicy
     pinned: CompiledPolicy | None = None
+    # move | pin, as the activation said; "" reads the active file's own `rollout.running_leads`
+    rollout: str = ""
+
+    @property
+    def moves(self) -> bool:
+        if self.rollout:
+            return self.rollout == "move"
+        return self.active.policy.rollout.running_leads == "move"
 
     def choose(self, version: int | None) -> tuple[CompiledPolicy, str | None]:
         """The version to evaluate a lead with, and a note for its story when it moves."""
@@ -48,7 +56,7 @@ class Catalog:
             return active, None
         if self.pinned is None or self.pinned.version != version:
             return active, f"policy v{version} is no longer loaded; moved to v{active.version}"
-        if active.version > version and active.policy.rollout.running_leads == "move":
+        if self.moves:  # a newer version, or an older one activated again (a rollback)
             return active, f"rollout of v{active.version} moved the lead from v{version}"
         return self.pinned, None
 

@@ -66,8 +66,8 @@ def _serve(conn: multiprocessing.connection.Connection, progress: Any, target: s
             except (PolicyInvalid, EngineError) as err:
                 conn.send(("loaded", str(err)))
             continue
-        _, active, pinned, batch = message
-        catalog = Catalog(policies[active], policies.get(pinned) if pinned else None)
+        _, active, pinned, rollout, batch = message
+        catalog = Catalog(policies[active], policies.get(pinned) if pinned else None, rollout)
         lead, version = batch.lead, batch.version
         results: list[tuple[str, Any]] = []
         for event in batch.events:
@@ -274,7 +274,7 @@ class EvaluatorPool:
                 pinned = catalog.pinned.sha if catalog.pinned else None
                 child.progress.value = 0
                 try:
-                    self._send(child, ("batch", catalog.active.sha, pinned,
+                    self._send(child, ("batch", catalog.active.sha, pinned, catalog.rollout,
                                        batch.model_copy(update={"events": [e for _, e in pending]})))
                     results = await self._results(child, len(pending))
                 except ChildDied:  # before the batch started, or after it ended: a new child

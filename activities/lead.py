@@ -4,14 +4,13 @@ the checkpoint. Delivery is activities.delivery."""
 
 from __future__ import annotations
 
-import asyncio
-
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.evaluation import BatchResult, EvaluateBatch, evaluate_batch
 from activities.evaluator_pool import EvaluatorPool
 from activities.policies import NoPolicy, PolicyStore
+from activities.shadow import ShadowLeads, run_shadow
 from archive.events import Taken
 from archive.writer import ArchiveWriter
 from rules.engine import EngineError
@@ -23,6 +22,7 @@ class LeadActivities:
         self.store = store
         self.evaluators = evaluators  # None: evaluate in this process (no deadline)
         self.archive = archive  # None: events are not archived (tests of the lifecycle alone)
+        self.shadow_leads = ShadowLeads(archive.archive.ledger) if archive is not None else None
 
     @activity.defn(name="evaluate_events")
     async def evaluate_events(self, batch: EvaluateBatch) -> BatchResult:
@@ -32,27 +32,23 @@ class LeadActivities:
         it computes on the worker's event loop, with no hop to a thread and back: the engine
         holds the GIL anyway and an evaluation takes well under a millisecond.
 
-        The events go into the archive meanwhile, every one the lead took, whatever its policy
-        makes of it (a later version may decide otherwise); the answer waits for the write."""
-        archived = self._archive(batch)
-        try:
-            result = await self._decide(batch)
-        except BaseException:
-            if archived is not None:
-                archived.cancel()
-            raise
-        if archived is not None:
-            try:
-                await archived
-            except Exception as err:  # the lead must not go on with events the archive lacks
-                raise ApplicationError(f"the event archive: {err}", type="ArchiveError") from err
-        return result
-
-    def _archive(self, batch: EvaluateBatch) -> asyncio.Future[None] | None:
+        Then the events go into the archive, every one the lead took, whatever its policy makes
+        of it (a later version may decide otherwise), with the state changes the Decisions made
+        (the funnel) and what a version in shadow made of them; the answer waits for the write."""
+        result = await self._decide(batch)
         if self.archive is None or not batch.events:
-            return None
-        taken = Taken(activity.info().workflow_id, list(batch.events), batch.now.timestamp())
-        return asyncio.ensure_future(self.archive.add(taken))
+            return result
+        lead_id = activity.info().workflow_id
+        shadow = self.store.shadow()
+        run = None
+        if shadow is not None and self.shadow_leads is not None:
+            run = await run_shadow(shadow, self.shadow_leads, lead_id, batch, result, self.evaluators)
+        taken = Taken(lead_id, list(batch.events), batch.now.timestamp(), list(result.decisions), run)
+        try:
+            await self.archive.add(taken)
+        except Exception as err:  # the lead must not go on with events the archive lacks
+            raise ApplicationError(f"the event archive: {err}", type="ArchiveError") from err
+        return result
 
     async def _decide(self, batch: EvaluateBatch) -> BatchResult:
         try:

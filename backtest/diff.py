@@ -83,17 +83,24 @@ def compare(old_file: str, new_file: str, leads: dict[str, list[dict[str, Any]]]
             old: list[Result], new: list[Result], until: datetime | None) -> dict[str, Any]:
     """The comparison as one JSON-ready object."""
     pairs = changed(old, new)
-    moves = Counter(f"{a['state']} -> {b['state']}" for a, b in pairs)
-    so, sn = summary(old), summary(new)
-    weeks = sorted(set(so["handoffs_per_week"]) | set(sn["handoffs_per_week"]))
-    load = {w: {"old": so["handoffs_per_week"].get(w, 0), "new": sn["handoffs_per_week"].get(w, 0)}
-            for w in weeks}
     partings = []
     if pairs:
         po, pn = load_compiled(old_file), load_compiled(new_file)
         for a, _ in pairs[:MAX_EXPLAINED]:
             partings.append(parting(po, pn, a["lead_id"], leads[a["lead_id"]], until).as_dict())
-    return {"old": {"file": old_file, **so}, "new": {"file": new_file, **sn}, "leads": len(old),
+    return compared(old_file, new_file, old, new, partings)
+
+
+def compared(old_label: str, new_label: str, old: list[Result], new: list[Result],
+             partings: list[dict[str, Any]]) -> dict[str, Any]:
+    """Two runs of the same leads side by side (a diff's, or the live and shadow Decisions)."""
+    pairs = changed(old, new)
+    moves = Counter(f"{a['state']} -> {b['state']}" for a, b in pairs)
+    so, sn = summary(old), summary(new)
+    weeks = sorted(set(so["handoffs_per_week"]) | set(sn["handoffs_per_week"]))
+    load = {w: {"old": so["handoffs_per_week"].get(w, 0), "new": sn["handoffs_per_week"].get(w, 0)}
+            for w in weeks}
+    return {"old": {"file": old_label, **so}, "new": {"file": new_label, **sn}, "leads": len(old),
             "changed": len(pairs), "ended_differently": sum(1 for a, b in pairs if a["state"] != b["state"]),
             "moves": dict(moves.most_common()), "handoffs_per_week": load,
             "handoffs_change": sn["handoffs"] - so["handoffs"],

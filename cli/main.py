@@ -62,6 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     df.add_argument("new", help="the changed policy file")
     df.add_argument("--report", help="write an HTML page with charts here, to send to the other team")
     df.add_argument("--json", action="store_true", help="the comparison as one JSON object")
+    from cli import governance
+
+    governance.add_commands(psub)
     content = sub.add_parser("content", help="marketing's e-mail templates (content/)")
     csub = content.add_subparsers(dest="action", required=True)
     cp = csub.add_parser("preview", help="render one template with a lead's profile")
@@ -121,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command == "policy":
+            if args.action in ("propose", "approve", "activate", "shadow", "shadow-report", "log"):
+                return governance.run(args)
             return {"validate": _validate, "test": _test, "explain": _explain,
                     "simulate": _simulate, "diff": _diff}[args.action](args)
         if args.command == "content":

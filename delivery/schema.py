@@ -64,3 +64,85 @@ events = Table(
 )
 Index("events_taken", events.c.taken_at, events.c.lead, events.c.seq)
 Index("events_at", events.c.at)
+
+# Policy versions as proposed (governance.registry): the text by its content hash, so every
+# worker on every machine compiles the very same version; (name, version) names one text only.
+policy_versions = Table(
+    "policy_versions", metadata,
+    Column("sha", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("file", String(512), nullable=False, server_default=""),  # where it was proposed from
+    Column("text", Text, nullable=False),
+    Column("proposed_by", String(320), nullable=False, server_default=""),
+    Column("proposed_at", Float, nullable=False),
+)
+Index("policy_versions_name", policy_versions.c.name, policy_versions.c.version, unique=True)
+
+# Who proposed, approved, activated or shadowed which version, when: `leadflow policy log`.
+policy_log = Table(
+    "policy_log", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("sha", String(64), nullable=False),
+    # proposed | approved | activated | shadowed | shadow-stopped
+    Column("action", String(32), nullable=False),
+    Column("who", String(320), nullable=False, server_default=""),
+    Column("team", String(32), nullable=False, server_default=""),  # an approval's: marketing | sales
+    Column("detail", Text, nullable=False, server_default=""),
+)
+Index("policy_log_name", policy_log.c.name, policy_log.c.id)
+
+# What decides, per policy name: the active version (and how running leads take it), and the
+# version running in shadow beside it, if any.
+policy_state = Table(
+    "policy_state", metadata,
+    Column("name", String(200), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("sha", String(64), nullable=False),
+    Column("rollout", String(8), nullable=False),  # move | pin
+    Column("activated_at", Float, nullable=False),
+    Column("shadow_version", Integer, nullable=True),
+    Column("shadow_sha", String(64), nullable=True),
+)
+
+# Every state change a live lead made (the Decision's story lines that moved it): the funnel.
+transitions = Table(
+    "transitions", metadata,
+    Column("lead", String(200), primary_key=True),
+    Column("event_id", String(200), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("at", Float, nullable=False),
+    Column("from_state", String(64), nullable=False),
+    Column("to_state", String(64), nullable=False),
+    Column("rule", String(200), nullable=False, server_default=""),
+    Column("policy", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("why", Text, nullable=False, server_default=""),
+)
+Index("transitions_at", transitions.c.at)
+
+# A shadow version's Decisions beside the live ones, per event; never acted on.
+shadow_decisions = Table(
+    "shadow_decisions", metadata,
+    Column("sha", String(64), primary_key=True),  # the shadow version's content hash
+    Column("lead", String(200), primary_key=True),
+    Column("event_id", String(200), primary_key=True),
+    Column("at", Float, nullable=False),
+    Column("taken_at", Float, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("live", Text, nullable=False),  # JSON: the live Decision in short
+    Column("shadow", Text, nullable=False),  # JSON: the shadow's, in the same shape
+)
+Index("shadow_decisions_order", shadow_decisions.c.sha, shadow_decisions.c.taken_at)
+
+# The lead as the shadow version sees it: where its next event starts from.
+shadow_leads = Table(
+    "shadow_leads", metadata,
+    Column("sha", String(64), primary_key=True),
+    Column("lead", String(200), primary_key=True),
+    Column("state", Text, nullable=False),  # LeadState as JSON
+    Column("updated_at", Float, nullable=False),
+)

@@ -21,6 +21,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "work_tasks": frozenset({"sales", "admin"}),
     "read_policies": frozenset({"ops", "admin"}),
     "validate_policies": frozenset({"ops", "admin"}),
+    "govern_policies": frozenset({"ops", "admin"}),
     "read_deliveries": frozenset({"ops", "admin"}),
 }
 

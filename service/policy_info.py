@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from activities.policies import PolicyStore
+from activities.policies import NoPolicy, PolicyStore
 from rules.validate import PolicyInvalid, load_policy_bytes
 
 
 def versions(store: PolicyStore) -> list[dict[str, Any]]:
     """Each valid version with its owners, content hash and whether it is the active one."""
     loaded = store.versions()
-    active = loaded[-1].version if loaded else None
+    try:
+        active, rollout = store.active().sha, store.rollout()
+    except NoPolicy:
+        active, rollout = None, None
+    shadow = store.shadow()
     return [{"policy": p.name, "version": p.version, "file": p.file, "sha256": p.sha,
-             "ruleset": p.ruleset, "owners": p.policy.owners.model_dump(), "active": p.version == active,
-             "rules": len(p.rules), "rollout": p.policy.rollout.running_leads}
+             "ruleset": p.ruleset, "owners": p.policy.owners.model_dump(), "active": p.sha == active,
+             "shadow": shadow is not None and p.sha == shadow.sha, "rules": len(p.rules),
+             "rollout": rollout if p.sha == active else p.policy.rollout.running_leads}
             for p in loaded]
 
 

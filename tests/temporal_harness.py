@@ -21,6 +21,8 @@ from temporalio.worker import Replayer
 from activities.delivery import Delivery
 from activities.evaluator_pool import EvaluatorPool
 from activities.policies import PolicyStore
+from delivery.ledger import Ledger
+from governance.registry import Registry
 from rules.identity import lead_key
 from rules.models import LeadRef
 from service.settings import Settings
@@ -121,16 +123,21 @@ def evaluators() -> EvaluatorPool:
 
 @contextlib.asynccontextmanager
 async def harness(tmp_path: Path, policy_dir: Path | None = None,
-                  pool: EvaluatorPool | None = None, **settings_: Any) -> AsyncIterator[Harness]:
-    """`settings_` are more Settings fields (an SMTP server, webhooks) for delivery tests."""
+                  pool: EvaluatorPool | None = None, governed: bool = False,
+                  **settings_: Any) -> AsyncIterator[Harness]:
+    """`settings_` are more Settings fields (an SMTP server, webhooks) for delivery tests. With
+    `governed`, the worker takes its policy versions from the shared database as `worker.py`
+    does; otherwise the newest file in the folder is active."""
     settings = Settings(home=tmp_path, policy_dir=policy_dir or ROOT / "policies",
                         content_dir_setting=ROOT / "content",
                         task_queue=f"test-{tmp_path.name}", **settings_)
-    store = PolicyStore(settings.policy_dir, content_dir=settings.content_dir)
+    ledger = Ledger.open(settings.ledger_url)
+    store = PolicyStore(settings.policy_dir, content_dir=settings.content_dir,
+                        registry=Registry(ledger) if governed else None)
     store.reload()
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server"), data_converter=pydantic_data_converter)
-    delivery = delivery_for(settings, store)
+    delivery = delivery_for(settings, store, ledger)
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=8) as threads:
             worker = build_worker(env.client, settings, store, threads, pool or evaluators(), delivery)

@@ -46,6 +46,7 @@ ReadsTasks = Annotated[str, Depends(require("read_tasks"))]
 WorksTasks = Annotated[str, Depends(require("work_tasks"))]
 ReadsPolicies = Annotated[str, Depends(require("read_policies"))]
 ValidatesPolicies = Annotated[str, Depends(require("validate_policies"))]
+GovernsPolicies = Annotated[str, Depends(require("govern_policies"))]
 ReadsDeliveries = Annotated[str, Depends(require("read_deliveries"))]
 
 

@@ -21,6 +21,7 @@ from activities.policies import PolicyStore
 from delivery.ledger import Ledger
 from delivery.links import Links
 from delivery.machines import NETWORKS, Judge
+from governance.registry import Registry
 from service.api import crm, deliveries, events, health, leads, links, policies, tasks
 from service.api.context import Context
 from service.intake import IntakeError
@@ -38,10 +39,10 @@ def create_app(settings: Settings, client: Client | None = None, keys: Keys | No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from service.temporal import connect
 
-        store = PolicyStore(settings.policy_dir, settings.policy, settings.content_dir)
-        store.reload()
-        seen = SeenEvents(settings.home / "intake.sqlite")
         ledger = await asyncio.to_thread(Ledger.open, settings.ledger_url)
+        store = PolicyStore(settings.policy_dir, settings.policy, settings.content_dir, Registry(ledger))
+        await asyncio.to_thread(store.reload)
+        seen = SeenEvents(settings.home / "intake.sqlite")
         judge = Judge(NETWORKS + settings.machine_networks, settings.machine_open_seconds,
                       settings.machine_click_seconds)
         app.state.ctx = Context(settings, client or await connect(settings), store, seen,

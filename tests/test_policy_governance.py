@@ -1,0 +1,205 @@
+"""Activation that both teams own: a version is proposed (refused unless it validates and its
+own tests pass), approved by one marketing and one sales owner its file lists, then activated;
+all kept with who, when and the content hash in the shared database, and workers evaluate the
+version the database names. A version in shadow is evaluated on every live event and never
+acted on; its report compares it with what the live version did."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from activities.policies import PolicyStore
+from cli.main import main
+from delivery.ledger import Ledger
+from governance.registry import FIRST_START, Registry
+from tests.temporal_harness import ROOT, api, free_port, harness
+
+V1 = (ROOT / "policies" / "lead-lifecycle.v1.yaml").read_text()
+# v2 hands over leads of a lower fit; its own tests still pass
+V2 = V1.replace("version: 1\n", "version: 2\n", 1).replace("score.fit: {gte: 50}", "score.fit: {gte: 40}")
+# a version whose own examples no longer hold: intent counts double
+V2_FAILING = V1.replace("version: 1\n", "version: 2\n", 1).replace(
+    "{prefix: /pricing}}, points: 15,", "{prefix: /pricing}}, points: 30,")
+OPS_KEY = "ops-key-0123456789abcdef"
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("LEADFLOW_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LEADFLOW_POLICY_DIR", str(ROOT / "policies"))
+    monkeypatch.setenv("LEADFLOW_CONTENT_DIR", str(ROOT / "content"))
+    (tmp_path / "home").mkdir()
+    return tmp_path
+
+
+def test_a_version_needs_its_tests_one_marketing_and_one_sales_owner_before_it_decides(home, capsys):
+    ledger = Ledger.open(f"sqlite:///{home / 'home' / 'leadflow.sqlite'}")
+    store = PolicyStore(ROOT / "policies", content_dir=ROOT / "content", registry=Registry(ledger))
+    store.reload()  # a fresh database takes the shipped file, recorded as the first start
+    assert store.active().version == 1 and store.rollout() == "pin"
+    code, out, _ = cli(capsys, "policy", "log", "--json")
+    first = [json.loads(line) for line in out.splitlines()]
+    assert [(e["action"], e["who"], e["version"]) for e in reversed(first)] == [
+        ("proposed", FIRST_START, 1), ("activated", FIRST_START, 1)]
+    assert first[0]["sha"] == store.active().sha and "first start" in first[0]["detail"]
+
+    broken = home / "broken.yaml"
+    broken.write_text(V2.replace("  fit_cap: 100\n", "  fit_cap: [100\n"))
+    code, _, err = cli(capsys, "policy", "propose", str(broken))
+    assert code == 1 and f"{broken}:" in err and "cannot be proposed" in err
+    failing = home / "failing.yaml"
+    failing.write_text(V2_FAILING)
+    code, _, err = cli(capsys, "policy", "propose", str(failing))
+    assert code == 1 and "intent decays" in err and "fails" in err
+
+    v2 = home / "lead-lifecycle.v2.yaml"
+    v2.write_text(V2)
+    code, out, _ = cli(capsys, "policy", "propose", str(v2), "--as", "ops@example.com", "--json")
+    proposal = json.loads(out)
+    assert code == 0 and proposal["new"] and proposal["version"] == 2
+    code, out, _ = cli(capsys, "policy", "propose", str(v2))
+    assert code == 0 and "already proposed" in out
+    other = home / "other.yaml"
+    other.write_text(V2.replace("half_life: 21d", "half_life: 20d"))
+    code, _, err = cli(capsys, "policy", "propose", str(other))
+    assert code == 1 and "proposed before with other content" in err
+
+    code, _, err = cli(capsys, "policy", "approve", "lead-lifecycle", "2", "--as", "intruder@example.com")
+    assert code == 1 and "not an owner" in err
+    code, _, err = cli(capsys, "policy", "approve", "lead-lifecycle", "9", "--as", "sales-ops@example.com")
+    assert code == 1 and "has not been proposed" in err
+    code, out, _ = cli(capsys, "policy", "approve", "lead-lifecycle", "2", "--as",
+                       "Marketing-Ops@Example.com")
+    assert code == 0 and "as marketing" in out
+    code, _, err = cli(capsys, "policy", "activate", "lead-lifecycle", "2")
+    assert code == 1 and "no sales owner has approved" in err
+    store.reload()
+    assert store.active().version == 1  # nothing changed for the workers
+
+    # one person on both lists cannot approve alone
+    both = home / "lead-lifecycle.v3.yaml"
+    both.write_text(V2.replace("version: 2\n", "version: 3\n", 1).replace(
+        "sales: [sales-ops@example.com]", "sales: [sales-ops@example.com, both@example.com]").replace(
+        "marketing: [marketing-ops@example.com]", "marketing: [marketing-ops@example.com, both@example.com]"))
+    assert cli(capsys, "policy", "propose", str(both))[0] == 0
+    code, out, _ = cli(capsys, "policy", "approve", "lead-lifecycle", "3", "--as", "both@example.com")
+    assert code == 0 and "as marketing and sales" in out
+    code, _, err = cli(capsys, "policy", "activate", "lead-lifecycle", "3")
+    assert code == 1 and "two different people" in err
+
+    code, out, _ = cli(capsys, "policy", "approve", "lead-lifecycle", "2", "--as", "sales-ops@example.com")
+    assert code == 0 and "both teams approved" in out
+    code, out, _ = cli(capsys, "policy", "activate", "lead-lifecycle", "2", "--rollout", "move", "--as",
+                       "ops@example.com")
+    assert code == 0 and "v2 active" in out
+    store.reload()
+    assert store.active().version == 2 and store.rollout() == "move"
+    assert store.active().sha == proposal["sha256"]
+    # another worker, another folder (an old checkout without v2): the database decides
+    elsewhere = home / "old-checkout"
+    elsewhere.mkdir()
+    (elsewhere / "lead-lifecycle.v1.yaml").write_text(V1)
+    other_worker = PolicyStore(elsewhere, content_dir=ROOT / "content", registry=Registry(ledger))
+    other_worker.reload()
+    assert other_worker.active().sha == store.active().sha
+
+    code, out, _ = cli(capsys, "policy", "log", "--json")
+    log = [json.loads(line) for line in out.splitlines()]
+    assert [(e["action"], e["who"], e["version"], e["team"]) for e in log[:3]] == [
+        ("activated", "ops@example.com", 2, ""), ("approved", "sales-ops@example.com", 2, "sales"),
+        ("approved", "both@example.com", 3, "marketing,sales")]
+    assert all(e["sha"] == proposal["sha256"] for e in log if e["version"] == 2)
+    assert all(isinstance(e["at"], float) for e in log)
+    code, out, _ = cli(capsys, "policy", "log")
+    assert "activated" in out and "ops@example.com" in out and proposal["sha256"][:12] in out
+    ledger.close()
+
+
+def test_shadow_decides_beside_the_live_version_and_is_never_acted_on_then_activation_moves_leads(tmp_path):
+    async def scenario() -> None:
+        import httpx
+
+        settings = {"api_keys": f"ops:{OPS_KEY}", "http": f"127.0.0.1:{free_port()}"}
+        async with harness(tmp_path, governed=True, **settings) as h, api(h) as base:
+            registry = h.store.registry
+            assert registry is not None and h.store.active().version == 1
+            web = httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {OPS_KEY}"})
+            async with web:
+                answer = await web.post("/v1/policies/proposals?as=ops@example.com", content=V2,
+                                        headers={"Content-Type": "application/yaml"})
+                assert answer.status_code == 201, answer.text
+                refused = await web.post("/v1/policies/proposals", content=V2_FAILING.replace(
+                    "version: 2\n", "version: 4\n", 1), headers={"Content-Type": "application/yaml"})
+                assert refused.status_code == 422 and "intent decays" in refused.text
+                answer = await web.put("/v1/policies/lead-lifecycle/shadow", json={"version": 2})
+                assert answer.status_code == 200 and answer.json()["shadow"] == 2
+                h.store.reload()  # what the worker's poll does
+                assert h.store.shadow() is not None and h.store.active().version == 1
+
+                # fit 45: v1 nurtures it, v2 (in shadow) would hand it to sales on the demo request
+                lead = await h.signup("mid@fit.example", budget=20000, need="crm", company_size=80)
+                await lead.signal("event", {"id": "demo-1", "type": "demo_request"})
+                for _ in range(100):
+                    st = await h.state(lead)
+                    if st["events"] >= 2:
+                        break
+                    await asyncio.sleep(0.05)
+                assert st["state"] == "nurturing" and st["version"] == 1
+                assert h.delivery.ledger.list(lead=lead.id, kind="handoff") == []
+
+                from backtest.shadow_report import report
+
+                figures = await asyncio.to_thread(report, h.delivery.ledger, answer.json()["shadow_sha256"],
+                                                  "live", "shadow")
+                assert figures["leads"] == 1 and figures["changed"] == 1
+                assert figures["moves"] == {"nurturing -> sales-ready": 1}
+                assert figures["old"]["handoffs"] == 0 and figures["new"]["handoffs"] == 1
+                parted = figures["partings"][0]
+                assert parted["event_id"] == "demo-1" and "qualify" in parted["new_fired"]
+                assert parted["email"] == "mid@fit.example"
+
+                # approvals through the API, then activation: the running lead moves to v2
+                for who in ("marketing-ops@example.com", "sales-ops@example.com"):
+                    answer = await web.post("/v1/policies/lead-lifecycle/2/approvals", json={"as": who})
+                    assert answer.status_code == 200, answer.text
+                nope = await web.post("/v1/policies/lead-lifecycle/2/approvals",
+                                      json={"as": "x@evil.example"})
+                assert nope.status_code == 403
+                answer = await web.post("/v1/policies/lead-lifecycle/2/activation", json={"rollout": "move"})
+                assert answer.status_code == 200 and answer.json()["active"] == 2, answer.text
+                listed = (await web.get("/v1/policies")).json()["policies"]
+                assert [p["version"] for p in listed if p["active"]] == [2]
+                log = (await web.get("/v1/policies/log")).json()["log"]
+                assert [e["action"] for e in log[:4]] == ["activated", "approved", "approved", "shadowed"]
+            h.store.reload()
+            await lead.signal("event", {"id": "open-1", "type": "email_open"})
+            for _ in range(100):
+                st = await h.state(lead)
+                if st["events"] >= 3:
+                    break
+                await asyncio.sleep(0.05)
+            assert st["version"] == 2
+            assert any(s["why"] == "rollout of v2 moved the lead from v1" for s in st["story"])
+            # the funnel's facts: every state change the live lead made, with its rule and version
+            from sqlalchemy import select
+
+            from delivery.schema import transitions
+            with h.delivery.ledger.engine.connect() as db:
+                t = transitions.c
+                moves = db.execute(select(t.from_state, t.to_state, t.rule, t.version)
+                                   .where(t.lead == lead.id).order_by(t.at, t.seq)).all()
+            assert [tuple(m) for m in moves][:2] == [("captured", "scored", "score-new", 1),
+                                                     ("scored", "nurturing", "start-nurture", 1)]
+            await h.replay("governed", lead)
+
+    asyncio.run(scenario())
