@@ -10,7 +10,9 @@ How the leads behave, and why (the shares are per source, see SOURCES):
 - some go quiet for weeks, then come back;
 - junk: disposable addresses, competitors, students;
 - addresses that bounce hard, people who unsubscribe;
-- sales answer the hand-offs buyers ask for: accepted, or rejected with a reason.
+- sales answer the hand-offs buyers ask for: accepted, or rejected with a reason; a lead who
+  went to a webinar and then to the pricing page is accepted three times as often (a known
+  pattern planted for `policy suggest` to find).
 
 Pure: the same seed, leads, days and start give the same lines, byte for byte."""
 
@@ -60,6 +62,8 @@ CONTENT = ("welcome-guide", "case-study", "product-tour", "pricing-explainer", "
 REJECTIONS = ("no budget until next year", "too small for our plans", "already a customer of a rival",
               "wrong contact, asked to reach the CTO", "timing: revisit next quarter")
 HANDS = ("demo_request", "contact_sales", "meeting_booked")
+ACCEPT = 0.28  # sales accept a hand-off ...
+ACCEPT_AFTER_WEBINAR_PRICING = 0.84  # ... three times as often after a webinar, then pricing
 
 
 @dataclass
@@ -70,8 +74,14 @@ class _Lead:
     persona: str
     signup: float
     lines: list[tuple[float, int, dict[str, Any]]]
+    webinar: bool = False  # attended a webinar so far
+    pattern: bool = False  # a pricing page after a webinar: the planted path to a sale
 
     def add(self, at: float, kind: str, data: dict[str, Any] | None = None) -> None:
+        if kind == "webinar_attended":
+            self.webinar = True
+        elif kind == "page_view" and self.webinar and str((data or {}).get("path", "")).startswith("/pric"):
+            self.pattern = True
         n = len(self.lines)
         event: dict[str, Any] = {"id": f"g-{self.index}-{n}", "type": kind, "at": _iso(at),
                                  "lead": {"email": self.email}}
@@ -180,7 +190,8 @@ def _behave(rng: random.Random, lead: _Lead, end: float) -> None:
     def hand_raise(t: float) -> None:
         lead.add(t, rng.choice(HANDS))
         answer_at = t + rng.uniform(2, 30) * 3600
-        if rng.random() < 0.65:
+        # the planted pattern: a webinar, then the pricing page, converts three times as often
+        if rng.random() < (ACCEPT_AFTER_WEBINAR_PRICING if lead.pattern else ACCEPT):
             lead.add(answer_at, "sales_accept", {"by": rng.choice(("sam", "ali", "jo"))})
         else:
             lead.add(answer_at, "sales_reject", {"by": rng.choice(("sam", "ali", "jo")),

@@ -112,7 +112,8 @@ def simulate_lead(policy: CompiledPolicy, lead_id: str, raws: list[dict[str, Any
                 open_task = Handoff(f"handoff-{lead_id}-{n}", action.queue or "sales", _iso(now), sla,
                                     action.escalate_to, due=now.timestamp() + sla)
                 result.handoffs.append({"task": open_task.task, "queue": open_task.queue,
-                                        "at": open_task.opened_at})
+                                        "at": open_task.opened_at, "fit": decision.scores.fit,
+                                        "intent": decision.scores.intent})
         return decision
 
     def due_before(moment: float) -> None:
@@ -258,7 +259,8 @@ def _iso(moment: datetime) -> str:
 class Progress:
     """Events done, on stderr: a bar when it is a terminal, a line now and then when it is not."""
 
-    def __init__(self, total: int, stream: Any = sys.stderr) -> None:
+    def __init__(self, total: int, stream: Any = None) -> None:
+        stream = stream if stream is not None else sys.stderr  # the one in force now, not at import
         self.total, self.done, self.stream = max(total, 1), 0, stream
         self.tty = hasattr(stream, "isatty") and stream.isatty()
         self._shown = -1

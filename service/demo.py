@@ -63,3 +63,36 @@ async def play(client: Client, settings: Settings, say=print) -> list[dict[str, 
             say(f"   task {task['id']} for queue {task['queue']}, SLA {task['sla_seconds'] / 3600:g}h")
         results.append(state)
     return results
+
+
+def generated_history(settings: Settings, leads: int = 300, days: float = 30, seed: int = 1) -> list[str]:
+    """What the active policy makes of a generated history (`leadflow generate` through `leadflow
+    policy simulate`, in this process): the lines the demo prints after its four leads."""
+    from backtest.generate import lines
+    from backtest.simulate import group, simulate_lead, summary
+    from delivery.ledger import Ledger
+    from governance.registry import Registry
+    from rules.compile import compile_policy
+    from rules.validate import load_policy_bytes
+
+    ledger = Ledger(settings.ledger_url)  # the worker has migrated it and activated a version
+    try:
+        registry = Registry(ledger)
+        state = registry.state(settings.policy)
+        active = registry.by_sha(state.sha) if state is not None else None
+    finally:
+        ledger.close()
+    if active is None:
+        return []
+    policy = compile_policy(load_policy_bytes(active.text, active.file))
+    history, last = group(lines(leads, days, seed))
+    results = [simulate_lead(policy, lead_id, raws, last).as_dict() for lead_id, raws in history.items()]
+    figures = summary(results)
+    ranked = sorted(figures["states"].items(), key=lambda kv: -kv[1])
+    states = ", ".join(f"{state} {n}" for state, n in ranked)
+    median = figures["median_days_to_sales_ready"]
+    return [f"\n== {leads} generated leads over {days:g} days through {policy.name} v{policy.version}, "
+            f"in virtual time (leadflow generate | leadflow policy simulate)",
+            f"   {sum(len(r) for r in history.values())} events; final states: {states}",
+            f"   hand-offs {figures['handoffs']}; median days from sign-up to sales-ready "
+            f"{'-' if median is None else median}"]

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from delivery.sink import start_sink
 from service.api.main import start as start_api
-from service.demo import play
+from service.demo import generated_history, play
 from service.keys import demo_keys
 from service.settings import Settings
 from service.temporal import connect, start_embedded
@@ -54,6 +54,8 @@ async def up(settings: Settings, demo: bool = True, exit_after_demo: bool = Fals
                 if task.done():
                     task.result()
             await asyncio.wait_for(play(client, settings), timeout=timedelta(minutes=2).total_seconds())
+            for line in await asyncio.to_thread(generated_history, settings):
+                print(line)
             print("\nsee them: leadflow leads | leadflow tasks | leadflow lead ana.ruiz@acme.example"
                   " | leadflow deliveries")
         host, port = settings.listen
@@ -61,6 +63,7 @@ async def up(settings: Settings, demo: bool = True, exit_after_demo: bool = Fals
         print(f"\nsales inbox:  {base}/inbox")
         print(f"e-mail:       {base}/mail" + ("   (the local sink's catch)" if mail else ""))
         print(f"deliveries:   {base}/deliveries   (ops)")
+        print(f"funnel:       {base}/funnel   (ops; or leadflow report funnel)")
         print(f"API docs:     {base}/docs   (OpenAPI: {base}/openapi.json)")
         if settings.embedded:
             print(f"Temporal UI:  http://127.0.0.1:{settings.ui_port}")

@@ -66,10 +66,12 @@ class Harness:
     store: PolicyStore
     delivery: Delivery
 
-    async def signup(self, email: str, options: LeadOptions | None = None, **profile: Any) -> WorkflowHandle:
+    async def signup(self, email: str, options: LeadOptions | None = None, data: dict[str, Any] | None = None,
+                     **profile: Any) -> WorkflowHandle:
         """Start (or join) the lead with its sign-up, and wait until the sign-up is applied: a
         query answers from the workflow's last activation, which may precede the evaluation."""
-        event = {"id": f"signup-{email}", "type": "signup", "lead": {"email": email, **profile}}
+        event = {"id": f"signup-{email}", "type": "signup", "lead": {"email": email, **profile},
+                 "data": data or {}}
         handle = await self.client.start_workflow(
             "LeadWorkflow", args=[event, options or LeadOptions(index=False)],
             id=lead_key(LeadRef(email=email)), task_queue=self.settings.task_queue,

@@ -228,14 +228,21 @@ async def lead_page(request: Request, lead: str) -> Response:
 # -- deliveries and mail ---------------------------------------------------------------------
 
 
-async def deliveries_page(request: Request, status: str = "", kind: str = "", lead: str = "") -> Response:
+def _ops_page(request: Request, permission: str, what: str) -> Response | None:
+    """The login page, or a refusal, unless the session's role may see `what`; None when it may."""
     try:
         role = _role(request)
     except _Login:
         return _login_first(request)
-    if not allowed(role, "read_deliveries"):
+    if not allowed(role, permission):
         return _page(request, "missing.html", status=403,
-                     message=f"The {role} role does not see deliveries; ops does.")
+                     message=f"The {role} role does not see {what}; ops does.")
+    return None
+
+
+async def deliveries_page(request: Request, status: str = "", kind: str = "", lead: str = "") -> Response:
+    if (refused := _ops_page(request, "read_deliveries", "deliveries")) is not None:
+        return refused
     ctx = _ctx(request)
     error = None
     try:
@@ -247,6 +254,42 @@ async def deliveries_page(request: Request, status: str = "", kind: str = "", le
     counts = await asyncio.to_thread(ctx.ledger.counts)
     return _page(request, "deliveries.html", status=422 if error else 200, rows=rows, error=error,
                  counts=counts, status_=status, kind=kind, lead=lead, statuses=STATUSES, kinds=KINDS)
+
+
+async def funnel_page(request: Request, by: str = "version", since: str = "", until: str = "") -> Response:
+    """The funnel report for ops: the same page `leadflow report funnel --out` writes."""
+    if (refused := _ops_page(request, "read_policies", "the funnel")) is not None:
+        return refused
+    from report.funnel import body, charts, funnel, load
+
+    error = None
+    try:
+        window = [_moment(text, name) for text, name in ((since, "since"), (until, "until"))]
+    except ValueError as err:
+        window, error = [None, None], str(err)
+    grouping = "week" if by == "week" else "version"
+
+    def build() -> str:
+        figures = funnel(load(_ctx(request).ledger, *window), grouping)  # type: ignore[arg-type]
+        images = charts(figures) if figures["leads"] else {}
+        import base64
+
+        imgs = "".join(f'<img alt="{name}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+                       for name, data in images.items())
+        return body(figures, imgs)
+
+    return _page(request, "funnel.html", status=422 if error else 200, error=error, by=grouping,
+                 since=since, until=until, report=await asyncio.to_thread(build))
+
+
+def _moment(text: str, name: str) -> datetime | None:
+    if not text.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{name}: {text!r} is not a date (2026-03-01)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 async def mail_page(request: Request) -> Response:
@@ -332,6 +375,7 @@ ROUTES = [
     ("/leads", leads_page, ["GET"]),
     ("/leads/{lead}", lead_page, ["GET"]),
     ("/deliveries", deliveries_page, ["GET"]),
+    ("/funnel", funnel_page, ["GET"]),
     ("/mail", mail_page, ["GET"]),
     ("/mail/{message_id}", mail_message_page, ["GET"]),
 ]
