@@ -107,13 +107,11 @@ class PolicyStore:
             if state is None:
                 return
             notes.append(f"first start: {self.name} v{state.version} activated from the shipped files")
-        for version in self.registry.ever_active(self.name):
+        # every version kept (a lead may be pinned to any that was active, a shadow to any proposed)
+        for version in self.registry.versions(self.name):
             self._compiled(version.sha, version.file, version.text, notes)
-        shadow = None
-        if state.shadow_sha is not None:
-            found = self.registry.by_sha(state.shadow_sha)
-            shadow = self._compiled(found.sha, found.file, found.text, notes) if found else None
         with self._lock:
+            shadow = self._by_sha.get(state.shadow_sha) if state.shadow_sha else None
             active = self._by_sha.get(state.sha)
             if active is None:
                 stays = f"v{self._active.version} stays" if self._active else "nothing to evaluate with"

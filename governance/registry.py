@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import and_, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from delivery.ledger import Ledger
 from delivery.schema import policy_log, policy_state, policy_versions
@@ -117,15 +117,6 @@ class Registry:
         query = select(policy_versions).order_by(policy_versions.c.name, policy_versions.c.version)
         if name is not None:
             query = query.where(policy_versions.c.name == name)
-        with self.ledger.engine.connect() as db:
-            return [_version(row) for row in db.execute(query)]
-
-    def ever_active(self, name: str) -> list[Version]:
-        """Every version of `name` that was active at some time: the ones leads may be pinned to."""
-        shas = select(policy_log.c.sha).where(and_(policy_log.c.name == name,
-                                                   policy_log.c.action == "activated"))
-        query = select(policy_versions).where(policy_versions.c.sha.in_(shas)).order_by(
-            policy_versions.c.version)
         with self.ledger.engine.connect() as db:
             return [_version(row) for row in db.execute(query)]
 
@@ -238,29 +229,38 @@ class Registry:
         shipped = sorted(shipped, key=lambda p: p.version)
         if not shipped:
             return self.state(name)
+        for attempt in range(20):
+            try:
+                return self._first_start(name, shipped)
+            except (IntegrityError, OperationalError):
+                # another process (the API beside the worker, a second worker) got there at the
+                # same moment: a unique key, or SQLite's lock on upgrading a read to a write
+                if (state := self.state(name)) is not None:
+                    return state
+                time.sleep(0.05 * (attempt + 1))
+        return self._first_start(name, shipped)
+
+    def _first_start(self, name: str, shipped: list[CompiledPolicy]) -> State | None:
         newest = shipped[-1]
         now = self.clock()
-        try:
-            with self.ledger.writing() as db:
-                if db.execute(select(func.count()).select_from(policy_state).where(
-                        policy_state.c.name == name)).scalar_one():
-                    return self.state(name)
-                db.execute(insert(policy_state).values(name=name, version=newest.version, sha=newest.sha,
-                                                       rollout=rollout_of(newest), activated_at=now))
-                for policy in shipped:
-                    known = db.execute(select(policy_versions.c.sha).where(and_(
-                        policy_versions.c.name == name, policy_versions.c.version == policy.version))).first()
-                    if known is None:
-                        db.execute(insert(policy_versions).values(
-                            sha=policy.sha, name=name, version=policy.version, file=policy.file,
-                            text=policy.source.decode("utf-8"), proposed_by=FIRST_START, proposed_at=now))
-                        self._note(db, name, policy.version, policy.sha, "proposed", FIRST_START,
-                                   detail=policy.file)
-                self._note(db, name, newest.version, newest.sha, "activated", FIRST_START,
-                           detail=f"first start: the shipped file {newest.file} (newest valid version); "
-                                  f"rollout {rollout_of(newest)}")
-        except IntegrityError:  # another process activated at the same moment
-            pass
+        with self.ledger.writing() as db:
+            if db.execute(select(func.count()).select_from(policy_state).where(
+                    policy_state.c.name == name)).scalar_one():
+                return self.state(name)
+            db.execute(insert(policy_state).values(name=name, version=newest.version, sha=newest.sha,
+                                                   rollout=rollout_of(newest), activated_at=now))
+            for policy in shipped:
+                known = db.execute(select(policy_versions.c.sha).where(and_(
+                    policy_versions.c.name == name, policy_versions.c.version == policy.version))).first()
+                if known is None:
+                    db.execute(insert(policy_versions).values(
+                        sha=policy.sha, name=name, version=policy.version, file=policy.file,
+                        text=policy.source.decode("utf-8"), proposed_by=FIRST_START, proposed_at=now))
+                    self._note(db, name, policy.version, policy.sha, "proposed", FIRST_START,
+                               detail=policy.file)
+            self._note(db, name, newest.version, newest.sha, "activated", FIRST_START,
+                       detail=f"first start: the shipped file {newest.file} (newest valid version); "
+                              f"rollout {rollout_of(newest)}")
         return self.state(name)
 
     # -- inside ------------------------------------------------------------------------------

@@ -203,3 +203,36 @@ def test_shadow_decides_beside_the_live_version_and_is_never_acted_on_then_activ
             await h.replay("governed", lead)
 
     asyncio.run(scenario())
+
+
+def _first_start(db: str, barrier, answers) -> None:
+    ledger = Ledger.open(db)
+    try:
+        store = PolicyStore(ROOT / "policies", content_dir=ROOT / "content", registry=Registry(ledger))
+        barrier.wait(timeout=60)  # every process asks the fresh database at the same moment
+        store.reload()
+        answers.put(store.active().sha)
+    finally:
+        ledger.close()
+
+
+def test_processes_starting_together_on_a_fresh_database_activate_the_shipped_file_once(tmp_path):
+    import multiprocessing
+
+    db = f"sqlite:///{tmp_path / 'shared.sqlite'}"
+    Ledger.open(db).close()  # the schema is there; no policy is
+    spawn = multiprocessing.get_context("spawn")
+    with spawn.Manager() as manager:
+        barrier, answers = manager.Barrier(6), manager.Queue()
+        starts = [spawn.Process(target=_first_start, args=(db, barrier, answers)) for _ in range(6)]
+        for p in starts:
+            p.start()
+        for p in starts:
+            p.join(120)
+        assert [p.exitcode for p in starts] == [0] * 6
+        shas = [answers.get(timeout=5) for _ in starts]
+    assert len(set(shas)) == 1
+    ledger = Ledger.open(db)
+    log = Registry(ledger).log()
+    ledger.close()
+    assert [e["action"] for e in log].count("activated") == 1 and len(log) == 2
