@@ -216,10 +216,13 @@ def _first_start(db: str, barrier, answers) -> None:
         ledger.close()
 
 
-def test_processes_starting_together_on_a_fresh_database_activate_the_shipped_file_once(tmp_path):
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_processes_starting_together_on_a_fresh_database_activate_the_shipped_file_once(tmp_path, backend):
     import multiprocessing
 
-    db = f"sqlite:///{tmp_path / 'shared.sqlite'}"
+    from tests import pg
+
+    db = f"sqlite:///{tmp_path / 'shared.sqlite'}" if backend == "sqlite" else pg.new_database()
     Ledger.open(db).close()  # the schema is there; no policy is
     spawn = multiprocessing.get_context("spawn")
     with spawn.Manager() as manager:
@@ -233,6 +236,18 @@ def test_processes_starting_together_on_a_fresh_database_activate_the_shipped_fi
         shas = [answers.get(timeout=5) for _ in starts]
     assert len(set(shas)) == 1
     ledger = Ledger.open(db)
-    log = Registry(ledger).log()
-    ledger.close()
+    registry = Registry(ledger)
+    log = registry.log()
     assert [e["action"] for e in log].count("activated") == 1 and len(log) == 2
+    # and the rest of the road on this database: propose, two approvals, activation
+    from governance.checks import checked
+
+    v2 = checked(V2.encode(), "lead-lifecycle.v2.yaml", ROOT / "content")
+    registry.propose(v2, "ops@example.com")
+    registry.approve("lead-lifecycle", 2, "sales-ops@example.com", {"sales": ["sales-ops@example.com"]})
+    registry.approve("lead-lifecycle", 2, "marketing-ops@example.com",
+                     {"marketing": ["marketing-ops@example.com"]})
+    state = registry.activate("lead-lifecycle", 2, "ops@example.com", "move")
+    assert (state.version, state.sha, state.rollout) == (2, v2.sha, "move")
+    assert [e["action"] for e in registry.log()][:3] == ["activated", "approved", "approved"]
+    ledger.close()
