@@ -125,7 +125,10 @@ def test_a_version_needs_its_tests_one_marketing_and_one_sales_owner_before_it_d
     ledger.close()
 
 
-def test_shadow_decides_beside_the_live_version_and_is_never_acted_on_then_activation_moves_leads(tmp_path):
+def test_shadow_decides_beside_the_live_version_and_is_never_acted_on_then_activation_moves_leads(
+        tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LEADFLOW_HOME", str(tmp_path))  # the CLI reads the harness's database
+
     async def scenario() -> None:
         import httpx
 
@@ -167,6 +170,12 @@ def test_shadow_decides_beside_the_live_version_and_is_never_acted_on_then_activ
                 parted = figures["partings"][0]
                 assert parted["event_id"] == "demo-1" and "qualify" in parted["new_fired"]
                 assert parted["email"] == "mid@fit.example"
+                # the same through the CLI, and the HTML page to send to the other team
+                capsys.readouterr()
+                code, out, err = cli(capsys, "policy", "shadow-report", "--report", str(tmp_path / "s.html"))
+                assert code == 0, err
+                assert "1 run differently" in out and "nurturing -> sales-ready" in out and "demo-1" in out
+                assert "data:image/png;base64," in (tmp_path / "s.html").read_text()
 
                 # approvals through the API, then activation: the running lead moves to v2
                 for who in ("marketing-ops@example.com", "sales-ops@example.com"):
@@ -181,7 +190,11 @@ def test_shadow_decides_beside_the_live_version_and_is_never_acted_on_then_activ
                 assert [p["version"] for p in listed if p["active"]] == [2]
                 log = (await web.get("/v1/policies/log")).json()["log"]
                 assert [e["action"] for e in log[:4]] == ["activated", "approved", "approved", "shadowed"]
+            code, out, err = cli(capsys, "policy", "shadow", "lead-lifecycle", "--stop", "--as",
+                                 "ops@example.com")
+            assert code == 0 and "no shadow run" in out, err
             h.store.reload()
+            assert h.store.shadow() is None
             await lead.signal("event", {"id": "open-1", "type": "email_open"})
             for _ in range(100):
                 st = await h.state(lead)
