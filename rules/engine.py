@@ -33,6 +33,7 @@ _lock = threading.Lock()
 _rulesets: dict[str, _Ruleset] = {}
 _by_handle: dict[int, _Ruleset] = {}
 _ids = itertools.count(1)
+MEMO = 4096  # fact bodies remembered per ruleset
 
 
 class EngineError(RuntimeError):
@@ -46,6 +47,10 @@ class _Ruleset:
         self.generation = 0
         self.sid = "live-0"
         self.abandoned = 0
+        # what a fact body matched: the same body always matches the same rules (a ruleset's
+        # name carries its content hash), and engagement facts repeat all the time (an e-mail
+        # open is an e-mail open), so the engine is asked once per body
+        self.memo: dict[str, tuple[str, ...]] = {}
 
     def abandon(self) -> None:
         self.generation += 1
@@ -79,36 +84,47 @@ def match(handle: int, body: str) -> list[str]:
     (each once, in `pri` order), and retract it."""
     with _lock:
         rs = _by_handle[handle]
-        text = f'{{"sid":"{rs.sid}","id":{next(_ids)},{body[1:]}'
-
-        try:
-            code, state = _engine.assert_fact(handle, text)
-        except Exception as err:
-            rs.abandon()
-            raise EngineError(f"durable-rules failed to assert a fact: {err}") from err
-        if code == 1:  # matched nothing, so nothing was stored
-            return []
-        names: list[str] = []
-        try:
-            if code != 0:
-                raise EngineError(f"durable-rules answered code {code} to an assert")
-            result = _engine.start_action_for_state(handle, state)
-            while result:
-                payload = result[1] if isinstance(result, tuple) else result
-                # payload is '{"<rule name>":{...}}'; rule names are ours ([a-z][0-9]*)
-                name = payload[2 : payload.index('"', 2)]
-                # a rule whose `any` holds two ways is reached twice; it matched once
-                if name not in names:
-                    names.append(name)
-                result = _engine.complete_and_start_action(handle, state)
-            _engine.retract_fact(handle, text)
-        except EngineError:
-            rs.abandon()
-            raise
-        except Exception as err:
-            rs.abandon()
-            raise EngineError(f"durable-rules failed while matching: {err}") from err
+        known = rs.memo.get(body)
+        if known is not None:
+            return list(known)
+        names = _assert(rs, handle, body)
+        if len(rs.memo) >= MEMO:  # bounded: a worker meets ever new stage facts for months
+            rs.memo.clear()
+        rs.memo[body] = tuple(names)
         return names
+
+
+def _assert(rs: _Ruleset, handle: int, body: str) -> list[str]:
+    """The engine's own answer for one fact (the caller holds the lock)."""
+    text = f'{{"sid":"{rs.sid}","id":{next(_ids)},{body[1:]}'
+    try:
+        code, state = _engine.assert_fact(handle, text)
+    except Exception as err:
+        rs.abandon()
+        raise EngineError(f"durable-rules failed to assert a fact: {err}") from err
+    if code == 1:  # matched nothing, so nothing was stored
+        return []
+    names: list[str] = []
+    try:
+        if code != 0:
+            raise EngineError(f"durable-rules answered code {code} to an assert")
+        result = _engine.start_action_for_state(handle, state)
+        while result:
+            payload = result[1] if isinstance(result, tuple) else result
+            # payload is '{"<rule name>":{...}}'; rule names are ours ([a-z][0-9]*)
+            name = payload[2 : payload.index('"', 2)]
+            # a rule whose `any` holds two ways is reached twice; it matched once
+            if name not in names:
+                names.append(name)
+            result = _engine.complete_and_start_action(handle, state)
+        _engine.retract_fact(handle, text)
+    except EngineError:
+        rs.abandon()
+        raise
+    except Exception as err:
+        rs.abandon()
+        raise EngineError(f"durable-rules failed while matching: {err}") from err
+    return names
 
 
 def abandoned_sessions() -> int:

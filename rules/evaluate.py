@@ -36,13 +36,14 @@ from rules.models import (
     Scores,
     StoryEntry,
     TrackState,
+    built,
 )
 from rules.policy import Effects
 from rules.scoring import compact, crossing_below, engagement
 from rules.shape import PhaseShape
 
 MAX_HISTORY = 500
-LAYOUT = "1"  # how facts are laid out (rules.shape): a change makes leads forget their fit
+LAYOUT = "2"  # how facts are laid out (rules.shape) and keyed: a change makes leads forget their fit
 RECENT = 10
 BUCKET = 60.0  # seconds: counts in windows are exact to the minute
 
@@ -165,11 +166,12 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
     # Fit: a pure function of the fields fit rules read, which rarely change between a lead's
     # events; the lead remembers what matched for which values, and asks the engine again only
     # when they differ.
+    # The key is made of the values themselves (their repr tells 1, 1.0, "1" and True apart):
+    # encoding them for the engine only to hash the text cost as much as a match.
     fit_values = snapshot("fit", {})
-    fit_body = encoded("fit", fit_values)
-    fit_key = hashlib.blake2b(f"{LAYOUT}\n{policy.ruleset}\n{fit_body}".encode(),
+    fit_key = hashlib.blake2b(f"{LAYOUT}\n{policy.ruleset}\n{tuple(fit_values.values())!r}".encode(),
                               digest_size=12).hexdigest()
-    fit_names = lead.fit_rules if fit_key == lead.fit_key else match("fit", fit_body)
+    fit_names = lead.fit_rules if fit_key == lead.fit_key else match("fit", encoded("fit", fit_values))
     fit_rules = [policy.rules[n] for n in fit_names]
     fit = min(policy.fit_cap, sum(r.points for r in fit_rules))
     bant = sorted({r.bant for r in fit_rules if r.bant})
@@ -202,14 +204,14 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
         "last_activity": last_activity, "track": w.track, "handoff_open": w.handoff_open,
         "wakeups": w.wakeups, "mail_stop": w.mail_stop,
     })
-    return Decision.model_construct(
-        policy=policy.name, version=policy.version, ruleset=policy.ruleset,
-        event_id=event.id, event_type=event.type, at=now, rejected=None,
-        state_before=lead.state, state=w.state, scores=Scores.model_construct(**scores),
-        fact_changes=w.fact_changes, actions=w.actions, fired=w.fired,
-        next_check_at=_next_check(policy, after, contributions, scores, t), story=w.story,
-        lead=after,
-    )
+    return built(Decision, {
+        "policy": policy.name, "version": policy.version, "ruleset": policy.ruleset,
+        "event_id": event.id, "event_type": event.type, "at": now, "rejected": None,
+        "state_before": lead.state, "state": w.state, "scores": built(Scores, dict(scores)),
+        "fact_changes": w.fact_changes, "actions": w.actions, "fired": w.fired,
+        "next_check_at": _next_check(policy, after, contributions, scores, t), "story": w.story,
+        "lead": after,
+    })
 
 
 def _chain(policy: CompiledPolicy, match: Callable[[dict[str, Any]], list[str]], w: _Work,

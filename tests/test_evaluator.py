@@ -297,3 +297,18 @@ def test_a_lead_with_thousands_of_events_keeps_a_small_state(default_policy):
         lead = evaluate(default_policy, lead, event(kinds[i % 4], now, path="/blog/x"), now).lead
     assert len(lead.contributions) <= len(default_policy.policy.scoring.engagement)
     assert len(lead.history) <= 500
+
+
+def test_a_decision_built_on_the_fast_path_is_the_one_pydantic_would_build():
+    from rules.models import Decision, Scores
+
+    policy = policy_from(CHAIN)
+    first = evaluate(policy, None, event("signup"), T0)
+    d = evaluate(policy, first.lead, event("page_view", T0 + days(1)), T0 + days(1))
+    slow = Decision.model_construct(**{**d.__dict__, "scores": Scores.model_construct(**d.scores.__dict__)})
+    assert d == slow and d.scores == slow.scores
+    assert d.model_fields_set == slow.model_fields_set
+    assert d.model_dump_json() == slow.model_dump_json()
+    # what the activity's result becomes on the way through Temporal, and back
+    back = Decision.model_validate_json(d.model_dump_json())
+    assert back == Decision.model_validate_json(slow.model_dump_json())
