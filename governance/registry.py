@@ -17,11 +17,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from delivery.ledger import Ledger
-from delivery.schema import policy_log, policy_state, policy_versions
+from delivery.schema import policy_log, policy_state, policy_versions, shadow_decisions, shadow_leads
 from rules.compile import CompiledPolicy
 
 FIRST_START = "leadflow (first start)"
@@ -213,6 +213,11 @@ class Registry:
         with self.ledger.writing() as db:
             db.execute(update(policy_state).where(policy_state.c.name == name).values(
                 shadow_version=found.version if found else None, shadow_sha=found.sha if found else None))
+            if found is not None and found.sha != current.shadow_sha:
+                # a new shadow run starts afresh: every lead from where it stands live, and the
+                # report covers this run only (an earlier run's leads missed what came between)
+                db.execute(delete(shadow_leads).where(shadow_leads.c.sha == found.sha))
+                db.execute(delete(shadow_decisions).where(shadow_decisions.c.sha == found.sha))
             if found is not None:
                 self._note(db, name, found.version, found.sha, "shadowed", who,
                            detail=f"beside active v{current.version}")

@@ -176,6 +176,12 @@ def test_shadow_decides_beside_the_live_version_and_is_never_acted_on_then_activ
                 assert code == 0, err
                 assert "1 run differently" in out and "nurturing -> sales-ready" in out and "demo-1" in out
                 assert "data:image/png;base64," in (tmp_path / "s.html").read_text()
+                # stopped and started again, a shadow run starts afresh: its report covers that run
+                sha = answer.json()["shadow_sha256"]
+                registry.shadow("lead-lifecycle", None, "ops@example.com")
+                registry.shadow("lead-lifecycle", 2, "ops@example.com")
+                again = await asyncio.to_thread(report, h.delivery.ledger, sha, "live", "shadow")
+                assert again["leads"] == 0
 
                 # approvals through the API, then activation: the running lead moves to v2
                 for who in ("marketing-ops@example.com", "sales-ops@example.com"):
