@@ -76,8 +76,8 @@ class Stack:
         from worker import build_worker
 
         self._stop = asyncio.Event()
-        self.settings_port = free_port()  # the Temporal frontend, for clients run beside the stack
-        env = await dev_server(self.settings_port)
+        # the Temporal frontend's port, for clients run beside the stack
+        env, self.settings_port = await dev_server()
         self.client = env.client
         store = PolicyStore(self.settings.policy_dir, content_dir=self.settings.content_dir)
         store.reload()

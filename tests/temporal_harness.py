@@ -41,14 +41,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def dev_server(port: int) -> WorkflowEnvironment:
-    """A real Temporal dev server (the `temporal` CLI from PyPI) on `port`, in memory, with
-    leadflow's search attributes: for tests that need visibility or several processes."""
+async def dev_server(bare: bool = False) -> tuple[WorkflowEnvironment, int]:
+    """A real Temporal dev server (the `temporal` CLI from PyPI) on a free port, in memory, with
+    leadflow's search attributes: for tests that need visibility or several processes. Its
+    port, for processes run beside it. A port taken by someone else between choosing it and the
+    server binding it (tests and their servers pick ports all the time) is tried again anew.
+    `bare`: without the search attributes, as a server someone started by hand."""
     from workflows import search
 
-    return await WorkflowEnvironment.start_local(
-        dev_server_existing_path=binary("temporal"), port=port, ui=False,
-        search_attributes=search.ALL, data_converter=pydantic_data_converter)
+    for attempt in range(3):
+        port = free_port()
+        try:
+            env = await WorkflowEnvironment.start_local(
+                dev_server_existing_path=binary("temporal"), port=port, ui=False,
+                search_attributes=() if bare else search.ALL, data_converter=pydantic_data_converter)
+        except RuntimeError as err:
+            if "Failed starting Temporal dev server" not in str(err) or attempt == 2:
+                raise
+            continue
+        return env, port
+    raise AssertionError("unreachable")
 
 
 def replayer() -> Replayer:

@@ -11,23 +11,17 @@ import sys
 import time
 
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
-from temporalio.testing import WorkflowEnvironment
 
 from service.intake import list_workflows, send
 from service.settings import Settings
-from service.temporal import binary
-from tests.temporal_harness import ROOT, free_port
+from tests.temporal_harness import ROOT, dev_server
 from workflows import search
 
 
 def test_a_worker_registers_its_search_attributes_on_a_bare_server_and_serves(tmp_path):
     async def scenario():
-        port = free_port()
-        env = await WorkflowEnvironment.start_local(  # no search attributes, as started by hand
-            dev_server_existing_path=binary("temporal"), port=port, ui=False,
-            data_converter=pydantic_data_converter)
+        env, port = await dev_server(bare=True)  # no search attributes, as started by hand
         client = env.client
         before = await client.operator_service.list_search_attributes(
             ListSearchAttributesRequest(namespace="default"))

@@ -14,7 +14,7 @@ import sys
 from activities.policies import PolicyStore
 from service.intake import send
 from service.settings import Settings
-from tests.temporal_harness import ROOT, dev_server, evaluators, free_port
+from tests.temporal_harness import ROOT, dev_server, evaluators
 from worker import build_worker
 
 RUNS = 30
@@ -23,8 +23,7 @@ LEADFLOW = str(ROOT / ".venv" / "bin" / "leadflow")
 
 def test_every_client_command_exits_cleanly_30_times_with_the_cores_kept_busy(tmp_path):
     async def scenario():
-        port = free_port()
-        env = await dev_server(port)
+        env, port = await dev_server()
         settings = Settings(home=tmp_path, policy_dir=ROOT / "policies", task_queue="exits")
         store = PolicyStore(settings.policy_dir, content_dir=settings.content_dir)
         store.reload()

@@ -20,7 +20,7 @@ from delivery.webhook import verify
 from service.intake import list_workflows, send
 from service.settings import Settings
 from tests import pg
-from tests.temporal_harness import ROOT, dev_server, free_port
+from tests.temporal_harness import ROOT, dev_server
 from tests.wire import Receiver, SmtpCatcher
 
 SECRET = "fault-webhook-secret-0123456789"
@@ -68,8 +68,7 @@ async def _eventually(check, seconds: float = 30) -> None:
 
 def test_kill_9_one_of_two_workers_midway(tmp_path):
     async def scenario():
-        port = free_port()
-        env = await dev_server(port)
+        env, port = await dev_server()
         ledger_url = pg.new_database()
         smtp = SmtpCatcher().__enter__()
         crm = Receiver().__enter__()

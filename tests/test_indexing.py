@@ -11,7 +11,7 @@ from activities.policies import PolicyStore
 from rules.identity import lead_key
 from rules.models import LeadRef
 from service.settings import Settings
-from tests.temporal_harness import ROOT, dev_server, free_port
+from tests.temporal_harness import ROOT, dev_server
 from worker import build_worker
 from workflows import search
 from workflows.lead import score_index_delay
@@ -20,7 +20,7 @@ from workflows.types import LeadOptions
 
 def test_state_is_indexed_at_once_and_a_score_only_change_soon_after(tmp_path):
     async def scenario():
-        env = await dev_server(free_port())
+        env, _ = await dev_server()
         settings = Settings(home=tmp_path, policy_dir=ROOT / "policies", task_queue="indexing")
         store = PolicyStore(settings.policy_dir, content_dir=settings.content_dir)
         store.reload()
