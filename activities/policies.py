@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from activities.evaluation import Catalog
 from delivery.content import ContentStore, check_policy_content, profile_fields
 from delivery.watched import Watched, log_notes
+from governance.registry import rollout_of
 from rules.compile import CompiledPolicy, compile_policy
 from rules.validate import PolicyInvalid, load_policy_bytes, load_policy_file
 
@@ -160,7 +161,7 @@ class PolicyStore:
         with self._lock:
             if self._rollout:
                 return self._rollout
-        return "move" if active.policy.rollout.running_leads == "move" else "pin"
+        return rollout_of(active.policy)
 
     def shadow(self) -> CompiledPolicy | None:
         with self._lock:

@@ -8,6 +8,7 @@ lead's checks and the answers sales gave to live hand-offs; its own timers do no
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -59,8 +60,6 @@ class ShadowLeads:
 async def run_shadow(policy: CompiledPolicy, leads: ShadowLeads, lead_id: str, batch: EvaluateBatch,
                      live: BatchResult, evaluators: EvaluatorPool | None) -> ShadowRun | None:
     """The shadow's Decisions for the batch, or None when it could not evaluate (logged)."""
-    import asyncio
-
     try:
         known, lead = await asyncio.to_thread(leads.get, policy.sha, lead_id)
         if not known:  # the shadow starts where the live lead stands when it first meets it

@@ -4,15 +4,14 @@ machines, and an HTML page with its charts inside, to send to the other team."""
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from backtest.simulate import simulate_lead, summary
+from report.charts import img, png, pyplot
 from rules.compile import CompiledPolicy, load_compiled
 
 MAX_EXPLAINED = 200  # changed leads explained event by event (the rest are counted)
@@ -136,16 +135,7 @@ def table(report: dict[str, Any]) -> str:
 
 def html_report(report: dict[str, Any]) -> str:
     """One page, charts inside as PNG: it can be mailed as it is."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    def png(fig: Any) -> str:
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        return base64.b64encode(buf.getvalue()).decode("ascii")
+    plt = pyplot()
 
     states = sorted(set(report["old"]["states"]) | set(report["new"]["states"]), key=str)
     fig, ax = plt.subplots(figsize=(7, 3.2))
@@ -156,7 +146,7 @@ def html_report(report: dict[str, Any]) -> str:
     ax.set_ylabel("leads")
     ax.set_title("Final state")
     ax.legend()
-    chart_states = png(fig)
+    chart_states = img("final states", png(fig))
 
     load = report["handoffs_per_week"]
     weeks = list(load)
@@ -167,7 +157,7 @@ def html_report(report: dict[str, Any]) -> str:
     ax.set_ylabel("hand-offs")
     ax.set_title("Sales load: hand-offs per queue per week")
     ax.legend()
-    chart_load = png(fig)
+    chart_load = img("hand-offs per week", png(fig))
 
     e = html.escape
     rows = "".join(f"<tr><td>{e(m)}</td><td>{n}</td></tr>" for m, n in report["moves"].items())
@@ -193,8 +183,8 @@ Hand-offs {old['handoffs']} &rarr; {new['handoffs']}
 ({report['handoffs_change']:+d}); median days from sign-up to sales-ready {t['old']} &rarr; {t['new']}.</p>
 <h2>Leads that run differently</h2>
 <table><tr><th>old &rarr; new state</th><th>leads</th></tr>{rows}</table>
-<img alt="final states" src="data:image/png;base64,{chart_states}">
-<img alt="hand-offs per week" src="data:image/png;base64,{chart_load}">
+{chart_states}
+{chart_load}
 <h2>Where each changed lead parted</h2>
 <table><tr><th>lead</th><th>state</th><th>first event taken differently</th><th>fired only in old</th>
 <th>fired only in new</th></tr>{parted}</table>

@@ -172,8 +172,8 @@ def _rule_for(rules: list[EngagementRule], token: str) -> tuple[int, EngagementR
     for i, rule in enumerate(rules):
         if kind not in rule.event_types:
             continue
-        prefix = (rule.when.get("event.path") or {}).get("prefix") if isinstance(rule.when.get("event.path"),
-                                                                                 dict) else None
+        path = rule.when.get("event.path")
+        prefix = path.get("prefix") if isinstance(path, dict) else None
         if where and prefix and section(prefix) == where:
             return i, rule
         if not where and not rule.when:

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from delivery.ledger import Ledger
 from delivery.schema import policy_log, policy_state, policy_versions, shadow_decisions, shadow_leads
 from rules.compile import CompiledPolicy
+from rules.policy import Policy
 
 FIRST_START = "leadflow (first start)"
 Rollout = Literal["move", "pin"]
@@ -85,9 +86,9 @@ class Approvals:
         return "the marketing and the sales approval must come from two different people"
 
 
-def rollout_of(policy: CompiledPolicy) -> Rollout:
+def rollout_of(policy: Policy) -> Rollout:
     """The file's own `rollout.running_leads`, in activation's words (stay is pin)."""
-    return "move" if policy.policy.rollout.running_leads == "move" else "pin"
+    return "move" if policy.rollout.running_leads == "move" else "pin"
 
 
 class Registry:
@@ -253,7 +254,7 @@ class Registry:
                     policy_state.c.name == name)).scalar_one():
                 return self.state(name)
             db.execute(insert(policy_state).values(name=name, version=newest.version, sha=newest.sha,
-                                                   rollout=rollout_of(newest), activated_at=now))
+                                                   rollout=rollout_of(newest.policy), activated_at=now))
             for policy in shipped:
                 known = db.execute(select(policy_versions.c.sha).where(and_(
                     policy_versions.c.name == name, policy_versions.c.version == policy.version))).first()
@@ -265,7 +266,7 @@ class Registry:
                                detail=policy.file)
             self._note(db, name, newest.version, newest.sha, "activated", FIRST_START,
                        detail=f"first start: the shipped file {newest.file} (newest valid version); "
-                              f"rollout {rollout_of(newest)}")
+                              f"rollout {rollout_of(newest.policy)}")
         return self.state(name)
 
     # -- inside ------------------------------------------------------------------------------

@@ -8,9 +8,7 @@ lead belongs to the week it was captured in and to the version that captured it.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import statistics
 from collections import Counter, defaultdict
@@ -19,10 +17,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import and_, select
+from sqlalchemy import select
 
 from delivery.ledger import Ledger
 from delivery.schema import events, transitions
+from report.charts import imgs, png, pyplot
 
 MAIN_PATH = ("captured", "scored", "nurturing", "sales-ready", "converted")
 By = Literal["version", "week"]
@@ -69,7 +68,7 @@ def load(ledger: Ledger, since: datetime | None = None, until: datetime | None =
         wanted = [p for p in paths.values() if (since is None or p.captured_at >= since.timestamp())
                   and (until is None or p.captured_at < until.timestamp())]
         keep = {p.lead for p in wanted}
-        query = select(e.lead, e.type, e.body).where(and_(e.type.in_(("signup", "sales_reject"))))
+        query = select(e.lead, e.type, e.body).where(e.type.in_(("signup", "sales_reject")))
         for row in db.execute(query.order_by(e.taken_at, e.seq)):
             if row.lead not in keep:
                 continue
@@ -86,8 +85,8 @@ def load(ledger: Ledger, since: datetime | None = None, until: datetime | None =
 
 
 def _states(paths: list[LeadPath]) -> list[str]:
-    seen = {s for p in paths for s in p.reached()}
-    return [s for s in MAIN_PATH if s in seen or s in ("captured",)] + sorted(seen - set(MAIN_PATH))
+    seen = {"captured", *(s for p in paths for s in p.reached())}
+    return [s for s in MAIN_PATH if s in seen] + sorted(seen - set(MAIN_PATH))
 
 
 def _quantiles(values: list[float]) -> dict[str, float | None]:
@@ -170,16 +169,7 @@ def _num(value: float | None) -> str:
 
 def charts(r: dict[str, Any]) -> dict[str, bytes]:
     """PNG charts by file name."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    def png(fig: Any) -> bytes:
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        return buf.getvalue()
+    plt = pyplot()
 
     out: dict[str, bytes] = {}
     states = r["states"]
@@ -220,29 +210,22 @@ def charts(r: dict[str, Any]) -> dict[str, bytes]:
 
 def html_page(r: dict[str, Any], images: dict[str, bytes] | None = None) -> str:
     """One page with its charts inside (PNG as data URLs): it can be mailed as it is."""
-    e = html.escape
     images = images if images is not None else (charts(r) if r["leads"] else {})
-    imgs = "".join(f'<img alt="{e(name)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
-                   for name, data in images.items())
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>leadflow funnel</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}}
 img{{max-width:100%}} pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
-{body(r, imgs)}
+{body(r, images)}
 </body></html>
 """
 
 
-def body(r: dict[str, Any], imgs: str) -> str:
+def body(r: dict[str, Any], images: dict[str, bytes]) -> str:
     """The report's HTML without the page around it (the ops page puts its own around it)."""
     return f"""<h1>Funnel</h1>
 <p>{r['leads']} leads, from the live system: conversion between states, time in each stage, per
-{e_(r['by'])} and per lead source, and why sales sent leads back.</p>
-<div class="charts">{imgs}</div>
-<pre class="funnel-table">{e_(table(r))}</pre>"""
-
-
-def e_(text: str) -> str:
-    return html.escape(text)
+{html.escape(r['by'])} and per lead source, and why sales sent leads back.</p>
+<div class="charts">{imgs(images)}</div>
+<pre class="funnel-table">{html.escape(table(r))}</pre>"""
 
 
 def write(r: dict[str, Any], out: Path) -> list[Path]:

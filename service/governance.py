@@ -8,7 +8,6 @@ from typing import Any
 
 from governance.checks import checked
 from governance.registry import Approvals, NotFound, Registry, Rollout, State, rollout_of
-from rules.compile import compile_policy
 from rules.validate import load_policy_bytes
 
 
@@ -35,7 +34,7 @@ def activate(registry: Registry, name: str, version: int, who: str,
     found = registry.version(name, version)
     if found is None:
         raise NotFound(f"{name} v{version} has not been proposed (`leadflow policy propose FILE`)")
-    chosen: Rollout = rollout or rollout_of(compile_policy(load_policy_bytes(found.text, found.file)))
+    chosen: Rollout = rollout or rollout_of(load_policy_bytes(found.text, found.file).policy)
     return state(registry.activate(name, version, who, chosen))
 
 

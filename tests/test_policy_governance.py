@@ -33,6 +33,16 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+async def taken(h, lead, events: int) -> dict:
+    """The lead's state once it has taken `events` events (a signal is applied a moment later)."""
+    for _ in range(100):
+        st = await h.state(lead)
+        if st["events"] >= events:
+            return st
+        await asyncio.sleep(0.05)
+    return st
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("LEADFLOW_HOME", str(tmp_path / "home"))
@@ -152,11 +162,7 @@ def test_shadow_decides_beside_the_live_version_and_is_never_acted_on_then_activ
                 # fit 45: v1 nurtures it, v2 (in shadow) would hand it to sales on the demo request
                 lead = await h.signup("mid@fit.example", budget=20000, need="crm", company_size=80)
                 await lead.signal("event", {"id": "demo-1", "type": "demo_request"})
-                for _ in range(100):
-                    st = await h.state(lead)
-                    if st["events"] >= 2:
-                        break
-                    await asyncio.sleep(0.05)
+                st = await taken(h, lead, 2)
                 assert st["state"] == "nurturing" and st["version"] == 1
                 assert h.delivery.ledger.list(lead=lead.id, kind="handoff") == []
 
@@ -202,11 +208,7 @@ def test_shadow_decides_beside_the_live_version_and_is_never_acted_on_then_activ
             h.store.reload()
             assert h.store.shadow() is None
             await lead.signal("event", {"id": "open-1", "type": "email_open"})
-            for _ in range(100):
-                st = await h.state(lead)
-                if st["events"] >= 3:
-                    break
-                await asyncio.sleep(0.05)
+            st = await taken(h, lead, 3)
             assert st["version"] == 2
             assert any(s["why"] == "rollout of v2 moved the lead from v1" for s in st["story"])
             # the funnel's facts: every state change the live lead made, with its rule and version

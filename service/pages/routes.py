@@ -271,12 +271,7 @@ async def funnel_page(request: Request, by: str = "version", since: str = "", un
 
     def build() -> str:
         figures = funnel(load(_ctx(request).ledger, *window), grouping)  # type: ignore[arg-type]
-        images = charts(figures) if figures["leads"] else {}
-        import base64
-
-        imgs = "".join(f'<img alt="{name}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
-                       for name, data in images.items())
-        return body(figures, imgs)
+        return body(figures, charts(figures) if figures["leads"] else {})
 
     return _page(request, "funnel.html", status=422 if error else 200, error=error, by=grouping,
                  since=since, until=until, report=await asyncio.to_thread(build))
