@@ -23,6 +23,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "validate_policies": frozenset({"ops", "admin"}),
     "govern_policies": frozenset({"ops", "admin"}),
     "read_deliveries": frozenset({"ops", "admin"}),
+    "use_codec": frozenset({"ops", "admin"}),  # read (and write) what Temporal holds encrypted
 }
 
 

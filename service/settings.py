@@ -13,6 +13,9 @@ from typing import Any
 
 from temporalio.envconfig import ClientConfig
 
+from codec.keys import CodecKeysInvalid, Keyring
+from codec.keys import load as load_keys
+
 TLS_MODES = ("none", "starttls", "tls")
 
 
@@ -53,6 +56,8 @@ class Settings:
     machine_networks: tuple[str, ...] = ()  # more fetcher networks than delivery.machines knows
     machine_open_seconds: float = 2.0
     machine_click_seconds: float = 10.0
+    codec_keys: str = ""  # LEADFLOW_CODEC_KEYS; empty: a key made once under home (codec.keys)
+    codec_origins_setting: tuple[str, ...] = ()  # LEADFLOW_CODEC_CORS_ORIGINS; see codec_origins
     connect: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -87,6 +92,19 @@ class Settings:
     def mail_dir(self) -> Path:
         """Where `make up`'s local SMTP sink keeps what arrives."""
         return self.home / "mail"
+
+    @property
+    def codec_origins(self) -> tuple[str, ...]:
+        """Web origins allowed to call /codec from a browser: the Temporal Web UI's."""
+        return self.codec_origins_setting or (f"http://localhost:{self.ui_port}",
+                                              f"http://127.0.0.1:{self.ui_port}")
+
+    def keyring(self) -> tuple[Keyring, str]:
+        """The payload codec's keys and where they came from (see codec.keys)."""
+        try:
+            return load_keys(self.codec_keys, self.home)
+        except CodecKeysInvalid as err:
+            raise SettingsError(str(err)) from None
 
     def webhook_for(self, queue: str) -> str:
         return self.handoff_webhook_urls.get(queue) or self.handoff_webhook_urls.get("*") \
@@ -155,6 +173,9 @@ class Settings:
                                    if n.strip()),
             machine_open_seconds=read.number("LEADFLOW_MACHINE_OPEN_SECONDS", 2),
             machine_click_seconds=read.number("LEADFLOW_MACHINE_CLICK_SECONDS", 10),
+            codec_keys=env.get("LEADFLOW_CODEC_KEYS", ""),
+            codec_origins_setting=tuple(o.strip().rstrip("/") for o in
+                                        env.get("LEADFLOW_CODEC_CORS_ORIGINS", "").split(",") if o.strip()),
             connect=connect,
         )
 

@@ -11,9 +11,10 @@ from pathlib import Path
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
+from codec.aesgcm import data_converter
 from service.settings import Settings
 from workflows import search
 
@@ -29,12 +30,18 @@ def binary(name: str) -> str:
     return found
 
 
+def converter(settings: Settings) -> DataConverter:
+    """Every payload encrypted with the installation's codec keys (codec/): the Temporal server
+    and its Web UI see no e-mail, name or company."""
+    return data_converter(settings.keyring()[0])
+
+
 async def connect(settings: Settings) -> Client:
     """A client for the configured cluster, or for the embedded server on localhost."""
     if settings.embedded:
         return await Client.connect(f"127.0.0.1:{settings.dev_port}", namespace="default",
-                                    data_converter=pydantic_data_converter)
-    return await Client.connect(**settings.connect, data_converter=pydantic_data_converter)
+                                    data_converter=converter(settings))
+    return await Client.connect(**settings.connect, data_converter=converter(settings))
 
 
 async def start_embedded(settings: Settings) -> WorkflowEnvironment:
@@ -45,7 +52,7 @@ async def start_embedded(settings: Settings) -> WorkflowEnvironment:
         dev_server_existing_path=binary("temporal"),
         dev_server_database_filename=str(settings.home / "temporal.db"),
         port=settings.dev_port, ui=True, ui_port=settings.ui_port,
-        search_attributes=search.ALL, data_converter=pydantic_data_converter,
+        search_attributes=search.ALL, data_converter=converter(settings),
         dev_server_log_level="warn")
 
 

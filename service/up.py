@@ -21,6 +21,9 @@ log = logging.getLogger("leadflow.up")
 
 async def up(settings: Settings, demo: bool = True, exit_after_demo: bool = False) -> None:
     env = None
+    keyring, where = settings.keyring()  # made under .leadflow/ on the first start when none is set
+    print(f"payloads in Temporal encrypted with key {keyring.current[0]} (from {where}); the Web UI "
+          f"reads them through http://{settings.listen[0]}:{settings.listen[1]}/codec (README: Security)")
     if settings.embedded:
         print(f"starting the embedded Temporal dev server (state in {settings.home / 'temporal.db'})")
         env = await start_embedded(settings)

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import threading
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +24,25 @@ KEYS = {"intake": "intake-key-0123456789abcdef", "sales": "sales-key-0123456789a
         "ops": "ops-key-0123456789abcdef", "admin": "admin-key-0123456789abcdef"}
 
 
+def until(check: Callable[[], Any], seconds: float = 30) -> Any:
+    """The first true value `check` gives within `seconds` (polled), else its last value."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
+
+
 class Stack:
-    def __init__(self, home: Path, queue: str = "stack") -> None:
+    def __init__(self, home: Path, queue: str = "stack", codec_keys: str | None = None) -> None:
+        """`codec_keys`: as production runs, every client on the settings' codec (the test client
+        too), the server keeping its state in `home`/temporal.db."""
         self.settings = Settings(home=home, policy_dir=ROOT / "policies", task_queue=queue,
                                  http=f"127.0.0.1:{free_port()}",
-                                 api_keys=",".join(f"{role}:{key}" for role, key in KEYS.items()))
+                                 api_keys=",".join(f"{role}:{key}" for role, key in KEYS.items()),
+                                 codec_keys=codec_keys or "")
+        self.encrypted = codec_keys is not None
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._serve, name="stack", daemon=True)
         self._ready = threading.Event()
@@ -77,16 +93,22 @@ class Stack:
 
         self._stop = asyncio.Event()
         # the Temporal frontend's port, for clients run beside the stack
-        env, self.settings_port = await dev_server()
+        env, self.settings_port = await dev_server(
+            database=self.settings.home / "temporal.db" if self.encrypted else None)
         self.client = env.client
+        if self.encrypted:
+            from service.temporal import connect
+
+            self.settings = dataclasses.replace(self.settings, dev_port=self.settings_port)
+            self.client = await connect(self.settings)
         store = PolicyStore(self.settings.policy_dir, content_dir=self.settings.content_dir)
         store.reload()
         host, port = self.settings.listen
-        server = uvicorn.Server(uvicorn.Config(create_app(self.settings, env.client), host=host, port=port,
+        server = uvicorn.Server(uvicorn.Config(create_app(self.settings, self.client), host=host, port=port,
                                                log_level="warning", access_log=False))
         try:
             with concurrent.futures.ThreadPoolExecutor(max_workers=8) as threads:
-                async with build_worker(env.client, self.settings, store, threads, evaluators()):
+                async with build_worker(self.client, self.settings, store, threads, evaluators()):
                     serving = asyncio.create_task(server.serve())
                     while not server.started:
                         if serving.done():

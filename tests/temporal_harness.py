@@ -41,12 +41,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def dev_server(bare: bool = False) -> tuple[WorkflowEnvironment, int]:
+async def dev_server(bare: bool = False, database: Path | None = None) -> tuple[WorkflowEnvironment, int]:
     """A real Temporal dev server (the `temporal` CLI from PyPI) on a free port, in memory, with
     leadflow's search attributes: for tests that need visibility or several processes. Its
     port, for processes run beside it. A port taken by someone else between choosing it and the
     server binding it (tests and their servers pick ports all the time) is tried again anew.
-    `bare`: without the search attributes, as a server someone started by hand."""
+    `bare`: without the search attributes, as a server someone started by hand. `database`: a
+    SQLite file instead of memory (what the server keeps can be read after it stops)."""
     from workflows import search
 
     for attempt in range(3):
@@ -54,7 +55,8 @@ async def dev_server(bare: bool = False) -> tuple[WorkflowEnvironment, int]:
         try:
             env = await WorkflowEnvironment.start_local(
                 dev_server_existing_path=binary("temporal"), port=port, ui=False,
-                search_attributes=() if bare else search.ALL, data_converter=pydantic_data_converter)
+                search_attributes=() if bare else search.ALL, data_converter=pydantic_data_converter,
+                dev_server_database_filename=str(database) if database else None)
         except RuntimeError as err:
             if "Failed starting Temporal dev server" not in str(err) or attempt == 2:
                 raise

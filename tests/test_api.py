@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
 from tests.stack import KEYS, Stack
+from tests.stack import until as _until
 
 HOT = {"role": "vp", "budget": 60000, "timeline": "now", "company_size": 300}
 ANA = {"email": "ana@batch.example"}
@@ -19,13 +19,6 @@ def stack(tmp_path_factory):
         yield s
 
 
-def _until(check, seconds: float = 30):
-    deadline = time.monotonic() + seconds
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
 
 
 def test_every_role_against_every_endpoint(stack):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from temporalio.client import Client
 
 from activities.policies import PolicyStore
+from codec.aesgcm import AesGcmCodec
 from delivery.ledger import Ledger
 from delivery.links import Links
 from delivery.machines import Judge
@@ -27,3 +28,4 @@ class Context:
     ledger: Ledger  # deliveries and suppressions, shared with the workers
     links: Links  # reads the tokens of the links in e-mail (the workers sign them)
     judge: Judge  # a person's open or click, or a machine's
+    codec: AesGcmCodec  # the workers' payload encryption, for the codec server

@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -18,11 +18,12 @@ if TYPE_CHECKING:
     import uvicorn
 
 from activities.policies import PolicyStore
+from codec.aesgcm import AesGcmCodec
 from delivery.ledger import Ledger
 from delivery.links import Links
 from delivery.machines import NETWORKS, Judge
 from governance.registry import Registry
-from service.api import crm, deliveries, events, health, leads, links, policies, tasks
+from service.api import codec, crm, deliveries, events, health, leads, links, policies, tasks
 from service.api.context import Context
 from service.intake import IntakeError
 from service.keys import Keys
@@ -48,7 +49,8 @@ def create_app(settings: Settings, client: Client | None = None, keys: Keys | No
         app.state.ctx = Context(settings, client or await connect(settings), store, seen,
                                 keys or Keys.load(settings.api_keys, settings.api_keys_file),
                                 settings.signing_secret().encode(), ledger,
-                                Links(settings.signing_secret(), settings.public), judge)
+                                Links(settings.signing_secret(), settings.public), judge,
+                                AesGcmCodec(settings.keyring()[0]))
         watcher = asyncio.create_task(_watch(store, settings.policy_poll_seconds))
         try:
             yield
@@ -61,11 +63,12 @@ def create_app(settings: Settings, client: Client | None = None, keys: Keys | No
                   description="Lead lifecycle from policy files that sales and marketing write together. "
                               "Every /v1 route needs `Authorization: Bearer <key>`; roles: intake, sales, "
                               "ops, admin.")
-    for module in (events, leads, tasks, crm, deliveries, policies, health, links):
+    for module in (events, leads, tasks, crm, deliveries, policies, health, links, codec):
         app.include_router(module.router)
     from service.pages import routes as pages
 
     pages.mount(app, settings.signing_secret())
+    codec_cors(app, settings.codec_origins)
 
     @app.exception_handler(IntakeError)
     async def intake_error(_: Request, err: IntakeError) -> JSONResponse:
@@ -80,6 +83,34 @@ def create_app(settings: Settings, client: Client | None = None, keys: Keys | No
         return JSONResponse({"detail": f"Temporal did not answer: {err.message}"}, status_code=503)
 
     return app
+
+
+CORS_HEADERS = "authorization, content-type, x-namespace"
+
+
+def codec_cors(app: FastAPI, origins: tuple[str, ...]) -> None:
+    """CORS for /codec only, for the Temporal Web UI's origin: the UI calls it from the browser,
+    with the ops session cookie when told to include credentials. Nothing else of the API or
+    the pages answers another origin."""
+    allowed = frozenset(origins)
+
+    @app.middleware("http")
+    async def cors(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        origin = request.headers.get("origin")
+        if not request.url.path.startswith("/codec/") or origin is None:
+            return await call_next(request)
+        if origin not in allowed:
+            return JSONResponse({"detail": f"origin {origin} may not call the codec "
+                                           "(LEADFLOW_CODEC_CORS_ORIGINS)"}, status_code=403)
+        headers = {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true",
+                   "Vary": "Origin"}
+        if request.method == "OPTIONS" and "access-control-request-method" in request.headers:
+            return Response(status_code=204, headers={
+                **headers, "Access-Control-Allow-Methods": "POST, OPTIONS",
+                "Access-Control-Allow-Headers": CORS_HEADERS, "Access-Control-Max-Age": "600"})
+        response = await call_next(request)
+        response.headers.update(headers)
+        return response
 
 
 async def _watch(store: PolicyStore, every: float) -> None:
