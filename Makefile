@@ -8,7 +8,7 @@ PY313  ?= $(shell for p in $$HOME/.pyenv/versions/3.13*/bin/python3.13 $$(comman
              $$p -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && echo $$p && break; done)
 VENV313 := .venv-3.13
 
-.PHONY: up test test-py313 lint bench bench-e2e bench-size bench-intake bench-delivery bench-backtest venv clean
+.PHONY: up test test-py313 fuzz lint bench bench-e2e bench-size bench-intake bench-delivery bench-backtest venv clean
 
 $(STAMP): pyproject.toml patches/install_durable_rules.py patches/durable-rules-2.0.28-python3.13.patch
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,7 @@ up: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/leadflow policy validate policies/*.yaml
 	$(BIN)/leadflow policy test policies/*.yaml
 	$(BIN)/python -m pytest -q
@@ -44,6 +45,11 @@ ifneq ($(PY313),)
 else
 	@echo "test-py313: no python3.13 on this machine (PATH or pyenv); the 3.13 engine tests did not run"
 endif
+
+# Longer fuzzing than `make test` runs, from fresh random seeds: a crash found becomes a case in
+# tests/test_fuzz.py.
+fuzz: $(STAMP)
+	LEADFLOW_FUZZ_EXAMPLES=$${LEADFLOW_FUZZ_EXAMPLES:-3000} LEADFLOW_FUZZ_RANDOM=1 $(BIN)/python -m pytest -q tests/test_fuzz.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/evaluator.py

@@ -12,7 +12,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, cast, get_args
 
 from pydantic import BaseModel, Field
 from temporalio import activity
@@ -50,9 +50,21 @@ class WebhookRequest(BaseModel):
     max_attempts: int = 0
 
 
+Outcome = Literal["sent", "bounced", "failed", "suppressed", "skipped"]
+
+
+class Row(TypedDict):
+    """What the ledger keeps of a delivery besides its key and status."""
+
+    kind: str
+    lead: str
+    target: str
+    subject: str
+
+
 class DeliveryResult(BaseModel):
     key: str
-    status: Literal["sent", "bounced", "failed", "suppressed", "skipped"]
+    status: Outcome
     detail: str = ""
     message_id: str = ""
     http_status: int | None = None
@@ -86,7 +98,7 @@ class DeliveryActivities:
     @activity.defn(name="send_email")
     def send_email(self, req: EmailRequest) -> DeliveryResult:
         d = self.d
-        row = {"kind": "email", "lead": req.lead, "target": req.to or "", "subject": req.content}
+        row = Row(kind="email", lead=req.lead, target=req.to or "", subject=req.content)
         if req.withheld:
             return self._not_sent(req.key, row, "suppressed", req.withheld)
         if not req.to:
@@ -125,7 +137,7 @@ class DeliveryActivities:
     def post_webhook(self, req: WebhookRequest) -> DeliveryResult:
         d = self.d
         url = d.webhook_for(req.queue)
-        row = {"kind": req.kind, "lead": req.lead, "target": url, "subject": req.task}
+        row = Row(kind=req.kind, lead=req.lead, target=url, subject=req.task)
         if not url:
             return self._not_sent(req.key, row, "skipped", f"no webhook configured for queue {req.queue!r} "
                                                            "(LEADFLOW_HANDOFF_WEBHOOK_URL)")
@@ -156,11 +168,11 @@ class DeliveryActivities:
         base = f"{self.d.public_url}/v1/crm/tasks/{task}"
         return {"accept": f"{base}/accept", "reject": f"{base}/reject"}
 
-    def _not_sent(self, key: str, row: dict[str, str], status: str, detail: str) -> DeliveryResult:
+    def _not_sent(self, key: str, row: Row, status: Outcome, detail: str) -> DeliveryResult:
         recorded = self.d.ledger.record(key, **row, status=status, detail=detail)
         if recorded == "sent":  # an earlier attempt did send it (settings changed since)
             return DeliveryResult(key=key, status="sent")
-        return DeliveryResult(key=key, status=status, detail=detail)  # type: ignore[arg-type]
+        return DeliveryResult(key=key, status=status, detail=detail)
 
     def _again(self, key: str, max_attempts: int, detail: str,
                http_status: int | None = None) -> DeliveryResult:
@@ -179,10 +191,8 @@ def _settled(key: str, claim: Claim) -> DeliveryResult | None:
         return None
     if claim.outcome == "busy":  # another attempt holds the claim; ask again later
         raise ApplicationError("another attempt is sending this delivery", type="DeliveryBusy")
-    final = ("sent", "bounced", "failed", "suppressed", "skipped")
-    status = claim.status if claim.status in final else "failed"
-    return DeliveryResult(key=key, status=status, detail=claim.detail,  # type: ignore[arg-type]
-                          message_id=claim.message_id)
+    status = cast(Outcome, claim.status) if claim.status in get_args(Outcome) else "failed"
+    return DeliveryResult(key=key, status=status, detail=claim.detail, message_id=claim.message_id)
 
 
 def _lease() -> float:

@@ -23,7 +23,7 @@ import multiprocessing
 import multiprocessing.connection
 import signal
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from activities.evaluation import BatchResult, Catalog, EvaluateBatch, PolicyError
 from rules.compile import CompiledPolicy
@@ -232,7 +232,7 @@ class EvaluatorPool:
         while True:
             try:
                 _, results = await self._recv(child, self.deadline)
-                return results
+                return cast(list[tuple[str, Any]], results)
             except _TIMEOUTS as err:
                 now = child.progress.value
                 if now == done:

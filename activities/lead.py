@@ -38,7 +38,7 @@ class LeadActivities:
         result = await self._decide(batch)
         if self.archive is None or not batch.events:
             return result
-        lead_id = activity.info().workflow_id
+        lead_id = activity.info().workflow_id or ""  # always set: this activity runs in LeadWorkflow
         shadow = self.store.shadow()
         run = None
         if shadow is not None and self.shadow_leads is not None:

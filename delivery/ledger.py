@@ -167,7 +167,7 @@ class Ledger:
         """A driver connection made by the engine (so with its pragmas), in autocommit."""
         proxy = self.engine.raw_connection()
         proxy.detach()
-        conn = proxy.dbapi_connection
+        conn: Any = proxy.dbapi_connection
         conn.isolation_level = None
         return conn
 
@@ -282,7 +282,8 @@ class Ledger:
             db.execute(self._insert(deliveries).values(
                 key=key, kind=kind, lead=lead, target=target, subject=subject, status=status,
                 detail=detail, created_at=now, updated_at=now).on_conflict_do_nothing(index_elements=["key"]))
-            return db.execute(select(deliveries.c.status).where(deliveries.c.key == key)).scalar_one()
+            kept: str = db.execute(select(deliveries.c.status).where(deliveries.c.key == key)).scalar_one()
+            return kept
 
     # -- suppressions ------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from rules.conditions import (
     TIME_FIELDS,
@@ -48,7 +48,7 @@ class CompiledRule:
     effects: Effects | None = None
     points: float = 0.0
     bant: str | None = None
-    signal: str = "interest"
+    signal: Literal["interest", "intent"] = "interest"
     half_life: float = 0.0
     cap: float | None = None
 
@@ -113,7 +113,7 @@ class CompiledPolicy:
 
 def compile_policy(loaded: LoadedPolicy) -> CompiledPolicy:
     if loaded.compiled is not None:  # validation compiled it already
-        return loaded.compiled
+        return cast(CompiledPolicy, loaded.compiled)
     p = loaded.policy
     sha = hashlib.sha256(loaded.raw).hexdigest()
     ruleset = f"{p.policy}@v{p.version}#{sha[:8]}"
@@ -125,20 +125,20 @@ def compile_policy(loaded: LoadedPolicy) -> CompiledPolicy:
         cond = parse_when(r.when, lists, ("scoring", "fit", i, "when"))
         compiled.append(_rule(f"f{i}", r.id, "fit", 0, i, cond, r.description,
                               where=("scoring", "fit", i, "when"), points=r.points, bant=r.bant))
-    for i, r in enumerate(p.scoring.engagement):
-        on = Test("event.type", "event.type", "in", r.event_types, ("scoring", "engagement", i))
-        cond = _and(on, parse_when(r.when, lists, ("scoring", "engagement", i, "when")) if r.when else None)
-        if r.decay == "none":
+    for i, er in enumerate(p.scoring.engagement):
+        on = Test("event.type", "event.type", "in", er.event_types, ("scoring", "engagement", i))
+        cond = _and(on, parse_when(er.when, lists, ("scoring", "engagement", i, "when")) if er.when else None)
+        if er.decay == "none":
             half_life = 0.0
         else:
-            half_life = parse_duration(r.decay.half_life) if r.decay else default_half_life
-        compiled.append(_rule(f"e{i}", r.id, "engagement", 0, len(p.scoring.fit) + i, cond, r.description,
-                              where=("scoring", "engagement", i), points=r.points, signal=r.signal,
-                              half_life=half_life, cap=r.cap))
+            half_life = parse_duration(er.decay.half_life) if er.decay else default_half_life
+        compiled.append(_rule(f"e{i}", er.id, "engagement", 0, len(p.scoring.fit) + i, cond, er.description,
+                              where=("scoring", "engagement", i), points=er.points, signal=er.signal,
+                              half_life=half_life, cap=er.cap))
     stage: list[tuple[int, int, str, str, Cond, Effects, str, tuple[Any, ...]]] = []
-    for i, r in enumerate(p.rules):
-        cond = parse_when(r.when, lists, ("rules", i, "when"))
-        stage.append((r.priority, i, f"r{i}", r.id, cond, r.then, r.description, ("rules", i, "when")))
+    for i, sr in enumerate(p.rules):
+        cond = parse_when(sr.when, lists, ("rules", i, "when"))
+        stage.append((sr.priority, i, f"r{i}", sr.id, cond, sr.then, sr.description, ("rules", i, "when")))
     if p.handoff:
         for j, (event, key) in enumerate((("sales_accept", "on_accept"), ("sales_reject", "on_reject"))):
             effects = getattr(p.handoff, key)

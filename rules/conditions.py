@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -122,7 +123,8 @@ def _all(items: list[Cond]) -> Cond:
     return flat[0] if len(flat) == 1 else All(tuple(flat))
 
 
-def _parse_tests(field: str, spec: Any, lists: dict[str, list[Any]], where: tuple[Any, ...]):
+def _parse_tests(field: str, spec: Any, lists: dict[str, list[Any]], where: tuple[Any, ...]
+                 ) -> Iterator[Test]:
     key, _ = field_key(field, where)
     ops = spec if isinstance(spec, dict) else {"eq": spec}
     for op, value in ops.items():
@@ -278,13 +280,13 @@ def holds(op: str, actual: Any, expected: Any) -> bool:
     if op == "exists":
         return (actual is not None) == bool(expected)
     if op == "ne":
-        return actual != expected
+        return bool(actual != expected)
     if op == "not_in":
         return actual not in expected
     if actual is None:
         return False
     if op == "eq":
-        return actual == expected
+        return bool(actual == expected)
     if op == "in":
         return actual in expected
     if op == "prefix":
@@ -292,10 +294,10 @@ def holds(op: str, actual: Any, expected: Any) -> bool:
     if op == "suffix":
         return isinstance(actual, str) and actual.endswith(expected)
     try:
-        return {
+        return bool({
             "gt": actual > expected, "gte": actual >= expected,
             "lt": actual < expected, "lte": actual <= expected,
-        }[op]
+        }[op])
     except TypeError:
         return False
 

@@ -140,6 +140,7 @@ def held_facts(ruleset: str) -> list[Any]:
         if rs is None:
             return []
         try:
-            return json.loads(_engine.get_facts(rs.handle, rs.sid))
+            facts: list[Any] = json.loads(_engine.get_facts(rs.handle, rs.sid))
+            return facts
         except Exception:  # the session was never created: nothing ever matched
             return []

@@ -478,6 +478,5 @@ def _rejected(policy: CompiledPolicy, lead: LeadState, event: Event, t: float, r
         policy=policy.name, version=policy.version, ruleset=policy.ruleset, event_id=event.id,
         event_type=event.type, at=datetime.fromtimestamp(t, timezone.utc), rejected=reason,
         state_before=lead.state, state=lead.state,
-        scores=Scores.model_construct(**_scores(policy, lead.contributions, lead.fit,
-                                                len(lead.bant), t)),
+        scores=built(Scores, dict(_scores(policy, lead.contributions, lead.fit, len(lead.bant), t))),
         fact_changes={}, actions=[], fired=[], next_check_at=None, story=[entry], lead=lead)

@@ -11,7 +11,8 @@ from rules.models import Contribution
 def decayed(points: float, age: float, half_life: float) -> float:
     if half_life <= 0:
         return points
-    return points * 0.5 ** (max(0.0, age) / half_life)
+    factor: float = 0.5 ** (max(0.0, age) / half_life)
+    return points * factor
 
 
 def engagement(

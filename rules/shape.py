@@ -458,7 +458,7 @@ def _indexed(phase: str, rules: list[ShapeRule], weights: dict[str, int],
             index.slots = max(_slot(index, p) for p in index.ids) + 1
     for index in indexes.values():
         index.seal()
-    rests = {r.name: _without(r.cond, chosen[r.name].tests) if chosen[r.name] else r.cond for r in rules}
+    rests = {r.name: _without(r.cond, key.tests) if (key := chosen[r.name]) else r.cond for r in rules}
     _check_properties(rules, rests, sum(i.props() for i in indexes.values()))
 
     always = _Always()
@@ -530,8 +530,8 @@ def _sent(conds: Iterable[Cond]) -> tuple[tuple[str, str, str, frozenset[Any]], 
     out: dict[str, tuple[str, str, str, frozenset[Any]]] = {}
     for cond in conds:
         for t in fields_of(cond):
-            if members(t) is not None:
-                out.setdefault(members(t), (members(t), t.key, "m", frozenset(t.value)))
+            if (listed := members(t)) is not None:
+                out.setdefault(listed, (listed, t.key, "m", frozenset(t.value)))
                 continue
             for prop in props_of(t):
                 out.setdefault(prop, (prop, t.key, prop[len(t.key) + 1:] if prop != t.key else "",

@@ -16,6 +16,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
+from pydantic import ValidationError as PydanticError
 
 from rules.conditions import Cond, ConditionError, fields_of, impossible, parse_when, state_sources
 from rules.durations import parse_duration
@@ -54,7 +55,9 @@ class LoadedPolicy:
 
 @cache
 def policy_schema() -> dict[str, Any]:
-    return json.loads(resources.files("rules").joinpath("schemas/policy.schema.json").read_text())
+    text = resources.files("rules").joinpath("schemas/policy.schema.json").read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema
 
 
 @cache
@@ -78,10 +81,15 @@ def load_policy_bytes(raw: bytes, file: str) -> LoadedPolicy:
         raise PolicyInvalid([Problem(file, err.line, "file", err.message)]) from None
     if not isinstance(doc.data, dict):
         raise PolicyInvalid([Problem(file, 1, "file", "a policy file is a YAML mapping")])
-    problems = sorted(_schema_problems(doc, file), key=lambda p: p.line)
+    problems = sorted(list(_key_problems(doc, file)) or _schema_problems(doc, file), key=lambda p: p.line)
     if problems:
         raise PolicyInvalid(problems)
-    policy = Policy.model_validate(doc.data)
+    try:
+        policy = Policy.model_validate(doc.data)
+    except PydanticError as err:  # the schema should have said it; say it all the same, at its line
+        raise PolicyInvalid([Problem(file, doc.line_of(tuple(e["loc"])), owner_of(doc.data, tuple(e["loc"])),
+                                     f"{'.'.join(map(str, e['loc']))}: {e['msg']}") for e in err.errors()]
+                            ) from None
     problems = sorted(set(_Semantics(policy, doc, file).problems()), key=lambda p: p.line)
     if problems:
         raise PolicyInvalid(problems)
@@ -101,6 +109,25 @@ def _fits_the_engine(loaded: LoadedPolicy) -> None:
     except LimitError as err:
         raise PolicyInvalid([Problem(loaded.file, loaded.doc.line_of(err.where),
                                      owner_of(loaded.doc.data, err.where), err.message)]) from None
+
+
+def _key_problems(doc: LoadedYaml, file: str) -> Iterator[Problem]:
+    """Keys are text: YAML reads `true:`, `1:` or `null:` as other things, which no schema of
+    JSON (whose keys are always text) can refuse."""
+    def walk(node: Any, path: Path) -> Iterator[Problem]:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if not isinstance(key, str):
+                    where = ".".join(map(str, path)) or "file"
+                    yield Problem(file, doc.line_of((*path, key)), owner_of(doc.data, path),
+                                  f"{where}: the key {key!r} is not text; quote it")
+                else:
+                    yield from walk(value, (*path, key))
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                yield from walk(item, (*path, i))
+
+    return walk(doc.data, ())
 
 
 def _schema_problems(doc: LoadedYaml, file: str) -> Iterator[Problem]:
@@ -160,19 +187,19 @@ class _Semantics:
         stage_conds: list[tuple[int, Cond | None]] = []
         for i, rule in enumerate(p.scoring.fit):
             self._when(rule.when, ("scoring", "fit", i, "when"))
-        for i, rule in enumerate(p.scoring.engagement):
-            for t in rule.event_types:
+        for i, engaged in enumerate(p.scoring.engagement):
+            for t in engaged.event_types:
                 if t not in self.events:
                     self.add(("scoring", "engagement", i, "on"), f"unknown event type {t!r}")
                 elif t in SYSTEM_EVENTS:
                     self.add(("scoring", "engagement", i, "on"), f"{t!r} is not a behaviour event")
-            if rule.when:
-                self._when(rule.when, ("scoring", "engagement", i, "when"))
-            if rule.decay is not None and rule.decay != "none":
-                self._duration(rule.decay.half_life, ("scoring", "engagement", i, "decay"))
-        for i, rule in enumerate(p.rules):
-            stage_conds.append((i, self._when(rule.when, ("rules", i, "when"))))
-            self._effects(rule.then, ("rules", i, "then"))
+            if engaged.when:
+                self._when(engaged.when, ("scoring", "engagement", i, "when"))
+            if engaged.decay is not None and engaged.decay != "none":
+                self._duration(engaged.decay.half_life, ("scoring", "engagement", i, "decay"))
+        for i, staged in enumerate(p.rules):
+            stage_conds.append((i, self._when(staged.when, ("rules", i, "when"))))
+            self._effects(staged.then, ("rules", i, "then"))
         for name, track in p.nurture.tracks.items():
             last = -1.0
             for j, step in enumerate(track.steps):
@@ -288,7 +315,7 @@ class _Semantics:
             self._duration(effects.schedule, (*path, "schedule"))
         if effects.handoff is not None and self.p.handoff is None:
             spec = effects.handoff
-            if spec is True or not (spec.queue and spec.sla):
+            if isinstance(spec, bool) or not (spec.queue and spec.sla):
                 self.add((*path, "handoff"), "hand-off needs a queue and an SLA (or a handoff: section)")
 
     def _graph(self, stage_conds: list[tuple[int, Cond | None]]) -> None:

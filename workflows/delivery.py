@@ -34,9 +34,10 @@ async def post_webhook(request: WebhookRequest, timeout: float) -> DeliveryResul
 
 async def _run(name: str, request: EmailRequest | WebhookRequest, timeout: float) -> DeliveryResult:
     try:
-        return await workflow.execute_activity(
+        result: DeliveryResult = await workflow.execute_activity(
             name, request.model_copy(update={"max_attempts": DELIVERY_ATTEMPTS}), result_type=DeliveryResult,
             start_to_close_timeout=timedelta(seconds=timeout), retry_policy=DELIVERY_RETRY)
+        return result
     except ActivityError as err:  # the activity records the last attempt itself; this is the rest
         cause = err.cause.message if isinstance(err.cause, ApplicationError) else str(err.cause or err)
         return DeliveryResult(key=request.key, status="failed", detail=cause)

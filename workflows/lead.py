@@ -18,7 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from activities.delivery import DeliveryResult, EmailRequest
-    from activities.lead import BatchResult, EvaluateBatch
+    from activities.evaluation import BatchResult, EvaluateBatch
     from delivery.links import delivery_digest
     from rules.identity import lead_key, with_id
     from rules.models import Action, Decision, Event, StoryEntry
@@ -125,7 +125,8 @@ class LeadWorkflow:
         ticket = f"u{self._tickets}"
         self.c.pending.append({"raw": raw, "ticket": ticket})
         await workflow.wait_condition(lambda: ticket in self._answers)
-        return self._answers.pop(ticket)
+        answer: dict[str, Any] = self._answers.pop(ticket)
+        return answer
 
     @workflow.query(name="state")
     def state(self) -> dict[str, Any]:
@@ -239,10 +240,11 @@ class LeadWorkflow:
             return "event is for another lead"
         event = with_id(event)
         if not item.get("check"):
-            if event.id in self._seen:
-                self._answer(ticket, {"duplicate": True, "event_id": event.id})
+            event_id = event.id or ""  # with_id gave it one
+            if event_id in self._seen:
+                self._answer(ticket, {"duplicate": True, "event_id": event_id})
                 return None
-            self._seen[event.id] = None
+            self._seen[event_id] = None
             if len(self._seen) > SEEN_LIMIT:
                 del self._seen[next(iter(self._seen))]
         return event, ticket
@@ -398,7 +400,7 @@ class LeadWorkflow:
         self.c.rejected += 1
         lead = self.c.lead
         state = lead.state if lead else "captured"
-        kind = raw.get("type") if isinstance(raw, dict) and isinstance(raw.get("type"), str) else "?"
+        kind = sent if isinstance(raw, dict) and isinstance(sent := raw.get("type"), str) else "?"
         event_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
         self._add_story([StoryEntry(
             at=workflow.now().isoformat(), event_id=event_id, event_type=kind, from_state=state,
