@@ -19,6 +19,7 @@ from activities.evaluator_pool import EvaluatorPool
 from activities.lead import LeadActivities
 from activities.legacy import LegacyDelivery
 from activities.policies import PolicyStore
+from archive.endings import Endings
 from archive.events import EventArchive
 from archive.writer import ArchiveWriter
 from delivery.ledger import Ledger
@@ -61,13 +62,14 @@ def build_worker(client: Client, settings: Settings, store: PolicyStore,
                  delivery: Delivery | None = None, archive: ArchiveWriter | None = None) -> Worker:
     delivery = delivery or delivery_for(settings, store)
     # the events go to the ledger's database: one archive for every worker that shares it
-    acts = LeadActivities(store, evaluators, archive or ArchiveWriter(EventArchive(delivery.ledger)))
+    acts = LeadActivities(store, evaluators, archive or ArchiveWriter(EventArchive(delivery.ledger)),
+                          Endings(delivery.ledger), settings.final_retention)
     sends = DeliveryActivities(delivery)
     legacy = LegacyDelivery(sends)  # runs begun before deliveries were real call it until they continue
     return Worker(client, task_queue=settings.task_queue,
                   workflows=[LeadWorkflow, HandoffWorkflow],
-                  activities=[acts.evaluate_events, acts.checkpoint, sends.send_email, sends.post_webhook,
-                              legacy.deliver],
+                  activities=[acts.evaluate_events, acts.checkpoint, acts.record_ending, sends.send_email,
+                              sends.post_webhook, legacy.deliver],
                   activity_executor=executor,
                   # an e-mail or webhook under way when the worker stops gets to finish and be
                   # marked, rather than be cut off and sent again by the next worker
@@ -90,6 +92,12 @@ async def run_worker(settings: Settings, client: Client | None = None) -> None:
     active = store.active()  # refuse to start with no valid policy at all
     log.info("active policy %s v%s (%s, sha256 %s, rollout %s)", active.name, active.version, active.ruleset,
              active.sha[:12], store.rollout())
+    keyring, where = settings.keyring()
+    log.info("payloads to Temporal encrypted with codec key %s (from %s)", keyring.current[0], where)
+    if not settings.embedded and where != "LEADFLOW_CODEC_KEYS":
+        log.warning("LEADFLOW_CODEC_KEYS is not set: this worker made its own key under %s; workers, the "
+                    "API and the CLI on other machines cannot read its leads unless given the same keys",
+                    settings.home)
     client = client or await connect(settings)
     await ensure_search_attributes(client, settings.namespace)
     evaluators = evaluator_pool(settings)

@@ -7,12 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from rules.compile import CompiledPolicy
 from rules.engine import EngineError
 from rules.evaluate import ChainLimitError, evaluate, iso
 from rules.models import Decision, Event, LeadState, StoryEntry
+from workflows.types import LeadEnding
 
 
 class EvaluateBatch(BaseModel):
@@ -27,6 +28,9 @@ class BatchResult(BaseModel):
 
     decisions: list[Decision | None]
     errors: list[str | None]
+    # the worker's LEADFLOW_FINAL_RETENTION: how long a lead in a final state keeps its run
+    retention: float | None = None
+    earlier: list[LeadEnding] = Field(default_factory=list)  # at a run's first event: how earlier runs ended
 
 
 class PolicyError(Exception):

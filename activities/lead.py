@@ -4,6 +4,8 @@ the checkpoint. Delivery is activities.delivery."""
 
 from __future__ import annotations
 
+import asyncio
+
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -11,15 +13,22 @@ from activities.evaluation import BatchResult, EvaluateBatch, evaluate_batch
 from activities.evaluator_pool import EvaluatorPool
 from activities.policies import NoPolicy, PolicyStore
 from activities.shadow import ShadowLeads, run_shadow
+from archive.endings import Endings
 from archive.events import Taken
 from archive.writer import ArchiveWriter
 from rules.engine import EngineError
+from workflows.types import LeadEnding
+
+DEFAULT_RETENTION = 30 * 86400.0  # LEADFLOW_FINAL_RETENTION's default
 
 
 class LeadActivities:
     def __init__(self, store: PolicyStore, evaluators: EvaluatorPool | None = None,
-                 archive: ArchiveWriter | None = None) -> None:
+                 archive: ArchiveWriter | None = None, endings: Endings | None = None,
+                 final_retention: float = DEFAULT_RETENTION) -> None:
         self.store = store
+        self.endings = endings  # None: runs that end are not remembered (tests of the lifecycle alone)
+        self.final_retention = final_retention
         self.evaluators = evaluators  # None: evaluate in this process (no deadline)
         self.archive = archive  # None: events are not archived (tests of the lifecycle alone)
         self.shadow_leads = ShadowLeads(archive.archive.ledger) if archive is not None else None
@@ -36,9 +45,12 @@ class LeadActivities:
         of it (a later version may decide otherwise), with the state changes the Decisions made
         (the funnel) and what a version in shadow made of them; the answer waits for the write."""
         result = await self._decide(batch)
+        result.retention = self.final_retention
+        lead_id = activity.info().workflow_id or ""  # always set: this activity runs in LeadWorkflow
+        if batch.lead is None and self.endings is not None:  # a run's first lead: has it ended before?
+            result.earlier = await asyncio.to_thread(self.endings.of, lead_id)
         if self.archive is None or not batch.events:
             return result
-        lead_id = activity.info().workflow_id or ""  # always set: this activity runs in LeadWorkflow
         shadow = self.store.shadow()
         run = None
         if shadow is not None and self.shadow_leads is not None:
@@ -61,6 +73,12 @@ class LeadActivities:
             return evaluate_batch(catalog, batch)
         except EngineError as err:  # worth a retry: nothing of the batch was applied
             raise ApplicationError(str(err), type="EngineError") from err
+
+    @activity.defn(name="record_ending")
+    async def record_ending(self, ending: LeadEnding) -> None:
+        """Remember how a run ended, for the lead's next run (its workflow completes next)."""
+        if self.endings is not None:
+            await asyncio.to_thread(self.endings.record, ending)
 
     @activity.defn(name="checkpoint")
     async def checkpoint(self) -> None:

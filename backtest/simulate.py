@@ -4,6 +4,8 @@ between events, the checks a Decision asked for (nurture steps, inactivity) and 
 of open hand-offs fire at their times. Sales answers in the log apply to the hand-off open at
 their time, as the inbox would let them (none open: the answer had nothing to answer, and is
 skipped); the log's own SLA breaches and checks are the old version's timers and are left out.
+A lead that has stayed in a final state of its policy for the retention
+(LEADFLOW_FINAL_RETENTION) ends as its run would, and a later event begins its next run.
 
 Pure per lead, so leads run side by side on every core (`simulate_many`)."""
 
@@ -22,13 +24,14 @@ from typing import Any
 
 from rules.compile import CompiledPolicy, load_compiled
 from rules.evaluate import evaluate
-from rules.models import Decision, Event, LeadState
+from rules.models import Decision, Event, LeadRef, LeadState
 
 SALES_ANSWERS = ("sales_accept", "sales_reject")
 TIMERS = ("check", "sla_breach")  # the log's own: a simulation schedules its own
 MAX_ESCALATIONS = 3  # as HandoffWorkflow
 DEFAULT_SLA = 48 * 3600.0
 MAX_TIMERS = 10_000
+DEFAULT_RETENTION = 30 * 86400.0  # as the worker's LEADFLOW_FINAL_RETENTION
 
 
 @dataclass
@@ -55,6 +58,7 @@ class LeadResult:
     signup_at: str | None = None
     sales_ready_at: str | None = None
     events: int = 0
+    ended: int = 0  # runs that ended (a final state, kept for the retention); a later event began the next
     skipped: int = 0  # sales answers with no hand-off open
     rejected: int = 0
     steps: list[dict[str, Any]] = field(default_factory=list)  # with trace: each evaluation
@@ -67,21 +71,31 @@ class LeadResult:
 
 
 def simulate_lead(policy: CompiledPolicy, lead_id: str, raws: list[dict[str, Any]],
-                  until: datetime | None = None, trace: bool = False) -> LeadResult:
+                  until: datetime | None = None, trace: bool = False,
+                  retention: float | None = DEFAULT_RETENTION) -> LeadResult:
     """One lead's events (as the archive exports them), in their order; with `trace`, each
-    evaluation's event, resulting state and fired rules in `steps`."""
+    evaluation's event, resulting state and fired rules in `steps`. `retention`: how long a lead
+    in a final state keeps its run (None: for ever)."""
     events = [Event.model_validate({k: v for k, v in raw.items() if k != "lead_id"})
               for raw in raws if raw.get("type") not in TIMERS]
     lead: LeadState | None = None
     result = LeadResult(lead_id, None, None, [], [])
     next_check: datetime | None = None
     open_task: Handoff | None = None
+    final_since: float | None = None
+    ended: list[str] = []  # the final state of each run that ended
     timers = 0
 
     def step(event: Event, now: datetime) -> Decision:
-        nonlocal lead, next_check, open_task
+        nonlocal lead, next_check, open_task, final_since
         decision = evaluate(policy, lead, event, now)
+        if lead is None and ended:  # the lead's next run begins
+            result.path.append(decision.state_before)
         lead = decision.lead
+        if not decision.final:
+            final_since = None
+        elif final_since is None:
+            final_since = now.timestamp()
         result.events += 1
         if trace:
             result.steps.append({"event_id": event.id, "event_type": event.type, "at": _iso(now),
@@ -118,12 +132,19 @@ def simulate_lead(policy: CompiledPolicy, lead_id: str, raws: list[dict[str, Any
 
     def due_before(moment: float) -> None:
         """Fire the checks and SLA breaches due no later than `moment`, in time order."""
-        nonlocal next_check, timers
+        nonlocal next_check, timers, lead, final_since
         while lead is not None:
             check_at = next_check.timestamp() if next_check is not None else None
             breach_at = open_task.due if open_task is not None else None
-            first = min((t for t in (check_at, breach_at) if t is not None), default=None)
+            ends_at = (final_since + retention if final_since is not None and retention is not None
+                       and open_task is None else None)
+            first = min((t for t in (check_at, breach_at, ends_at) if t is not None), default=None)
             if first is None or first > moment:
+                return
+            if first not in (check_at, breach_at):  # the run completes; a later event begins the next
+                ended.append(lead.state)
+                lead, next_check, final_since = None, None, None
+                result.ended += 1
                 return
             timers += 1
             if timers > MAX_TIMERS:
@@ -149,7 +170,9 @@ def simulate_lead(policy: CompiledPolicy, lead_id: str, raws: list[dict[str, Any
                 step(Event(id=f"{open_task.task}:breach:{n}", type="sla_breach", at=at, lead=ref,
                            data={"queue": open_task.queue, "breach": n, "task": open_task.task}), at)
 
-    ref = events[0].lead if events else None
+    # the lead's identity, without the profile the first event brought: a check or an SLA breach
+    # carries none (it would bring the sign-up's profile back to a lead whose next run began)
+    ref = LeadRef(email=events[0].lead.email, external_id=events[0].lead.external_id) if events else None
     result.email = ref.email if ref else None
     for event in events:
         now = event.at
@@ -165,7 +188,7 @@ def simulate_lead(policy: CompiledPolicy, lead_id: str, raws: list[dict[str, Any
         step(event, now)
     if until is not None:
         due_before(until.timestamp())
-    result.state = lead.state if lead is not None else None
+    result.state = lead.state if lead is not None else (ended[-1] if ended else None)
     return result
 
 
@@ -201,18 +224,18 @@ def _load(path: str) -> None:
     _POLICY = load_compiled(path)
 
 
-def _run_one(job: tuple[str, list[dict[str, Any]], datetime | None]) -> dict[str, Any]:
+def _run_one(job: tuple[str, list[dict[str, Any]], datetime | None, float | None]) -> dict[str, Any]:
     assert _POLICY is not None
-    lead_id, raws, until = job
-    return simulate_lead(_POLICY, lead_id, raws, until).as_dict()
+    lead_id, raws, until, retention = job
+    return simulate_lead(_POLICY, lead_id, raws, until, retention=retention).as_dict()
 
 
 def simulate_many(policy_file: str, leads: dict[str, list[dict[str, Any]]], until: datetime | None,
-                  processes: int | None = None,
-                  progress: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+                  processes: int | None = None, progress: Callable[[int], None] | None = None,
+                  retention: float | None = DEFAULT_RETENTION) -> list[dict[str, Any]]:
     """Every lead's result, in the log's lead order; leads spread over `processes` (default: every
     core; 1: in this process). `progress` hears how many events each finished lead had."""
-    jobs = [(lead_id, raws, until) for lead_id, raws in leads.items()]
+    jobs = [(lead_id, raws, until, retention) for lead_id, raws in leads.items()]
     processes = processes or os.cpu_count() or 1
     if processes <= 1 or len(jobs) < 2:
         _load(policy_file)

@@ -109,7 +109,8 @@ class Finding:
 
 
 def outcome(result: dict[str, Any]) -> str:
-    if result["state"] == "converted":
+    # a lead that converted, ended and came back as a new run converted all the same
+    if result["state"] == "converted" or any(h.get("answer") == "accepted" for h in result["handoffs"]):
         return "converted"
     if any(h.get("answer") == "rejected" for h in result["handoffs"]):
         return "rejected"

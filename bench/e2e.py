@@ -40,6 +40,8 @@ from temporalio.client import Client  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
+from codec.aesgcm import data_converter  # noqa: E402
+from codec.keys import Keyring, new_key_line  # noqa: E402
 from rules.identity import lead_key  # noqa: E402
 from rules.models import LeadRef  # noqa: E402
 from service.temporal import binary  # noqa: E402
@@ -203,8 +205,10 @@ async def main() -> None:
         search_attributes=search.ALL, data_converter=pydantic_data_converter,
         dev_server_log_level="error")
     home = tempfile.mkdtemp(prefix="leadflow-e2e-")
+    # leadflow as it runs: its payloads encrypted (codec/); the baselines are bare Temporal
+    keys = new_key_line()
     wenv = {**os.environ, "TEMPORAL_ADDRESS": f"127.0.0.1:{port}", "LEADFLOW_HOME": home,
-            "LEADFLOW_POLICY_DIR": str(ROOT / "policies")}
+            "LEADFLOW_POLICY_DIR": str(ROOT / "policies"), "LEADFLOW_CODEC_KEYS": keys}
     logs = open(Path(home) / "workers.log", "ab")  # noqa: SIM115
     lead_worker = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=ROOT, env=wenv,
                                    stdout=logs, stderr=subprocess.STDOUT)
@@ -212,7 +216,8 @@ async def main() -> None:
                                    env=wenv, stdout=logs, stderr=subprocess.STDOUT)
     try:
         client = env.client
-        lead, bare, floor = Target(client, "lead"), Target(client, "bare"), Target(client, "floor")
+        sealed = await Client.connect(f"127.0.0.1:{port}", data_converter=data_converter(Keyring.parse(keys)))
+        lead, bare, floor = Target(sealed, "lead"), Target(client, "bare"), Target(client, "floor")
         latency_targets = (("bare", bare), ("floor", floor), ("lead", lead))
         await asyncio.sleep(2)
         # warm up, then measure in alternating rounds and pool the rounds: the machine's drift

@@ -254,6 +254,13 @@ def _when(text: str | None, option: str) -> Any:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
+def _retention() -> float:
+    """LEADFLOW_FINAL_RETENTION, as the workers have it: simulations end leads as their runs do."""
+    from service.settings import Settings
+
+    return Settings.from_env().final_retention
+
+
 def _lead_id(who: str) -> str:
     from rules.identity import lead_key
 
@@ -384,8 +391,10 @@ def _diff(args: argparse.Namespace) -> int:
     load_compiled(args.new)
     leads, until = _history(args.events, args.until)
     progress = Progress(2 * sum(len(events) for events in leads.values()))
-    old = simulate_many(args.old, leads, until, args.processes or None, progress)
-    new = simulate_many(args.new, leads, until, args.processes or None, progress)
+    old = simulate_many(args.old, leads, until, args.processes or None, progress,
+                        retention=_retention())
+    new = simulate_many(args.new, leads, until, args.processes or None, progress,
+                        retention=_retention())
     report = compare(args.old, args.new, leads, old, new, until)
     if args.report:
         Path(args.report).write_text(html_report(report), encoding="utf-8")
@@ -401,13 +410,15 @@ def _suggest(args: argparse.Namespace) -> int:
     policy = load_compiled(args.file)
     leads, until = _history(args.events, args.until)
     progress = Progress(2 * sum(len(events) for events in leads.values()))
-    results = simulate_many(args.file, leads, until, args.processes or None, progress)
+    results = simulate_many(args.file, leads, until, args.processes or None, progress,
+                        retention=_retention())
     findings, figures = suggest.measure(leads, results, args.min_leads)
     proposal = suggest.propose(policy, findings, results, args.min_leads)
     out = Path(args.out or f"{policy.name}.v{proposal.version}.suggested.yaml")
     out.write_text(proposal.text, encoding="utf-8")
     failing = [r.name for r in run_tests(load_compiled(str(out))) if not r.ok]
-    new = simulate_many(str(out), leads, until, args.processes or None, progress)
+    new = simulate_many(str(out), leads, until, args.processes or None, progress,
+                        retention=_retention())
     report = compare(args.file, str(out), leads, results, new, until)
     if args.json:
         print(json.dumps({"summary": figures, "findings": [f.as_dict() for f in findings[:200]],
@@ -429,7 +440,8 @@ def _simulate(args: argparse.Namespace) -> int:
     load_compiled(args.file)  # refuse a bad policy before any process starts
     leads, until = _history(args.events, args.until)
     progress = Progress(sum(len(events) for events in leads.values()))
-    results = simulate_many(args.file, leads, until, args.processes or None, progress)
+    results = simulate_many(args.file, leads, until, args.processes or None, progress,
+                        retention=_retention())
     if args.out:
         with open(args.out, "w", encoding="utf-8") as out:
             for result in results:

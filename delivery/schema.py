@@ -109,6 +109,17 @@ policy_state = Table(
 )
 
 # Every state change a live lead made (the Decision's story lines that moved it): the funnel.
+# How each run of a lead ended (workflows.types.LeadEnding): its next run reads it.
+endings = Table(
+    "lead_endings", metadata,
+    Column("lead", String(200), primary_key=True),
+    Column("run_id", String(200), primary_key=True),
+    Column("state", String(64), nullable=False),
+    Column("since", Float, nullable=False),
+    Column("ended_at", Float, nullable=False),
+    Column("body", Text, nullable=False),  # the LeadEnding as JSON
+)
+
 transitions = Table(
     "transitions", metadata,
     Column("lead", String(200), primary_key=True),

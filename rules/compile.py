@@ -101,6 +101,7 @@ class CompiledPolicy:
     max_chain: int
     fit_cap: float
     engagement_cap: float
+    final_states: frozenset[str] = frozenset()
 
     @property
     def name(self) -> str:
@@ -205,6 +206,7 @@ def compile_policy(loaded: LoadedPolicy) -> CompiledPolicy:
         max_chain=p.limits.max_chain,
         fit_cap=p.scoring.fit_cap,
         engagement_cap=p.scoring.engagement_cap,
+        final_states=frozenset(p.final_states),
     )
 
 

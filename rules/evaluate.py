@@ -210,7 +210,7 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
         "state_before": lead.state, "state": w.state, "scores": built(Scores, dict(scores)),
         "fact_changes": w.fact_changes, "actions": w.actions, "fired": w.fired,
         "next_check_at": _next_check(policy, after, contributions, scores, t), "story": w.story,
-        "lead": after,
+        "lead": after, "final": w.state in policy.final_states,
     })
 
 
@@ -479,4 +479,5 @@ def _rejected(policy: CompiledPolicy, lead: LeadState, event: Event, t: float, r
         event_type=event.type, at=datetime.fromtimestamp(t, timezone.utc), rejected=reason,
         state_before=lead.state, state=lead.state,
         scores=built(Scores, dict(_scores(policy, lead.contributions, lead.fit, len(lead.bant), t))),
-        fact_changes={}, actions=[], fired=[], next_check_at=None, story=[entry], lead=lead)
+        fact_changes={}, actions=[], fired=[], next_check_at=None, story=[entry], lead=lead,
+        final=lead.state in policy.final_states)

@@ -254,3 +254,4 @@ class Decision(BaseModel):
     next_check_at: datetime | None = None
     story: list[StoryEntry] = Field(default_factory=list)  # this evaluation's new lines
     lead: LeadState
+    final: bool = False  # the lead is in one of its policy's final states

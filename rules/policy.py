@@ -137,6 +137,9 @@ class Policy(_Model):
     owners: Owners
     states: list[str]
     initial: str = "captured"
+    # states a lead does not leave: its workflow completes once it has stayed in one for the
+    # worker's LEADFLOW_FINAL_RETENTION, and a later event starts a new run that knows the story
+    final_states: list[str] = Field(default_factory=list)
     events: list[str] = Field(default_factory=list)
     lists: dict[str, list[Any]] = Field(default_factory=dict)
     content: list[str] = Field(default_factory=list)

@@ -248,6 +248,11 @@ class _Semantics:
                 self.add(("states",), f"the lifecycle state {s!r} is required")
         if self.p.initial not in self.states:
             self.add(("initial",), f"unknown state {self.p.initial!r}")
+        for i, s in enumerate(self.p.final_states):
+            if s not in self.states:
+                self.add(("final_states", i), f"unknown state {s!r}")
+            elif s == self.p.initial:
+                self.add(("final_states", i), f"{s!r} is the initial state: every lead would end at once")
 
     def _ids(self) -> None:
         seen: dict[str, Path] = {}

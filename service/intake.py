@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from pydantic import ValidationError
-from temporalio.client import Client, WithStartWorkflowOperation
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -95,38 +95,52 @@ def lead_of(event: dict[str, Any]) -> str:
 
 async def deliver(client: Client, settings: Settings, event: dict[str, Any], key: str | None = None) -> str:
     """Hand one admitted event to its lead: a sign-up starts the lead or joins it
-    (signal-with-start), other events are signalled. Returns the lead's id."""
+    (signal-with-start), other events are signalled; an event for a lead whose run has ended
+    (a final state, kept for LEADFLOW_FINAL_RETENTION) starts its next run. Returns the lead's id."""
     key = key or lead_of(event)
-    if event["type"] == "signup":
-        await client.start_workflow("LeadWorkflow", args=[event], id=key, task_queue=settings.task_queue,
-                                    start_signal="event", start_signal_args=[event])
-        return key
+    if event["type"] != "signup":
+        try:
+            await client.get_workflow_handle(key).signal("event", event)
+            return key
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            if not await ended(client, key):
+                raise NoSuchLead(f"lead: no lead {key} for {_who(event)}: send its sign-up first") from None
+    await client.start_workflow("LeadWorkflow", args=[event], id=key, task_queue=settings.task_queue,
+                                start_signal="event", start_signal_args=[event])
+    return key
+
+
+async def ended(client: Client, key: str) -> bool:
+    """The lead's workflow exists and its last run has closed (it ended in a final state)."""
     try:
-        await client.get_workflow_handle(key).signal("event", event)
+        described = await client.get_workflow_handle(key).describe()
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            raise NoSuchLead(f"lead: no lead {key} for {_who(event)}: send its sign-up first") from None
+            return False
         raise
-    return key
+    return described.status is not None and described.status != WorkflowExecutionStatus.RUNNING
 
 
 async def decide(client: Client, settings: Settings, event: dict[str, Any]) -> dict[str, Any]:
     """Hand one admitted event to its lead and wait for its Decision (the `submit` update; a
     sign-up starts the lead with it when there is none yet)."""
     key = lead_of(event)
-    if event["type"] == "signup":
-        start = WithStartWorkflowOperation(
-            "LeadWorkflow", None, id=key, task_queue=settings.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
-        decision = await client.execute_update_with_start_workflow(
-            "submit", event, start_workflow_operation=start)
-    else:
+    if event["type"] != "signup":
         try:
             decision = await client.get_workflow_handle(key).execute_update("submit", event)
+            return {"lead_id": key, "decision": decision}
         except RPCError as err:
-            if err.status == RPCStatusCode.NOT_FOUND:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            if not await ended(client, key):
                 raise NoSuchLead(f"lead: no lead {key} for {_who(event)}: send its sign-up first") from None
-            raise
+    start = WithStartWorkflowOperation(
+        "LeadWorkflow", None, id=key, task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+    decision = await client.execute_update_with_start_workflow("submit", event,
+                                                                start_workflow_operation=start)
     return {"lead_id": key, "decision": decision}
 
 

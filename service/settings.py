@@ -15,6 +15,7 @@ from temporalio.envconfig import ClientConfig
 
 from codec.keys import CodecKeysInvalid, Keyring
 from codec.keys import load as load_keys
+from rules.durations import parse_duration
 
 TLS_MODES = ("none", "starttls", "tls")
 
@@ -56,6 +57,7 @@ class Settings:
     machine_networks: tuple[str, ...] = ()  # more fetcher networks than delivery.machines knows
     machine_open_seconds: float = 2.0
     machine_click_seconds: float = 10.0
+    final_retention: float = 30 * 86400.0  # LEADFLOW_FINAL_RETENTION: a lead in a final state keeps its run
     codec_keys: str = ""  # LEADFLOW_CODEC_KEYS; empty: a key made once under home (codec.keys)
     codec_origins_setting: tuple[str, ...] = ()  # LEADFLOW_CODEC_CORS_ORIGINS; see codec_origins
     connect: dict[str, Any] = field(default_factory=dict)
@@ -173,6 +175,7 @@ class Settings:
                                    if n.strip()),
             machine_open_seconds=read.number("LEADFLOW_MACHINE_OPEN_SECONDS", 2),
             machine_click_seconds=read.number("LEADFLOW_MACHINE_CLICK_SECONDS", 10),
+            final_retention=read.duration("LEADFLOW_FINAL_RETENTION", 30 * 86400.0),
             codec_keys=env.get("LEADFLOW_CODEC_KEYS", ""),
             codec_origins_setting=tuple(o.strip().rstrip("/") for o in
                                         env.get("LEADFLOW_CODEC_CORS_ORIGINS", "").split(",") if o.strip()),
@@ -196,6 +199,13 @@ class _Reader:
             return kind(raw) if raw else default
         except ValueError:
             raise SettingsError(f"{name}={raw!r}: {what}") from None
+
+    def duration(self, name: str, default: float) -> float:
+        raw = self.env.get(name, "").strip()
+        try:
+            return parse_duration(raw) if raw else default
+        except ValueError as err:
+            raise SettingsError(f"{name}: {err}") from None
 
     def mapping(self, name: str) -> dict[str, str]:
         raw = self.env.get(name, "").strip()

@@ -35,14 +35,16 @@ def until(check: Callable[[], Any], seconds: float = 30) -> Any:
 
 
 class Stack:
-    def __init__(self, home: Path, queue: str = "stack", codec_keys: str | None = None) -> None:
-        """`codec_keys`: as production runs, every client on the settings' codec (the test client
-        too), the server keeping its state in `home`/temporal.db."""
+    def __init__(self, home: Path, queue: str = "stack", codec_keys: str = "", database: bool = False,
+                 **settings_: Any) -> None:
+        """As production runs: every client (the worker's, the API's, the test's, a CLI's with the
+        same LEADFLOW_HOME) on the settings' codec, its key `codec_keys` or made under `home`.
+        `database`: the server keeps its state in `home`/temporal.db. `settings_`: more Settings."""
         self.settings = Settings(home=home, policy_dir=ROOT / "policies", task_queue=queue,
                                  http=f"127.0.0.1:{free_port()}",
                                  api_keys=",".join(f"{role}:{key}" for role, key in KEYS.items()),
-                                 codec_keys=codec_keys or "")
-        self.encrypted = codec_keys is not None
+                                 codec_keys=codec_keys, **settings_)
+        self.database = database
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._serve, name="stack", daemon=True)
         self._ready = threading.Event()
@@ -93,14 +95,12 @@ class Stack:
 
         self._stop = asyncio.Event()
         # the Temporal frontend's port, for clients run beside the stack
-        env, self.settings_port = await dev_server(
-            database=self.settings.home / "temporal.db" if self.encrypted else None)
-        self.client = env.client
-        if self.encrypted:
-            from service.temporal import connect
+        from service.temporal import connect
 
-            self.settings = dataclasses.replace(self.settings, dev_port=self.settings_port)
-            self.client = await connect(self.settings)
+        env, self.settings_port = await dev_server(
+            database=self.settings.home / "temporal.db" if self.database else None)
+        self.settings = dataclasses.replace(self.settings, dev_port=self.settings_port)
+        self.client = await connect(self.settings)
         store = PolicyStore(self.settings.policy_dir, content_dir=self.settings.content_dir)
         store.reload()
         host, port = self.settings.listen

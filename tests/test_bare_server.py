@@ -11,10 +11,12 @@ import sys
 import time
 
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.client import Client
 from temporalio.service import RPCError
 
 from service.intake import list_workflows, send
 from service.settings import Settings
+from service.temporal import converter
 from tests.temporal_harness import ROOT, dev_server
 from workflows import search
 
@@ -22,7 +24,8 @@ from workflows import search
 def test_a_worker_registers_its_search_attributes_on_a_bare_server_and_serves(tmp_path):
     async def scenario():
         env, port = await dev_server(bare=True)  # no search attributes, as started by hand
-        client = env.client
+        # as the CLI beside the worker: the codec key made under the shared LEADFLOW_HOME
+        client = await Client.connect(f"127.0.0.1:{port}", data_converter=converter(Settings(home=tmp_path)))
         before = await client.operator_service.list_search_attributes(
             ListSearchAttributesRequest(namespace="default"))
         assert not {k.name for k in search.ALL} & set(before.custom_attributes)

@@ -69,7 +69,8 @@ def test_keys_rotate_and_bad_keys_are_refused_by_item(tmp_path):
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    with Stack(tmp_path_factory.mktemp("codec"), queue="codec", codec_keys=f"{NEW},{OLD}") as s:
+    home = tmp_path_factory.mktemp("codec")
+    with Stack(home, queue="codec", codec_keys=f"{NEW},{OLD}", database=True) as s:
         yield s
 
 

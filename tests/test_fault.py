@@ -15,10 +15,14 @@ import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
+from temporalio.client import Client
+
+from codec.keys import new_key_line
 from delivery.ledger import Ledger
 from delivery.webhook import verify
 from service.intake import list_workflows, send
 from service.settings import Settings
+from service.temporal import converter
 from tests import pg
 from tests.temporal_harness import ROOT, dev_server
 from tests.wire import Receiver, SmtpCatcher
@@ -77,14 +81,16 @@ def test_kill_9_one_of_two_workers_midway(tmp_path):
                   "LEADFLOW_EVAL_PROCESSES": "1", "LEADFLOW_DATABASE_URL": ledger_url,
                   "LEADFLOW_SMTP_HOST": "127.0.0.1", "LEADFLOW_SMTP_PORT": str(smtp.port),
                   "LEADFLOW_HANDOFF_WEBHOOK_URL": f"{crm.url}/hooks", "LEADFLOW_WEBHOOK_SECRET": SECRET,
-                  "LEADFLOW_SECRET": "fault-link-secret", "LEADFLOW_PUBLIC_URL": "https://leadflow.example"}
+                  "LEADFLOW_SECRET": "fault-link-secret", "LEADFLOW_PUBLIC_URL": "https://leadflow.example",
+                  # workers on several machines share the codec keys, or cannot read each other's leads
+                  "LEADFLOW_CODEC_KEYS": new_key_line()}
         # each worker a home of its own: nothing they share but the ledger and the servers
         envs = [{**shared, "LEADFLOW_HOME": str(tmp_path / f"worker{n}")} for n in (1, 2)]
         settings = Settings.from_env(envs[0])
         log = open(tmp_path / "worker.log", "ab")  # noqa: SIM115 (outlives three worker processes)
         workers = [_start_worker(e, log) for e in envs]
         try:
-            client = env.client
+            client = await Client.connect(f"127.0.0.1:{port}", data_converter=converter(settings))
             now = datetime.now(timezone.utc)
             expected: dict[str, str] = {}
             emails: dict[str, str] = {}

@@ -23,7 +23,14 @@ with workflow.unsafe.imports_passed_through():
     from rules.identity import lead_key, with_id
     from rules.models import Action, Decision, Event, StoryEntry
     from workflows import delivery, search
-    from workflows.types import CHECKPOINT_RETRY, SCORE_POINTS, HandoffInput, LeadCarry, LeadOptions
+    from workflows.types import (
+        CHECKPOINT_RETRY,
+        SCORE_POINTS,
+        HandoffInput,
+        LeadCarry,
+        LeadEnding,
+        LeadOptions,
+    )
 
 # Event ids remembered for idempotency: the newest this many (they travel through continue-as-new).
 SEEN_LIMIT = 5000
@@ -69,7 +76,7 @@ class LeadWorkflow:
 
     @workflow.run
     async def run(self, event: Any, options: LeadOptions | None = None,
-                  carry: LeadCarry | None = None) -> None:
+                  carry: LeadCarry | None = None) -> LeadEnding | None:
         self.key = workflow.info().workflow_id
         # asked first thing, so the marker of a new run is always its first command, whatever
         # the timing of its first send (see delivery.legacy)
@@ -96,6 +103,12 @@ class LeadWorkflow:
                 if handled >= EVENTS_PER_TASK and self.c.pending:
                     await self._end_workflow_task()
                     handled = 0
+            if self._ending_due():
+                # what is under way belongs to this run: an e-mail, an update's answer
+                await workflow.wait_condition(lambda: workflow.all_handlers_finished() and not self._sending)
+                if self._ending_due():
+                    return await self._end()
+                continue
             if self._ready_to_continue_as_new():
                 # a delivery still on its way belongs to this run: wait for its answer
                 await workflow.wait_condition(lambda: workflow.all_handlers_finished() and not self._sending)
@@ -150,6 +163,9 @@ class LeadWorkflow:
             "score_history": [list(point) for point in self.c.score_history],
             "recent": [{"type": t, "at": at} for t, at in lead.recent] if lead else [],
             "bant": list(lead.bant) if lead else [],
+            "final_since": self.c.final_since.isoformat() if self.c.final_since else None,
+            "ends_at": ends.isoformat() if (ends := self._ends_at()) else None,
+            "earlier": [e.model_dump(mode="json") for e in self.c.earlier],
         }
 
     # -- the loop ----------------------------------------------------------------------------
@@ -163,7 +179,7 @@ class LeadWorkflow:
         """Keep one timer for the earliest of the next check and the next score index.
         A waiting timer that is due no later than needed stays: a check due date moves with
         every event, and a new timer per event (start, then cancel) doubled the history."""
-        dues = [d for d in (self.c.next_check_at, self._index_score_at) if d is not None]
+        dues = [d for d in (self.c.next_check_at, self._index_score_at, self._ends_at()) if d is not None]
         if not dues:
             return
         due = min(dues)
@@ -181,6 +197,34 @@ class LeadWorkflow:
     async def _ring(self, seconds: float) -> None:
         await workflow.sleep(seconds)
         self._woke = True
+
+    def _ends_at(self) -> datetime | None:
+        """When this run completes: its lead has stayed in a final state of its policy for the
+        retention, and no hand-off of it is open (its answer comes back to this run)."""
+        if self.c.final_since is None or self.c.retention is None or self.c.open_handoff is not None:
+            return None
+        return self.c.final_since + timedelta(seconds=self.c.retention)
+
+    def _ending_due(self) -> bool:
+        ends = self._ends_at()
+        return ends is not None and not self.c.pending and workflow.now() >= ends
+
+    async def _end(self) -> LeadEnding:
+        """Complete the run: how it ended goes to the shared database (the lead's next run reads
+        it there, long after Temporal has let go of this one) and is the workflow's result."""
+        lead = self.c.lead
+        assert lead is not None and self.c.final_since is not None
+        moved = next((s for s in reversed(self.c.story)
+                      if s.to_state == lead.state and s.from_state != s.to_state), None)
+        ending = LeadEnding(
+            lead_id=self.key, run_id=workflow.info().run_id, state=lead.state, since=self.c.final_since,
+            ended_at=workflow.now(), why=moved.why if moved else f"reached {lead.state}",
+            rule=moved.rule if moved else None, policy=lead.policy, version=lead.version,
+            events=self.c.events, story=self.c.story[-20:])
+        self._index(now=True)
+        await workflow.execute_local_activity("record_ending", ending, retry_policy=CHECKPOINT_RETRY,
+                                              start_to_close_timeout=timedelta(seconds=30))
+        return ending
 
     def _due_work(self) -> None:
         """What the clock asks for: the scheduled check (an event like any other), and the
@@ -279,6 +323,13 @@ class LeadWorkflow:
             for event, ticket in admitted:
                 self._answer(ticket, self._reject(event.model_dump(mode="json"), f"policy error: {cause}"))
             return
+        if result.retention is not None:
+            self.c.retention = result.retention
+        if result.earlier and not self.c.earlier:
+            self.c.earlier = result.earlier
+            last = result.earlier[-1]
+            self._say(f"this address ended before: {last.state} on {last.since.date().isoformat()} "
+                      f"({last.why}); a new run begins", "earlier")
         for (event, ticket), decision, error in zip(admitted, result.decisions, result.errors, strict=True):
             if decision is None:
                 self._answer(ticket, self._reject(event.model_dump(mode="json"), f"policy error: {error}"))
@@ -291,6 +342,10 @@ class LeadWorkflow:
     async def _apply(self, decision: Decision, event: Event) -> None:
         self.c.lead = decision.lead
         self.c.scores = decision.scores
+        if not decision.final:
+            self.c.final_since = None
+        elif self.c.final_since is None:
+            self.c.final_since = decision.at
         self._add_story(decision.story)
         if decision.rejected is not None:
             self.c.rejected += 1

@@ -28,6 +28,25 @@ class LeadOptions(BaseModel):
     delivery_timeout: float = 60
 
 
+class LeadEnding(BaseModel):
+    """How one run of a lead ended: the final state it reached, when, and why (the rule and its
+    reason), with the end of its story. The workflow's result, kept in the shared database too,
+    so the lead's next run (a later event for the same address) knows it, long after Temporal
+    has forgotten the closed run."""
+
+    lead_id: str
+    run_id: str
+    state: str
+    since: datetime  # when the lead reached its final state
+    ended_at: datetime  # when the run completed (after LEADFLOW_FINAL_RETENTION)
+    why: str
+    rule: str | None = None
+    policy: str = ""
+    version: int = 0
+    events: int = 0
+    story: list[StoryEntry] = Field(default_factory=list)  # the run's last lines
+
+
 class LeadCarry(BaseModel):
     """Everything a lead workflow carries into its next run (continue-as-new)."""
 
@@ -43,6 +62,10 @@ class LeadCarry(BaseModel):
     events: int = 0
     rejected: int = 0
     runs: int = 1
+    # in a final state since then (None: not in one); the run completes `retention` seconds later
+    final_since: datetime | None = None
+    retention: float | None = None
+    earlier: list[LeadEnding] = Field(default_factory=list)  # how the lead's earlier runs ended
     # (time, fit, interest, intent, total) after each scored event, the newest SCORE_POINTS:
     # the lead's page draws them
     score_history: list[tuple[str, float, float, float, float]] = Field(default_factory=list)
