@@ -8,7 +8,7 @@ PY313  ?= $(shell for p in $$HOME/.pyenv/versions/3.13*/bin/python3.13 $$(comman
              $$p -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && echo $$p && break; done)
 VENV313 := .venv-3.13
 
-.PHONY: up test test-py313 fuzz lint bench bench-e2e bench-size bench-intake bench-delivery bench-backtest venv clean
+.PHONY: up test test-py313 fuzz chaos lint bench bench-e2e bench-size bench-intake bench-delivery bench-backtest venv clean
 
 $(STAMP): pyproject.toml patches/install_durable_rules.py patches/durable-rules-2.0.28-python3.13.patch
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ endif
 # tests/test_fuzz.py.
 fuzz: $(STAMP)
 	LEADFLOW_FUZZ_EXAMPLES=$${LEADFLOW_FUZZ_EXAMPLES:-3000} LEADFLOW_FUZZ_RANDOM=1 $(BIN)/python -m pytest -q tests/test_fuzz.py
+
+# 1,000 leads through the API while workers (10 times) and the Temporal server (twice) are killed
+# with SIGKILL; `make test` runs a short version (tests/test_chaos.py).
+chaos: $(STAMP)
+	$(BIN)/python chaos/run.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/evaluator.py
