@@ -197,6 +197,8 @@ async def main() -> None:
     ap.add_argument("--load", type=float, default=0.5,
                     help="steady load for the latency figures, as a share of the lead's saturated rate")
     ap.add_argument("--open", type=int, default=10_000)
+    ap.add_argument("--no-codec", action="store_true",
+                    help="leadflow without payload encryption (to measure what the codec costs)")
     args = ap.parse_args()
 
     port = free_port()
@@ -210,13 +212,18 @@ async def main() -> None:
     wenv = {**os.environ, "TEMPORAL_ADDRESS": f"127.0.0.1:{port}", "LEADFLOW_HOME": home,
             "LEADFLOW_POLICY_DIR": str(ROOT / "policies"), "LEADFLOW_CODEC_KEYS": keys}
     logs = open(Path(home) / "workers.log", "ab")  # noqa: SIM115
-    lead_worker = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=ROOT, env=wenv,
+    # --no-codec: the same worker with the plain converter leadflow had before encryption
+    plain = ("import service.temporal as t; from temporalio.contrib.pydantic import pydantic_data_converter"
+             " as p; t.converter = lambda settings: p; import worker; worker.main()")
+    command = [sys.executable, "-c", plain] if args.no_codec else [sys.executable, str(ROOT / "worker.py")]
+    lead_worker = subprocess.Popen(command, cwd=ROOT, env=wenv,
                                    stdout=logs, stderr=subprocess.STDOUT)
     bare_worker = subprocess.Popen([sys.executable, str(ROOT / "bench" / "bare_worker.py")], cwd=ROOT,
                                    env=wenv, stdout=logs, stderr=subprocess.STDOUT)
     try:
         client = env.client
-        sealed = await Client.connect(f"127.0.0.1:{port}", data_converter=data_converter(Keyring.parse(keys)))
+        sealed = client if args.no_codec else await Client.connect(
+            f"127.0.0.1:{port}", data_converter=data_converter(Keyring.parse(keys)))
         lead, bare, floor = Target(sealed, "lead"), Target(client, "bare"), Target(client, "floor")
         latency_targets = (("bare", bare), ("floor", floor), ("lead", lead))
         await asyncio.sleep(2)
