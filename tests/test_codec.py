@@ -22,6 +22,7 @@ from codec.keys import CodecKeysInvalid, Keyring, load, new_key_line
 from rules.identity import lead_key
 from rules.models import LeadRef
 from service.settings import SettingsError
+from service.temporal import binary
 from tests.stack import KEYS, Stack
 from tests.stack import until as _until
 from tests.temporal_harness import ROOT
@@ -120,6 +121,14 @@ def test_temporal_keeps_no_personal_data_and_those_allowed_still_read_it(stack):
     assert stack.http().post("/codec/decode", json=wire).status_code == 401
     again = ops.post("/codec/encode", json=decoded.json()).json()
     assert ops.post("/codec/decode", json=again).json() == decoded.json()
+    # Temporal's own CLI through the codec server (it sends `{}` for a query without arguments)
+    shown = subprocess.run(
+        [binary("temporal"), "workflow", "query", "--address", f"127.0.0.1:{stack.settings_port}",
+         "--workflow-id", handle.id, "--type", "state", "--codec-endpoint", f"{stack.url}/codec",
+         "--codec-auth", f"Bearer {KEYS['ops']}", "--output", "json"],
+        capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and PEOPLE[2]["company"] in shown.stdout, shown.stderr or shown.stdout
+    assert ops.post("/codec/decode", json={}).json() == {"payloads": []}
     # the Web UI calls it from its own origin, with the ops page session as its credential
     ui = "http://localhost:8233"
     pre = stack.http().options("/codec/decode", headers={

@@ -28,7 +28,8 @@ class WirePayload(BaseModel):
 
 
 class WirePayloads(BaseModel):
-    payloads: list[WirePayload] = Field(max_length=10_000)
+    # protobuf's JSON leaves an empty list out: `temporal` sends `{}` for a query without arguments
+    payloads: list[WirePayload] = Field(default_factory=list, max_length=10_000)
 
 
 def codec_caller(request: Request, ctx: Ctx, credentials: Credentials) -> str:
