@@ -144,7 +144,6 @@ def simulate_lead(policy: CompiledPolicy, lead_id: str, raws: list[dict[str, Any
             if first not in (check_at, breach_at):  # the run completes; a later event begins the next
                 ended.append(lead.state)
                 lead, next_check, final_since = None, None, None
-                result.ended += 1
                 return
             timers += 1
             if timers > MAX_TIMERS:
@@ -189,6 +188,7 @@ def simulate_lead(policy: CompiledPolicy, lead_id: str, raws: list[dict[str, Any
     if until is not None:
         due_before(until.timestamp())
     result.state = lead.state if lead is not None else (ended[-1] if ended else None)
+    result.ended = len(ended)
     return result
 
 

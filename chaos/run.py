@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 
 from archive.events import EventArchive  # noqa: E402
@@ -48,6 +50,7 @@ from backtest.generate import generate  # noqa: E402
 from backtest.simulate import simulate_lead  # noqa: E402
 from codec.keys import new_key_line  # noqa: E402
 from delivery.ledger import Ledger  # noqa: E402
+from delivery.schema import events  # noqa: E402
 from rules.compile import load_compiled  # noqa: E402
 from service.intake import list_workflows  # noqa: E402
 from service.settings import Settings  # noqa: E402
@@ -245,7 +248,7 @@ async def chaos(leads: int, days: float, worker_kills: int, server_kills: int, s
         for lead_id, raws in taken.items():
             live = await client.get_workflow_handle(lead_id).query("state")
             if until is None:
-                until = _now()
+                until = datetime.now(timezone.utc)
             sim = simulate_lead(policy, lead_id, raws, until)
             handoffs[lead_id] = len(sim.handoffs)
             if live["state"] != sim.state:
@@ -280,10 +283,6 @@ async def chaos(leads: int, days: float, worker_kills: int, server_kills: int, s
 
 
 def archive_count(ledger: Ledger) -> int:
-    from sqlalchemy import func, select
-
-    from delivery.schema import events
-
     with ledger.engine.connect() as db:
         return int(db.execute(select(func.count()).select_from(events)).scalar_one())
 
@@ -298,12 +297,6 @@ async def _until_ready(api: httpx.AsyncClient) -> None:
             pass
         await asyncio.sleep(0.5)
     raise RuntimeError("the API never became ready")
-
-
-def _now() -> Any:
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ class CodecError(ValueError):
 
 class AesGcmCodec(PayloadCodec):
     def __init__(self, keyring: Keyring) -> None:
-        self.keyring = keyring
         self._ciphers = {key_id: AESGCM(key) for key_id, key in keyring.keys}
         self._current = keyring.current[0]
 
