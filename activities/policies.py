@@ -20,6 +20,7 @@ from activities.evaluation import Catalog
 from delivery.content import ContentStore, check_policy_content, profile_fields
 from delivery.watched import Watched, log_notes
 from governance.registry import rollout_of
+from routing.roster import is_roster
 from rules.compile import CompiledPolicy, compile_policy
 from rules.validate import PolicyInvalid, load_policy_bytes, load_policy_file
 
@@ -68,7 +69,8 @@ class PolicyStore:
         return notes
 
     def _reload_files(self, notes: list[str]) -> None:
-        files = sorted(self.directory.glob("*.yaml")) + sorted(self.directory.glob("*.yml"))
+        files = [path for path in sorted(self.directory.glob("*.yaml")) + sorted(self.directory.glob("*.yml"))
+                 if not is_roster(path)]
         templates = self.content.digest()  # a changed template has every policy checked again
         for path in files:
             if not self._watched.changed(path, templates, notes, "kept the last good versions"):

@@ -312,9 +312,22 @@ async def _service(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     from delivery.content import check_policy_content, content_dir_for
+    from routing.roster import RosterInvalid, is_roster, parse_roster
 
     failed = False
     for f in args.files:
+        if is_roster(f):  # the sales roster beside the policies: checked as what it is
+            try:
+                parse_roster(Path(f).read_bytes(), f)
+                problems = []
+            except RosterInvalid as err:
+                problems = err.problems
+            for problem in problems:
+                print(problem, file=sys.stderr)
+            if not problems:
+                print(f"{f}: ok (roster)")
+            failed = failed or bool(problems)
+            continue
         try:
             loaded = load_policy_file(f)
         except PolicyInvalid as err:
@@ -331,8 +344,12 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
+    from routing.roster import is_roster
+
     passed = failed = 0
     for file in args.files:
+        if is_roster(file):  # a roster has no tests of its own
+            continue
         policy = load_compiled(file)
         for result in run_tests(policy):
             if result.ok:

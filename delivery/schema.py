@@ -157,3 +157,45 @@ shadow_leads = Table(
     Column("state", Text, nullable=False),  # LeadState as JSON
     Column("updated_at", Float, nullable=False),
 )
+
+# The sales roster (routing.roster): reps, their queues, capacity and time away. Sales change it
+# through the API and pages, or by editing the roster file (imported when its content changes).
+roster_reps = Table(
+    "roster_reps", metadata,
+    Column("id", String(200), primary_key=True),
+    Column("position", Integer, nullable=False, server_default="0"),  # the file's order
+    Column("name", String(320), nullable=False, server_default=""),
+    Column("email", String(320), nullable=False, server_default=""),
+    Column("queues", Text, nullable=False),  # JSON list of queue names
+    Column("capacity", Integer, nullable=False),  # open tasks at once; also the rep's share
+    Column("away_from", Float, nullable=True),
+    Column("away_until", Float, nullable=True),
+    Column("updated_at", Float, nullable=False),
+    Column("updated_by", String(320), nullable=False, server_default=""),
+)
+roster_meta = Table(
+    "roster_meta", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# Which rep holds each hand-off task (none while it waits in its queue), and each rep's credit in
+# the weighted round robin of a queue (routing.pick).
+task_assignments = Table(
+    "task_assignments", metadata,
+    Column("task", String(300), primary_key=True),
+    Column("queue", String(200), nullable=False),
+    Column("rep", String(200), nullable=True),
+    Column("lead", String(200), nullable=False, server_default=""),
+    Column("status", String(16), nullable=False),  # open | waiting | closed
+    Column("created_at", Float, nullable=False),
+    Column("assigned_at", Float, nullable=True),
+    Column("closed_at", Float, nullable=True),
+)
+Index("task_assignments_open", task_assignments.c.status, task_assignments.c.queue)
+route_credits = Table(
+    "route_credits", metadata,
+    Column("queue", String(200), primary_key=True),
+    Column("rep", String(200), primary_key=True),
+    Column("credit", Float, nullable=False),
+)

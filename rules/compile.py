@@ -27,6 +27,7 @@ from rules.conditions import (
 from rules.durations import parse_duration
 from rules.models import BUILTIN_EVENTS
 from rules.policy import Effects, Policy
+from rules.routing import Route
 from rules.shape import PhaseShape, ShapeRule, shape
 from rules.validate import LoadedPolicy
 
@@ -102,6 +103,8 @@ class CompiledPolicy:
     fit_cap: float
     engagement_cap: float
     final_states: frozenset[str] = frozenset()
+    routing: tuple[Route, ...] = ()
+    breach_steps: tuple[str, ...] = ()  # per SLA breach: `reassign` or `escalate:<queue>`
 
     @property
     def name(self) -> str:
@@ -202,11 +205,14 @@ def compile_policy(loaded: LoadedPolicy) -> CompiledPolicy:
         tracks=tracks,
         handoff_queue=p.handoff.queue if p.handoff else None,
         handoff_sla=parse_duration(p.handoff.sla) if p.handoff else None,
-        escalate_to=p.handoff.on_breach.escalate_to if p.handoff and p.handoff.on_breach else None,
+        escalate_to=p.handoff.on_breach.escalates_to() if p.handoff and p.handoff.on_breach else None,
         max_chain=p.limits.max_chain,
         fit_cap=p.scoring.fit_cap,
         engagement_cap=p.scoring.engagement_cap,
         final_states=frozenset(p.final_states),
+        routing=tuple(Route(r.id, parse_when(r.when, lists, ("routing", i, "when")) if r.when else None,
+                            r.queue) for i, r in enumerate(p.routing)),
+        breach_steps=p.handoff.on_breach.steps() if p.handoff and p.handoff.on_breach else (),
     )
 
 

@@ -39,6 +39,7 @@ from rules.models import (
     built,
 )
 from rules.policy import Effects
+from rules.routing import route
 from rules.scoring import compact, crossing_below, engagement
 from rules.shape import PhaseShape
 
@@ -55,6 +56,9 @@ MAIL_STOPS = {
     "unsubscribed": "asked for no more e-mail: every track stopped, no marketing e-mail again",
     "bounced": "the address bounced hard: every track stopped, no marketing e-mail again",
 }
+
+
+ROUTED = "(routing)"  # a hand-off's queue until routing has picked it
 
 
 def mail_stop_of(event: Event) -> str | None:
@@ -196,6 +200,7 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
            lambda: snapshot("stage", scores), t, event, event_key, lead.key)
     if event.type in ("sales_accept", "sales_reject"):
         w.handoff_open = False  # after the chain, so the hand-off rules saw it open
+    _route_handoffs(policy, w, lead_view, scores)
 
     after = lead.model_copy(update={
         "state": w.state, "state_since": w.state_since, "profile": profile, "facts": w.facts,
@@ -301,18 +306,37 @@ def _apply(policy: CompiledPolicy, w: _Work, fx: Effects, rule_id: str, why: str
             summary["handoff"] = "already open"
         else:
             spec = fx.handoff if not isinstance(fx.handoff, bool) else None
-            queue = (spec.queue if spec and spec.queue else None) or policy.handoff_queue
+            # a queue the rule names is its own; otherwise routing picks one after the chain
+            queue = spec.queue if spec and spec.queue else None
             sla = parse_duration(spec.sla) if spec and spec.sla else policy.handoff_sla
             w.handoff_open = True
             w.actions.append(Action(
                 kind="create_handoff", key=f"{key}|handoff|{event_key}", queue=queue,
-                sla_seconds=sla, escalate_to=policy.escalate_to, reason=why))
-            summary["handoff"] = queue
+                sla_seconds=sla, escalate_to=policy.escalate_to, reason=why,
+                breach_steps=list(policy.breach_steps)))
+            summary["handoff"] = queue or ROUTED
             changed = True
     if fx.schedule:
         w.wakeups.append(t + parse_duration(fx.schedule))
         summary["schedule"] = fx.schedule
     return changed, summary
+
+
+def _route_handoffs(policy: CompiledPolicy, w: _Work, lead_view: dict[str, Any], scores: dict[str, Any]
+                    ) -> None:
+    """Give each new hand-off without a queue of its own the queue routing picks, from the lead as
+    the chain left it (a segment a rule set on the way counts)."""
+    for action in w.actions:
+        if action.kind != "create_handoff" or action.queue is not None:
+            continue
+        chosen = route(policy.routing, lead_view, w.facts, scores, w.state)
+        action.queue = chosen.queue if chosen else (policy.handoff_queue or "sales")
+        action.route = chosen.id if chosen else None
+        for firing in w.fired:
+            if firing.effects.get("handoff") == ROUTED:
+                firing.effects["handoff"] = action.queue
+                if chosen:
+                    firing.effects["route"] = chosen.id
 
 
 def _set_fact(w: _Work, name: str, value: Any) -> bool:

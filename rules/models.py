@@ -210,6 +210,9 @@ class Action:
     # a send that must not go out, and why (the lead unsubscribed, bounced, gave no consent);
     # it is recorded in the delivery ledger, not sent
     withheld: str | None = None
+    route: str | None = None  # a hand-off's: the routing rule that chose its queue
+    # a hand-off's: what each SLA breach does, in order (`reassign`, `escalate:<queue>`)
+    breach_steps: list[str] = dc_field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -101,7 +101,31 @@ class Nurture(_Model):
 
 
 class Breach(_Model):
-    escalate_to: str
+    """What an SLA breach does: escalate to a queue, or first pass the task to the next free rep
+    of its queue and `then` (at the next breach) do what that says."""
+
+    escalate_to: str | None = None
+    reassign: Literal["next"] | None = None
+    then: Breach | None = None
+
+    def steps(self) -> tuple[str, ...]:
+        """One step per breach, in order: `reassign` or `escalate:<queue>`."""
+        here = ("reassign",) if self.reassign else (f"escalate:{self.escalate_to}",)
+        return here + (self.then.steps() if self.then is not None else ())
+
+    def escalates_to(self) -> str | None:
+        if self.escalate_to:
+            return self.escalate_to
+        return self.then.escalates_to() if self.then is not None else None
+
+
+class RoutingRule(_Model):
+    """Which queue a hand-off goes to: the first rule whose `when` holds (no `when`: always)."""
+
+    id: str
+    description: str = ""
+    when: dict[str, Any] | None = None
+    queue: str
 
 
 class Handoff(_Model):
@@ -152,4 +176,5 @@ class Policy(_Model):
     rules: list[StageRule]
     nurture: Nurture = Field(default_factory=Nurture)
     handoff: Handoff | None = None
+    routing: list[RoutingRule] = Field(default_factory=list)
     tests: list[PolicyTest] = Field(default_factory=list)

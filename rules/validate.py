@@ -22,6 +22,7 @@ from rules.conditions import Cond, ConditionError, fields_of, impossible, parse_
 from rules.durations import parse_duration
 from rules.models import BUILTIN_EVENTS, SYSTEM_EVENTS
 from rules.policy import DERIVED_PROFILE, Effects, Policy
+from rules.routing import ROUTING_FIELDS
 from rules.yaml_lines import LoadedYaml, Path, YamlError, load_yaml
 
 REQUIRED_STATES = ("captured", "scored", "nurturing", "sales-ready", "derailed")
@@ -159,6 +160,8 @@ def owner_of(data: Any, path: Path) -> str:
             return f"track {path[2]}"
         if section == "tests" and len(path) > 1:
             return f"test {data['tests'][path[1]].get('name', path[1])!r}"
+        if section == "routing" and len(path) > 1:
+            return f"routing {data['routing'][path[1]].get('id', path[1])!r}"
         if section == "handoff" and len(path) > 1:
             return f"handoff.{path[1]}"
     except (KeyError, IndexError, TypeError, AttributeError):
@@ -212,6 +215,7 @@ class _Semantics:
                 last = after if after is not None else last
             if track.on_exhausted:
                 self._effects(track.on_exhausted, ("nurture", "tracks", name, "on_exhausted"))
+        self._routing()
         if p.handoff:
             for key in ("on_accept", "on_reject"):
                 if (effects := getattr(p.handoff, key)) is not None:
@@ -220,6 +224,25 @@ class _Semantics:
         self._graph(stage_conds)
         self._tests()
         return self.out
+
+    def _routing(self) -> None:
+        always: str | None = None
+        for i, rule in enumerate(self.p.routing):
+            here: Path = ("routing", i)
+            if always is not None:
+                self.add((*here, "id"), f"routing rule {rule.id!r} is never reached: {always!r} before it "
+                         "has no `when` and takes every hand-off")
+            if rule.when is None:
+                always = always or rule.id
+                continue
+            cond = self._when(rule.when, (*here, "when"))
+            for t in fields_of(cond) if cond is not None else []:
+                if t.field != "state" and not t.field.startswith(ROUTING_FIELDS):
+                    self.add(t.where, f"routing reads who the lead is, not what just happened: {t.field!r} "
+                             "is not one of state, lead.<name>, facts.<name>, score.<name>")
+        if self.p.routing and self.p.handoff is None and not any(
+                r.then.handoff is not None for r in self.p.rules):
+            self.add(("routing",), "routing picks a queue for hand-offs, but no rule hands a lead off")
 
     def _profile_field(self, name: str, path: Path, what: str) -> None:
         profile = self.p.profile
@@ -260,6 +283,7 @@ class _Semantics:
             *((r.id, ("scoring", "fit", i, "id")) for i, r in enumerate(self.p.scoring.fit)),
             *((r.id, ("scoring", "engagement", i, "id")) for i, r in enumerate(self.p.scoring.engagement)),
             *((r.id, ("rules", i, "id")) for i, r in enumerate(self.p.rules)),
+            *((r.id, ("routing", i, "id")) for i, r in enumerate(self.p.routing)),
         ]
         for rule_id, path in places:
             if rule_id in seen:
