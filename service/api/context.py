@@ -12,6 +12,7 @@ from codec.aesgcm import AesGcmCodec
 from delivery.ledger import Ledger
 from delivery.links import Links
 from delivery.machines import Judge
+from routing.desk import Desk
 from service.keys import Keys
 from service.seen import SeenEvents
 from service.settings import Settings
@@ -29,3 +30,4 @@ class Context:
     links: Links  # reads the tokens of the links in e-mail (the workers sign them)
     judge: Judge  # a person's open or click, or a machine's
     codec: AesGcmCodec  # the workers' payload encryption, for the codec server
+    desk: Desk  # the sales roster and who holds which task

@@ -23,6 +23,7 @@ from delivery.ledger import Ledger
 from delivery.links import Links
 from delivery.machines import NETWORKS, Judge
 from governance.registry import Registry
+from routing.desk import Desk
 from service.api import codec, crm, deliveries, events, health, leads, links, policies, tasks
 from service.api.context import Context
 from service.intake import IntakeError
@@ -50,7 +51,7 @@ def create_app(settings: Settings, client: Client | None = None, keys: Keys | No
                                 keys or Keys.load(settings.api_keys, settings.api_keys_file),
                                 settings.signing_secret().encode(), ledger,
                                 Links(settings.signing_secret(), settings.public), judge,
-                                AesGcmCodec(settings.keyring()[0]))
+                                AesGcmCodec(settings.keyring()[0]), Desk(ledger, settings.roster_file))
         watcher = asyncio.create_task(_watch(store, settings.policy_poll_seconds))
         try:
             yield
