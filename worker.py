@@ -19,6 +19,7 @@ from activities.evaluator_pool import EvaluatorPool
 from activities.lead import LeadActivities
 from activities.legacy import LegacyDelivery
 from activities.policies import PolicyStore
+from activities.routing import RoutingActivities
 from archive.endings import Endings
 from archive.events import EventArchive
 from archive.writer import ArchiveWriter
@@ -27,6 +28,8 @@ from delivery.links import Links
 from delivery.smtp import Mailer, SmtpConfig
 from delivery.webhook import Poster
 from governance.registry import Registry
+from identity.aliases import Aliases
+from routing.desk import Desk
 from service.settings import Settings
 from service.temporal import connect, ensure_search_attributes
 from workflows.handoff import HandoffWorkflow
@@ -63,13 +66,15 @@ def build_worker(client: Client, settings: Settings, store: PolicyStore,
     delivery = delivery or delivery_for(settings, store)
     # the events go to the ledger's database: one archive for every worker that shares it
     acts = LeadActivities(store, evaluators, archive or ArchiveWriter(EventArchive(delivery.ledger)),
-                          Endings(delivery.ledger), settings.final_retention)
+                          Endings(delivery.ledger), settings.final_retention, Aliases(delivery.ledger))
     sends = DeliveryActivities(delivery)
+    routes = RoutingActivities(Desk(delivery.ledger, settings.roster_file))
     legacy = LegacyDelivery(sends)  # runs begun before deliveries were real call it until they continue
     return Worker(client, task_queue=settings.task_queue,
                   workflows=[LeadWorkflow, HandoffWorkflow],
                   activities=[acts.evaluate_events, acts.checkpoint, acts.record_ending, sends.send_email,
-                              sends.post_webhook, legacy.deliver],
+                              sends.post_webhook, legacy.deliver, routes.assign_rep, routes.release_rep,
+                              acts.link_alias, acts.merge_leads],
                   activity_executor=executor,
                   # an e-mail or webhook under way when the worker stops gets to finish and be
                   # marked, rather than be cut off and sent again by the next worker

@@ -5,7 +5,10 @@ the checkpoint. Delivery is activities.delivery."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
+from typing import Any
 
+from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -16,16 +19,47 @@ from activities.shadow import ShadowLeads, run_shadow
 from archive.endings import Endings
 from archive.events import Taken
 from archive.writer import ArchiveWriter
+from identity.aliases import Aliases
+from identity.merge import merged_log, replay_apart
 from rules.engine import EngineError
+from rules.models import Action, Decision, LeadState, Scores, StoryEntry
 from workflows.types import LeadEnding
 
 DEFAULT_RETENTION = 30 * 86400.0  # LEADFLOW_FINAL_RETENTION's default
 
 
+class LinkRequest(BaseModel):
+    aliases: list[str]
+    lead: str
+    at: datetime
+    event_id: str = ""
+
+
+class MergeRequest(BaseModel):
+    survivor: str
+    other: str
+    identity: dict[str, Any]  # the survivor's e-mail and external id: the other's events take them
+    version: int | None
+    now: datetime
+
+
+class MergeResult(BaseModel):
+    """The survivor as both leads' events make it, replayed by its policy version."""
+
+    lead: LeadState | None = None
+    scores: Scores | None = None
+    handoff: Action | None = None  # a hand-off the merged history opened that nobody answered
+    decision: Decision | None = None  # the Decision that opened it
+    received: list[str] = Field(default_factory=list)  # content either address was sent
+    other_events: int = 0
+    other_story: list[StoryEntry] = Field(default_factory=list)  # a closed other's, from its ending
+
+
 class LeadActivities:
     def __init__(self, store: PolicyStore, evaluators: EvaluatorPool | None = None,
                  archive: ArchiveWriter | None = None, endings: Endings | None = None,
-                 final_retention: float = DEFAULT_RETENTION) -> None:
+                 final_retention: float = DEFAULT_RETENTION, aliases: Aliases | None = None) -> None:
+        self.aliases = aliases  # None: no merges (tests of the lifecycle alone)
         self.store = store
         self.endings = endings  # None: runs that end are not remembered (tests of the lifecycle alone)
         self.final_retention = final_retention
@@ -79,6 +113,40 @@ class LeadActivities:
         """Remember how a run ended, for the lead's next run (its workflow completes next)."""
         if self.endings is not None:
             await asyncio.to_thread(self.endings.record, ending)
+
+    @activity.defn(name="link_alias")
+    async def link_alias(self, request: LinkRequest) -> None:
+        """From now on the intake sends events for these ids to `lead`."""
+        if self.aliases is None:
+            raise ApplicationError("merging leads needs the shared database", non_retryable=True)
+        await asyncio.to_thread(self.aliases.link, request.aliases, request.lead, request.at.timestamp(),
+                                request.event_id)
+
+    @activity.defn(name="merge_leads")
+    async def merge_leads(self, request: MergeRequest) -> MergeResult:
+        """Both leads' archived events, addressed to the survivor, replayed in time order by the
+        survivor's policy version; and the content either of them was sent."""
+        if self.archive is None:
+            raise ApplicationError("merging leads needs the event archive", non_retryable=True)
+        archive = self.archive.archive
+        own = await asyncio.to_thread(lambda: list(archive.export(lead=request.survivor)))
+        other = await asyncio.to_thread(lambda: list(archive.export(lead=request.other)))
+        try:
+            policy, _ = self.store.catalog(request.version).choose(request.version)
+        except NoPolicy as err:
+            raise ApplicationError(str(err), non_retryable=True) from err
+        events = merged_log(own, other, request.identity)
+        replayed = await asyncio.to_thread(replay_apart, policy.source, policy.file, request.survivor, events,
+                                           request.now.isoformat()) if events else {}
+        ledger = archive.ledger
+        sent = await asyncio.to_thread(lambda: [
+            row for lead in (request.survivor, request.other)
+            for row in ledger.list(lead=lead, kind="email", limit=1000) if row["status"] == "sent"])
+        ended = await asyncio.to_thread(self.endings.of, request.other) if self.endings is not None else []
+        return MergeResult.model_validate({
+            **{k: v for k, v in replayed.items() if k in ("lead", "scores", "handoff", "decision")},
+            "received": sorted({row["subject"] for row in sent}), "other_events": len(other),
+            "other_story": ended[-1].story if ended else []})
 
     @activity.defn(name="checkpoint")
     async def checkpoint(self) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from backtest.routing_report import RosterChoice, compare_sections, diff_table
 from backtest.simulate import simulate_lead, summary
 from report.charts import img, png, pyplot
 from rules.compile import CompiledPolicy, load_compiled
@@ -79,15 +80,20 @@ def _only(these: list[str], others: list[str]) -> list[str]:
 
 
 def compare(old_file: str, new_file: str, leads: dict[str, list[dict[str, Any]]],
-            old: list[Result], new: list[Result], until: datetime | None) -> dict[str, Any]:
-    """The comparison as one JSON-ready object."""
+            old: list[Result], new: list[Result], until: datetime | None,
+            roster: RosterChoice | None = None) -> dict[str, Any]:
+    """The comparison as one JSON-ready object; with `roster` (even one that found no file), the
+    sales load per rep per week of both versions under `routing`."""
     pairs = changed(old, new)
     partings = []
     if pairs:
         po, pn = load_compiled(old_file), load_compiled(new_file)
         for a, _ in pairs[:MAX_EXPLAINED]:
             partings.append(parting(po, pn, a["lead_id"], leads[a["lead_id"]], until).as_dict())
-    return compared(old_file, new_file, old, new, partings)
+    report = compared(old_file, new_file, old, new, partings)
+    if roster is not None:
+        report["routing"] = compare_sections(old, new, roster)
+    return report
 
 
 def compared(old_label: str, new_label: str, old: list[Result], new: list[Result],
@@ -119,6 +125,8 @@ def table(report: dict[str, Any]) -> str:
     t = report["median_days_to_sales_ready"]
     out += ["", f"hand-offs in all: {report['old']['handoffs']} -> {report['new']['handoffs']} "
                 f"({report['handoffs_change']:+d}); median days to sales-ready: {t['old']} -> {t['new']}"]
+    if "routing" in report:
+        out += ["", diff_table(report["routing"])]
     if report["partings"]:
         out += ["", "where they parted (the first event taken differently; rules that fired only in "
                     "old | only in new)"]
@@ -170,6 +178,7 @@ def html_report(report: dict[str, Any]) -> str:
         for p in report["partings"])
     t = report["median_days_to_sales_ready"]
     old, new = report["old"], report["new"]
+    routing = _html_routing(report["routing"]) if "routing" in report else ""
     return f"""<!doctype html><html><head><meta charset="utf-8">
 <title>Policy change: what it would have done</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}}
@@ -185,8 +194,23 @@ Hand-offs {old['handoffs']} &rarr; {new['handoffs']}
 <table><tr><th>old &rarr; new state</th><th>leads</th></tr>{rows}</table>
 {chart_states}
 {chart_load}
+{routing}
 <h2>Where each changed lead parted</h2>
 <table><tr><th>lead</th><th>state</th><th>first event taken differently</th><th>fired only in old</th>
 <th>fired only in new</th></tr>{parted}</table>
 </body></html>
 """
+
+
+def _html_routing(routing: dict[str, Any]) -> str:
+    e = html.escape
+    if routing["roster"] is None:
+        rows, what = routing["handoffs_per_week"], "hand-offs per queue per week"
+        lead = f"<p>{e(routing['note'])}: {what} instead.</p>"
+    else:
+        rows, what = routing["assigned_per_week"], "tasks each rep took per week"
+        lead = f"<p>Roster <code>{e(routing['roster'])}</code>: the {what}.</p>"
+    body = "".join(f"<tr><td>{e(k)}</td><td>{n['old']}</td><td>{n['new']}</td><td>{n['change']:+d}</td></tr>"
+                   for k, n in rows.items())
+    return (f"<h2>Sales load per rep per week</h2>{lead}"
+            f"<table><tr><th></th><th>old</th><th>new</th><th>change</th></tr>{body}</table>")

@@ -44,6 +44,7 @@ class Handoff:
     breaches: int = 0
     due: float | None = None  # unix seconds of the next SLA breach
     answer: str | None = None
+    steps: list[str] = field(default_factory=list)  # per breach, as the policy says (HandoffWorkflow)
 
 
 @dataclass
@@ -72,10 +73,13 @@ class LeadResult:
 
 def simulate_lead(policy: CompiledPolicy, lead_id: str, raws: list[dict[str, Any]],
                   until: datetime | None = None, trace: bool = False,
-                  retention: float | None = DEFAULT_RETENTION) -> LeadResult:
+                  retention: float | None = DEFAULT_RETENTION, keep: dict[str, Any] | None = None
+                  ) -> LeadResult:
     """One lead's events (as the archive exports them), in their order; with `trace`, each
     evaluation's event, resulting state and fired rules in `steps`. `retention`: how long a lead
-    in a final state keeps its run (None: for ever)."""
+    in a final state keeps its run (None: for ever). `keep`, when given, receives the lead as the
+    last evaluation left it (`lead`, `scores`) and, while a hand-off it opened is unanswered, the
+    action and Decision that opened it (`handoff`, `handoff_decision`): a merge takes them."""
     events = [Event.model_validate({k: v for k, v in raw.items() if k != "lead_id"})
               for raw in raws if raw.get("type") not in TIMERS]
     lead: LeadState | None = None
@@ -119,12 +123,17 @@ def simulate_lead(policy: CompiledPolicy, lead_id: str, raws: list[dict[str, Any
                     result.sales_ready_at = _iso(now)
         if event.type in SALES_ANSWERS:
             open_task = None
+        if keep is not None:
+            keep["lead"], keep["scores"] = decision.lead, decision.scores
         for action in decision.actions:
             if action.kind == "create_handoff" and open_task is None:
+                if keep is not None:
+                    keep["handoff"], keep["handoff_decision"] = action, decision
                 n = len(result.handoffs) + 1
                 sla = action.sla_seconds or DEFAULT_SLA
                 open_task = Handoff(f"handoff-{lead_id}-{n}", action.queue or "sales", _iso(now), sla,
-                                    action.escalate_to, due=now.timestamp() + sla)
+                                    action.escalate_to, due=now.timestamp() + sla,
+                                    steps=list(action.breach_steps))
                 result.handoffs.append({"task": open_task.task, "queue": open_task.queue,
                                         "at": open_task.opened_at, "fit": decision.scores.fit,
                                         "intent": decision.scores.intent})
@@ -154,20 +163,27 @@ def simulate_lead(policy: CompiledPolicy, lead_id: str, raws: list[dict[str, Any
                 next_check = None
                 # made here, so valid: built without pydantic's validation (a third of the
                 # evaluations are checks)
+                assert ref is not None  # a lead exists: some event made it
                 step(Event.model_construct(id=f"check@{at.isoformat()}", type="check", at=at, lead=ref,
                                            data={"reason": "scheduled"}), at)
             else:
                 assert open_task is not None
                 at = datetime.fromtimestamp(first, timezone.utc)
                 open_task.breaches += 1
-                if open_task.escalate_to and open_task.queue != open_task.escalate_to:
-                    open_task.queue = open_task.escalate_to
+                steps = open_task.steps or ([f"escalate:{open_task.escalate_to}"] * MAX_ESCALATIONS
+                                            if open_task.escalate_to else [])
+                taken = steps[open_task.breaches - 1] if open_task.breaches <= len(steps) else ""
+                target = taken.split(":", 1)[1] if taken.startswith("escalate:") else None
+                if target and open_task.queue != target:  # `reassign` stays in the queue
+                    open_task.queue = target
                     result.handoffs[-1]["escalated_to"] = open_task.queue
+                    result.handoffs[-1]["escalated_at"] = _iso(at)  # its rep's place frees (routing_load)
                 n = open_task.breaches
                 open_task.due = first + open_task.sla if n < MAX_ESCALATIONS else None
                 result.handoffs[-1]["breaches"] = n
                 step(Event(id=f"{open_task.task}:breach:{n}", type="sla_breach", at=at, lead=ref,
-                           data={"queue": open_task.queue, "breach": n, "task": open_task.task}), at)
+                           data={"queue": open_task.queue, "breach": n, "task": open_task.task,
+                                 "step": taken or "none"}), at)
 
     # the lead's identity, without the profile the first event brought: a check or an SLA breach
     # carries none (it would bring the sign-up's profile back to a lead whose next run began)
@@ -183,10 +199,14 @@ def simulate_lead(policy: CompiledPolicy, lead_id: str, raws: list[dict[str, Any
                 continue
             open_task.answer = "accepted" if event.type == "sales_accept" else "rejected"
             result.handoffs[-1]["answer"] = open_task.answer
+            result.handoffs[-1]["answered_at"] = _iso(now)  # frees the rep's place (routing_load)
             event = event.model_copy(update={"data": {**event.data, "task": open_task.task}})
         step(event, now)
     if until is not None:
         due_before(until.timestamp())
+    if keep is not None and (open_task is None or open_task.answer is not None):
+        keep.pop("handoff", None)
+        keep.pop("handoff_decision", None)
     result.state = lead.state if lead is not None else (ended[-1] if ended else None)
     result.ended = len(ended)
     return result

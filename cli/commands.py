@@ -113,7 +113,7 @@ def _stub(decision: dict[str, Any]) -> dict[str, Any]:
 
 async def run(args: argparse.Namespace, settings: Settings, client: Client) -> int:
     if args.command == "lead":
-        state = await leads.lead(client, args.who)
+        state = await leads.lead(client, args.who, intake.aliases_for(settings))
         if state is None:
             raise UserError(f"no lead {args.who!r}")
         people.show(args.json, state, lambda: people.lead(state))

@@ -56,12 +56,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     sm.add_argument("file", help="the policy file")
     sm.add_argument("--out", help="write each lead's result here as JSON Lines")
     sm.add_argument("--json", action="store_true", help="the summary as one JSON object")
+    sm.add_argument("--roster", help="the sales roster to replay assignment with (default: "
+                                     "LEADFLOW_ROSTER, else roster.yaml beside the policies, if it exists)")
     df = psub.add_parser("diff", parents=[history],
                          help="two policy versions on the same history: who ends differently and why")
     df.add_argument("old", help="the policy file in force")
     df.add_argument("new", help="the changed policy file")
     df.add_argument("--report", help="write an HTML page with charts here, to send to the other team")
     df.add_argument("--json", action="store_true", help="the comparison as one JSON object")
+    df.add_argument("--roster", help="the sales roster to replay assignment with (default: "
+                                     "LEADFLOW_ROSTER, else roster.yaml beside the policies, if it exists)")
     sg = psub.add_parser("suggest", parents=[history],
                          help="learn from the paths that led to a sale: findings, and a proposed next "
                               "version with its diff on the same history (activates nothing)")
@@ -130,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from cli import report
 
     report.add_commands(sub)
+    from cli import roster
+
+    roster.add_commands(sub)
     lid = sub.add_parser("lead-id", help="the workflow id of a lead")
     lid.add_argument("who")
     args = parser.parse_args(argv)
@@ -147,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return preview(args, content_dir(args, Settings.from_env().content_dir))
         if args.command == "report":
             return report.run(args)
+        if args.command == "roster":
+            return roster.run(args)
         if args.command == "lead-id":
             print(_lead_id(args.who))
             return 0
@@ -402,17 +411,19 @@ def _history(path: str, until_text: str | None) -> tuple[dict[str, list[dict[str
 
 def _diff(args: argparse.Namespace) -> int:
     from backtest.diff import compare, html_report, table
+    from backtest.routing_report import choose_roster
     from backtest.simulate import Progress, simulate_many
 
     load_compiled(args.old)  # refuse a bad policy before any process starts
     load_compiled(args.new)
+    roster = choose_roster(args.roster)
     leads, until = _history(args.events, args.until)
     progress = Progress(2 * sum(len(events) for events in leads.values()))
     old = simulate_many(args.old, leads, until, args.processes or None, progress,
                         retention=_retention())
     new = simulate_many(args.new, leads, until, args.processes or None, progress,
                         retention=_retention())
-    report = compare(args.old, args.new, leads, old, new, until)
+    report = compare(args.old, args.new, leads, old, new, until, roster)
     if args.report:
         Path(args.report).write_text(html_report(report), encoding="utf-8")
     print(json.dumps(report) if args.json else table(report))
@@ -452,9 +463,11 @@ def _suggest(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from backtest import routing_report
     from backtest.simulate import Progress, simulate_many, summary
 
     load_compiled(args.file)  # refuse a bad policy before any process starts
+    roster = routing_report.choose_roster(args.roster)
     leads, until = _history(args.events, args.until)
     progress = Progress(sum(len(events) for events in leads.values()))
     results = simulate_many(args.file, leads, until, args.processes or None, progress,
@@ -464,6 +477,7 @@ def _simulate(args: argparse.Namespace) -> int:
             for result in results:
                 out.write(json.dumps(result, separators=(",", ":")) + "\n")
     figures = summary(results)
+    figures["routing"] = routing_report.section(results, roster)
     if args.json:
         print(json.dumps(figures))
         return 0
@@ -478,6 +492,7 @@ def _simulate(args: argparse.Namespace) -> int:
     median = figures["median_days_to_sales_ready"]
     print(f"\nsales-ready: {figures['sales_ready']} leads; median time from sign-up: "
           f"{'-' if median is None else f'{median} days'}")
+    print("\n" + routing_report.table(figures["routing"]))
     return 0
 
 

@@ -68,11 +68,18 @@ def lead(state: dict[str, Any]) -> Group:
         f"total {s.get('total')}  bant {s.get('bant')}",
         f"track    {track['name']} (step {track['step']})" if track else "track    none",
         f"hand-off {state.get('open_handoff') or 'none open'}",
+        *([f"also     {', '.join(also(a) for a in state['aliases'])}"] if state.get("aliases") else []),
         f"events   {state.get('events')} ({state.get('rejected')} rejected)   next check "
         f"{when(state.get('next_check_at')) or 'none'}",
     ]
     return Group(Panel(Group(head, *lines), expand=False), pairs("profile", state.get("profile") or {}),
                  pairs("facts", state.get("facts") or {}), timeline(state.get("story") or []))
+
+
+def also(alias: dict[str, Any]) -> str:
+    """Another id of the same person, merged into this lead."""
+    who = alias.get("email") or alias.get("external_id")
+    return f"{who} ({alias.get('lead_id')})" if who else str(alias.get("lead_id"))
 
 
 def rows(title: str, items: list[dict[str, Any]], columns: list[tuple[str, str]]) -> Table:

@@ -199,3 +199,14 @@ route_credits = Table(
     Column("rep", String(200), primary_key=True),
     Column("credit", Float, nullable=False),
 )
+
+# Ids that name the same person as another lead (identity.aliases): events sent to the alias go
+# to the lead it names, the lead that survived a merge.
+lead_aliases = Table(
+    "lead_aliases", metadata,
+    Column("alias", String(200), primary_key=True),  # a lead id (rules.identity.lead_key)
+    Column("lead", String(200), nullable=False),  # the lead it now is
+    Column("at", Float, nullable=False),
+    Column("event_id", String(200), nullable=False, server_default=""),  # the identify event
+)
+Index("lead_aliases_lead", lead_aliases.c.lead)

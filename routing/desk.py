@@ -131,13 +131,17 @@ class Desk:
             if row.rep is not None and row.queue == queue and row.rep not in exclude:
                 return _answer(db, row.rep, queue)
             roster = _read_roster(db)
-            counts = dict(db.execute(select(c.rep, func.count()).where(
-                c.status == "open", c.rep.is_not(None), c.task != task).group_by(c.rep)).all())
+            counts: dict[str, int] = {rep: n for rep, n in db.execute(select(c.rep, func.count()).where(
+                c.status == "open", c.rep.is_not(None), c.task != task).group_by(c.rep)).all()}
             free = [(r.id, r.capacity) for r in roster.in_queue(queue)
                     if r.id not in exclude and not r.away_at(at) and counts.get(r.id, 0) < r.capacity]
             credits = dict(db.execute(select(route_credits.c.rep, route_credits.c.credit)
                                       .where(route_credits.c.queue == queue)).all())
             chosen, after = pick(free, credits)
+            if chosen is None and row.rep is not None and row.queue == queue and row.status == "open":
+                # passed on at a breach, but nobody else is free: it stays where it is
+                return _answer(db, row.rep, queue) | {"kept": True,
+                                                       "why": _why_none(roster, queue, at, counts, exclude)}
             if after:
                 db.execute(self._credit, [{"queue": queue, "rep": rep, "credit": v}
                                           for rep, v in after.items()])
@@ -145,8 +149,11 @@ class Desk:
                 queue=queue, rep=chosen, status="open" if chosen else "waiting",
                 assigned_at=now if chosen else None))
             if chosen is None:
+                back = [r.away.until for r in roster.in_queue(queue)
+                        if r.away is not None and r.away.until is not None and r.away_at(at)]
                 return {"rep": None, "queue": queue, "waiting": True,
-                        "why": _why_none(roster, queue, at, counts, exclude)}
+                        "why": _why_none(roster, queue, at, counts, exclude),
+                        "back_at": min(back).isoformat() if back else None}
             return _answer(db, chosen, queue)
 
     def release(self, task: str, at: datetime) -> list[str]:

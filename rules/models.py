@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_core import PydanticCustomError
 
 # Events the workflow itself produces; they are never engagement and never count as activity.
-SYSTEM_EVENTS = frozenset({"check", "sales_accept", "sales_reject", "sla_breach"})
+SYSTEM_EVENTS = frozenset({"check", "sales_accept", "sales_reject", "sla_breach", "identify"})
 
 BUILTIN_EVENTS = frozenset(
     {

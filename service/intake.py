@@ -14,8 +14,10 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.policies import PolicyStore
+from delivery.ledger import Ledger
+from identity.aliases import Aliases
 from rules.identity import lead_key, with_id
-from rules.models import Event
+from rules.models import Event, LeadRef
 from service.seen import SeenEvents
 from service.settings import Settings
 
@@ -62,7 +64,29 @@ def _checked(raw: Any) -> tuple[dict[str, Any], str]:
         raise IntakeError(f"bad event: {where}: {message}") from None
     if not (event.lead.email or event.lead.external_id):
         raise IntakeError("bad event: lead: needs an email or an external_id")
+    if event.type == "identify":
+        same_as = _same_as(event)
+        if lead_key(same_as) == lead_key(event.lead):
+            raise IntakeError("bad event: data.same_as: names the event's own lead")
     return with_id(event).model_dump(mode="json", exclude_none=True), lead_key(event.lead)
+
+
+def _same_as(event: Event) -> LeadRef:
+    """The other id an `identify` event says is the same person."""
+    same = event.data.get("same_as")
+    if not isinstance(same, dict):
+        raise IntakeError("bad event: data.same_as: an identify event names the other id: "
+                          '{"email": ...} or {"external_id": ...}')
+    try:
+        ref = LeadRef.model_validate({k: v for k, v in same.items() if k in ("email", "external_id")})
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        raise IntakeError(f"bad event: data.same_as.{where}: {message}") from None
+    if not (ref.email or ref.external_id):
+        raise IntakeError("bad event: data.same_as: needs an email or an external_id")
+    return ref
 
 
 def check_type(event: dict[str, Any], store: PolicyStore) -> None:
@@ -93,11 +117,60 @@ def lead_of(event: dict[str, Any]) -> str:
     return lead_key(Event.model_validate(event).lead)
 
 
+_ALIASES: dict[str, Aliases] = {}
+
+
+def aliases_for(settings: Settings) -> Aliases:
+    """The shared database's lead aliases (one reader per database for this process)."""
+    url = settings.ledger_url
+    if url not in _ALIASES:
+        _ALIASES[url] = Aliases(Ledger.open(url))
+    return _ALIASES[url]
+
+
+async def _status(client: Client, key: str) -> str | None:
+    """running, closed (a run that ended), or None: no such lead."""
+    try:
+        described = await client.get_workflow_handle(key).describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    return "running" if described.status == WorkflowExecutionStatus.RUNNING else "closed"
+
+
+async def route(client: Client, settings: Settings, event: dict[str, Any], key: str
+                ) -> tuple[str, dict[str, Any]]:
+    """The lead an event goes to: the one its id names, or the lead that id was merged into. An
+    `identify` event goes to the lead that survives the merge it asks for (the event's own lead;
+    the other one when only that one is running or exists), saying which lead it takes over."""
+    aliases = aliases_for(settings)
+    target = await asyncio.to_thread(aliases.one, key)
+    if event["type"] != "identify":
+        return target, event
+    same = _same_as(Event.model_validate(event))
+    other = await asyncio.to_thread(aliases.one, lead_key(same))
+    if other == target:
+        return target, event  # one lead already
+    mine, theirs = await asyncio.gather(_status(client, target), _status(client, other))
+    if mine is None and theirs is None:
+        raise NoSuchLead(f"lead: neither {_who(event)} nor {same.email or same.external_id} is a lead: "
+                         "send a sign-up first")
+    if mine is None or (mine == "closed" and theirs == "running"):
+        target, other, theirs = other, target, mine
+        who = {k: v for k, v in event["lead"].items() if k in ("email", "external_id")}
+    else:
+        who = same.model_dump(exclude_none=True)
+    merge = {"lead_id": other, "running": theirs == "running", **who}
+    return target, {**event, "data": {**event.get("data", {}), "merge": merge}}
+
+
 async def deliver(client: Client, settings: Settings, event: dict[str, Any], key: str | None = None) -> str:
     """Hand one admitted event to its lead: a sign-up starts the lead or joins it
     (signal-with-start), other events are signalled; an event for a lead whose run has ended
-    (a final state, kept for LEADFLOW_FINAL_RETENTION) starts its next run. Returns the lead's id."""
-    key = key or lead_of(event)
+    (a final state, kept for LEADFLOW_FINAL_RETENTION) starts its next run. An event for an id
+    merged into another lead goes to that lead. Returns the lead's id."""
+    key, event = await route(client, settings, event, key or lead_of(event))
     if event["type"] != "signup":
         try:
             await client.get_workflow_handle(key).signal("event", event)
@@ -126,7 +199,7 @@ async def ended(client: Client, key: str) -> bool:
 async def decide(client: Client, settings: Settings, event: dict[str, Any]) -> dict[str, Any]:
     """Hand one admitted event to its lead and wait for its Decision (the `submit` update; a
     sign-up starts the lead with it when there is none yet)."""
-    key = lead_of(event)
+    key, event = await route(client, settings, event, lead_of(event))
     if event["type"] != "signup":
         try:
             decision = await client.get_workflow_handle(key).execute_update("submit", event)

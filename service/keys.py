@@ -1,13 +1,17 @@
 """API keys and the roles they carry; deny by default.
 
 `LEADFLOW_API_KEYS` holds comma-separated `role:key` pairs, `LEADFLOW_API_KEYS_FILE` names a file
-of them (one a line, `#` comments). A key is compared with every known key in constant time,
-so how long an answer takes says nothing about which key nearly matched; keys are never logged.
+of them (one a line, `#` comments). An item may name the person who holds the key, by their
+roster rep id: `role/rep:key` (`sales/ana:...`); that person is who "me" is in the API, whose
+tasks the inbox shows first, and who answers a task when the answer names nobody. A key is
+compared with every known key in constant time, so how long an answer takes says nothing about
+which key nearly matched; keys are never logged.
 """
 
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +28,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "govern_policies": frozenset({"ops", "admin"}),
     "read_deliveries": frozenset({"ops", "admin"}),
     "use_codec": frozenset({"ops", "admin"}),  # read (and write) what Temporal holds encrypted
+    "manage_roster": frozenset({"sales", "admin"}),  # sales own who works which queue; reading it: read_tasks
 }
+PERSON = re.compile(r"^[a-z][a-z0-9_-]*$")  # a roster rep id (routing.roster.NAME)
 
 
 class KeysInvalid(ValueError):
@@ -34,22 +40,32 @@ class KeysInvalid(ValueError):
 @dataclass(frozen=True)
 class Keys:
     pairs: tuple[tuple[str, bytes], ...]  # (role, key)
+    # the person holding pairs[i]'s key, or None; kept beside `pairs` so what reads pairs as
+    # (role, key) keeps working
+    persons: tuple[str | None, ...] = ()
 
     @classmethod
     def parse(cls, text: str, where: str) -> Keys:
         pairs = []
+        persons: list[str | None] = []
         for n, raw in enumerate(text.replace(",", "\n").splitlines(), 1):
             item = raw.split("#", 1)[0].strip()
             if not item:
                 continue
-            role, sep, key = item.partition(":")
-            role, key = role.strip(), key.strip()
+            holder, sep, key = item.partition(":")
+            role, slash, person = (part.strip() for part in holder.partition("/"))
+            key = key.strip()
             if not sep or role not in ROLES:
-                raise KeysInvalid(f"{where}: item {n}: write role:key with a role of {', '.join(ROLES)}")
+                raise KeysInvalid(f"{where}: item {n}: write role:key or role/rep:key with a role of "
+                                  f"{', '.join(ROLES)}")
+            if slash and not PERSON.match(person):
+                raise KeysInvalid(f"{where}: item {n}: after {role}/ comes a roster rep id (lower-case "
+                                  "letters, digits, - and _)")
             if len(key) < 16:
                 raise KeysInvalid(f"{where}: item {n}: a {role} key needs 16 characters or more")
             pairs.append((role, key.encode()))
-        return cls(tuple(pairs))
+            persons.append(person or None)
+        return cls(tuple(pairs), tuple(persons))
 
     @classmethod
     def load(cls, keys: str, keys_file: str) -> Keys:
@@ -59,19 +75,30 @@ class Keys:
                 text = Path(keys_file).read_text(encoding="utf-8")
             except OSError as err:
                 raise KeysInvalid(f"LEADFLOW_API_KEYS_FILE {keys_file}: {err.strerror}") from None
-            found = cls(found.pairs + cls.parse(text, keys_file).pairs)
+            more = cls.parse(text, keys_file)
+            found = cls(found.pairs + more.pairs, found._persons() + more._persons())
         return found
 
     def role_of(self, presented: str | None) -> str | None:
         """The role of a presented key, or None; every known key is compared, in constant time."""
+        holder = self.holder_of(presented)
+        return holder[0] if holder else None
+
+    def holder_of(self, presented: str | None) -> tuple[str, str | None] | None:
+        """(role, person) of a presented key, person None when the key names nobody; None for an
+        unknown key. Every known key is compared, in constant time."""
         if not presented:
             return None
         given = presented.encode()
-        role = None
-        for known_role, key in self.pairs:
-            if hmac.compare_digest(given, key) and role is None:
-                role = known_role
-        return role
+        found = None
+        persons = self._persons()
+        for i, (known_role, key) in enumerate(self.pairs):
+            if hmac.compare_digest(given, key) and found is None:
+                found = (known_role, persons[i])
+        return found
+
+    def _persons(self) -> tuple[str | None, ...]:
+        return self.persons + (None,) * (len(self.pairs) - len(self.persons))
 
 
 def allowed(role: str | None, permission: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -10,6 +11,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from identity.aliases import Aliases
 from rules.identity import lead_key
 from rules.models import LeadRef
 from service.intake import IntakeError, _row, leads_query
@@ -23,12 +25,15 @@ def lead_id(who: str) -> str:
     return lead_key(LeadRef(email=who) if "@" in who else LeadRef(external_id=who))
 
 
-async def lead(client: Client, who: str) -> dict[str, Any] | None:
-    """The lead's state, scores, profile, facts, track, open hand-off and story; None if none."""
+async def lead(client: Client, who: str, aliases: Aliases | None = None) -> dict[str, Any] | None:
+    """The lead's state, scores, profile, facts, track, open hand-off and story; None if none.
+    An id merged into another lead reads that lead (its `aliases` list both)."""
     try:
         key = lead_id(who)
     except ValueError as err:
         raise IntakeError(f"lead: {err}") from None
+    if aliases is not None:
+        key = await asyncio.to_thread(aliases.one, key)
     try:
         return await client.get_workflow_handle(key).query("state")
     except RPCError as err:

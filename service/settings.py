@@ -61,9 +61,6 @@ class Settings:
     codec_keys: str = ""  # LEADFLOW_CODEC_KEYS; empty: a key made once under home (codec.keys)
     codec_origins_setting: tuple[str, ...] = ()  # LEADFLOW_CODEC_CORS_ORIGINS; see codec_origins
     roster_setting: Path | None = None  # LEADFLOW_ROSTER; see roster_file
-    # seconds a task that waits for a free rep waits before its queue is looked at again (a rep
-    # who comes back, a roster change); an answered task of the queue wakes it at once
-    routing_retry: float = 300.0
     connect: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -157,7 +154,6 @@ class Settings:
             policy_dir=Path(env.get("LEADFLOW_POLICY_DIR", "policies")),
             content_dir_setting=_path(env.get("LEADFLOW_CONTENT_DIR")),
             roster_setting=_path(env.get("LEADFLOW_ROSTER")),
-            routing_retry=read.number("LEADFLOW_ROUTING_RETRY_SECONDS", 300),
             policy=env.get("LEADFLOW_POLICY", "lead-lifecycle"),
             task_queue=env.get("LEADFLOW_TASK_QUEUE", "leadflow"),
             policy_poll_seconds=read.number("LEADFLOW_POLICY_POLL_SECONDS", 5),

@@ -4,12 +4,14 @@ they counted."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 from typing import Any
 
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from routing.desk import Desk
 from service.intake import IntakeError, list_workflows, safe_name, tasks_query
 
 
@@ -22,11 +24,54 @@ class NoSuchTask(LookupError):
 
 
 async def tasks(client: Client, queue: str | None = None, status: str | None = None,
-                limit: int = 200) -> list[dict[str, Any]]:
+                limit: int = 200, ids: list[str] | None = None) -> list[dict[str, Any]]:
     """Tasks from the search attributes: open and escalated ones unless a status (or `all`) is
-    asked."""
+    asked; `ids`: only these (each a safe name)."""
     every = status == "all"
-    return await list_workflows(client, tasks_query(queue, every, None if every else status), limit=limit)
+    query = tasks_query(queue, every, None if every else status)
+    if ids is not None:
+        query += " AND WorkflowId IN (" + ", ".join(f"'{safe_name(i, 'task')}'" for i in ids) + ")"
+    return await list_workflows(client, query, limit=limit)
+
+
+async def assigned_tasks(client: Client, desk: Desk, queue: str | None = None, status: str | None = None,
+                         rep: str | None = None, assigned: bool | None = None, limit: int = 200
+                         ) -> list[dict[str, Any]]:
+    """Tasks as `tasks` lists them, each with who holds it: `rep` (a rep id or None) and
+    `assignment` (open: a rep has it; waiting: no rep was free; None: never routed, or closed).
+    `rep`: only that rep's tasks; `assigned` false: only tasks waiting for a rep, true: only
+    tasks a rep holds."""
+    ids = None
+    if rep is not None or assigned is False:
+        # asked by the desk first: a filter applied after a visibility page of `limit` tasks
+        # would miss a rep's tasks beyond it
+        if rep is not None and assigned is False:
+            return []
+        held = await asyncio.to_thread(desk.assigned, rep=rep, queue=queue, waiting=assigned is False)
+        ids = [row["task"] for row in held if _safe(row["task"])][:limit]
+        if not ids:
+            return []
+    rows = await tasks(client, queue, status, limit, ids)
+    desk_rows = await asyncio.to_thread(desk.of, [row["id"] for row in rows])
+    out = []
+    for row in rows:
+        held_by = desk_rows.get(row["id"]) or {}
+        state = held_by.get("status") if held_by.get("status") in ("open", "waiting") else None
+        row = {**row, "rep": held_by.get("rep") if state == "open" else None, "assignment": state}
+        if rep is not None and row["rep"] != rep:
+            continue
+        if assigned is not None and (state == "open") != assigned:
+            continue
+        out.append(row)
+    return out
+
+
+def _safe(task_id: str) -> bool:
+    try:
+        safe_name(task_id, "task")
+    except IntakeError:
+        return False
+    return True
 
 
 async def task(client: Client, task_id: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import threading
 import time
@@ -36,15 +37,18 @@ def until(check: Callable[[], Any], seconds: float = 30) -> Any:
 
 class Stack:
     def __init__(self, home: Path, queue: str = "stack", codec_keys: str = "", database: bool = False,
-                 **settings_: Any) -> None:
+                 worker: bool = True, **settings_: Any) -> None:
         """As production runs: every client (the worker's, the API's, the test's, a CLI's with the
         same LEADFLOW_HOME) on the settings' codec, its key `codec_keys` or made under `home`.
-        `database`: the server keeps its state in `home`/temporal.db. `settings_`: more Settings."""
+        `database`: the server keeps its state in `home`/temporal.db. `worker`: False for tests of
+        what only the API and the database do (no workflow runs; it starts sooner). `settings_`:
+        more Settings."""
         self.settings = Settings(home=home, policy_dir=ROOT / "policies", task_queue=queue,
                                  http=f"127.0.0.1:{free_port()}",
                                  api_keys=",".join(f"{role}:{key}" for role, key in KEYS.items()),
                                  codec_keys=codec_keys, **settings_)
         self.database = database
+        self.worker = worker
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._serve, name="stack", daemon=True)
         self._ready = threading.Event()
@@ -91,7 +95,6 @@ class Stack:
         import uvicorn
 
         from service.api.main import create_app
-        from worker import build_worker
 
         self._stop = asyncio.Event()
         # the Temporal frontend's port, for clients run beside the stack
@@ -103,12 +106,15 @@ class Stack:
         self.client = await connect(self.settings)
         store = PolicyStore(self.settings.policy_dir, content_dir=self.settings.content_dir)
         store.reload()
+        if self.worker:
+            from worker import build_worker
         host, port = self.settings.listen
         server = uvicorn.Server(uvicorn.Config(create_app(self.settings, self.client), host=host, port=port,
                                                log_level="warning", access_log=False))
         try:
             with concurrent.futures.ThreadPoolExecutor(max_workers=8) as threads:
-                async with build_worker(self.client, self.settings, store, threads, evaluators()):
+                async with (build_worker(self.client, self.settings, store, threads, evaluators())
+                            if self.worker else contextlib.nullcontext()):
                     serving = asyncio.create_task(server.serve())
                     while not server.started:
                         if serving.done():

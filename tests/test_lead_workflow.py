@@ -129,7 +129,9 @@ def test_sla_breach_escalates_and_is_recorded(tmp_path):
             await h.env.sleep(timedelta(hours=49))
             info = await task.query("task")
             assert info["status"] == "escalated" and info["queue"] == "sales-managers"
-            assert [e["what"] for e in info["log"]] == ["created", "sla_breach"]
+            # the shipped roster: an account executive held it, the manager on duty holds it now
+            assert [e["what"] for e in info["log"]] == ["created", "assigned", "sla_breach", "assigned"]
+            assert info["log"][1]["rep"] == "ana" and info["rep"] == "dev"
             st = await h.state(lead)
             assert any("SLA breached; escalated to sales-managers" in s["why"] for s in st["story"])
             (msg,) = await h.delivered(st["lead_id"], "escalation")

@@ -124,6 +124,16 @@ def test_pages_refuse_a_form_without_its_csrf_token(tmp_path):
         ok = browserless.post("/login", data={"key": KEYS["sales"], "csrf": token}, follow_redirects=False)
         assert ok.status_code == 303 and ok.headers["location"] == "/inbox"
         assert KEYS["sales"] not in ok.headers.get("set-cookie", "")
+        # the roster page's form: refused without its token; with it, the API sees the change
+        roster = browserless.get("/roster")
+        assert roster.status_code == 200 and 'action="/roster/ana"' in roster.text
+        assert browserless.post("/roster/ana", data={"capacity": "5", "csrf": "forged"}).status_code == 403
+        form_token = roster.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        changed = browserless.post("/roster/ana", data={"capacity": "5", "away_until": "2030-01-01",
+                                                        "csrf": form_token}, follow_redirects=False)
+        assert changed.status_code == 303
+        ana = next(r for r in stack.http("sales").get("/v1/roster").json()["reps"] if r["id"] == "ana")
+        assert (ana["capacity"], ana["away"]) == (5, {"from": None, "until": "2030-01-01T00:00:00Z"})
         fresh = browserless.get("/login").text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
         assert fresh != token  # a new session on login, a new token
         intake = browserless.post("/login", data={"key": KEYS["intake"], "csrf": fresh})

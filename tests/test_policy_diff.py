@@ -56,3 +56,28 @@ def test_a_stricter_threshold_shows_who_changes_why_and_the_sales_load(tmp_path:
 
     same = diff(str(OLD), str(OLD), "--events", str(log), "--json")
     assert json.loads(same.stdout)["changed"] == 0
+
+
+def test_a_routing_only_change_shows_the_sales_load_moving_between_reps(tmp_path: Path):
+    text = OLD.read_text()
+    new = tmp_path / "lead-lifecycle.v2.yaml"  # companies of 200 or more go to the enterprise team
+    new.write_text(text.replace("version: 1\n", "version: 2\n", 1).replace(
+        "    when: {facts.segment: enterprise}\n", "    when: {lead.company_size: {gte: 200}}\n"))
+    log = tmp_path / "history.jsonl"
+    log.write_text("\n".join(lines(400, 30, seed=4)) + "\n")
+    roster = ROOT / "policies" / "roster.yaml"
+
+    done = diff(str(OLD), str(new), "--events", str(log), "--roster", str(roster), "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["changed"] > 0 and report["ended_differently"] == 0 and report["handoffs_change"] == 0
+    total = report["routing"]["assigned"]
+    assert total["carla"]["change"] > 0 and total["ana"]["change"] <= 0  # to the enterprise team
+    table = diff(str(OLD), str(new), "--events", str(log), "--roster", str(roster), "--processes", "1")
+    assert "sales load per rep per week (roster " in table.stdout and "carla in all" in table.stdout
+
+    alone = subprocess.run([sys.executable, "-m", "cli.main", "policy", "simulate", str(new), "--events",
+                            str(log), "--json", "--roster", str(roster)], cwd=ROOT, env=dict(os.environ),
+                           capture_output=True, text=True, timeout=300)
+    assert alone.returncode == 0, alone.stderr
+    assert json.loads(alone.stdout)["routing"]["assigned"] == {rep: n["new"] for rep, n in total.items()}

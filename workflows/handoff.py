@@ -8,17 +8,23 @@ lead's story."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import contextlib
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.delivery import WebhookRequest
+    from activities.routing import AssignRequest, ReleaseRequest
     from workflows import delivery, search
     from workflows.types import AcceptInput, HandoffInput, ReassignInput, RejectInput
 
 MAX_ESCALATIONS = 3
+# Tasks begun before routing had no rep and escalated at every breach: they replay as they ran.
+ROUTING = "routing-reps"
+ROUTING_TIMEOUT = timedelta(seconds=30)
+MAX_RETRY_SECONDS = 6 * 3600.0  # a waiting task looks at its queue at least this often
 
 
 @workflow.defn(name="HandoffWorkflow", sandboxed=False)
@@ -32,12 +38,19 @@ class HandoffWorkflow:
         self.due_at: str | None = None
         self._pushing: set[asyncio.Task[None]] = set()
         self._real_delivery = True
+        self.rep: dict[str, Any] | None = None  # who holds the task: {rep, name, email}
+        self.waiting: str | None = None  # why no rep holds it, while none does
+        self._wake = False  # a rep may be free: look at the queue again
+        self._reroute = False  # moved to another queue: find a rep there
+        self._back_at: datetime | None = None  # the first rep of the queue back from away
 
     @workflow.run
     async def run(self, task: HandoffInput) -> dict[str, Any]:
         self.task = task
         self.queue = task.queue
         self._real_delivery = workflow.patched(delivery.REAL_DELIVERY)  # first, see LeadWorkflow.run
+        if workflow.patched(ROUTING):
+            return await self._run_routed(task)
         self._record("created", queue=task.queue, reason=task.reason)
         self._index()
         breaches = 0
@@ -61,6 +74,152 @@ class HandoffWorkflow:
         # a webhook still retrying belongs to this task: it ends when the CRM has answered
         await workflow.wait_condition(lambda: not self._pushing)
         return self.snapshot()
+
+    async def _run_routed(self, task: HandoffInput) -> dict[str, Any]:
+        """The task goes to a rep of its queue (the roster's weighted round robin); with none
+        free it waits in the queue until one is. Each SLA breach takes the policy's next step:
+        pass the task to the next free rep, or escalate it to another queue."""
+        self._record("created", queue=task.queue, reason=task.reason, route=task.route)
+        self._index()
+        await self._assign(())
+        await self._push("handoff", f"{self._id()}|created", self._id(), {"event": "handoff.created"})
+        breaches = 0
+        due = workflow.now() + timedelta(seconds=task.sla_seconds)
+        self.due_at = due.isoformat()
+        retry_at: datetime | None = None
+        backoff = task.routing_retry
+        while self.answer is None:
+            if self.rep is None and retry_at is None:
+                # a place that frees wakes the task, and so does a roster change made through the
+                # API or the pages; this catches the rest (the file edited), less often as it waits
+                retry_at = workflow.now() + timedelta(seconds=backoff)
+                if self._back_at is not None and workflow.now() < self._back_at < retry_at:
+                    retry_at = self._back_at  # a rep of the queue is back then
+                backoff = min(backoff * 2, MAX_RETRY_SECONDS)
+            dues = [d for d in (due if breaches < MAX_ESCALATIONS else None,
+                                retry_at if self.rep is None else None) if d is not None]
+            left = (min(dues) - workflow.now()).total_seconds() if dues else None
+            if left is None or left > 0:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await workflow.wait_condition(
+                        lambda: self.answer is not None or self._wake or self._reroute, timeout=left)
+            if self.answer is not None:
+                break
+            retry_due = retry_at is not None and workflow.now() >= retry_at
+            if self._reroute or (self.rep is None and (self._wake or retry_due)):
+                self._reroute, retry_at = False, None
+                await self._assign(())
+                if self.rep is not None:
+                    backoff = task.routing_retry
+            self._wake = False
+            if breaches < MAX_ESCALATIONS and workflow.now() >= due:
+                breaches += 1
+                await self._breach_step(breaches)
+                due = workflow.now() + timedelta(seconds=task.sla_seconds)
+                self.due_at = due.isoformat()
+        self._index()
+        waiting = await workflow.execute_activity(
+            "release_rep", ReleaseRequest(task=self._id(), at=workflow.now()), result_type=list[str],
+            start_to_close_timeout=ROUTING_TIMEOUT)
+        for other in waiting:  # a place is free: the tasks waiting in the queue look again
+            with contextlib.suppress(Exception):  # answered meanwhile: nothing to wake
+                await workflow.get_external_workflow_handle(other).signal("wake")
+        if self.status != "withdrawn":  # a withdrawn task has no answer for its lead
+            kind = "sales_accept" if self.status == "accepted" else "sales_reject"
+            lead = self.task.lead_workflow_id if self.task else task.lead_workflow_id  # relinked, maybe
+            said = {k: v for k, v in self.answer.items() if k in ("reason", "by")}
+            await workflow.get_external_workflow_handle(lead).signal("event", {
+                "id": f"{self._id()}:{self.status}", "type": kind, "at": workflow.now().isoformat(),
+                "data": said | {"task": self._id()},
+            })
+        await workflow.wait_condition(lambda: not self._pushing)
+        return self.snapshot()
+
+    async def _assign(self, exclude: tuple[str, ...]) -> dict[str, Any]:
+        """Ask the roster who takes the task now; say it in the task's log and the lead's story."""
+        assert self.task is not None
+        before = self.rep
+        got: dict[str, Any] = await workflow.execute_activity(
+            "assign_rep", AssignRequest(task=self._id(), queue=self.queue, lead=self.task.lead_workflow_id,
+                                        at=workflow.now(), exclude=list(exclude)),
+            result_type=dict, start_to_close_timeout=ROUTING_TIMEOUT)
+        if got.get("closed"):
+            return got
+        if got.get("rep"):
+            self.rep = {k: got.get(k) or "" for k in ("rep", "name", "email")}
+            self.waiting = None
+            if before is None or before["rep"] != got["rep"]:
+                self._record("assigned", rep=got["rep"], queue=self.queue, route=self.task.route,
+                             from_rep=before["rep"] if before else None)
+                who = f"{got['rep']} ({got['name']})" if got.get("name") else got["rep"]
+                how = f" by routing rule {self.task.route}" if self.task.route and before is None else ""
+                await self._tell_lead(f"hand-off {self._id()} assigned to {who} in queue {self.queue}{how}")
+        else:
+            back = got.get("back_at")
+            self._back_at = datetime.fromisoformat(back) if back else None
+            why = str(got.get("why") or "no rep free")
+            if self.rep is not None or self.waiting is None:
+                self._record("waiting", queue=self.queue, why=why)
+                await self._tell_lead(f"hand-off {self._id()} waits in queue {self.queue}: {why}")
+            self.rep, self.waiting = None, why
+        return got
+
+    async def _breach_step(self, n: int) -> None:
+        """The n-th SLA breach: the policy's n-th step (or, past the last one, only the record)."""
+        assert self.task is not None
+        escalate_to = self.task.escalate_to
+        steps = self.task.breach_steps or ([f"escalate:{escalate_to}"] if escalate_to else [])
+        step = steps[n - 1] if n <= len(steps) else ""
+        previous_queue, previous_rep = self.queue, (self.rep or {}).get("rep")
+        if step == "reassign":
+            self._record("sla_breach", breach=n, step="reassign", from_rep=previous_rep, queue=self.queue)
+            got = await self._assign((previous_rep,) if previous_rep else ())
+            if self.rep is None or self.rep["rep"] == previous_rep:
+                self.log[-1]["why"] = f"no other rep free ({got.get('why', '')})"
+        else:
+            if step.startswith("escalate:"):
+                self.queue = step.split(":", 1)[1]
+                self.status = "escalated"
+            self._record("sla_breach", breach=n, step=step or "none", from_queue=previous_queue,
+                         queue=self.queue)
+            if self.queue != previous_queue:
+                await self._assign(())
+        self._index()
+        rep = (self.rep or {}).get("rep")
+        await self._push("escalation", f"{self._id()}|breach|{n}", f"{self._id()}:breach:{n}", {
+            "event": "handoff.escalated",
+            "escalation": {"breach": n, "step": step or "none", "from_queue": previous_queue,
+                           "queue": self.queue, "from_rep": previous_rep, "rep": rep}})
+        await workflow.get_external_workflow_handle(self.task.lead_workflow_id).signal("event", {
+            "id": f"{self._id()}:breach:{n}", "type": "sla_breach", "at": workflow.now().isoformat(),
+            "data": {"queue": self.queue, "breach": n, "task": self._id(), "step": step or "none",
+                     "rep": rep, "from_rep": previous_rep}})
+
+    async def _tell_lead(self, why: str) -> None:
+        assert self.task is not None
+        await workflow.get_external_workflow_handle(self.task.lead_workflow_id).signal(
+            "note", {"type": "handoff", "why": why})
+
+    @workflow.signal(name="relink")
+    def relink(self, lead_workflow_id: str) -> None:
+        """The lead was merged into another: the answer goes there from now on."""
+        if self.task is not None and lead_workflow_id and lead_workflow_id != self.task.lead_workflow_id:
+            self._record("relinked", from_lead=self.task.lead_workflow_id, lead=lead_workflow_id)
+            self.task = self.task.model_copy(update={"lead_workflow_id": lead_workflow_id})
+
+    @workflow.signal(name="withdraw")
+    def withdraw(self, why: dict[str, Any]) -> None:
+        """Nobody needs to answer it any more (its lead merged into one with its own task)."""
+        if self.answer is None:
+            reason = str(why.get("reason") or "withdrawn")
+            self.answer = {"status": "withdrawn", "reason": reason}
+            self.status = "withdrawn"
+            self._record("withdrawn", reason=reason)
+
+    @workflow.signal(name="wake")
+    def wake(self) -> None:
+        """A place may have freed in the queue (another task was answered)."""
+        self._wake = True
 
     async def _breach(self, n: int) -> None:
         assert self.task is not None
@@ -106,6 +265,7 @@ class HandoffWorkflow:
     def reassign(self, change: ReassignInput) -> dict[str, Any]:
         previous, self.queue = self.queue, change.queue.strip()
         self._record("reassigned", from_queue=previous, queue=self.queue, by=change.by or None)
+        self._reroute = True  # the run finds a rep in the new queue
         self._index()
         return self.snapshot()
 
@@ -130,6 +290,8 @@ class HandoffWorkflow:
             "reason": task.reason if task else None, "policy": task.policy if task else None,
             "version": task.version if task else None, "answer": self.answer, "log": self.log,
             "lead_story": task.lead_story if task else {},
+            "rep": self.rep["rep"] if self.rep else None, "rep_name": self.rep["name"] if self.rep else None,
+            "route": task.route if task else None, "waiting": self.waiting,
         }
 
     def _still_open(self) -> None:
@@ -177,6 +339,7 @@ class HandoffWorkflow:
         task = self.task
         assert task is not None
         return {"id": self._id(), "queue": self.queue, "status": self.status, "reason": task.reason,
+                "rep": self.rep, "route": task.route,
                 "sla_seconds": task.sla_seconds, "due_at": self.due_at,
                 "created_at": self.log[0]["at"] if self.log else None, "policy": task.policy,
                 "version": task.version}

@@ -19,7 +19,9 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.delivery import DeliveryResult, EmailRequest
     from activities.evaluation import BatchResult, EvaluateBatch
+    from activities.lead import LinkRequest, MergeRequest, MergeResult
     from delivery.links import delivery_digest
+    from identity.merge import identity_of, readdress
     from rules.identity import lead_key, with_id
     from rules.models import Action, Decision, Event, StoryEntry
     from workflows import delivery, search
@@ -55,6 +57,27 @@ def scheduled_check(due: datetime) -> dict[str, Any]:
     return {"type": "check", "at": due.isoformat(), "data": {"reason": "scheduled"}}
 
 
+def _identity(ref: dict[str, Any]) -> dict[str, Any]:
+    return {k: ref[k] for k in ("email", "external_id") if isinstance(ref.get(k), str) and ref[k]}
+
+
+def _who(ref: dict[str, Any]) -> str:
+    return str(ref.get("email") or ref.get("external_id") or "")
+
+
+def _breach_line(data: dict[str, Any]) -> str:
+    """The lead's story line for a breach of its hand-off's SLA, as the step the policy took."""
+    step = data.get("step")
+    if step == "reassign":
+        if data.get("rep") and data.get("rep") != data.get("from_rep"):
+            return f"hand-off SLA breached; passed from {data.get('from_rep')} to {data.get('rep')}"
+        return f"hand-off SLA breached; no other rep free, it stays with {data.get('from_rep') or 'nobody'}"
+    if step == "none":
+        return f"hand-off SLA breached again; still in queue {data.get('queue', '?')}"
+    to = f" ({data['rep']})" if data.get("rep") else ""
+    return f"hand-off SLA breached; escalated to {data.get('queue', '?')}{to}"
+
+
 @workflow.defn(name="LeadWorkflow", sandboxed=False)
 class LeadWorkflow:
     def __init__(self) -> None:
@@ -73,6 +96,8 @@ class LeadWorkflow:
         self._index_score_at: datetime | None = None
         self._sending: set[asyncio.Task[None]] = set()  # e-mails on their way
         self._real_delivery = True
+        self._merging_into: str | None = None  # this lead is merged into that one: hand over, end
+        self._absorbed: dict[str, dict[str, Any]] = {}  # what merged leads handed over, by id
 
     @workflow.run
     async def run(self, event: Any, options: LeadOptions | None = None,
@@ -89,8 +114,12 @@ class LeadWorkflow:
         elif event is not None:  # None when started by an update that brings the sign-up
             self.c.pending.insert(0, {"raw": event})
         while True:
+            if self._merging_into is not None:
+                return await self._hand_over(self._merging_into)
             if not self.c.pending:
                 await self._wait_for_event_or_alarm()
+                if self._merging_into is not None:
+                    continue
             self._due_work()
             handled = 0
             while self.c.pending and not self._ready_to_continue_as_new():
@@ -131,6 +160,18 @@ class LeadWorkflow:
         """A line for the story from elsewhere (a hand-off's CRM delivery that failed)."""
         self._say(str(note.get("why", "")), str(note.get("type", "delivery")))
 
+    @workflow.signal(name="merge_into")
+    def on_merge_into(self, order: dict[str, Any]) -> None:
+        """Another lead is this person too and takes this one over (an `identify` event)."""
+        survivor = str(order.get("survivor") or "")
+        if survivor and survivor != self.key and self._merging_into is None:
+            self._merging_into = survivor
+
+    @workflow.signal(name="absorb")
+    def on_absorb(self, handed: dict[str, Any]) -> None:
+        """What a lead merged into this one hands over: its story, its open hand-off, ids seen."""
+        self._absorbed[str(handed.get("lead_id"))] = handed
+
     @workflow.update(name="submit")
     async def submit(self, raw: Any) -> dict[str, Any]:
         """Like the `event` signal, but answers with what the event did (the Decision)."""
@@ -166,13 +207,15 @@ class LeadWorkflow:
             "final_since": self.c.final_since.isoformat() if self.c.final_since else None,
             "ends_at": ends.isoformat() if (ends := self._ends_at()) else None,
             "earlier": [e.model_dump(mode="json") for e in self.c.earlier],
+            "aliases": list(self.c.aliases),
         }
 
     # -- the loop ----------------------------------------------------------------------------
 
     async def _wait_for_event_or_alarm(self) -> None:
         self._arm()
-        await workflow.wait_condition(lambda: bool(self.c.pending) or self._woke)
+        await workflow.wait_condition(
+            lambda: bool(self.c.pending) or self._woke or self._merging_into is not None)
         self._woke = False
 
     def _arm(self) -> None:
@@ -281,7 +324,14 @@ class LeadWorkflow:
             return f"malformed event: {where}: {first['msg']}"
         identified = event.lead.email or event.lead.external_id
         if identified and lead_key(event.lead) != self.key:
-            return "event is for another lead"
+            merge = event.data.get("merge") if event.type == "identify" else None
+            known = {a.get("lead_id") for a in self.c.aliases}
+            if not (isinstance(merge, dict) and merge.get("lead_id") == lead_key(event.lead)) \
+                    and lead_key(event.lead) not in known:
+                return "event is for another lead"
+            # an id merged into this lead: the event is this lead's, under its own address
+            own = identity_of(self.c.lead.profile) if self.c.lead else {}
+            event = Event.model_validate(readdress(event.model_dump(mode="json", exclude_none=True), own))
         event = with_id(event)
         if not item.get("check"):
             event_id = event.id or ""  # with_id gave it one
@@ -304,6 +354,11 @@ class LeadWorkflow:
                 admitted = []
                 self._answer(item.get("ticket"), self._reject(item.get("raw"), outcome))
             elif outcome is not None:
+                event = outcome[0]
+                if event.type == "identify" and isinstance(event.data.get("merge"), dict):
+                    await self._evaluate(admitted)  # what came before it, first
+                    admitted = []
+                    await self._merge(event)
                 admitted.append(outcome)
         await self._evaluate(admitted)
 
@@ -325,6 +380,13 @@ class LeadWorkflow:
             return
         if result.retention is not None:
             self.c.retention = result.retention
+        merged = result.earlier[-1].merged_into if result.earlier and self.c.lead is None else None
+        if merged:  # this id was merged into another lead: its events belong there
+            for event, ticket in admitted:
+                await self._forward(merged, event.model_dump(mode="json", exclude_none=True), ticket)
+            self.c.earlier = result.earlier
+            self._merging_into = merged
+            return
         if result.earlier and not self.c.earlier:
             self.c.earlier = result.earlier
             last = result.earlier[-1]
@@ -357,7 +419,7 @@ class LeadWorkflow:
         if event.type in ("sales_accept", "sales_reject"):
             self.c.open_handoff = None
         if event.type == "sla_breach":
-            self._note(event, f"hand-off SLA breached; escalated to {event.data.get('queue', '?')}")
+            self._note(event, _breach_line(event.data))
         for action in decision.actions:
             await self._act(action, decision, event)
 
@@ -368,6 +430,9 @@ class LeadWorkflow:
         if action.kind not in ("send", "disqualify", "escalate"):
             return
         request = None
+        if action.kind == "send" and action.content in self.c.received:
+            self._note(event, f"e-mail {action.content} not sent: this person received it before the merge")
+            return
         if action.kind == "send" and action.content:
             lead = decision.lead
             request = EmailRequest(key=action.key, lead=self.key, content=action.content,
@@ -408,12 +473,105 @@ class LeadWorkflow:
             escalate_to=action.escalate_to,
             reason=action.reason, policy=decision.policy, version=decision.version,
             lead_story=self._story_for_sales(decision), index=self.options.index,
-            delivery_timeout=self.options.delivery_timeout)
+            delivery_timeout=self.options.delivery_timeout, route=action.route,
+            breach_steps=list(action.breach_steps), routing_retry=self.options.routing_retry)
         await workflow.start_child_workflow(
             "HandoffWorkflow", task, id=task_id, task_queue=workflow.info().task_queue,
             parent_close_policy=workflow.ParentClosePolicy.ABANDON)
         self.c.open_handoff = task_id
         self._note(event, f"hand-off {task_id} opened for queue {task.queue}")
+
+    # -- merging ---------------------------------------------------------------------------
+
+    async def _merge(self, event: Event) -> None:
+        """This lead takes another one over: from now on events for the other's ids come here
+        (the alias is written first), the other hands over and ends, and this lead becomes what
+        both leads' events make it, replayed in time order by its policy. Never two open
+        hand-offs: the other's is passed to this lead, or withdrawn when this one has its own."""
+        merge = event.data["merge"]
+        other = str(merge["lead_id"])
+        if other == self.key or other in {a.get("lead_id") for a in self.c.aliases}:
+            self._note(event, f"already one lead with {_who(merge) or other}")
+            return
+        now = workflow.now()
+        await workflow.execute_local_activity(
+            "link_alias", LinkRequest(aliases=[other], lead=self.key, at=now, event_id=event.id or ""),
+            start_to_close_timeout=timedelta(seconds=30), retry_policy=CHECKPOINT_RETRY)
+        handed: dict[str, Any] = {}
+        if merge.get("running"):
+            try:
+                await workflow.get_external_workflow_handle(other).signal(
+                    "merge_into", {"survivor": self.key, "event_id": event.id})
+                await workflow.wait_condition(lambda: other in self._absorbed, timeout=timedelta(minutes=5))
+                handed = self._absorbed.pop(other)
+            except (asyncio.TimeoutError, ApplicationError, ActivityError):
+                handed = {}  # closed meanwhile: its archive and ending say enough
+        lead = self.c.lead
+        before = (lead.state if lead else "captured", self.c.scores.model_copy())
+        result: MergeResult = await workflow.execute_activity(
+            "merge_leads", MergeRequest(survivor=self.key, other=other,
+                                        identity=identity_of(lead.profile) if lead else {},
+                                        version=lead.version if lead else None, now=now),
+            result_type=MergeResult, start_to_close_timeout=timedelta(minutes=5))
+        if result.lead is not None and result.scores is not None:
+            self.c.lead, self.c.scores = result.lead, result.scores
+        theirs = handed.get("open_handoff")
+        if theirs and self.c.open_handoff:
+            await workflow.get_external_workflow_handle(theirs).signal(
+                "withdraw", {"reason": f"merged into {self.key}: its task {self.c.open_handoff} stays"})
+            self._note(event, f"hand-off {theirs} of {_who(merge) or other} withdrawn: "
+                       f"{self.c.open_handoff} is this person's task")
+        elif theirs:
+            self.c.open_handoff = theirs
+            self._note(event, f"hand-off {theirs} of {_who(merge) or other} is this lead's now")
+        story = [StoryEntry(**s) for s in handed.get("story", [])] if handed else list(result.other_story)
+        self.c.story = sorted([*self.c.story, *story], key=lambda s: s.at)
+        self._seen.update(dict.fromkeys(handed.get("seen", [])))
+        self.c.aliases = [*self.c.aliases, {"lead_id": other, **_identity(merge), "at": now.isoformat()},
+                          *handed.get("aliases", [])]
+        self.c.received = sorted({*self.c.received, *result.received})
+        self.c.events += int(handed.get("events") or result.other_events)
+        if self.c.lead is not None:
+            self.c.lead = self.c.lead.model_copy(update={"handoff_open": self.c.open_handoff is not None})
+        s = self.c.scores
+        state = self.c.lead.state if self.c.lead else before[0]
+        self._note(event, f"merged with {_who(merge) or other}: {result.other_events} of its events joined "
+                          f"this lead's; scores recomputed from both (fit {before[1].fit:g} -> {s.fit:g}, "
+                          f"intent {before[1].intent:g} -> {s.intent:g}, total {before[1].total:g} -> "
+                          f"{s.total:g}); {before[0]} -> {state}")
+        self.c.score_history.append((now.isoformat(), s.fit, s.interest, s.intent, s.total))
+        if self.c.open_handoff is None and result.handoff is not None and result.decision is not None:
+            await self._open_handoff(result.handoff, result.decision, event)
+        self._index(now=True)
+
+    async def _hand_over(self, survivor: str) -> LeadEnding:
+        """Merged into `survivor`: hand it the story, the open hand-off and the ids seen; pass on
+        whatever is queued; end, pointing there."""
+        await workflow.wait_condition(lambda: workflow.all_handlers_finished() and not self._sending)
+        lead = self.c.lead
+        if self.c.open_handoff is not None:  # its answer goes to the survivor from now on
+            await workflow.get_external_workflow_handle(self.c.open_handoff).signal("relink", survivor)
+        await workflow.get_external_workflow_handle(survivor).signal("absorb", {
+            "lead_id": self.key, "story": [asdict(s) for s in self.c.story],
+            "open_handoff": self.c.open_handoff,
+            "seen": list(self._seen)[-SEEN_LIMIT:], "aliases": self.c.aliases, "events": self.c.events,
+            "identity": identity_of(lead.profile) if lead else {}})
+        for item in self.c.pending:
+            await self._forward(survivor, item.get("raw"), item.get("ticket"))
+        self.c.pending = []
+        self._say(f"merged into {survivor}: events for this address go there now", "identify")
+        ending = LeadEnding(
+            lead_id=self.key, run_id=workflow.info().run_id, state="merged", since=workflow.now(),
+            ended_at=workflow.now(), why=f"merged into {survivor}", policy=lead.policy if lead else "",
+            version=lead.version if lead else 0, events=self.c.events, story=self.c.story[-20:],
+            merged_into=survivor)
+        await workflow.execute_local_activity("record_ending", ending, retry_policy=CHECKPOINT_RETRY,
+                                              start_to_close_timeout=timedelta(seconds=30))
+        return ending
+
+    async def _forward(self, survivor: str, raw: Any, ticket: str | None) -> None:
+        await workflow.get_external_workflow_handle(survivor).signal("event", raw)
+        self._answer(ticket, {"merged_into": survivor})
 
     # -- the story ---------------------------------------------------------------------------
 

@@ -26,6 +26,9 @@ class LeadOptions(BaseModel):
     # seconds one delivery attempt (an e-mail, a webhook) may take before Temporal retries it,
     # on another worker if this one died; also the attempt's lease in the delivery ledger
     delivery_timeout: float = 60
+    # seconds a hand-off task with no rep free waits before it looks at its queue again (a rep
+    # back from away, a roster change); an answered task of its queue wakes it at once
+    routing_retry: float = 300
 
 
 class LeadEnding(BaseModel):
@@ -45,6 +48,7 @@ class LeadEnding(BaseModel):
     version: int = 0
     events: int = 0
     story: list[StoryEntry] = Field(default_factory=list)  # the run's last lines
+    merged_into: str | None = None  # the lead this one was merged into (state `merged`)
 
 
 class LeadCarry(BaseModel):
@@ -66,6 +70,9 @@ class LeadCarry(BaseModel):
     final_since: datetime | None = None
     retention: float | None = None
     earlier: list[LeadEnding] = Field(default_factory=list)  # how the lead's earlier runs ended
+    # the other ids of this person, merged into this lead: {lead_id, email?, external_id?, at}
+    aliases: list[dict[str, Any]] = Field(default_factory=list)
+    received: list[str] = Field(default_factory=list)  # content sent to either address before a merge
     # (time, fit, interest, intent, total) after each scored event, the newest SCORE_POINTS:
     # the lead's page draws them
     score_history: list[tuple[str, float, float, float, float]] = Field(default_factory=list)
@@ -86,6 +93,10 @@ class HandoffInput(BaseModel):
     lead_story: dict[str, Any] = Field(default_factory=dict)
     index: bool = True
     delivery_timeout: float = 60
+    route: str | None = None  # the routing rule that chose the queue
+    breach_steps: list[str] = Field(default_factory=list)  # per breach: `reassign`, `escalate:<queue>`
+    # seconds a task without a rep waits before looking at its queue again
+    routing_retry: float = 300
 
 
 class RejectInput(BaseModel):

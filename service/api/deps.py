@@ -4,6 +4,7 @@ no key or an unknown one is a 401, a known key without the permission a 403)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
@@ -24,17 +25,39 @@ Ctx = Annotated[Context, Depends(context)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
-def require(permission: str) -> Callable[..., str]:
-    """A dependency that answers with the caller's role, or refuses the request."""
+@dataclass(frozen=True)
+class Caller:
+    role: str
+    person: str | None  # the roster rep id the key names (`role/rep:key`), or None
 
-    def check(ctx: Ctx, credentials: Credentials) -> str:
-        role = ctx.keys.role_of(credentials.credentials if credentials else None)
-        if role is None:
+    def by(self, asked: str = "") -> str:
+        """Who a roster change is recorded as: who the request says, else the key's person, else
+        the role (never empty: the record must say something)."""
+        return asked.strip() or self.person or f"api ({self.role})"
+
+
+def require_caller(permission: str) -> Callable[..., Caller]:
+    """A dependency that answers with the caller (role and person), or refuses the request."""
+
+    def check(ctx: Ctx, credentials: Credentials) -> Caller:
+        holder = ctx.keys.holder_of(credentials.credentials if credentials else None)
+        if holder is None:
             raise HTTPException(401, "an API key is needed: Authorization: Bearer <key>",
                                 headers={"WWW-Authenticate": "Bearer"})
+        role, person = holder
         if not allowed(role, permission):
             raise HTTPException(403, f"the {role} role may not {permission.replace('_', ' ')}")
-        return role
+        return Caller(role, person)
+
+    return check
+
+
+def require(permission: str) -> Callable[..., str]:
+    """A dependency that answers with the caller's role, or refuses the request."""
+    check_caller = require_caller(permission)
+
+    def check(ctx: Ctx, credentials: Credentials) -> str:
+        return check_caller(ctx, credentials).role
 
     return check
 
@@ -48,6 +71,10 @@ ReadsPolicies = Annotated[str, Depends(require("read_policies"))]
 ValidatesPolicies = Annotated[str, Depends(require("validate_policies"))]
 GovernsPolicies = Annotated[str, Depends(require("govern_policies"))]
 ReadsDeliveries = Annotated[str, Depends(require("read_deliveries"))]
+# ... or the caller, with the person their key names
+ReaderOfTasks = Annotated[Caller, Depends(require_caller("read_tasks"))]
+WorkerOfTasks = Annotated[Caller, Depends(require_caller("work_tasks"))]
+ManagerOfRoster = Annotated[Caller, Depends(require_caller("manage_roster"))]
 
 
 class Detail(BaseModel):

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
-from service import leads
+from service import intake, leads
 from service.api.deps import ERRORS, Ctx, ReadsLeads, answer
 
 router = APIRouter(prefix="/v1", tags=["leads"], responses={**ERRORS, 404: answer("no such lead"),
@@ -22,7 +22,7 @@ class LeadPage(BaseModel):
 @router.get("/leads/{lead}", summary="A lead by id, e-mail or external id: state, scores, profile, "
             "facts, track, open hand-off and story")
 async def get_lead(lead: str, ctx: Ctx, _: ReadsLeads) -> dict[str, Any]:
-    found = await leads.lead(ctx.client, lead)
+    found = await leads.lead(ctx.client, lead, intake.aliases_for(ctx.settings))
     if found is None:
         raise HTTPException(404, f"no lead {lead!r}")
     return found

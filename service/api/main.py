@@ -24,7 +24,7 @@ from delivery.links import Links
 from delivery.machines import NETWORKS, Judge
 from governance.registry import Registry
 from routing.desk import Desk
-from service.api import codec, crm, deliveries, events, health, leads, links, policies, tasks
+from service.api import codec, crm, deliveries, events, health, leads, links, policies, roster, tasks
 from service.api.context import Context
 from service.intake import IntakeError
 from service.keys import Keys
@@ -63,8 +63,9 @@ def create_app(settings: Settings, client: Client | None = None, keys: Keys | No
     app = FastAPI(title="leadflow", version="1", lifespan=lifespan,
                   description="Lead lifecycle from policy files that sales and marketing write together. "
                               "Every /v1 route needs `Authorization: Bearer <key>`; roles: intake, sales, "
-                              "ops, admin.")
-    for module in (events, leads, tasks, crm, deliveries, policies, health, links, codec):
+                              "ops, admin. A key may name the roster rep who holds it (`role/rep:key`): "
+                              "`me` in `GET /v1/tasks?rep=me`, and who answers a task when `by` is empty.")
+    for module in (events, leads, tasks, roster, crm, deliveries, policies, health, links, codec):
         app.include_router(module.router)
     from service.pages import routes as pages
 

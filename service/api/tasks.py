@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from service import tasks
-from service.api.deps import ERRORS, Ctx, ReadsTasks, WorksTasks, answer
+from service.api.deps import ERRORS, Ctx, ReaderOfTasks, ReadsTasks, WorkerOfTasks, answer, unprocessable
 
 router = APIRouter(prefix="/v1", tags=["tasks"], responses={**ERRORS, 404: answer("no such task"),
                                                             409: answer("the task refused the answer")})
@@ -29,10 +29,20 @@ class Reassign(BaseModel):
     by: str = Field("", max_length=200)
 
 
-@router.get("/tasks", summary="Tasks by queue and status (open and escalated unless asked; `all`)")
-async def list_tasks(ctx: Ctx, _: ReadsTasks, queue: str | None = None,
-                     status: str | None = None) -> dict[str, list[dict[str, Any]]]:
-    return {"tasks": await tasks.tasks(ctx.client, queue, status)}
+@router.get("/tasks", summary="Tasks by queue, status (open and escalated unless asked; `all`) and rep, "
+                              "each with its rep and assignment (open, or waiting for a free rep)")
+async def list_tasks(ctx: Ctx, caller: ReaderOfTasks, queue: str | None = None, status: str | None = None,
+                     rep: str | None = Query(None, max_length=200, description="a rep's tasks: a rep id, or "
+                                             "`me` for the person the key names (role/rep:key)"),
+                     assigned: bool | None = Query(None, description="false: only tasks waiting for a rep; "
+                                                   "true: only tasks a rep holds"),
+                     ) -> dict[str, list[dict[str, Any]]]:
+    if rep == "me":
+        if caller.person is None:
+            raise unprocessable("query.rep", "this key names no person (a key written role/rep:key does); "
+                                             "ask for a rep id instead")
+        rep = caller.person
+    return {"tasks": await tasks.assigned_tasks(ctx.client, ctx.desk, queue, status, rep, assigned)}
 
 
 @router.get("/tasks/{task_id}", summary="A task with the lead's story and why it is sales-ready")
@@ -40,19 +50,26 @@ async def get_task(task_id: str, ctx: Ctx, _: ReadsTasks) -> dict[str, Any]:
     return await task_answer(tasks.task(ctx.client, task_id), task_id)
 
 
+# `by` left empty: the person the key names answers (a key naming nobody leaves it empty)
 @router.post("/tasks/{task_id}/accept")
-async def accept_task(task_id: str, body: Accept, ctx: Ctx, _: WorksTasks) -> dict[str, Any]:
-    return await task_answer(tasks.accept(ctx.client, task_id, body.by), task_id)
+async def accept_task(task_id: str, body: Accept, ctx: Ctx, caller: WorkerOfTasks) -> dict[str, Any]:
+    return await task_answer(tasks.accept(ctx.client, task_id, _by(body.by, caller.person)), task_id)
 
 
 @router.post("/tasks/{task_id}/reject")
-async def reject_task(task_id: str, body: Reject, ctx: Ctx, _: WorksTasks) -> dict[str, Any]:
-    return await task_answer(tasks.reject(ctx.client, task_id, body.reason, body.by), task_id)
+async def reject_task(task_id: str, body: Reject, ctx: Ctx, caller: WorkerOfTasks) -> dict[str, Any]:
+    return await task_answer(tasks.reject(ctx.client, task_id, body.reason, _by(body.by, caller.person)),
+                             task_id)
 
 
 @router.post("/tasks/{task_id}/reassign")
-async def reassign_task(task_id: str, body: Reassign, ctx: Ctx, _: WorksTasks) -> dict[str, Any]:
-    return await task_answer(tasks.reassign(ctx.client, task_id, body.queue, body.by), task_id)
+async def reassign_task(task_id: str, body: Reassign, ctx: Ctx, caller: WorkerOfTasks) -> dict[str, Any]:
+    return await task_answer(tasks.reassign(ctx.client, task_id, body.queue, _by(body.by, caller.person)),
+                             task_id)
+
+
+def _by(given: str, person: str | None) -> str:
+    return given if given.strip() else (person or "")
 
 
 async def task_answer(call: Any, task_id: str) -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """Pages for people, rendered on the server (Jinja2, no JavaScript, nothing fetched from outside):
-the sales inbox, a task with the lead's story, leads by state and a lead's timeline; for ops the
-deliveries; and the e-mail `make up`'s local SMTP sink caught.
+the sales inbox, a task with the lead's story, leads by state and a lead's timeline, the sales
+roster; for ops the deliveries; and the e-mail `make up`'s local SMTP sink caught.
 
-A person logs in with an API key; the session cookie is signed and holds the role, never the key.
-Every form carries a CSRF token bound to the session."""
+A person logs in with an API key; the session cookie is signed and holds the role (and the
+roster rep the key names), never the key. Every form carries a CSRF token bound to the session."""
 
 from __future__ import annotations
 
@@ -24,10 +24,11 @@ from starlette.middleware.sessions import SessionMiddleware
 from delivery import sink
 from delivery.ledger import STATUSES
 from service import leads as lead_ops
+from service import roster as roster_ops
 from service import tasks as task_ops
 from service.api.context import Context
 from service.deliveries import KINDS, BadFilter, listing
-from service.intake import IntakeError
+from service.intake import IntakeError, aliases_for
 from service.keys import allowed
 
 _here = resources.files("service.pages")
@@ -77,7 +78,8 @@ def _role(request: Request) -> str:
 
 def _page(request: Request, template: str, status: int = 200, **values: Any) -> HTMLResponse:
     return templates.TemplateResponse(request, template, {
-        "role": request.session.get("role"), "csrf": _csrf(request), **values}, status_code=status)
+        "role": request.session.get("role"), "me": request.session.get("rep"), "csrf": _csrf(request),
+        **values}, status_code=status)
 
 
 def _login_first(request: Request) -> RedirectResponse:
@@ -94,13 +96,16 @@ async def login_form(request: Request, next: str = "/inbox") -> HTMLResponse:
 async def login(request: Request, key: FormText = "", csrf: FormText = "", next: FormText = "/inbox"
                 ) -> Response:
     _check_csrf(request, csrf)
-    role = _ctx(request).keys.role_of(key.strip())
+    role, person = _ctx(request).keys.holder_of(key.strip()) or (None, None)
     if role not in PAGE_ROLES:
         error = "That key is not known here." if role is None else f"The {role} role has no pages."
         return _page(request, "login.html", status=401 if role is None else 403, next=_local(next),
                      error=error)
     request.session.clear()  # a new session for the new role
     request.session["role"] = role
+    if person:  # the key says who holds it: the inbox does not ask
+        request.session["rep"] = person
+        request.session["rep_from_key"] = True
     return RedirectResponse(_local(next), status_code=303)
 
 
@@ -123,27 +128,61 @@ async def home(request: Request) -> Response:
 
 
 async def inbox(request: Request, queue: str = "") -> Response:
+    """My tasks (the session's rep holds them), the tasks of my queues waiting for a free rep,
+    then every other open task."""
     try:
         role = _role(request)
     except _Login:
         return _login_first(request)
     ctx = _ctx(request)
-    rows = await task_ops.tasks(ctx.client)
+    rows = await task_ops.assigned_tasks(ctx.client, ctx.desk)
+    roster = await asyncio.to_thread(ctx.desk.roster)
+    me = request.session.get("rep")
+    my_rep = roster.rep(me) if me else None
     queues = sorted({r.get("LeadflowQueue") or "?" for r in rows})
     details = []
     for row in rows:
         if queue and row.get("LeadflowQueue") != queue:
             continue
         try:
-            details.append(await task_ops.task(ctx.client, row["id"]))
+            found = await task_ops.task(ctx.client, row["id"])
         except task_ops.NoSuchTask:
             continue
+        details.append({**found, "rep": row["rep"], "assignment": row["assignment"]})
     details.sort(key=lambda t: t.get("due_at") or "9999")
     for t in details:
         t["left"] = _left(t.get("seconds_left"))
         t["name"] = ((t.get("lead_story") or {}).get("profile") or {}).get("name") or t.get("lead_email")
-    return _page(request, "inbox.html", tasks=details, queues=queues, queue=queue,
-                 works=allowed(role, "work_tasks"))
+        held_by = roster.rep(t["rep"]) if t["rep"] else None
+        t["rep_name"] = t.get("rep_name") or (held_by.name if held_by and held_by.name else t["rep"])
+    mine = [t for t in details if me and t["rep"] == me]
+    # without a rep, every queue is "mine" to look at: nobody else will see these tasks wait
+    unassigned = [t for t in details if t["assignment"] == "waiting"
+                  and (my_rep is None or t.get("queue") in my_rep.queues)]
+    shown = {t["id"] for t in mine + unassigned}
+    return _page(request, "inbox.html", mine=mine, unassigned=unassigned,
+                 tasks=[t for t in details if t["id"] not in shown], queues=queues, queue=queue,
+                 works=allowed(role, "work_tasks"), my_rep=my_rep, reps=roster.reps,
+                 asks_who=not request.session.get("rep_from_key"))
+
+
+async def choose_rep(request: Request, csrf: FormText = "", rep: FormText = "") -> Response:
+    """The inbox's "I am": who the session's person is, when their key does not say."""
+    try:
+        _role(request)
+    except _Login:
+        return _login_first(request)
+    _check_csrf(request, csrf)
+    if request.session.get("rep_from_key"):
+        raise HTTPException(403, "your key says who you are")
+    rep = rep.strip()
+    if rep and (await asyncio.to_thread(_ctx(request).desk.roster)).rep(rep) is None:
+        raise HTTPException(422, f"no rep {rep!r} in the roster")
+    if rep:
+        request.session["rep"] = rep
+    else:
+        request.session.pop("rep", None)
+    return RedirectResponse("/inbox", status_code=303)
 
 
 async def task_page(request: Request, task_id: str) -> Response:
@@ -178,13 +217,14 @@ async def answer_task(request: Request, task_id: str, action: str, csrf: str, re
     if not allowed(role, "work_tasks"):
         raise HTTPException(403, f"the {role} role may not work tasks")
     client = _ctx(request).client
+    by = by.strip() or request.session.get("rep") or ""
     try:
         if action == "accept":
-            await task_ops.accept(client, task_id, by.strip())
+            await task_ops.accept(client, task_id, by)
         elif action == "reject":
-            await task_ops.reject(client, task_id, reason, by.strip())
+            await task_ops.reject(client, task_id, reason, by)
         elif action == "reassign":
-            await task_ops.reassign(client, task_id, queue.strip(), by.strip())
+            await task_ops.reassign(client, task_id, queue.strip(), by)
         else:
             raise HTTPException(404, f"no action {action!r}")
     except (task_ops.TaskError, IntakeError) as err:
@@ -192,6 +232,52 @@ async def answer_task(request: Request, task_id: str, action: str, csrf: str, re
     except task_ops.NoSuchTask:
         return _page(request, "missing.html", status=404, what=f"task {task_id}")
     return RedirectResponse(f"/tasks/{task_id}", status_code=303)
+
+
+# -- the roster ------------------------------------------------------------------------------
+
+
+async def roster_page(request: Request) -> Response:
+    if (refused := _ops_page(request, "read_tasks", "the roster")) is not None:
+        return refused
+    return await _roster_view(request)
+
+
+async def _roster_view(request: Request, error: str | None = None, status: int = 200) -> Response:
+    view = await asyncio.to_thread(roster_ops.view, _ctx(request).desk)
+    for rep in view["reps"]:
+        away = rep["away"] or {}
+        rep["away_from"], rep["away_until"] = away.get("from") or "", away.get("until") or ""
+        rep["from_shown"], rep["until_shown"] = _minute(rep["away_from"]), _minute(rep["away_until"])
+    return _page(request, "roster.html", status=status, view=view, error=error,
+                 manages=allowed(request.session.get("role"), "manage_roster"))
+
+
+async def change_rep(request: Request, rep_id: str, csrf: FormText = "", capacity: FormText = "",
+                     away_from: FormText = "", away_until: FormText = "", action: FormText = "save"
+                     ) -> Response:
+    """A rep's capacity and time away, as the form shows them: empty away fields (or "Back")
+    mean not away."""
+    try:
+        role = _role(request)
+    except _Login:
+        return _login_first(request)
+    _check_csrf(request, csrf)
+    if not allowed(role, "manage_roster"):
+        raise HTTPException(403, f"the {role} role may not change the roster")
+    desk = _ctx(request).desk
+    rep = (await asyncio.to_thread(desk.roster)).rep(rep_id)
+    if rep is None:
+        return _page(request, "missing.html", status=404, what=f"rep {rep_id}")
+    ends = {"from": away_from.strip() or None, "until": away_until.strip() or None}
+    away = None if action == "back" or not any(ends.values()) else ends
+    try:
+        new = roster_ops.changed(rep, {"capacity": capacity.strip(), "away": away})
+    except roster_ops.ChangeRefused as err:
+        return await _roster_view(request, error=f"{rep_id}: {err}", status=422)
+    await asyncio.to_thread(desk.put_rep, new, request.session.get("rep") or f"page ({role})")
+    await roster_ops.wake_waiting(_ctx(request).client, desk)
+    return RedirectResponse("/roster", status_code=303)
 
 
 # -- leads -----------------------------------------------------------------------------------
@@ -216,7 +302,7 @@ async def lead_page(request: Request, lead: str) -> Response:
     except _Login:
         return _login_first(request)
     try:
-        found = await lead_ops.lead(_ctx(request).client, lead)
+        found = await lead_ops.lead(_ctx(request).client, lead, aliases_for(_ctx(request).settings))
     except IntakeError:
         found = None
     if found is None:
@@ -313,6 +399,10 @@ async def mail_message_page(request: Request, message_id: str) -> Response:
 # -- helpers ---------------------------------------------------------------------------------
 
 
+def _minute(iso: str) -> str:
+    return iso.replace("T", " ")[:16] if iso else ""
+
+
 def _left(seconds: int | None) -> str:
     if seconds is None:
         return ""
@@ -363,10 +453,13 @@ ROUTES = [
     ("/login", login, ["POST"]),
     ("/logout", logout, ["POST"]),
     ("/inbox", inbox, ["GET"]),
+    ("/inbox/me", choose_rep, ["POST"]),
     ("/tasks/{task_id}", task_page, ["GET"]),
     ("/tasks/{task_id}/accept", _answer, ["POST"]),
     ("/tasks/{task_id}/reject", _answer, ["POST"]),
     ("/tasks/{task_id}/reassign", _answer, ["POST"]),
+    ("/roster", roster_page, ["GET"]),
+    ("/roster/{rep_id}", change_rep, ["POST"]),
     ("/leads", leads_page, ["GET"]),
     ("/leads/{lead}", lead_page, ["GET"]),
     ("/deliveries", deliveries_page, ["GET"]),
