@@ -165,12 +165,16 @@ async def route(client: Client, settings: Settings, event: dict[str, Any], key: 
     return target, {**event, "data": {**event.get("data", {}), "merge": merge}}
 
 
-async def deliver(client: Client, settings: Settings, event: dict[str, Any], key: str | None = None) -> str:
+async def deliver(client: Client, settings: Settings, event: dict[str, Any], key: str | None = None,
+                  routed: bool = False) -> str:
     """Hand one admitted event to its lead: a sign-up starts the lead or joins it
     (signal-with-start), other events are signalled; an event for a lead whose run has ended
     (a final state, kept for LEADFLOW_FINAL_RETENTION) starts its next run. An event for an id
-    merged into another lead goes to that lead. Returns the lead's id."""
-    key, event = await route(client, settings, event, key or lead_of(event))
+    merged into another lead goes to that lead (`routed`: the caller has looked). Returns the
+    lead's id."""
+    if not routed or event["type"] == "identify":
+        key, event = await route(client, settings, event, key or lead_of(event))
+    key = key or lead_of(event)
     if event["type"] != "signup":
         try:
             await client.get_workflow_handle(key).signal("event", event)
@@ -243,6 +247,7 @@ async def send_events(client: Client, settings: Settings, store: PolicyStore, se
         by_lead.setdefault(key, []).append((i, event))
     # SQLite on the loop: a lookup of a batch takes about a millisecond, less than a hop to a thread
     before = seen.known([(key, e["id"]) for key, events in by_lead.items() for _, e in events])
+    merged = aliases_for(settings).resolve(by_lead)  # ids merged into another lead: one lookup
     taken: list[tuple[str, str]] = []
     gate = asyncio.Semaphore(parallel)
 
@@ -254,13 +259,13 @@ async def send_events(client: Client, settings: Settings, store: PolicyStore, se
                     results[i] = EventResult(i, "duplicate", key, event["id"])
                     continue
                 try:
-                    await deliver(client, settings, event, key)
+                    reached = await deliver(client, settings, event, merged.get(key, key), routed=True)
                 except NoSuchLead as err:
                     results[i] = EventResult(i, "refused", key, event["id"], str(err))
                     continue
                 passed.add(event["id"])
                 taken.append((key, event["id"]))
-                results[i] = EventResult(i, "accepted", key, event["id"])
+                results[i] = EventResult(i, "accepted", reached, event["id"])
 
     try:
         await asyncio.gather(*(one_lead(key, events) for key, events in by_lead.items()))

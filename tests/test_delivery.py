@@ -218,6 +218,7 @@ def test_hand_offs_reach_the_crm_signed_once_and_the_crm_answers(tmp_path):
                 body = json.loads(second.body)
                 assert body["event"] == "handoff.created" and body["task"]["id"] == ana_task
                 assert body["task"]["queue"] == "account-executives" and body["task"]["due_at"]
+                assert body["task"]["rep"]["rep"] == "ana"  # the CRM hears who has it (the roster's first)
                 lead = body["lead"]
                 assert lead["email"] == "ana@acme.example" and lead["profile"]["role"] == "vp"
                 assert lead["bant"] and lead["scores"]["fit"] >= 50 and "qualify" in lead["fired"]
@@ -256,7 +257,8 @@ def test_hand_offs_reach_the_crm_signed_once_and_the_crm_answers(tmp_path):
                     verify(SECRET, esc.headers["X-Leadflow-Signature"], esc.body)
                     assert esc.headers["Idempotency-Key"] == f"{ben_task}:breach:1"
                     assert json.loads(esc.body)["escalation"] == {
-                        "breach": 1, "from_queue": "account-executives", "queue": "sales-managers"}
+                        "breach": 1, "step": "escalate:sales-managers", "from_queue": "account-executives",
+                        "queue": "sales-managers", "from_rep": "ben", "rep": "dev"}  # the roster's manager
                     reject = f"/v1/crm/tasks/{ben_task}/reject"
                     rejected, _ = await answer(reject, {"reason": "", "by": "crm"})
                     assert rejected.status_code == 422  # a rejection needs its reason

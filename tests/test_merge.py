@@ -19,6 +19,7 @@ from temporalio.service import RPCError
 from archive.endings import Endings
 from cli import people
 from service import intake, leads
+from service.seen import SeenEvents
 from tests.temporal_harness import Harness, harness
 
 HOT = {"role": "vp", "budget": 60000, "timeline": "now", "company_size": 300}
@@ -37,7 +38,15 @@ async def _until(h: Harness, key: str, check: Any, what: str) -> dict[str, Any]:
 def test_a_nurturing_personal_lead_and_a_work_lead_that_asked_for_a_demo_merge_into_one(tmp_path: Path):
     async def scenario() -> None:
         async with harness(tmp_path) as h:
-            send = lambda event: intake.deliver(h.client, h.settings, intake.check_event(event))  # noqa: E731
+            seen = SeenEvents(tmp_path / "intake.sqlite")
+
+            async def send(event: dict[str, Any]) -> str:
+                """As `POST /v1/events` takes it: the lead it reached."""
+                (result,) = await intake.send_events(h.client, h.settings, h.store, seen, [event])
+                assert result.status == "accepted", result
+                assert result.lead_id is not None
+                return result.lead_id
+
             personal = await h.signup(PERSONAL, role="manager", first_name="Ana")
             await send({"id": "p-blog", "type": "page_view", "lead": {"email": PERSONAL},
                         "data": {"path": "/blog/lead-scoring"}})
@@ -114,3 +123,17 @@ def test_a_nurturing_personal_lead_and_a_work_lead_that_asked_for_a_demo_merge_i
 
             await h.replay("merge", personal, work)
     asyncio.run(scenario())
+
+
+def test_an_identify_event_without_a_clear_other_id_is_refused_with_the_field():
+    base = {"type": "identify", "lead": {"email": PERSONAL}}
+    cases = (({}, "data.same_as: an identify event names the other id"),
+             ({"same_as": "ana@acme.example"}, "data.same_as: an identify event names"),
+             ({"same_as": {}}, "data.same_as: needs an email or an external_id"),
+             ({"same_as": {"email": "not-an-address"}}, "data.same_as.email: not an e-mail address"),
+             ({"same_as": {"email": PERSONAL.upper()}}, "data.same_as: names the event's own lead"))
+    for data, said in cases:
+        with pytest.raises(intake.IntakeError) as refused:
+            intake.check_event({**base, "data": data})
+        assert str(refused.value).startswith(f"bad event: {said}"), str(refused.value)
+    assert intake.check_event({**base, "data": {"same_as": {"external_id": "crm-42"}}})["type"] == "identify"

@@ -81,11 +81,11 @@ class HandoffWorkflow:
         pass the task to the next free rep, or escalate it to another queue."""
         self._record("created", queue=task.queue, reason=task.reason, route=task.route)
         self._index()
-        await self._assign(())
-        await self._push("handoff", f"{self._id()}|created", self._id(), {"event": "handoff.created"})
         breaches = 0
         due = workflow.now() + timedelta(seconds=task.sla_seconds)
         self.due_at = due.isoformat()
+        await self._assign(())
+        await self._push("handoff", f"{self._id()}|created", self._id(), {"event": "handoff.created"})
         retry_at: datetime | None = None
         backoff = task.routing_retry
         while self.answer is None:

@@ -57,6 +57,16 @@ def scheduled_check(due: datetime) -> dict[str, Any]:
     return {"type": "check", "at": due.isoformat(), "data": {"reason": "scheduled"}}
 
 
+async def _signal(workflow_id: str, name: str, arg: Any) -> bool:
+    """Signal another workflow of a merge; one that has closed meanwhile has nothing to be told
+    (a failed signal must not fail this workflow's task, which would retry it for ever)."""
+    try:
+        await workflow.get_external_workflow_handle(workflow_id).signal(name, arg)
+    except Exception:  # noqa: BLE001
+        return False
+    return True
+
+
 def _identity(ref: dict[str, Any]) -> dict[str, Any]:
     return {k: ref[k] for k in ("email", "external_id") if isinstance(ref.get(k), str) and ref[k]}
 
@@ -504,8 +514,8 @@ class LeadWorkflow:
                     "merge_into", {"survivor": self.key, "event_id": event.id})
                 await workflow.wait_condition(lambda: other in self._absorbed, timeout=timedelta(minutes=5))
                 handed = self._absorbed.pop(other)
-            except (asyncio.TimeoutError, ApplicationError, ActivityError):
-                handed = {}  # closed meanwhile: its archive and ending say enough
+            except Exception:  # noqa: BLE001 - closed meanwhile: its archive and ending say enough
+                handed = {}
         lead = self.c.lead
         before = (lead.state if lead else "captured", self.c.scores.model_copy())
         result: MergeResult = await workflow.execute_activity(
@@ -517,8 +527,8 @@ class LeadWorkflow:
             self.c.lead, self.c.scores = result.lead, result.scores
         theirs = handed.get("open_handoff")
         if theirs and self.c.open_handoff:
-            await workflow.get_external_workflow_handle(theirs).signal(
-                "withdraw", {"reason": f"merged into {self.key}: its task {self.c.open_handoff} stays"})
+            await _signal(theirs, "withdraw",
+                          {"reason": f"merged into {self.key}: its task {self.c.open_handoff} stays"})
             self._note(event, f"hand-off {theirs} of {_who(merge) or other} withdrawn: "
                        f"{self.c.open_handoff} is this person's task")
         elif theirs:
@@ -550,8 +560,8 @@ class LeadWorkflow:
         await workflow.wait_condition(lambda: workflow.all_handlers_finished() and not self._sending)
         lead = self.c.lead
         if self.c.open_handoff is not None:  # its answer goes to the survivor from now on
-            await workflow.get_external_workflow_handle(self.c.open_handoff).signal("relink", survivor)
-        await workflow.get_external_workflow_handle(survivor).signal("absorb", {
+            await _signal(self.c.open_handoff, "relink", survivor)
+        await _signal(survivor, "absorb", {
             "lead_id": self.key, "story": [asdict(s) for s in self.c.story],
             "open_handoff": self.c.open_handoff,
             "seen": list(self._seen)[-SEEN_LIMIT:], "aliases": self.c.aliases, "events": self.c.events,
@@ -570,7 +580,7 @@ class LeadWorkflow:
         return ending
 
     async def _forward(self, survivor: str, raw: Any, ticket: str | None) -> None:
-        await workflow.get_external_workflow_handle(survivor).signal("event", raw)
+        await _signal(survivor, "event", raw)
         self._answer(ticket, {"merged_into": survivor})
 
     # -- the story ---------------------------------------------------------------------------
