@@ -28,6 +28,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "govern_policies": frozenset({"ops", "admin"}),
     "read_deliveries": frozenset({"ops", "admin"}),
     "use_codec": frozenset({"ops", "admin"}),  # read (and write) what Temporal holds encrypted
+    "merge_leads": frozenset({"sales", "ops", "admin"}),  # say two ids are one person (pages)
     "manage_roster": frozenset({"sales", "admin"}),  # sales own who works which queue; reading it: read_tasks
 }
 PERSON = re.compile(r"^[a-z][a-z0-9_-]*$")  # a roster rep id (routing.roster.NAME)

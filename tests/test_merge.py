@@ -7,11 +7,13 @@ reaching it from then on."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from rich.console import Console
 from temporalio.service import RPCError
@@ -20,10 +22,17 @@ from archive.endings import Endings
 from cli import people
 from service import intake, leads
 from service.seen import SeenEvents
-from tests.temporal_harness import Harness, harness
+from tests.temporal_harness import Harness, api, free_port, harness
 
+SALES_KEY = "sales-key-for-the-merge-test"
 HOT = {"role": "vp", "budget": 60000, "timeline": "now", "company_size": 300}
 PERSONAL, WORK = "ana.ruiz@gmail.example", "ana@acme.example"
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, html[:500]
+    return found.group(1)
 
 
 async def _until(h: Harness, key: str, check: Any, what: str) -> dict[str, Any]:
@@ -37,7 +46,8 @@ async def _until(h: Harness, key: str, check: Any, what: str) -> dict[str, Any]:
 
 def test_a_nurturing_personal_lead_and_a_work_lead_that_asked_for_a_demo_merge_into_one(tmp_path: Path):
     async def scenario() -> None:
-        async with harness(tmp_path) as h:
+        async with harness(tmp_path, api_keys=f"sales:{SALES_KEY}", http=f"127.0.0.1:{free_port()}") as h, \
+                api(h) as base, httpx.AsyncClient(base_url=base, timeout=30) as page:
             seen = SeenEvents(tmp_path / "intake.sqlite")
 
             async def send(event: dict[str, Any]) -> str:
@@ -59,11 +69,20 @@ def test_a_nurturing_personal_lead_and_a_work_lead_that_asked_for_a_demo_merge_i
             assert mine["state"] == "nurturing" and mine["scores"]["intent"] == 0
             await h.env.sleep(timedelta(days=1))
 
-            # the person, known by the personal address, is also the work address
+            # a salesperson on the personal lead's page says it is also the work address: the
+            # pages send the `identify` event through the intake
             cutoff = time.time()  # the ledger's clock, not the workflows' (which skips)
-            assert await send({"id": "same-person", "type": "identify", "lead": {"email": PERSONAL},
-                               "data": {"same_as": {"email": WORK}, "source": "crm"}}) == personal.id
+            login = (await page.get("/login")).text
+            await page.post("/login", data={"key": SALES_KEY, "csrf": _csrf(login), "next": "/inbox"})
+            shown = (await page.get(f"/leads/{personal.id}")).text
+            identify = f"/leads/{personal.id}/identify"
+            bad = await page.post(identify, data={"csrf": _csrf(shown), "same_as": "x@"})
+            assert bad.status_code == 422 and "data.same_as.email: not an e-mail address" in bad.text
+            said = await page.post(identify, data={"csrf": _csrf(shown), "same_as": WORK})
+            assert said.status_code == 303 and said.headers["location"] == f"/leads/{personal.id}"
             merged = await _until(h, personal.id, lambda s: s["aliases"], "merged")
+            shown = (await page.get(f"/leads/{WORK}")).text  # the other address shows the one lead
+            assert personal.id in shown and f"also known as\n  <b>{WORK}</b> ({work.id}" in shown
             assert merged["state"] == "sales-ready" and merged["open_handoff"] == task
             assert merged["scores"]["intent"] >= 25 and merged["scores"]["fit"] >= 50  # from both
             assert merged["profile"]["email"] == PERSONAL and merged["profile"]["role"] == "vp"

@@ -28,7 +28,7 @@ from service import roster as roster_ops
 from service import tasks as task_ops
 from service.api.context import Context
 from service.deliveries import KINDS, BadFilter, listing
-from service.intake import IntakeError, aliases_for
+from service.intake import IntakeError, aliases_for, check_event, deliver
 from service.keys import allowed
 
 _here = resources.files("service.pages")
@@ -301,14 +301,46 @@ async def lead_page(request: Request, lead: str) -> Response:
         _role(request)
     except _Login:
         return _login_first(request)
+    return await _lead_view(request, lead)
+
+
+async def _lead_view(request: Request, lead: str, error: str | None = None, status: int = 200) -> Response:
     try:
         found = await lead_ops.lead(_ctx(request).client, lead, aliases_for(_ctx(request).settings))
     except IntakeError:
         found = None
     if found is None:
         return _page(request, "missing.html", status=404, what=f"lead {lead}")
-    return _page(request, "lead.html", lead=found, story=_timeline(found.get("story", [])),
-                 chart=_chart(found.get("score_history", [])))
+    return _page(request, "lead.html", status=status, lead=found, story=_timeline(found.get("story", [])),
+                 chart=_chart(found.get("score_history", [])), error=error,
+                 merges=allowed(_role(request), "merge_leads"))
+
+
+async def identify_lead(request: Request, lead: str, csrf: FormText = "", same_as: FormText = "") -> Response:
+    """A person says this lead is also someone known by another address or id: an `identify`
+    event through the intake, as a form or the CRM would send it; the lead page shows the one
+    lead that remains."""
+    try:
+        role = _role(request)
+    except _Login:
+        return _login_first(request)
+    _check_csrf(request, csrf)
+    if not allowed(role, "merge_leads"):
+        raise HTTPException(403, f"the {role} role may not merge leads")
+    ctx = _ctx(request)
+    found = await lead_ops.lead(ctx.client, lead, aliases_for(ctx.settings))
+    if found is None:
+        return _page(request, "missing.html", status=404, what=f"lead {lead}")
+    other = same_as.strip()
+    mine = {k: v for k, v in (found.get("profile") or {}).items() if k in ("email", "external_id") and v}
+    event = {"type": "identify", "lead": mine,
+             "data": {"same_as": {"email" if "@" in other else "external_id": other},
+                      "source": "page", "by": request.session.get("rep") or role}}
+    try:
+        reached = await deliver(ctx.client, ctx.settings, check_event(event))
+    except IntakeError as err:
+        return await _lead_view(request, lead, error=str(err).removeprefix("bad event: "), status=422)
+    return RedirectResponse(f"/leads/{reached}", status_code=303)
 
 
 # -- deliveries and mail ---------------------------------------------------------------------
@@ -462,6 +494,7 @@ ROUTES = [
     ("/roster/{rep_id}", change_rep, ["POST"]),
     ("/leads", leads_page, ["GET"]),
     ("/leads/{lead}", lead_page, ["GET"]),
+    ("/leads/{lead}/identify", identify_lead, ["POST"]),
     ("/deliveries", deliveries_page, ["GET"]),
     ("/funnel", funnel_page, ["GET"]),
     ("/mail", mail_page, ["GET"]),
