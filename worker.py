@@ -29,6 +29,7 @@ from delivery.smtp import Mailer, SmtpConfig
 from delivery.webhook import Poster
 from governance.registry import Registry
 from identity.aliases import Aliases
+from ops import logs, metrics, tracing
 from routing.desk import Desk
 from service.settings import Settings
 from service.temporal import connect, ensure_search_attributes
@@ -88,6 +89,22 @@ async def watch_policies(store: PolicyStore, every: float) -> None:
         await asyncio.to_thread(store.reload)
 
 
+async def count_leads(client: Client, store: PolicyStore, every: float = 60.0) -> None:
+    """Running leads by state, from the search attributes: counted now and then, not per scrape
+    (a count is a visibility query on the server)."""
+    while True:
+        try:
+            for state in store.active().policy.states:
+                found = await client.count_workflows(
+                    "WorkflowType = 'LeadWorkflow' AND ExecutionStatus = 'Running' "
+                    f"AND LeadflowState = '{state}'")
+                metrics.gauge("leadflow_leads", "Running leads by state (counted every minute)", found.count,
+                              {"state": state})
+        except Exception as err:  # noqa: BLE001 - a count that fails now is tried again later
+            log.warning("counting leads by state: %s", err)
+        await asyncio.sleep(every)
+
+
 async def run_worker(settings: Settings, client: Client | None = None) -> None:
     settings.check_delivery()  # before anything starts: a setting every delivery would fail on
     ledger = await asyncio.to_thread(Ledger.open, settings.ledger_url)
@@ -103,7 +120,11 @@ async def run_worker(settings: Settings, client: Client | None = None) -> None:
         log.warning("LEADFLOW_CODEC_KEYS is not set: this worker made its own key under %s; workers, the "
                     "API and the CLI on other machines cannot read its leads unless given the same keys",
                     settings.home)
-    client = client or await connect(settings)
+    if client is None:
+        runtime = metrics.try_runtime(settings.metrics_addr)
+        if runtime is not None:
+            log.info("metrics: http://%s/metrics", settings.metrics_addr)
+        client = await connect(settings, runtime)
     await ensure_search_attributes(client, settings.namespace)
     evaluators = evaluator_pool(settings)
     if evaluators is not None:
@@ -120,6 +141,7 @@ async def run_worker(settings: Settings, client: Client | None = None) -> None:
     with concurrent.futures.ThreadPoolExecutor(max_workers=32) as executor:
         worker = build_worker(client, settings, store, executor, evaluators, delivery, archive)
         watcher = asyncio.create_task(watch_policies(store, settings.policy_poll_seconds))
+        counter = asyncio.create_task(count_leads(client, store)) if metrics.meter() is not None else None
         try:
             log.info("worker on task queue %r, namespace %r; %s", settings.task_queue, settings.namespace,
                      f"{settings.eval_processes} evaluator processes" if evaluators else
@@ -127,6 +149,8 @@ async def run_worker(settings: Settings, client: Client | None = None) -> None:
             await worker.run()
         finally:
             watcher.cancel()
+            if counter is not None:
+                counter.cancel()
             archive.close()
             delivery.close()
             if evaluators is not None:
@@ -143,7 +167,8 @@ def _redact(url: str) -> str:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logs.configure()
+    tracing.configure("leadflow-worker")
     asyncio.run(run_worker(Settings.from_env()))
 
 

@@ -24,6 +24,7 @@ from delivery.ledger import Claim, Ledger, address_hash
 from delivery.links import Links, Mail, delivery_digest
 from delivery.smtp import Mailer, SendError
 from delivery.webhook import Poster, PostError, signature
+from ops import metrics
 
 USER_AGENT = "leadflow-webhook/1"
 RETRY_LATER = (408, 425, 429)  # 4xx answers that ask for a retry rather than refuse
@@ -97,6 +98,9 @@ class DeliveryActivities:
 
     @activity.defn(name="send_email")
     def send_email(self, req: EmailRequest) -> DeliveryResult:
+        return _counted("email", self._send_email(req))
+
+    def _send_email(self, req: EmailRequest) -> DeliveryResult:
         d = self.d
         row = Row(kind="email", lead=req.lead, target=req.to or "", subject=req.content)
         if req.withheld:
@@ -135,6 +139,9 @@ class DeliveryActivities:
 
     @activity.defn(name="post_webhook")
     def post_webhook(self, req: WebhookRequest) -> DeliveryResult:
+        return _counted(req.kind, self._post_webhook(req))
+
+    def _post_webhook(self, req: WebhookRequest) -> DeliveryResult:
         d = self.d
         url = d.webhook_for(req.queue)
         row = Row(kind=req.kind, lead=req.lead, target=url, subject=req.task)
@@ -184,6 +191,13 @@ class DeliveryActivities:
             return DeliveryResult(key=key, status="failed", detail=detail, http_status=http_status)
         self.d.ledger.mark(key, "retrying", f"attempt {attempt}: {detail}")
         raise ApplicationError(detail, type="DeliveryRetry")
+
+
+def _counted(kind: str, result: DeliveryResult) -> DeliveryResult:
+    """How each delivery ended, by kind (email, handoff, escalation) and status; a retry is not an end."""
+    metrics.count("leadflow_deliveries", "Deliveries by kind and how they ended",
+                  {"kind": kind, "status": result.status}, on=activity.metric_meter())
+    return result
 
 
 def _settled(key: str, claim: Claim) -> DeliveryResult | None:

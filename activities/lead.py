@@ -5,6 +5,7 @@ the checkpoint. Delivery is activities.delivery."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,7 @@ from archive.events import Taken
 from archive.writer import ArchiveWriter
 from identity.aliases import Aliases
 from identity.merge import merged_log, replay_apart
+from ops import metrics
 from rules.engine import EngineError
 from rules.models import Action, Decision, LeadState, Scores, StoryEntry
 from workflows.types import LeadEnding
@@ -55,6 +57,24 @@ class MergeResult(BaseModel):
     other_story: list[StoryEntry] = Field(default_factory=list)  # a closed other's, from its ending
 
 
+def _measure(batch: EvaluateBatch, result: BatchResult, seconds: float) -> None:
+    """Evaluations and their latency (a batch's time, per event), transitions by rule and version."""
+    meter = activity.metric_meter()
+    each = seconds / max(1, len(batch.events))
+    for decision, error in zip(result.decisions, result.errors, strict=False):
+        policy = {"policy": decision.policy, "version": str(decision.version)} if decision else {}
+        outcome = "error" if decision is None else ("rejected" if decision.rejected else "decided")
+        metrics.count("leadflow_evaluations", "Events evaluated, by outcome (error: the policy could not "
+                      "decide)", {**policy, "outcome": outcome}, on=meter)
+        metrics.observe("leadflow_evaluation_seconds", "Time to evaluate one event", each, policy, on=meter)
+        for entry in decision.story if decision else []:
+            if entry.from_state != entry.to_state:
+                metrics.count("leadflow_transitions", "Lead state changes, by rule and policy version", {
+                    "from_state": entry.from_state, "to_state": entry.to_state, "rule": entry.rule or "",
+                    "policy": entry.policy, "version": str(entry.version)}, on=meter)
+        del error
+
+
 class LeadActivities:
     def __init__(self, store: PolicyStore, evaluators: EvaluatorPool | None = None,
                  archive: ArchiveWriter | None = None, endings: Endings | None = None,
@@ -78,7 +98,9 @@ class LeadActivities:
         Then the events go into the archive, every one the lead took, whatever its policy makes
         of it (a later version may decide otherwise), with the state changes the Decisions made
         (the funnel) and what a version in shadow made of them; the answer waits for the write."""
+        began = time.perf_counter()
         result = await self._decide(batch)
+        _measure(batch, result, time.perf_counter() - began)
         result.retention = self.final_retention
         lead_id = activity.info().workflow_id or ""  # always set: this activity runs in LeadWorkflow
         if batch.lead is None and self.endings is not None:  # a run's first lead: has it ended before?

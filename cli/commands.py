@@ -72,7 +72,8 @@ async def _send_all(client: Client, settings: Settings, store: Any, parsed: list
             bar = progress.add_task("sending", total=len(parsed))
             for start in range(0, len(parsed), CHUNK):
                 chunk = parsed[start:start + CHUNK]
-                answers = await intake.send_events(client, settings, store, seen, [raw for _, raw in chunk])
+                answers = await intake.send_events(client, settings, store, seen, [raw for _, raw in chunk],
+                                                   door="cli")
                 for answer in answers:
                     results.append({"line": chunk[answer.index][0], **answer.as_dict()})
                 progress.advance(bar, len(chunk))
@@ -87,7 +88,7 @@ async def _send_and_wait(client: Client, settings: Settings, store: Any, parsed:
 
     for n, raw in parsed:
         try:
-            answer = await intake.decide(client, settings, intake.admit(raw, store))
+            answer = await intake.decide(client, settings, intake.admit(raw, store), door="cli")
         except intake.IntakeError as err:
             results.append({"line": n, "status": "refused", "error": str(err)})
             continue

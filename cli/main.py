@@ -285,6 +285,10 @@ async def _service(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     if args.command in ("up", "serve", "worker"):
+        from ops import logs, tracing
+
+        logs.configure()
+        tracing.configure(f"leadflow-{args.command}")
         # a service manager stops with SIGTERM: shut down as on Ctrl-C (the embedded server too)
         task = asyncio.current_task()
         assert task is not None

@@ -49,7 +49,7 @@ async def play(client: Client, settings: Settings, say=print) -> list[dict[str, 
         say(f"\n== {title}")
         outcome: dict[str, Any] = {}
         for event in events:
-            outcome = await send(client, settings, event, wait=True)
+            outcome = await send(client, settings, event, wait=True, door="demo")
         state = outcome.get("state") or await client.get_workflow_handle(outcome["lead_id"]).query("state")
         path = [state["story"][0]["from_state"]] if state["story"] else []
         path += [s["to_state"] for s in state["story"] if s["rule"]]

@@ -16,6 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.policies import PolicyStore
 from delivery.ledger import Ledger
 from identity.aliases import Aliases
+from ops import metrics
 from rules.identity import lead_key, with_id
 from rules.models import Event, LeadRef
 from service.seen import SeenEvents
@@ -165,8 +166,29 @@ async def route(client: Client, settings: Settings, event: dict[str, Any], key: 
     return target, {**event, "data": {**event.get("data", {}), "merge": merge}}
 
 
+def taken(event: dict[str, Any], door: str) -> None:
+    metrics.count("leadflow_events", "Events a lead took, by type and the door they came in by",
+                  {"type": event["type"], "door": door})
+
+
+def refused(reason: str) -> None:
+    metrics.count("leadflow_events_refused", "Events refused at the door, by reason", {"reason": reason})
+
+
+def reason_of(err: IntakeError) -> str:
+    """A refusal's kind, for a metric label (never the text: it may quote an address)."""
+    text = str(err)
+    if isinstance(err, NoSuchLead):
+        return "no_lead"
+    if text.startswith("type:"):
+        return "unknown_type"
+    if text.startswith("bad event"):
+        return "bad_event"
+    return "other"
+
+
 async def deliver(client: Client, settings: Settings, event: dict[str, Any], key: str | None = None,
-                  routed: bool = False) -> str:
+                  routed: bool = False, door: str = "api") -> str:
     """Hand one admitted event to its lead: a sign-up starts the lead or joins it
     (signal-with-start), other events are signalled; an event for a lead whose run has ended
     (a final state, kept for LEADFLOW_FINAL_RETENTION) starts its next run. An event for an id
@@ -178,6 +200,7 @@ async def deliver(client: Client, settings: Settings, event: dict[str, Any], key
     if event["type"] != "signup":
         try:
             await client.get_workflow_handle(key).signal("event", event)
+            taken(event, door)
             return key
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
@@ -186,6 +209,7 @@ async def deliver(client: Client, settings: Settings, event: dict[str, Any], key
                 raise NoSuchLead(f"lead: no lead {key} for {_who(event)}: send its sign-up first") from None
     await client.start_workflow("LeadWorkflow", args=[event], id=key, task_queue=settings.task_queue,
                                 start_signal="event", start_signal_args=[event])
+    taken(event, door)
     return key
 
 
@@ -200,13 +224,15 @@ async def ended(client: Client, key: str) -> bool:
     return described.status is not None and described.status != WorkflowExecutionStatus.RUNNING
 
 
-async def decide(client: Client, settings: Settings, event: dict[str, Any]) -> dict[str, Any]:
+async def decide(client: Client, settings: Settings, event: dict[str, Any], door: str = "api"
+                 ) -> dict[str, Any]:
     """Hand one admitted event to its lead and wait for its Decision (the `submit` update; a
     sign-up starts the lead with it when there is none yet)."""
     key, event = await route(client, settings, event, lead_of(event))
     if event["type"] != "signup":
         try:
             decision = await client.get_workflow_handle(key).execute_update("submit", event)
+            taken(event, door)
             return {"lead_id": key, "decision": decision}
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
@@ -218,19 +244,25 @@ async def decide(client: Client, settings: Settings, event: dict[str, Any]) -> d
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
     decision = await client.execute_update_with_start_workflow("submit", event,
                                                                 start_workflow_operation=start)
+    taken(event, door)
     return {"lead_id": key, "decision": decision}
 
 
-async def send(client: Client, settings: Settings, raw: Any, wait: bool = False) -> dict[str, Any]:
+async def send(client: Client, settings: Settings, raw: Any, wait: bool = False, door: str = "api"
+               ) -> dict[str, Any]:
     """One event: sent (`{"lead_id", "sent"}`), or with `wait` its Decision."""
-    event = check_event(raw)
-    if wait:
-        return await decide(client, settings, event)
-    return {"lead_id": await deliver(client, settings, event), "sent": event["id"]}
+    try:
+        event = check_event(raw)
+        if wait:
+            return await decide(client, settings, event, door)
+        return {"lead_id": await deliver(client, settings, event, door=door), "sent": event["id"]}
+    except IntakeError as err:
+        refused(reason_of(err))
+        raise
 
 
 async def send_events(client: Client, settings: Settings, store: PolicyStore, seen: SeenEvents,
-                      raws: list[Any], parallel: int = MAX_BATCH) -> list[EventResult]:
+                      raws: list[Any], parallel: int = MAX_BATCH, door: str = "api") -> list[EventResult]:
     """Many events, each answered: accepted (its lead took it), duplicate (passed on before) or
     refused (why, with the field). A refused event costs only itself. Events of one lead go in
     order, leads side by side."""
@@ -243,6 +275,7 @@ async def send_events(client: Client, settings: Settings, store: PolicyStore, se
             event, key = admit_for(raw, store)
         except IntakeError as err:
             results[i] = EventResult(i, "refused", error=str(err), event_id=_id_of(raw))
+            refused(reason_of(err))
             continue
         by_lead.setdefault(key, []).append((i, event))
     # SQLite on the loop: a lookup of a batch takes about a millisecond, less than a hop to a thread
@@ -259,9 +292,11 @@ async def send_events(client: Client, settings: Settings, store: PolicyStore, se
                     results[i] = EventResult(i, "duplicate", key, event["id"])
                     continue
                 try:
-                    reached = await deliver(client, settings, event, merged.get(key, key), routed=True)
+                    reached = await deliver(client, settings, event, merged.get(key, key), routed=True,
+                                            door=door)
                 except NoSuchLead as err:
                     results[i] = EventResult(i, "refused", key, event["id"], str(err))
+                    refused(reason_of(err))
                     continue
                 passed.add(event["id"])
                 taken.append((key, event["id"]))

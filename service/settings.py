@@ -61,6 +61,9 @@ class Settings:
     codec_keys: str = ""  # LEADFLOW_CODEC_KEYS; empty: a key made once under home (codec.keys)
     codec_origins_setting: tuple[str, ...] = ()  # LEADFLOW_CODEC_CORS_ORIGINS; see codec_origins
     roster_setting: Path | None = None  # LEADFLOW_ROSTER; see roster_file
+    # where this process serves Prometheus metrics (the worker's, and `make up`'s one process);
+    # empty: none. The API serves its own at /metrics on LEADFLOW_HTTP.
+    metrics_addr: str = ""
     connect: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -154,6 +157,7 @@ class Settings:
             policy_dir=Path(env.get("LEADFLOW_POLICY_DIR", "policies")),
             content_dir_setting=_path(env.get("LEADFLOW_CONTENT_DIR")),
             roster_setting=_path(env.get("LEADFLOW_ROSTER")),
+            metrics_addr=env.get("LEADFLOW_METRICS_ADDR", "127.0.0.1:9464").strip(),
             policy=env.get("LEADFLOW_POLICY", "lead-lifecycle"),
             task_queue=env.get("LEADFLOW_TASK_QUEUE", "leadflow"),
             policy_poll_seconds=read.number("LEADFLOW_POLICY_POLL_SECONDS", 5),

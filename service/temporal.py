@@ -12,9 +12,11 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.converter import DataConverter
+from temporalio.runtime import Runtime
 from temporalio.testing import WorkflowEnvironment
 
 from codec.aesgcm import data_converter
+from ops import tracing
 from service.settings import Settings
 from workflows import search
 
@@ -36,15 +38,18 @@ def converter(settings: Settings) -> DataConverter:
     return data_converter(settings.keyring()[0])
 
 
-async def connect(settings: Settings) -> Client:
-    """A client for the configured cluster, or for the embedded server on localhost."""
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+    """A client for the configured cluster, or for the embedded server on localhost; `runtime`:
+    the process's Temporal runtime when it serves metrics (ops.metrics.runtime)."""
     if settings.embedded:
         return await Client.connect(f"127.0.0.1:{settings.dev_port}", namespace="default",
-                                    data_converter=converter(settings))
-    return await Client.connect(**settings.connect, data_converter=converter(settings))
+                                    data_converter=converter(settings), runtime=runtime,
+                                    interceptors=tracing.interceptors())
+    return await Client.connect(**settings.connect, data_converter=converter(settings), runtime=runtime,
+                                interceptors=tracing.interceptors())
 
 
-async def start_embedded(settings: Settings) -> WorkflowEnvironment:
+async def start_embedded(settings: Settings, runtime: Runtime | None = None) -> WorkflowEnvironment:
     """`temporal server start-dev` with a SQLite file under .leadflow/ (state survives a
     restart), the Web UI on, and leadflow's search attributes registered."""
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -53,7 +58,7 @@ async def start_embedded(settings: Settings) -> WorkflowEnvironment:
         dev_server_database_filename=str(settings.home / "temporal.db"),
         port=settings.dev_port, ui=True, ui_port=settings.ui_port,
         search_attributes=search.ALL, data_converter=converter(settings),
-        dev_server_log_level="warn")
+        dev_server_log_level="warn", runtime=runtime, interceptors=tracing.interceptors())
 
 
 async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:

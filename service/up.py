@@ -9,6 +9,7 @@ import logging
 from datetime import timedelta
 
 from delivery.sink import start_sink
+from ops import metrics
 from service.api.main import start as start_api
 from service.demo import generated_history, play
 from service.keys import demo_keys
@@ -21,17 +22,19 @@ log = logging.getLogger("leadflow.up")
 
 async def up(settings: Settings, demo: bool = True, exit_after_demo: bool = False) -> None:
     env = None
+    # one process: the worker's and the API's metrics (and Temporal's) on one exporter
+    runtime = metrics.try_runtime(settings.metrics_addr)
     keyring, where = settings.keyring()  # made under .leadflow/ on the first start when none is set
     print(f"payloads in Temporal encrypted with key {keyring.current[0]} (from {where}); the Web UI "
           f"reads them through http://{settings.listen[0]}:{settings.listen[1]}/codec (README: Security)")
     if settings.embedded:
         print(f"starting the embedded Temporal dev server (state in {settings.home / 'temporal.db'})")
-        env = await start_embedded(settings)
+        env = await start_embedded(settings, runtime)
         client = env.client
         print(f"Temporal Web UI: http://127.0.0.1:{settings.ui_port}   "
               f"(frontend 127.0.0.1:{settings.dev_port})")
     else:
-        client = await connect(settings)
+        client = await connect(settings, runtime)
         print(f"connected to {settings.connect['target_host']} namespace {settings.namespace}")
     if not settings.api_keys and not settings.api_keys_file:
         keys_file = settings.home / "api-keys"
@@ -68,6 +71,9 @@ async def up(settings: Settings, demo: bool = True, exit_after_demo: bool = Fals
         print(f"deliveries:   {base}/deliveries   (ops)")
         print(f"funnel:       {base}/funnel   (ops; or leadflow report funnel)")
         print(f"API docs:     {base}/docs   (OpenAPI: {base}/openapi.json)")
+        if runtime is not None:
+            print(f"metrics:      http://{settings.metrics_addr}/metrics   (Prometheus: the worker's, the "
+                  f"API's and Temporal's; also {base}/metrics)")
         if settings.embedded:
             print(f"Temporal UI:  http://127.0.0.1:{settings.ui_port}")
         for role, key in keys.items():

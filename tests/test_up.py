@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import os
 import re
 import signal
@@ -19,15 +20,16 @@ from tests.temporal_harness import ROOT, free_port
 
 
 def test_up_serves_the_api_and_pages_and_prints_where_with_demo_keys(tmp_path):
-    http = f"127.0.0.1:{free_port()}"
+    http, scrape = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     env = {**os.environ, "LEADFLOW_HOME": str(tmp_path), "LEADFLOW_DEV_PORT": str(free_port()),
+           "LEADFLOW_METRICS_ADDR": scrape,
            "LEADFLOW_UI_PORT": str(free_port()), "LEADFLOW_HTTP": http, "LEADFLOW_TASK_QUEUE": "up-test",
            "LEADFLOW_EVAL_PROCESSES": "1"}
     for name in ("LEADFLOW_API_KEYS", "LEADFLOW_SMTP_HOST"):  # a new user has neither
         env.pop(name, None)
     log = tmp_path / "up.log"
     with open(log, "w") as out:
-        up = subprocess.Popen([sys.executable, "-m", "cli.main", "up", "--no-demo"], cwd=ROOT, env=env,
+        up = subprocess.Popen([sys.executable, "-m", "cli.main", "up"], cwd=ROOT, env=env,
                               stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
@@ -45,6 +47,23 @@ def test_up_serves_the_api_and_pages_and_prints_where_with_demo_keys(tmp_path):
         assert oct((tmp_path / "api-keys").stat().st_mode & 0o777) == "0o600"
         api = httpx.Client(base_url=f"http://{http}", timeout=30)
         assert api.get("/healthz").json() == {"ok": True}
+        # the four-lead demo, as the metrics tell it: from the worker's address and the API's
+        assert f"metrics:      http://{scrape}/metrics" in text
+        # not a terminal: the log is JSON lines, with no address in them
+        logged = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+        assert any(entry["logger"] == "leadflow.worker" and "worker on task queue" in entry["msg"]
+                   for entry in logged), text[-2000:]
+        assert not [entry for entry in logged if "@" in json.dumps(entry)]
+        for scraped in (httpx.get(f"http://{scrape}/metrics").text, api.get("/metrics").text):
+            assert _sum(scraped, "leadflow_events_total", type="signup", door="demo") == 4
+            assert _sum(scraped, "leadflow_handoffs_total", event="opened") == 1
+            assert _sum(scraped, "leadflow_transitions_total", to_state="disqualified") == 1
+            assert _sum(scraped, "leadflow_transitions_total", to_state="sales-ready", rule="qualify") == 1
+            assert _sum(scraped, "leadflow_evaluation_seconds_count") >= 7  # each demo event, and checks
+            assert _sum(scraped, "leadflow_deliveries_total", kind="email", status="sent") >= 1
+            assert _sum(scraped, "temporal_workflow_task_queue_poll_succeed_total") > 0  # the SDK's own
+            assert re.search(r'^leadflow_leads\{[^}]*state="nurturing"[^}]*\} \d', scraped, re.M)  # counted
+            assert "@" not in "".join(line for line in scraped.splitlines() if line.startswith("leadflow_"))
         sent = api.post("/v1/events?wait=true", headers={"Authorization": f"Bearer {keys['intake']}"},
                         json={"type": "signup", "lead": {"email": "up@acme.example", "role": "vp"}})
         assert sent.json()["decision"]["state"] == "nurturing"
@@ -54,10 +73,11 @@ def test_up_serves_the_api_and_pages_and_prints_where_with_demo_keys(tmp_path):
         assert "no LEADFLOW_SMTP_HOST: e-mail goes to a local sink" in text
         # the welcome e-mail reached the sink, as a file and on the /mail page
         deadline = time.monotonic() + 30
-        while not list((tmp_path / "mail").glob("*.eml")):
+        mail = tmp_path / "mail"
+        while not (mine := [p for p in mail.glob("*.eml") if b"up@acme.example" in p.read_bytes()]):
             assert time.monotonic() < deadline, "no e-mail reached the local sink"
             time.sleep(0.2)
-        (kept,) = (tmp_path / "mail").glob("*.eml")
+        (kept,) = mine  # the demo's leads got theirs too
         welcome = email.message_from_bytes(kept.read_bytes(), policy=email.policy.default)
         assert welcome["To"] == "up@acme.example" and welcome["X-Leadflow-Content"] == "welcome-guide"
         page = httpx.Client(base_url=f"http://{http}", timeout=30)
@@ -83,3 +103,16 @@ def test_up_serves_the_api_and_pages_and_prints_where_with_demo_keys(tmp_path):
     time.sleep(1)
     leftover = subprocess.run(["pgrep", "-f", f"--db-filename {tmp_path}"], capture_output=True, text=True)
     assert leftover.stdout.strip() == "", "the embedded Temporal server outlived `leadflow up`"
+
+
+def _sum(text: str, name: str, **labels: str) -> float:
+    """The sum of a metric's samples whose labels include `labels` (Prometheus' text format)."""
+    total = 0.0
+    for line in text.splitlines():
+        found = re.match(rf"^{re.escape(name)}(?:{{(.*)}})? (\S+)$", line)
+        if not found:
+            continue
+        have = dict(re.findall(r'(\w+)="([^"]*)"', found.group(1) or ""))
+        if all(have.get(k) == v for k, v in labels.items()):
+            total += float(found.group(2))
+    return total

@@ -81,6 +81,7 @@ class HandoffWorkflow:
         pass the task to the next free rep, or escalate it to another queue."""
         self._record("created", queue=task.queue, reason=task.reason, route=task.route)
         self._index()
+        self._count("opened")
         breaches = 0
         due = workflow.now() + timedelta(seconds=task.sla_seconds)
         self.due_at = due.isoformat()
@@ -118,6 +119,7 @@ class HandoffWorkflow:
                 due = workflow.now() + timedelta(seconds=task.sla_seconds)
                 self.due_at = due.isoformat()
         self._index()
+        self._count(self.status)
         waiting = await workflow.execute_activity(
             "release_rep", ReleaseRequest(task=self._id(), at=workflow.now()), result_type=list[str],
             start_to_close_timeout=ROUTING_TIMEOUT)
@@ -164,9 +166,16 @@ class HandoffWorkflow:
             self.rep, self.waiting = None, why
         return got
 
+    def _count(self, what: str) -> None:
+        """Hand-offs opened, accepted, rejected, withdrawn and breached, by queue (not on replay)."""
+        workflow.metric_meter().create_counter(
+            "leadflow_handoffs", "Hand-off tasks opened, answered and breached, by queue").add(
+            1, {"event": what, "queue": self.queue})
+
     async def _breach_step(self, n: int) -> None:
         """The n-th SLA breach: the policy's n-th step (or, past the last one, only the record)."""
         assert self.task is not None
+        self._count("breached")
         escalate_to = self.task.escalate_to
         steps = self.task.breach_steps or ([f"escalate:{escalate_to}"] if escalate_to else [])
         step = steps[n - 1] if n <= len(steps) else ""

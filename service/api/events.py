@@ -111,6 +111,7 @@ async def _decide(ctx: Context, raw: Any) -> EventResults | JSONResponse:
         event = intake.admit(raw, ctx.store)
         answer = await intake.decide(ctx.client, ctx.settings, event)
     except intake.IntakeError as err:
+        intake.refused(intake.reason_of(err))
         event_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
         refused = EventResult(index=0, status="refused", event_id=event_id, error=str(err))
         return _refused(EventResults(results=[refused]))

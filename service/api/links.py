@@ -51,7 +51,7 @@ async def _tell(request: Request, lead: str, event: dict[str, Any]) -> bool:
     event = {"at": datetime.now(timezone.utc).isoformat(), **event}
     ctx = _ctx(request)
     try:
-        await deliver(ctx.client, ctx.settings, event, key=lead)
+        await deliver(ctx.client, ctx.settings, event, key=lead, door="link")
         return True
     except (IntakeError, RPCError) as err:
         log.warning("%s for %s not passed on: %s", event["type"], lead, err)

@@ -23,6 +23,7 @@ from delivery.ledger import Ledger
 from delivery.links import Links
 from delivery.machines import NETWORKS, Judge
 from governance.registry import Registry
+from ops import metrics
 from routing.desk import Desk
 from service.api import codec, crm, deliveries, events, health, leads, links, policies, roster, tasks
 from service.api.context import Context
@@ -146,7 +147,8 @@ async def start(settings: Settings, client: Client | None = None) -> asyncio.Tas
 
     from service.temporal import connect
 
-    client = client or await connect(settings)  # unreachable: say so before serving anything
+    if client is None:  # its own process: its metrics (and Temporal's) at /metrics
+        client = await connect(settings, metrics.try_runtime(metrics.loopback()))  # unreachable: said here
     host, port = settings.listen
     server = uvicorn.Server(uvicorn.Config(create_app(settings, client), host=host, port=port,
                                            log_level="warning", access_log=False))

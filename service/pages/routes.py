@@ -337,7 +337,7 @@ async def identify_lead(request: Request, lead: str, csrf: FormText = "", same_a
              "data": {"same_as": {"email" if "@" in other else "external_id": other},
                       "source": "page", "by": request.session.get("rep") or role}}
     try:
-        reached = await deliver(ctx.client, ctx.settings, check_event(event))
+        reached = await deliver(ctx.client, ctx.settings, check_event(event), door="page")
     except IntakeError as err:
         return await _lead_view(request, lead, error=str(err).removeprefix("bad event: "), status=422)
     return RedirectResponse(f"/leads/{reached}", status_code=303)
