@@ -22,7 +22,12 @@ venv: $(STAMP)
 up: $(STAMP)
 	$(BIN)/leadflow up
 
+# The Python 3.13 venv builds in the background meanwhile (a minute of pip), its result waited
+# for by test-py313.
 test: $(STAMP)
+	@rm -f $(VENV313).build.rc $(VENV313).build.pid
+	@if [ -n "$(PY313)" ]; then ($(MAKE) --no-print-directory $(VENV313)/.installed-stamp \
+	    > $(VENV313).build.log 2>&1; echo $$? > $(VENV313).build.rc) & echo $$! > $(VENV313).build.pid; fi
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/leadflow policy validate policies/*.yaml
@@ -40,6 +45,10 @@ $(VENV313)/.installed-stamp: pyproject.toml patches/install_durable_rules.py pat
 # The engine-safety and evaluator tests again on Python 3.13 (durable-rules patched for it).
 test-py313:
 ifneq ($(PY313),)
+	@if [ -f $(VENV313).build.pid ]; then \
+	    while [ ! -f $(VENV313).build.rc ] && kill -0 $$(cat $(VENV313).build.pid) 2>/dev/null; do sleep 1; done; fi
+	@if [ -f $(VENV313).build.rc ] && [ "$$(cat $(VENV313).build.rc)" != 0 ]; then \
+	    cat $(VENV313).build.log; echo "test-py313: the Python 3.13 venv did not build"; exit 1; fi
 	$(MAKE) --no-print-directory $(VENV313)/.installed-stamp
 	$(VENV313)/bin/python -m pytest -q -p no:cacheprovider tests/test_engine_safety.py tests/test_evaluator.py tests/test_numbers.py
 else

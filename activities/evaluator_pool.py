@@ -283,7 +283,8 @@ class EvaluatorPool:
                 except Stopped as stop:
                     index, event = pending.pop(stop.index)
                     log.error("evaluator %s on event %s; restarting it",
-                              "timed out" if isinstance(stop.cause, _TIMEOUTS) else "died", event.id)
+                              "timed out" if isinstance(stop.cause, _TIMEOUTS) else "died", event.id,
+                              extra={"event_id": event.id})
                     child = self._replace(child)
                     outcome[index] = (None, _why(stop.cause, self.deadline, f"{event.type} event {event.id}"))
                     continue

@@ -69,7 +69,8 @@ async def run_shadow(policy: CompiledPolicy, leads: ShadowLeads, lead_id: str, b
         result = (await evaluators.evaluate(catalog, shadow_batch) if evaluators is not None
                   else evaluate_batch(catalog, shadow_batch))
     except Exception as err:  # the shadow must never cost the live lead anything
-        log.warning("shadow v%s could not evaluate a batch of %s: %s", policy.version, lead_id, err)
+        log.warning("shadow v%s could not evaluate a batch of %s: %s", policy.version, lead_id, err,
+                    extra={"lead_id": lead_id})
         return None
     last = lead
     for decision in result.decisions:

@@ -54,7 +54,8 @@ async def _tell(request: Request, lead: str, event: dict[str, Any]) -> bool:
         await deliver(ctx.client, ctx.settings, event, key=lead, door="link")
         return True
     except (IntakeError, RPCError) as err:
-        log.warning("%s for %s not passed on: %s", event["type"], lead, err)
+        log.warning("%s for %s not passed on: %s", event["type"], lead, err,
+                    extra={"lead_id": lead, "event_id": event.get("id")})
         return False
 
 
