@@ -22,7 +22,6 @@ from archive.events import Taken
 from archive.writer import ArchiveWriter
 from identity.aliases import Aliases
 from identity.merge import merged_log, replay_apart
-from ops import metrics
 from rules.engine import EngineError
 from rules.models import Action, Decision, LeadState, Scores, StoryEntry
 from workflows.types import LeadEnding
@@ -58,21 +57,25 @@ class MergeResult(BaseModel):
 
 
 def _measure(batch: EvaluateBatch, result: BatchResult, seconds: float) -> None:
-    """Evaluations and their latency (a batch's time, per event), transitions by rule and version."""
+    """Evaluations and their latency (a batch's time, per event), transitions by rule and version:
+    each metric made once per batch, on the activity's meter."""
     meter = activity.metric_meter()
+    evaluations = meter.create_counter("leadflow_evaluations", "Events evaluated, by outcome (error: the "
+                                       "policy could not decide)")
+    latency = meter.create_histogram_float("leadflow_evaluation_seconds", "Time to evaluate one event", "s")
+    transitions = meter.create_counter("leadflow_transitions",
+                                       "Lead state changes, by rule and policy version")
     each = seconds / max(1, len(batch.events))
-    for decision, error in zip(result.decisions, result.errors, strict=False):
+    for decision in result.decisions:
         policy = {"policy": decision.policy, "version": str(decision.version)} if decision else {}
         outcome = "error" if decision is None else ("rejected" if decision.rejected else "decided")
-        metrics.count("leadflow_evaluations", "Events evaluated, by outcome (error: the policy could not "
-                      "decide)", {**policy, "outcome": outcome}, on=meter)
-        metrics.observe("leadflow_evaluation_seconds", "Time to evaluate one event", each, policy, on=meter)
+        evaluations.add(1, {**policy, "outcome": outcome})
+        latency.record(each, policy)
         for entry in decision.story if decision else []:
             if entry.from_state != entry.to_state:
-                metrics.count("leadflow_transitions", "Lead state changes, by rule and policy version", {
-                    "from_state": entry.from_state, "to_state": entry.to_state, "rule": entry.rule or "",
-                    "policy": entry.policy, "version": str(entry.version)}, on=meter)
-        del error
+                transitions.add(1, {"from_state": entry.from_state, "to_state": entry.to_state,
+                                    "rule": entry.rule or "", "policy": entry.policy,
+                                    "version": str(entry.version)})
 
 
 class LeadActivities:

@@ -10,7 +10,9 @@ Labels never hold an e-mail, a name or a lead id: only types, states, rules, que
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Mapping
+from typing import Any
 
 from temporalio.common import MetricMeter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
@@ -26,6 +28,7 @@ def runtime(bind: str) -> Runtime:
     """A Temporal runtime that serves Prometheus metrics at `bind` (host:port): create it before
     any client of the process, and give it to each."""
     global _meter, _bound
+    _made.clear()
     made = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(
         bind_address=bind, counters_total_suffix=True, durations_as_seconds=True,
         histogram_bucket_overrides={"leadflow_evaluation_seconds": EVALUATION_BUCKETS}),
@@ -55,8 +58,6 @@ def bound() -> str | None:
 
 def loopback() -> str:
     """A free port on loopback, for a process whose metrics another route serves (the API's)."""
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return f"127.0.0.1:{s.getsockname()[1]}"
@@ -66,22 +67,30 @@ def meter() -> MetricMeter | None:
     return _meter
 
 
+_made: dict[tuple[str, str], Any] = {}  # the process meter's metrics, made once each
+
+
+def _metric(kind: str, name: str, description: str, on: MetricMeter | None) -> Any:
+    """A metric of `on` (an activity's meter: made per call) or of the process's (made once)."""
+    target = on or _meter
+    if target is None:
+        return None
+    if on is None and (kind, name) in _made:
+        return _made[kind, name]
+    made: Any = (target.create_counter(name, description) if kind == "counter"
+                 else target.create_gauge_float(name, description))
+    if on is None:
+        _made[kind, name] = made
+    return made
+
+
 def count(name: str, description: str, labels: Mapping[str, str], n: int = 1,
           on: MetricMeter | None = None) -> None:
     """Add to a counter of this process's meter (or `on`); nothing when metrics are off."""
-    target = on or _meter
-    if target is not None and n:
-        target.create_counter(name, description).add(n, {k: str(v) for k, v in labels.items()})
-
-
-def observe(name: str, description: str, seconds: float, labels: Mapping[str, str],
-            on: MetricMeter | None = None) -> None:
-    target = on or _meter
-    if target is not None:
-        tags = {k: str(v) for k, v in labels.items()}
-        target.create_histogram_float(name, description, "s").record(seconds, tags)
+    if n and (counter := _metric("counter", name, description, on)) is not None:
+        counter.add(n, {k: str(v) for k, v in labels.items()})
 
 
 def gauge(name: str, description: str, value: float, labels: Mapping[str, str]) -> None:
-    if _meter is not None:
-        _meter.create_gauge_float(name, description).set(value, {k: str(v) for k, v in labels.items()})
+    if (made := _metric("gauge", name, description, None)) is not None:
+        made.set(value, {k: str(v) for k, v in labels.items()})

@@ -60,7 +60,7 @@ class Desk:
         except OSError:
             return
         with self._file_lock:
-            seen = self._seen_file
+            seen, raw = self._seen_file, None
             if seen is not None and seen[:2] == (stat.st_mtime_ns, stat.st_size):
                 sha = seen[2]
             else:
@@ -71,7 +71,7 @@ class Desk:
                 taken = db.execute(select(roster_meta.c.value).where(roster_meta.c.key == FILE_SHA)).scalar()
             if taken == sha:
                 return
-            raw = path.read_bytes()
+            raw = raw if raw is not None else path.read_bytes()
             try:
                 roster = parse_roster(raw, str(path))
             except RosterInvalid as err:

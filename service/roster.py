@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from typing import Any
 
@@ -103,8 +104,6 @@ def problems(err: ValidationError, reps: list[Any] | None = None) -> list[dict[s
 async def wake_waiting(client: Any, desk: Desk) -> int:
     """Tell the tasks waiting for a rep that the roster changed: a rep may be free for them now
     (they look again at once, not at their next retry)."""
-    import asyncio
-
     waiting = await asyncio.to_thread(desk.assigned, waiting=True)
     woke = 0
     for row in waiting:

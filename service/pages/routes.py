@@ -65,6 +65,16 @@ def _check_csrf(request: Request, sent: str) -> None:
         raise HTTPException(403, "the form is stale or not ours (CSRF token); reload the page")
 
 
+def _form_role(request: Request, csrf: str, permission: str, what: str) -> str:
+    """The session's role for a form that needs `permission`: no session raises _Login; a forged
+    form (CSRF) or a role without the permission is a 403."""
+    role = _role(request)
+    _check_csrf(request, csrf)
+    if not allowed(role, permission):
+        raise HTTPException(403, f"the {role} role may not {what}")
+    return role
+
+
 class _Login(Exception):
     pass
 
@@ -210,12 +220,9 @@ async def _task_view(request: Request, task_id: str, role: str, error: str | Non
 async def answer_task(request: Request, task_id: str, action: str, csrf: str, reason: str, by: str,
                       queue: str) -> Response:
     try:
-        role = _role(request)
+        role = _form_role(request, csrf, "work_tasks", "work tasks")
     except _Login:
         return _login_first(request)
-    _check_csrf(request, csrf)
-    if not allowed(role, "work_tasks"):
-        raise HTTPException(403, f"the {role} role may not work tasks")
     client = _ctx(request).client
     by = by.strip() or request.session.get("rep") or ""
     try:
@@ -259,12 +266,9 @@ async def change_rep(request: Request, rep_id: str, csrf: FormText = "", capacit
     """A rep's capacity and time away, as the form shows them: empty away fields (or "Back")
     mean not away."""
     try:
-        role = _role(request)
+        role = _form_role(request, csrf, "manage_roster", "change the roster")
     except _Login:
         return _login_first(request)
-    _check_csrf(request, csrf)
-    if not allowed(role, "manage_roster"):
-        raise HTTPException(403, f"the {role} role may not change the roster")
     desk = _ctx(request).desk
     rep = (await asyncio.to_thread(desk.roster)).rep(rep_id)
     if rep is None:
@@ -321,12 +325,9 @@ async def identify_lead(request: Request, lead: str, csrf: FormText = "", same_a
     event through the intake, as a form or the CRM would send it; the lead page shows the one
     lead that remains."""
     try:
-        role = _role(request)
+        role = _form_role(request, csrf, "merge_leads", "merge leads")
     except _Login:
         return _login_first(request)
-    _check_csrf(request, csrf)
-    if not allowed(role, "merge_leads"):
-        raise HTTPException(403, f"the {role} role may not merge leads")
     ctx = _ctx(request)
     found = await lead_ops.lead(ctx.client, lead, aliases_for(ctx.settings))
     if found is None:
