@@ -210,3 +210,14 @@ lead_aliases = Table(
     Column("event_id", String(200), nullable=False, server_default=""),  # the identify event
 )
 Index("lead_aliases_lead", lead_aliases.c.lead)
+
+# Opens and clicks counted per window (service.api.links): a link token's per hour, a client
+# address's per minute, and one row per fetch already seen, so every API process keeps to the
+# same bounds. Rows whose window is over go (Ledger.count_link_hit sweeps them now and then).
+link_hits = Table(
+    "link_hits", metadata,
+    Column("bucket", String(128), primary_key=True),  # "seen:…" | "token:…" | "addr:…", hashed
+    Column("hits", Integer, nullable=False, server_default="0"),
+    Column("expires_at", Float, nullable=False),
+)
+Index("link_hits_expires", link_hits.c.expires_at)
