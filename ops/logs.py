@@ -1,7 +1,13 @@
 """Logs: one JSON object per line for machines (a service manager, a log shipper), readable lines
 for a person at a terminal. A line carries the workflow id, the lead id and the event id where
 it has them (Temporal's loggers give the workflow's and the activity's details), and the trace id
-when a span is current; never an e-mail address: one in a message is masked."""
+when a span is current; never an e-mail address: one in a message is masked (a policy's ruleset
+name, `lead-lifecycle@v1#a55de2c1`, is not one).
+
+Where stderr is a terminal, a person reads it beside what the command prints: short lines, and
+only warnings and errors. Anywhere else (a file, a service manager, a collector): JSON from info
+up. LEADFLOW_LOG_FORMAT (json|text) and LEADFLOW_LOG_LEVEL (debug|info|warning|error) say
+otherwise."""
 
 from __future__ import annotations
 
@@ -13,7 +19,10 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)*")
+# an address, but not a compiled policy's ruleset name (`<policy>@v<version>#<sha256[:8]>`)
+EMAIL = re.compile(r"[\w.+-]+@(?!v\d+#[0-9a-f]{8}(?![\w.-]))[\w-]+(?:\.[\w-]+)*")
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "warn": logging.WARNING,
+          "error": logging.ERROR, "critical": logging.CRITICAL}
 # the attributes every LogRecord has: anything else came in `extra`
 _PLAIN = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
@@ -48,6 +57,11 @@ class JsonLines(logging.Formatter):
 
 
 class Readable(logging.Formatter):
+    """A short line for a person: the time of day, the logger, the level, the message."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+
     def format(self, record: logging.LogRecord) -> str:
         return masked(super().format(record))
 
@@ -61,15 +75,23 @@ def _trace_id() -> str | None:
     return f"{context.trace_id:032x}" if context.is_valid else None
 
 
-def configure(level: int = logging.INFO, as_json: bool | None = None) -> None:
-    """JSON lines unless a person reads stderr (a terminal); LEADFLOW_LOG_FORMAT=json|text decides
-    otherwise."""
+def at_a_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+def configure(level: int | None = None, as_json: bool | None = None) -> None:
+    """JSON lines from info up unless a person reads stderr (a terminal): then short lines,
+    warnings and errors only. LEADFLOW_LOG_FORMAT=json|text and LEADFLOW_LOG_LEVEL decide
+    otherwise (and `level`, `as_json`, over both)."""
+    person = at_a_terminal()
     chosen = os.environ.get("LEADFLOW_LOG_FORMAT", "").strip().lower()
     if as_json is None:
-        as_json = chosen == "json" or (chosen != "text" and not sys.stderr.isatty())
+        as_json = chosen == "json" or (chosen != "text" and not person)
+    named = os.environ.get("LEADFLOW_LOG_LEVEL", "").strip().lower()
+    if level is None:
+        level = LEVELS.get(named, logging.WARNING if person else logging.INFO)
     handler = logging.StreamHandler()
-    text = "%(asctime)s %(name)s %(levelname)s %(message)s"
-    handler.setFormatter(JsonLines() if as_json else Readable(text))
+    handler.setFormatter(JsonLines() if as_json else Readable())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -79,3 +101,7 @@ def configure(level: int = logging.INFO, as_json: bool | None = None) -> None:
 
     workflow.logger.workflow_info_on_message = not as_json
     activity.logger.activity_info_on_message = not as_json
+    if named and named not in LEVELS:
+        logging.getLogger("leadflow.logs").warning(
+            "LEADFLOW_LOG_LEVEL=%r is not a level (%s); logging from %s up", named,
+            "|".join(k for k in LEVELS if k != "warn"), logging.getLevelName(level).lower())

@@ -55,3 +55,73 @@ def test_json_lines_carry_the_ids_and_no_address() -> None:
 def test_a_person_at_a_terminal_reads_lines_masked_too() -> None:
     (line,) = _logged(False, ("sent to sam@smallshop.example", {}))
     assert line.endswith("leadflow.test WARNING sent to <email>") and not line.startswith("{")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _configured(monkeypatch: pytest.MonkeyPatch, terminal: bool, **env: str) -> io.StringIO:
+    """configure() as a service's start runs it, with stderr a terminal or a file, and the env."""
+    for name in ("LEADFLOW_LOG_FORMAT", "LEADFLOW_LOG_LEVEL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    err = _Terminal() if terminal else io.StringIO()
+    monkeypatch.setattr("sys.stderr", err)
+    logs.configure()
+    return err
+
+
+def test_the_ruleset_name_is_not_taken_for_an_address_and_addresses_stay_masked() -> None:
+    message = ("active policy lead-lifecycle v1 (lead-lifecycle@v1#a55de2c1, sha256 a55de2c1a8fe) "
+               "for ana@acme.example")
+    for as_json in (True, False):
+        (line,) = _logged(as_json, (message, {"ruleset": "lead-lifecycle@v12#0123abcd"}))
+        assert "(lead-lifecycle@v1#a55de2c1, sha256" in line and "for <email>" in line
+        assert "ana@" not in line
+        if as_json:
+            assert json.loads(line)["ruleset"] == "lead-lifecycle@v12#0123abcd"
+    # what only looks like a ruleset is still masked where it is an address
+    assert logs.masked("kim@v1.example, kim@v1, kim@v1#a55de2c1.example") == \
+        "<email>, <email>, <email>#a55de2c1.example"
+
+
+def test_at_a_terminal_a_person_reads_short_lines_of_warnings_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    err = _configured(monkeypatch, terminal=True)
+    logging.getLogger("alembic.runtime.migration").info("Running upgrade 0001 -> 0002")
+    logging.getLogger("leadflow.content").info("content/welcome-guide.yaml: loaded")
+    logging.getLogger("leadflow.worker").warning("links in e-mail start http://127.0.0.1:8000")
+    (line,) = err.getvalue().splitlines()
+    assert not line.startswith("{")
+    clock, rest = line.split(" ", 1)
+    assert len(clock) == 8 and clock.count(":") == 2  # the time of day, no date
+    assert rest == "leadflow.worker WARNING links in e-mail start http://127.0.0.1:8000"
+
+
+def test_anywhere_else_json_lines_from_info_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    err = _configured(monkeypatch, terminal=False)
+    logging.getLogger("leadflow.content").info("content/welcome-guide.yaml: loaded")
+    logging.getLogger("leadflow.content").debug("not this")
+    (line,) = err.getvalue().splitlines()
+    assert json.loads(line)["msg"] == "content/welcome-guide.yaml: loaded"
+
+
+def test_the_level_and_the_format_are_asked_for_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    err = _configured(monkeypatch, terminal=True, LEADFLOW_LOG_LEVEL="INFO")
+    logging.getLogger("leadflow.content").info("loaded")
+    assert err.getvalue().rstrip().endswith("leadflow.content INFO loaded")
+
+    err = _configured(monkeypatch, terminal=True, LEADFLOW_LOG_FORMAT="json", LEADFLOW_LOG_LEVEL="debug")
+    logging.getLogger("leadflow.content").debug("looked")
+    assert json.loads(err.getvalue())["level"] == "debug"
+
+    err = _configured(monkeypatch, terminal=False, LEADFLOW_LOG_FORMAT="text", LEADFLOW_LOG_LEVEL="error")
+    logging.getLogger("leadflow.worker").warning("not this")
+    logging.getLogger("leadflow.worker").error("this")
+    assert err.getvalue().rstrip().endswith("leadflow.worker ERROR this") and "not this" not in err.getvalue()
+
+    err = _configured(monkeypatch, terminal=False, LEADFLOW_LOG_LEVEL="loud")
+    (said,) = (json.loads(line) for line in err.getvalue().splitlines())
+    assert "LEADFLOW_LOG_LEVEL='loud' is not a level" in said["msg"] and "from info up" in said["msg"]
