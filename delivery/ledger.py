@@ -19,7 +19,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -46,7 +46,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
-from delivery.schema import ATTENTION, deliveries, suppressions
+from delivery.schema import ATTENTION, deliveries, link_hits, suppressions
 
 log = logging.getLogger("leadflow.ledger")
 
@@ -106,6 +106,7 @@ class Ledger:
             message_id=func.coalesce(bindparam("mid", type_=String), c.message_id)))
         self._suppressed = _Prepared(self.engine, select(suppressions.c.reason).where(
             suppressions.c.address_hash == bindparam("h")))
+        self._link_sweep_at = 0.0  # when count_link_hit next clears the windows that are over
 
     @contextlib.contextmanager
     def _turn(self) -> Iterator[None]:
@@ -304,6 +305,32 @@ class Ledger:
     def suppressed(self, address: str) -> str | None:
         rows = self._run(self._suppressed, {"h": address_hash(address)})
         return rows[0][0] if rows else None
+
+    # -- opens and clicks --------------------------------------------------------------------
+
+    def count_link_hit(self, seen: str, seen_until: float, limits: Sequence[tuple[str, int, float]],
+                       now: float | None = None) -> Literal["counted", "repeat", "limited"]:
+        """Whether an open or a click counts, in one transaction every API process shares.
+        `seen` names the fetch within its window (until `seen_until`): a fetch seen already is a
+        `repeat` and uses up nothing. Otherwise each of `limits`, (bucket, most hits, the end of
+        its window), takes one more hit; over any one's most, the fetch is `limited`."""
+        now = time.time() if now is None else now
+        c = link_hits.c
+        with self._write() as db:
+            if now >= self._link_sweep_at:  # windows that are over, now and then
+                self._link_sweep_at = now + 60
+                db.execute(link_hits.delete().where(c.expires_at < now))
+            fresh = db.execute(self._insert(link_hits).values(bucket=seen, hits=1, expires_at=seen_until)
+                               .on_conflict_do_nothing(index_elements=["bucket"]).returning(c.bucket)).first()
+            if fresh is None:
+                return "repeat"
+            over = False
+            for bucket, most, until in limits:
+                insert = self._insert(link_hits).values(bucket=bucket, hits=1, expires_at=until)
+                hits = db.execute(insert.on_conflict_do_update(index_elements=["bucket"], set_={
+                    "hits": c.hits + 1}).returning(c.hits)).scalar_one()
+                over = over or hits > most
+        return "limited" if over else "counted"
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -2,7 +2,16 @@
 the credential). /u/: unsubscribe, one click (RFC 8058's POST from the mail client) or a
 confirmation on the page; /t/open/: the open pixel; /t/click/: the tracked redirect. Opens and
 clicks become `email_open` and `email_click` events, marked `machine: true` when a privacy
-proxy or a link scanner made them."""
+proxy or a link scanner made them.
+
+Bounded, so that one link cannot make a lead's score (issue 22): a fetch counts only while its
+token is younger than delivery.links.COUNT_FOR_SECONDS (90 days from signing); a second fetch
+of one token from one client address in the same minute is the first one again (whatever user
+agent it gives: only whether a machine or a person made it tells two apart); and at most
+TOKEN_PER_HOUR (5) fetches of one token per clock hour, ADDRESS_PER_MINUTE (30) from one client
+address per clock minute, count. The counts live in the shared database (link_hits), so every
+API process keeps to the same bounds. A fetch that does not count still gets its pixel or its
+redirect: the person reading never sees a bound."""
 
 from __future__ import annotations
 
@@ -18,7 +27,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from temporalio.service import RPCError
 
-from delivery.links import BadLink, Kind
+from delivery.links import BadLink, Bounds, Kind, identity, signed_at
 from service.api.context import Context
 from service.intake import IntakeError, deliver
 from service.pages.routes import templates
@@ -27,6 +36,7 @@ log = logging.getLogger("leadflow.links")
 router = APIRouter(include_in_schema=False)
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 NO_STORE = {"Cache-Control": "no-store, private", "Referrer-Policy": "no-referrer"}
+BOUNDS = Bounds()  # delivery.links' defaults: 90 days, 5 per token per hour, 30 per address per minute
 
 
 def _ctx(request: Request) -> Context:
@@ -92,15 +102,35 @@ async def unsubscribe(request: Request, token: str) -> Response:
 # -- opens and clicks ------------------------------------------------------------------------
 
 
-def _fetch(request: Request, kind: str, data: dict[str, Any]) -> dict[str, Any]:
-    """What an open or click event says: its mail, and whether a machine made it (and why)."""
+async def _fetch(request: Request, kind: Kind, data: dict[str, Any]) -> dict[str, Any] | None:
+    """What an open or click event says (its mail, and whether a machine made it and why), or
+    None when this fetch counts nothing: the link is too old, it is a repeat, or over a bound."""
+    now = time.time()
+    signed = signed_at(data)
+    if (why_not := BOUNDS.too_old(data, now)) or signed is None:
+        log.debug("%s for %s not counted: %s", kind, data["l"], why_not, extra={"lead_id": data["l"]})
+        return None
     agent = request.headers.get("user-agent", "")
     ip = request.client.host if request.client else ""
-    seconds = time.time() - float(data.get("t") or 0)
-    why = _ctx(request).judge.machine(kind, agent, ip, seconds, request.method)
-    # one event per fetcher per minute: a client that loads the image twice opened it once
-    digest = hashlib.sha256(f"{data.get('d')}|{agent}|{ip}|{int(time.time() // 60)}|{data.get('u', '')}"
-                            .encode()).hexdigest()[:16]
+    why = _ctx(request).judge.machine(kind, agent, ip, now - signed, request.method)
+    token = identity(kind, data)
+    minute, hour = int(now // 60), int(now // 3600)
+    # one event per token, client address and minute, whatever user agent it gives: a client that
+    # loads the image twice opened it once. A machine's fetch and a person's stay two (a scanner
+    # must not swallow the person's click behind it), and a machine's scores nothing anyway
+    digest = hashlib.sha256(f"{token}|{ip}|{why is not None}|{minute}".encode()).hexdigest()[:16]
+    place = hashlib.sha256(f"address|{ip}".encode()).hexdigest()[:32]  # no address in the database
+    limits = [(f"token:{token}:{hour}", BOUNDS.per_token_hour, (hour + 1) * 3600.0),
+              (f"addr:{place}:{minute}", BOUNDS.per_address_minute, (minute + 1) * 60.0)]
+    try:
+        verdict = await asyncio.to_thread(_ctx(request).ledger.count_link_hit, f"seen:{kind}-{digest}",
+                                          (minute + 1) * 60.0, limits, now)
+    except Exception as err:  # the database is out of reach: the link works, nothing counts
+        log.warning("%s for %s not counted: %s", kind, data["l"], err, extra={"lead_id": data["l"]})
+        return None
+    if verdict != "counted":
+        log.debug("%s for %s not counted: %s", kind, data["l"], verdict, extra={"lead_id": data["l"]})
+        return None
     out: dict[str, Any] = {"machine": why is not None, "content": data.get("c"), "delivery": data.get("d")}
     if why:
         out["machine_why"] = why
@@ -109,8 +139,7 @@ def _fetch(request: Request, kind: str, data: dict[str, Any]) -> dict[str, Any]:
 
 async def open_pixel(request: Request, token: str) -> Response:
     data = _read(request, "open", token)
-    if data is not None:
-        fetched = _fetch(request, "open", data)
+    if data is not None and (fetched := await _fetch(request, "open", data)) is not None:
         await _tell(request, data["l"], {"id": fetched["id"], "type": "email_open", "data": fetched["data"]})
     # a bad token gets the image too: a mail client shows no broken picture for it
     return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
@@ -121,9 +150,9 @@ async def click(request: Request, token: str) -> Response:
     if data is None or not str(data.get("u", "")).startswith(("http://", "https://")):
         return HTMLResponse("<!doctype html><title>Link not valid</title><p>This link is not valid.</p>",
                             status_code=400, headers=NO_STORE)
-    fetched = _fetch(request, "click", data)
-    await _tell(request, data["l"], {"id": fetched["id"], "type": "email_click",
-                                     "data": {**fetched["data"], "url": data["u"]}})
+    if (fetched := await _fetch(request, "click", data)) is not None:
+        await _tell(request, data["l"], {"id": fetched["id"], "type": "email_click",
+                                         "data": {**fetched["data"], "url": data["u"]}})
     return RedirectResponse(data["u"], status_code=302, headers=NO_STORE)
 
 
