@@ -21,6 +21,7 @@ from typing import Any
 from jinja2 import TemplateSyntaxError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
+from delivery import linkify
 from delivery.watched import Watched, log_notes
 from rules.conditions import ConditionError, fields_of, parse_when
 from rules.policy import DERIVED_PROFILE, Effects, Policy
@@ -34,8 +35,9 @@ OPTIONAL = ("description",)
 VARIABLES = {"lead": "the lead's profile", "unsubscribe_url": "the lead's own unsubscribe link"}
 MAX_SUBJECT = 250
 
-_TEXT = SandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
-_HTML = SandboxedEnvironment(autoescape=True, keep_trailing_newline=True)
+# every `{{ … }}` bracketed (linkify.mark): only the links the template writes itself are tracked
+_TEXT = SandboxedEnvironment(autoescape=False, keep_trailing_newline=True, finalize=linkify.mark)
+_HTML = SandboxedEnvironment(autoescape=True, keep_trailing_newline=True, finalize=linkify.mark)
 
 
 class ContentInvalid(Exception):
@@ -53,6 +55,11 @@ class Rendered:
     subject: str
     text: str
     html: str
+    # where the links the template itself wrote are (start, end): the text part's bare URLs, the
+    # HTML part's href values (still HTML-escaped). Only these are tracked; a link that came in
+    # through a value (the lead's profile) is left as it is (delivery.linkify)
+    text_links: linkify.Spans = ()
+    html_links: linkify.Spans = ()
 
 
 @dataclass
@@ -80,8 +87,10 @@ class Template:
             except Exception:
                 env.handle_exception()  # raises, with the template's lines in the traceback
         # one line, whatever the profile holds: a line break in a header would start a new one
-        subject = " ".join(out["subject"].split())[:MAX_SUBJECT]
-        return Rendered(subject=subject, text=out["text"], html=out["html"])
+        subject = " ".join(linkify.strip(out["subject"]).split())[:MAX_SUBJECT]
+        text, text_links = linkify.split(out["text"], linkify.URL)
+        html, html_links = linkify.split(out["html"], linkify.HREF)
+        return Rendered(subject=subject, text=text, html=html, text_links=text_links, html_links=html_links)
 
     def problems_for(self, fields: set[str] | None) -> list[Problem]:
         """What this template reads that a lead with these profile fields cannot have."""

@@ -1,22 +1,18 @@
-"""A nurture e-mail as it goes on the wire: the rendered template, tracked links and the open
-pixel, the unsubscribe link in the body and in the headers (RFC 2369, and RFC 8058's one-click
-POST), and a Message-ID made from the delivery key, so the same delivery always carries the
-same id and a receiver can drop a repeat."""
+"""A nurture e-mail as it goes on the wire: the rendered template, tracked links (only those the
+template itself wrote: see delivery.linkify) and the open pixel, the unsubscribe link in the body
+and in the headers (RFC 2369, and RFC 8058's one-click POST), and a Message-ID made from the
+delivery key, so the same delivery always carries the same id and a receiver can drop a repeat."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
 import html
-import re
 from email.utils import formatdate
 
-from delivery import mime
+from delivery import linkify, mime
 from delivery.content import Rendered
 from delivery.links import Links, Mail
-
-_HREF = re.compile(r'(href\s*=\s*")(https?://[^"]+)(")', re.IGNORECASE)
-_URL = re.compile(r"https?://[^\s<>\"')\]]+[^\s<>\"')\].,;:!?]")
 
 
 @functools.lru_cache(maxsize=8)  # every message sent in the same second
@@ -31,13 +27,6 @@ def message_id(key: str, sender: str) -> str:
 
 def build(rendered: Rendered, *, key: str, sender: str, to: str, mail: Mail, links: Links,
           unsubscribe_url: str) -> bytes:
-    text, body = rendered.text, rendered.html
-    if unsubscribe_url not in text:
-        text = f"{text.rstrip()}\n\n--\nUnsubscribe with one click: {unsubscribe_url}\n"
-    if unsubscribe_url not in html.unescape(body):
-        body = (f'{body.rstrip()}\n<p style="color:#777;font-size:12px"><a href="'
-                f'{html.escape(unsubscribe_url)}">Unsubscribe</a> with one click.</p>\n')
-
     clicks: dict[str, str] = {}  # the text and the HTML part share their links
 
     def tracked(url: str) -> str:
@@ -47,9 +36,16 @@ def build(rendered: Rendered, *, key: str, sender: str, to: str, mail: Mail, lin
             clicks[url] = links.click(mail, url)
         return clicks[url]
 
-    text = _URL.sub(lambda m: tracked(m.group(0)), text)
-    body = _HREF.sub(lambda m: m.group(1) + html.escape(tracked(html.unescape(m.group(2)))) + m.group(3),
-                     body)
+    # the links the template wrote, tracked before anything is added after them; a URL that came
+    # in through the lead's profile is not among them and stays as it is
+    text = linkify.replace(rendered.text, rendered.text_links, tracked)
+    body = linkify.replace(rendered.html, rendered.html_links,
+                           lambda url: html.escape(tracked(html.unescape(url))))
+    if unsubscribe_url not in text:
+        text = f"{text.rstrip()}\n\n--\nUnsubscribe with one click: {unsubscribe_url}\n"
+    if unsubscribe_url not in html.unescape(rendered.html):
+        body = (f'{body.rstrip()}\n<p style="color:#777;font-size:12px"><a href="'
+                f'{html.escape(unsubscribe_url)}">Unsubscribe</a> with one click.</p>\n')
     pixel = (f'<img src="{html.escape(links.open_pixel(mail))}" width="1" height="1" alt="" '
              'style="display:block;border:0;width:1px;height:1px">')
     body = body.replace("</body>", pixel + "</body>") if "</body>" in body else f"{body.rstrip()}\n{pixel}\n"
