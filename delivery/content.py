@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,6 +35,10 @@ PARTS = ("subject", "text", "html")
 OPTIONAL = ("description",)
 VARIABLES = {"lead": "the lead's profile", "unsubscribe_url": "the lead's own unsubscribe link"}
 MAX_SUBJECT = 250
+# what names a content id, here and in the policy schema (rules/schemas/policy.schema.json,
+# $defs.contentId): the id is a file name under content/, so never a path (`send: ../x`)
+CONTENT_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
+CONTENT_ID_RULE = "lower-case letters, digits, '-' and '_', at most 100, starting with a letter or digit"
 
 # every `{{ … }}` bracketed (linkify.mark): only the links the template writes itself are tracked
 _TEXT = SandboxedEnvironment(autoescape=False, keep_trailing_newline=True, finalize=linkify.mark)
@@ -103,13 +108,23 @@ class Template:
                 if name not in fields]
 
 
+def bad_content_id(content_id: str) -> str | None:
+    """Why this is not a content id, or None when it is one."""
+    if CONTENT_ID.fullmatch(content_id):
+        return None
+    return f"{content_id!r} is not a content id ({CONTENT_ID_RULE})"
+
+
 def template_path(content_dir: Path, content_id: str) -> Path:
+    """Where the template of a content id is; load_template refuses an id that is not one."""
     return content_dir / f"{content_id}.yaml"
 
 
 def load_template(path: Path, content_id: str | None = None) -> Template:
     content_id = content_id or path.stem
     file = str(path)
+    if why := bad_content_id(content_id):
+        raise ContentInvalid([Problem(file, 1, content_id, why)])
     try:
         raw = path.read_bytes()
     except OSError as err:
@@ -226,6 +241,10 @@ def check_policy_content(loaded: LoadedPolicy, content_dir: Path) -> list[Proble
     fields = profile_fields(loaded.policy)
     checked: set[str] = set()
     for content_id, path in sent_content(loaded.policy):
+        if why := bad_content_id(content_id):  # the schema says so too; never a path to look at
+            problems.append(Problem(loaded.file, loaded.doc.line_of(path), owner_of(loaded.doc.data, path),
+                                    why))
+            continue
         file = template_path(content_dir, content_id)
         if not file.is_file():
             problems.append(Problem(loaded.file, loaded.doc.line_of(path), owner_of(loaded.doc.data, path),
@@ -280,6 +299,8 @@ class ContentStore:
         return notes
 
     def get(self, content_id: str) -> Template:
+        if bad_content_id(content_id):  # no file of such a name was ever loaded
+            raise NoTemplate(f"no template for content {content_id!r}: not a content id ({CONTENT_ID_RULE})")
         with self._lock:
             template = self._templates.get(content_id)
         if template is None:

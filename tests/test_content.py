@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from activities.policies import NoPolicy, PolicyStore
-from delivery.content import ContentStore, load_template
+from delivery.content import ContentInvalid, ContentStore, NoTemplate, load_template
 from tests.conftest import ROOT
 
 
@@ -109,3 +109,34 @@ def test_preview_renders_one_template_with_a_lead(tmp_path):
     missing = leadflow("content", "preview", "no-such", "--lead", str(lead))
     assert missing.returncode == 1 and "no template 'no-such'" in missing.stderr
     assert "welcome-guide" in missing.stderr  # the ids there are
+
+
+def test_a_content_id_is_never_a_path_in_a_policy(layout):
+    policy = layout / "policies" / "lead-lifecycle.v1.yaml"
+    # content/../policies/roster.yaml is a file: a send must not reach it
+    policy.write_text(policy.read_text().replace("send: welcome-guide}", "send: ../policies/roster}", 1))
+    out = leadflow("policy", "validate", str(policy))
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    line = line_of(policy, "send: ../policies/roster")
+    said = [s for s in out.stderr.splitlines() if s.startswith(f"{policy}:{line}: ")]
+    assert any("send: '../policies/roster' does not match '^[a-z0-9][a-z0-9_-]{0,99}$'" in s for s in said), \
+        out.stderr
+    assert "roster.yaml" not in out.stderr  # never opened as a template
+
+
+def test_the_content_loader_takes_only_content_ids(layout):
+    content = layout / "content"
+    (content / "Welcome Guide.yaml").write_text((content / "welcome-guide.yaml").read_text())
+    store = ContentStore(content)
+    notes = store.reload()
+    assert any("Welcome Guide.yaml: refused" in n and "not a content id" in n for n in notes), notes
+    for bad in ("Welcome Guide", "../content/welcome-guide", "welcome-guide/", ""):
+        with pytest.raises(NoTemplate):
+            store.get(bad)
+    with pytest.raises(ContentInvalid) as refused:
+        load_template(content / "welcome-guide.yaml", "../content/welcome-guide")
+    assert "not a content id" in str(refused.value)
+    # every template shipped loads under its own id, and every id the shipped policy names is one
+    shipped = sorted(p.stem for p in (ROOT / "content").glob("*.yaml"))
+    assert shipped and all(store.get(name).id == name for name in shipped)
+    assert leadflow("policy", "validate", str(ROOT / "policies" / "lead-lifecycle.v1.yaml")).returncode == 0
