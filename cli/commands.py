@@ -66,7 +66,7 @@ async def _send_all(client: Client, settings: Settings, store: Any, parsed: list
                     results: list[dict[str, Any]], quiet: bool) -> None:
     from service.seen import SeenEvents
 
-    seen = SeenEvents(settings.home / "intake.sqlite")
+    seen = SeenEvents.of(settings)
     try:
         with _progress(len(parsed), quiet=quiet) as progress:
             bar = progress.add_task("sending", total=len(parsed))
