@@ -27,6 +27,12 @@ def png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
+def from_zero(ax: Any, values: list[float]) -> None:
+    """Bars of a count, a share or a time: the value axis starts at zero, even when every bar
+    is zero (matplotlib would centre nothing on zero, half of the axis negative)."""
+    ax.set_ylim(0, (max(values, default=0) or 1) * 1.1)
+
+
 def img(alt: str, data: bytes) -> str:
     encoded = base64.b64encode(data).decode("ascii")
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}">'

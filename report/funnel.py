@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from delivery.ledger import Ledger
 from delivery.schema import events, transitions
-from report.charts import imgs, png, pyplot
+from report.charts import from_zero, imgs, png, pyplot
 
 MAIN_PATH = ("captured", "scored", "nurturing", "sales-ready", "converted")
 By = Literal["version", "week"]
@@ -147,9 +147,12 @@ def table(r: dict[str, Any]) -> str:
         out.append(f"  {s:<15} {r['overall']['reached'][s]:>7}   {share:>10.1%}"
                    f"   {'' if step is None else f'{step:.1%}'}")
         previous = s if s in MAIN_PATH else previous
-    out += ["", "time in stage (days)     median      p90   stays ended"]
-    for s, q in r["time_in_stage_days"].items():
-        out.append(f"  {s:<22} {_num(q['median']):>7}  {_num(q['p90']):>7}  {q['stays']:>12}")
+    if stages_measured(r):
+        out += ["", "time in stage (days)     median      p90   stays ended"]
+        for s, q in r["time_in_stage_days"].items():
+            out.append(f"  {s:<22} {_num(q['median']):>7}  {_num(q['p90']):>7}  {q['stays']:>12}")
+    else:
+        out += ["", f"time in stage (days): {NOT_ENOUGH}"]
     for title, key in ((f"per {r['by']}", "groups"), ("per lead source", "sources")):
         out += ["", f"{title:<22} leads  sales-ready  converted  median days to sales-ready"]
         for name, g in r[key].items():
@@ -167,6 +170,15 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:g}"
 
 
+NOT_ENOUGH = "not enough data yet (no lead has left a stage after time in it)"
+
+
+def stages_measured(r: dict[str, Any]) -> bool:
+    """Whether some lead left a stage after a time that shows (in hundredths of a day): before
+    that, a chart of the time in each stage is bars of nothing."""
+    return any((q["median"] or 0) > 0 or (q["p90"] or 0) > 0 for q in r["time_in_stage_days"].values())
+
+
 def charts(r: dict[str, Any]) -> dict[str, bytes]:
     """PNG charts by file name."""
     plt = pyplot()
@@ -179,26 +191,32 @@ def charts(r: dict[str, Any]) -> dict[str, bytes]:
     ax.set_title("Funnel")
     out["funnel.png"] = png(fig)
 
-    stages = list(r["time_in_stage_days"])
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    xs = range(len(stages))
-    ax.bar([x - 0.2 for x in xs], [r["time_in_stage_days"][s]["median"] or 0 for s in stages], 0.4,
-           label="median")
-    ax.bar([x + 0.2 for x in xs], [r["time_in_stage_days"][s]["p90"] or 0 for s in stages], 0.4, label="p90")
-    ax.set_xticks(list(xs), stages)
-    ax.set_ylabel("days")
-    ax.set_title("Time in each stage")
-    ax.legend()
-    out["stages.png"] = png(fig)
+    if stages_measured(r):  # else the page says there is not enough data yet
+        stages = list(r["time_in_stage_days"])
+        fig, ax = plt.subplots(figsize=(7, 3.2))
+        xs = range(len(stages))
+        medians = [r["time_in_stage_days"][s]["median"] or 0 for s in stages]
+        p90s = [r["time_in_stage_days"][s]["p90"] or 0 for s in stages]
+        ax.bar([x - 0.2 for x in xs], medians, 0.4, label="median")
+        ax.bar([x + 0.2 for x in xs], p90s, 0.4, label="p90")
+        ax.set_xticks(list(xs), stages)
+        from_zero(ax, medians + p90s)
+        ax.set_ylabel("days")
+        ax.set_title("Time in each stage")
+        ax.legend()
+        out["stages.png"] = png(fig)
 
     for key, name, title in (("groups", "groups.png", f"Per {r['by']}"), ("sources", "sources.png",
                                                                           "Per lead source")):
         names = list(r[key])
         fig, ax = plt.subplots(figsize=(7, 3.2))
         xs = range(len(names))
+        drawn: list[float] = []
         for offset, state in ((-0.2, "sales-ready"), (0.2, "converted")):
             shares = [100 * r[key][n]["share_of_captured"].get(state, 0) for n in names]
             ax.bar([x + offset for x in xs], shares, 0.4, label=state)
+            drawn += shares
+        from_zero(ax, drawn)
         ax.set_xticks(list(xs), names, rotation=45 if len(names) > 6 else 0, ha="right" if len(names) > 6
                       else "center", fontsize=8)
         ax.set_ylabel("% of captured")
@@ -224,8 +242,14 @@ def body(r: dict[str, Any], images: dict[str, bytes]) -> str:
     return f"""<h1>Funnel</h1>
 <p>{r['leads']} leads, from the live system: conversion between states, time in each stage, per
 {html.escape(r['by'])} and per lead source, and why sales sent leads back.</p>
-<div class="charts">{imgs(images)}</div>
+<div class="charts">{imgs(images)}</div>{_no_stage_chart(r, images)}
 <pre class="funnel-table">{html.escape(table(r))}</pre>"""
+
+
+def _no_stage_chart(r: dict[str, Any], images: dict[str, bytes]) -> str:
+    if not r["leads"] or not images or "stages.png" in images:
+        return ""
+    return f'\n<p class="no-data">Time in each stage: {html.escape(NOT_ENOUGH)}.</p>'
 
 
 def write(r: dict[str, Any], out: Path) -> list[Path]:

@@ -78,3 +78,57 @@ def test_funnel_counts_states_stages_reasons_and_sources_from_live_leads(tmp_pat
                 assert bad.status_code == 422 and "is not a date" in bad.text
 
     asyncio.run(scenario())
+
+
+def _paths(stay_seconds: float) -> list:
+    """Two leads of v1 that went captured -> scored -> nurturing in their sign-up's evaluation,
+    one of which left nurturing for sales-ready `stay_seconds` later."""
+    from report.funnel import LeadPath
+
+    t = 1_770_000_000.0
+    quick = [(t, "captured", "scored", "score-new", ""), (t, "scored", "nurturing", "start-nurture", "")]
+    ready = [(t + stay_seconds, "nurturing", "sales-ready", "qualify", "fit and intent agree")]
+    return [LeadPath("lead-a", t, 1, moves=quick + ready), LeadPath("lead-b", t, 1, moves=list(quick))]
+
+
+def _axes_drawn(monkeypatch) -> dict[str, tuple[float, float]]:
+    """Each chart's title and value axis (y), as drawn: the figure is looked at before it is
+    turned into PNG bytes."""
+    import report.funnel
+
+    drawn: dict[str, tuple[float, float]] = {}
+    real = report.funnel.png
+
+    def looked_at(fig) -> bytes:
+        ax = fig.axes[0]
+        drawn[ax.get_title()] = ax.get_xlim() if ax.get_title() == "Funnel" else ax.get_ylim()
+        return real(fig)
+
+    monkeypatch.setattr(report.funnel, "png", looked_at)
+    return drawn
+
+
+def test_no_lead_has_left_a_stage_after_time_in_it_so_the_page_says_not_enough_data(monkeypatch):
+    from report.funnel import body, charts, funnel, table
+
+    drawn = _axes_drawn(monkeypatch)
+    r = funnel(_paths(0.0))  # every stay that ended, ended at once: nothing to measure
+    images = charts(r)
+    assert "stages.png" not in images and "Time in each stage" not in drawn
+    page = body(r, images)
+    assert "Time in each stage: not enough data yet" in page
+    assert "time in stage (days): not enough data yet" in table(r)
+    # no chart with half of its axis below zero: shares of nothing start at zero
+    assert drawn and all(low >= 0 for low, _ in drawn.values()), drawn
+
+
+def test_a_lead_that_stayed_a_day_in_a_stage_is_charted(monkeypatch):
+    from report.funnel import body, charts, funnel, table
+
+    drawn = _axes_drawn(monkeypatch)
+    r = funnel(_paths(86400.0))
+    images = charts(r)
+    assert "stages.png" in images and drawn["Time in each stage"][0] == 0
+    assert drawn["Time in each stage"][1] > 1  # a day's bar fits
+    assert "not enough data" not in body(r, images) and "not enough data" not in table(r)
+    assert r["time_in_stage_days"]["nurturing"]["median"] == 1.0
