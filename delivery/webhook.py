@@ -17,6 +17,10 @@ import urllib.request
 from dataclasses import dataclass
 
 WINDOW = 300  # seconds a signed request stays good
+# Bytes of a CRM's answer read (issue 22): what the ledger keeps of it is its first 300
+# characters, and a receiver must not make a worker read without end. The rest is dropped with
+# the connection. (The setting it would be: LEADFLOW_WEBHOOK_MAX_ANSWER_BYTES.)
+MAX_ANSWER = 16 * 1024
 
 
 class BadSignature(ValueError):
@@ -94,7 +98,10 @@ class Poster:
         try:
             conn.request("POST", target, body=body, headers=sent)
             response = conn.getresponse()
-            raw = response.read()
+            raw = response.read(MAX_ANSWER + 1)
+            if len(raw) > MAX_ANSWER or not response.isclosed():  # more than that: never read
+                conn.close()  # the rest goes with the connection; the next POST opens a fresh one
+                raw = raw[:MAX_ANSWER]
         except (OSError, http.client.HTTPException) as err:
             conn.close()  # whatever state it is in, the next POST starts on a fresh connection
             raise PostError(f"{type(err).__name__}: {err}" if str(err) else type(err).__name__) from None

@@ -2,10 +2,11 @@
 one token counts at most a few times an hour and one client address a few dozen times a
 minute, whichever API process answers, and a link older than 90 days still works but counts
 nothing. The routes run on a bare app with the shared ledger; what would reach the lead is
-recorded in place of Temporal."""
+recorded in place of Temporal. And the webhooks' bound: a CRM's answer is read only so far."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ import service.api.links as api_links
 from delivery.ledger import Ledger
 from delivery.links import ADDRESS_PER_MINUTE, COUNT_FOR_SECONDS, TOKEN_PER_HOUR, Links, Mail
 from delivery.machines import Judge
+from delivery.webhook import MAX_ANSWER, Poster
 from tests import pg
 
 SECRET = "links-bounds-secret"
@@ -202,3 +204,48 @@ def test_the_ledger_counts_each_hit_once_under_concurrent_processes(url):
     finally:
         for ledger in ledgers:
             ledger.close()
+
+
+# -- what a webhook lets through (issue 22): its answer ------------ --------------------------
+
+
+def test_a_crms_answer_is_read_only_so_far_and_the_next_post_still_goes():
+    """A CRM that answers without end (50 MB here, then it hangs up): the worker reads its first
+    MAX_ANSWER bytes and drops the rest with the connection."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    sent: list[int] = []
+
+    def serve() -> None:
+        for answer in ("flood", "short"):
+            conn, _ = listener.accept()
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                if answer == "short":
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    continue
+                conn.sendall(b"HTTP/1.1 500 Oops\r\nContent-Type: text/plain\r\n"
+                             b"Content-Length: 52428800\r\n\r\n")
+                chunk, total = b"x" * 65536, 0
+                try:
+                    while total < 50 * 1024 * 1024:
+                        conn.sendall(chunk)
+                        total += len(chunk)
+                except OSError:  # the worker hung up
+                    pass
+                sent.append(total)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    poster = Poster(5)
+    try:
+        flood = poster.post(f"http://127.0.0.1:{port}/hooks", b"{}", {})
+        assert flood.status_code == 500 and flood.text == "x" * MAX_ANSWER
+        assert poster.post(f"http://127.0.0.1:{port}/hooks", b"{}", {}).text == "ok"
+    finally:
+        poster.close()
+        listener.close()
+    thread.join(5)
+    assert sent and sent[0] < 50 * 1024 * 1024  # the rest was never read
