@@ -47,6 +47,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 from delivery.schema import ATTENTION, deliveries, link_hits, suppressions
+from delivery.webhook import masked
 
 log = logging.getLogger("leadflow.ledger")
 
@@ -230,8 +231,10 @@ class Ledger:
               lease: float, message_id: str = "", address: str | None = None,
               now: float | None = None) -> Claim:
         """With `address`, an address on the suppression list is never claimed: the delivery
-        is recorded `suppressed` (unless it was sent already) and the Claim says so."""
+        is recorded `suppressed` (unless it was sent already) and the Claim says so. A URL's
+        login (`https://user:password@…`) is never written: ops read the target."""
         now = time.time() if now is None else now
+        target = masked(target)
         c = deliveries.c
         values = {"key": key, "kind": kind, "lead": lead, "target": target, "subject": subject,
                   "status": "sending", "attempts": 1, "claimed_by": owner, "lease_until": now + lease,
@@ -271,7 +274,7 @@ class Ledger:
         """What an attempt came to: sent, retrying (it will be tried again), or a final failure."""
         assert status in STATUSES, status
         now = time.time() if now is None else now
-        self._run(self._mark, {"k": key, "status": status, "detail": detail[:2000], "now": now,
+        self._run(self._mark, {"k": key, "status": status, "detail": masked(detail)[:2000], "now": now,
                                "sent": status == "sent", "mid": message_id, "zero": 0.0})
 
     def record(self, key: str, *, kind: str, lead: str, target: str, subject: str, status: str,
@@ -281,8 +284,9 @@ class Ledger:
         now = time.time() if now is None else now
         with self._write() as db:
             db.execute(self._insert(deliveries).values(
-                key=key, kind=kind, lead=lead, target=target, subject=subject, status=status,
-                detail=detail, created_at=now, updated_at=now).on_conflict_do_nothing(index_elements=["key"]))
+                key=key, kind=kind, lead=lead, target=masked(target), subject=subject, status=status,
+                detail=masked(detail), created_at=now, updated_at=now,
+            ).on_conflict_do_nothing(index_elements=["key"]))
             kept: str = db.execute(select(deliveries.c.status).where(deliveries.c.key == key)).scalar_one()
             return kept
 
@@ -352,12 +356,12 @@ class Ledger:
             query = query.where(c.updated_at < before)
         query = query.order_by(c.updated_at.desc(), c.key).limit(limit)
         with self.engine.connect() as db:
-            return [dict(row._mapping) for row in db.execute(query)]
+            return [_shown(row._mapping) for row in db.execute(query)]
 
     def get(self, key: str) -> dict[str, Any] | None:
         with self.engine.connect() as db:
             row = db.execute(select(deliveries).where(deliveries.c.key == key)).one_or_none()
-        return dict(row._mapping) if row else None
+        return _shown(row._mapping) if row else None
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as db:
@@ -366,6 +370,14 @@ class Ledger:
 
     def _insert(self, table: Any) -> Any:
         return (postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def _shown(row: Any) -> dict[str, Any]:
+    """A delivery as read: a login in its target or detail hidden, also in rows written before
+    the ledger stopped keeping them."""
+    out = dict(row)
+    out["target"], out["detail"] = masked(out["target"]), masked(out["detail"])
+    return out
 
 
 class _Prepared:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hmac
 import http.client
+import re
 import select
 import ssl
 import threading
@@ -21,6 +22,16 @@ WINDOW = 300  # seconds a signed request stays good
 # characters, and a receiver must not make a worker read without end. The rest is dropped with
 # the connection. (The setting it would be: LEADFLOW_WEBHOOK_MAX_ANSWER_BYTES.)
 MAX_ANSWER = 16 * 1024
+
+# `scheme://user:password@` in a URL: what a webhook URL may carry as its login (up to the
+# authority's last @, as urllib reads it: a password may hold an @ of its own)
+_LOGIN = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]*@")
+
+
+def masked(text: str) -> str:
+    """`text` with the login of every URL in it hidden (`https://***@crm.example/hooks`): what is
+    shown or logged of a webhook's target, never its password."""
+    return _LOGIN.sub(r"\1***@", text) if "@" in text else text
 
 
 class BadSignature(ValueError):
@@ -87,7 +98,7 @@ class Poster:
     def post(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise PostError(f"not an http(s) URL: {url!r}")
+            raise PostError(f"not an http(s) URL: {masked(url)!r}")
         conn, proxied = self._connection(parts)
         target = url if proxied and parts.scheme == "http" else (parts.path or "/") + (
             f"?{parts.query}" if parts.query else "")

@@ -2,10 +2,12 @@
 one token counts at most a few times an hour and one client address a few dozen times a
 minute, whichever API process answers, and a link older than 90 days still works but counts
 nothing. The routes run on a bare app with the shared ledger; what would reach the lead is
-recorded in place of Temporal. And the webhooks' bound: a CRM's answer is read only so far."""
+recorded in place of Temporal. And the webhooks' bounds: a CRM's answer is read only so far,
+and a webhook URL's login is never shown."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -17,12 +19,15 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 import service.api.links as api_links
 from delivery.ledger import Ledger
 from delivery.links import ADDRESS_PER_MINUTE, COUNT_FOR_SECONDS, TOKEN_PER_HOUR, Links, Mail
 from delivery.machines import Judge
-from delivery.webhook import MAX_ANSWER, Poster
+from delivery.schema import deliveries
+from delivery.webhook import MAX_ANSWER, Poster, PostError
+from service.deliveries import listing
 from tests import pg
 
 SECRET = "links-bounds-secret"
@@ -206,7 +211,7 @@ def test_the_ledger_counts_each_hit_once_under_concurrent_processes(url):
             ledger.close()
 
 
-# -- what a webhook lets through (issue 22): its answer ------------ --------------------------
+# -- what a webhook lets through (issue 22): its answer, its login --------------------------
 
 
 def test_a_crms_answer_is_read_only_so_far_and_the_next_post_still_goes():
@@ -249,3 +254,34 @@ def test_a_crms_answer_is_read_only_so_far_and_the_next_post_still_goes():
         listener.close()
     thread.join(5)
     assert sent and sent[0] < 50 * 1024 * 1024  # the rest was never read
+
+
+def test_a_webhook_urls_login_is_never_shown(url):
+    secret_url = "https://leadflow:s3cret@pass@crm.example/hooks?who=ops@acme.example"
+    ledger = Ledger.open(url)
+    try:
+        claim = ledger.claim("handoff-1", kind="handoff", lead="lead-1", target=secret_url, subject="task-1",
+                             owner="w1", lease=30)
+        assert claim.outcome == "claimed"
+        ledger.mark("handoff-1", "retrying", f"attempt 1: URLError for {secret_url}")
+        ledger.record("handoff-2", kind="escalation", lead="lead-1", target=secret_url, subject="task-1",
+                      status="skipped", detail=f"not an http(s) URL: {secret_url!r}")
+        # a row written before the ledger masked anything
+        with ledger.engine.begin() as db:
+            db.execute(deliveries.insert().values(
+                key="old-1", kind="handoff", lead="lead-1", target=secret_url, status="failed",
+                detail=f"refused by {secret_url}", created_at=1.0, updated_at=1.0))
+            stored = " ".join(str(v) for row in db.execute(select(deliveries)) for v in row
+                              if row.key != "old-1")
+        assert "s3cret" not in stored and "https://***@crm.example/hooks?who=ops@acme.example" in stored
+        shown = listing(ledger) + [ledger.get("old-1")]  # the API, the CLI and the ops page read these
+        assert len(shown) == 4 and all("s3cret" not in json.dumps(row) for row in shown)
+        assert {row["target"] for row in shown} == {"https://***@crm.example/hooks?who=ops@acme.example"}
+        assert ledger.get("handoff-1")["detail"] == \
+            "attempt 1: URLError for https://***@crm.example/hooks?who=ops@acme.example"
+    finally:
+        ledger.close()
+    # and what the webhook client says of a URL it cannot use
+    with pytest.raises(PostError) as refused:
+        Poster(1).post("ftp://leadflow:s3cret@crm.example/hooks", b"{}", {})
+    assert "s3cret" not in str(refused.value) and "ftp://***@crm.example/hooks" in str(refused.value)
