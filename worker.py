@@ -24,7 +24,6 @@ from archive.endings import Endings
 from archive.events import EventArchive
 from archive.writer import ArchiveWriter
 from delivery.ledger import Ledger
-from delivery.links import Links
 from delivery.smtp import Mailer, SmtpConfig
 from delivery.webhook import Poster
 from governance.registry import Registry
@@ -32,6 +31,7 @@ from identity.aliases import Aliases
 from ops import logs, metrics, tracing
 from routing.desk import Desk
 from service.settings import Settings
+from service.signing import links_of
 from service.temporal import connect, ensure_search_attributes
 from workflows.handoff import HandoffWorkflow
 from workflows.lead import LeadWorkflow
@@ -56,7 +56,7 @@ def delivery_for(settings: Settings, store: PolicyStore, ledger: Ledger | None =
                                    settings.smtp_password, settings.smtp_tls,  # type: ignore[arg-type]
                                    settings.delivery_timeout))
     return Delivery(ledger=ledger or Ledger.open(settings.ledger_url), content=store.content,
-                    links=Links(settings.signing_secret(), settings.public), sender=settings.mail_from,
+                    links=links_of(settings), sender=settings.mail_from,
                     mailer=mailer, poster=Poster(settings.delivery_timeout), webhook_for=settings.webhook_for,
                     webhook_secret=settings.webhook_secret, public_url=settings.public)
 
@@ -107,6 +107,8 @@ async def count_leads(client: Client, store: PolicyStore, every: float = 60.0) -
 
 async def run_worker(settings: Settings, client: Client | None = None) -> None:
     settings.check_delivery()  # before anything starts: a setting every delivery would fail on
+    if (problem := settings.check_secret()) is not None:  # refused outside the embedded setup
+        log.warning("%s", problem)
     ledger = await asyncio.to_thread(Ledger.open, settings.ledger_url)
     # the shared database decides the active version; the folder is only read on first start
     store = PolicyStore(settings.policy_dir, settings.policy, settings.content_dir, Registry(ledger))

@@ -146,7 +146,7 @@ async def chaos(leads: int, days: float, worker_kills: int, server_kills: int, s
            "LEADFLOW_SMTP_HOST": "127.0.0.1", "LEADFLOW_SMTP_PORT": str(smtp.port),
            "LEADFLOW_HANDOFF_WEBHOOK_URL": f"{crm.url}/hooks",
            "LEADFLOW_WEBHOOK_SECRET": "chaos-webhook-secret",
-           "LEADFLOW_SECRET": "chaos-link-secret", "LEADFLOW_HTTP": f"127.0.0.1:{http_port}",
+           "LEADFLOW_SECRET": "chaos-link-secret-0123456789abcdef", "LEADFLOW_HTTP": f"127.0.0.1:{http_port}",
            "LEADFLOW_API_KEYS": f"intake:{INTAKE_KEY},ops:{OPS_KEY}", "LEADFLOW_POLICY_POLL_SECONDS": "2"}
     for name in ("TEMPORAL_API_KEY", "TEMPORAL_PROFILE", "TEMPORAL_CONFIG_FILE"):
         env.pop(name, None)

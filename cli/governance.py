@@ -90,7 +90,9 @@ def _act(registry: Registry, args: argparse.Namespace, who: str, settings: Setti
     if args.action == "approve":
         if not args.who:
             raise UserError("approve needs --as EMAIL: an owner the version's file lists")
-        return governance.approve(registry, args.name, args.version, args.who)
+        # whoever holds the database may say who they are; the log keeps who ran it beside
+        return governance.approve(registry, args.name, args.version, args.who,
+                                  f"--as on the database (CLI); operating-system user {getpass.getuser()}")
     if args.action == "activate":
         return governance.activate(registry, args.name, args.version, who, args.rollout)
     if args.stop == (args.version is not None):

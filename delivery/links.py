@@ -104,7 +104,8 @@ class Links:
         try:
             given, signed = _b64decode(mac), body.encode("ascii")
             good = hmac.compare_digest(given, self._mac(kind, signed)) or any(
-                hmac.compare_digest(given, hmac.digest(keys[kind], signed, "sha256")[:16]) for keys in self._old)
+                hmac.compare_digest(given, hmac.digest(keys[kind], signed, "sha256")[:16])
+                for keys in self._old)
             data = json.loads(_b64decode(body)) if good else None
         except (ValueError, UnicodeError):
             data = None

@@ -221,3 +221,12 @@ link_hits = Table(
     Column("expires_at", Float, nullable=False),
 )
 Index("link_hits_expires", link_hits.c.expires_at)
+
+# CRM answers already taken: (t, mac) of each signed answer, kept while it would still verify,
+# so a captured answer is refused by every API process (service.crm_auth; migration 0009).
+crm_replays = Table(
+    "crm_replays", metadata,
+    Column("t", Integer, primary_key=True),
+    Column("mac", String(64), primary_key=True),
+    Column("at", Float, nullable=False),
+)

@@ -6,7 +6,8 @@ machine evaluates the same version; the policy folder is where files are written
 Rules of the road, enforced here whatever door asks (CLI or API):
 - a proposal is a text that validates and passes its own tests (governance.checks says so
   before `propose` is called); a name and version stand for one text only;
-- an approval comes from an owner the version's own file lists, as marketing or sales;
+- an approval comes from an owner of the version active now (the proposed file's own owners only
+  while none is active), as marketing or sales: a file cannot name its own approvers;
 - activation needs one marketing and one sales approval, from two different people.
 A fresh database takes the shipped policy files on first start, recorded as such."""
 
@@ -163,9 +164,10 @@ class Registry:
         return Version(policy.name, policy.version, policy.sha, policy.file, policy.source, who, now), True
 
     def approve(self, name: str, version: int, who: str,
-                owners: dict[str, list[str]]) -> tuple[str, Approvals]:
+                owners: dict[str, list[str]], detail: str = "") -> tuple[str, Approvals]:
         """Record `who`'s approval; the teams it counts for, and the approvals so far. `owners` is
-        the version's own `owners:` section (marketing and sales lists)."""
+        the `owners:` section (marketing and sales lists) of the version that may approve (see
+        service.governance); `detail` how the approver was known, for the log."""
         found = self._proposed(name, version)
         email = who.strip().lower()
         teams = [team for team in ("marketing", "sales")
@@ -173,13 +175,15 @@ class Registry:
         if not teams:
             listed = ", ".join(f"{team}: {', '.join(owners.get(team, [])) or '-'}"
                                for team in ("marketing", "sales"))
-            raise NotOwner(f"{who} is not an owner of {name} v{version} (its file lists {listed})")
+            raise NotOwner(f"{who} is not an owner who may approve {name} v{version} (the owners of the "
+                           f"version that runs: {listed})")
         with self.ledger.writing() as db:
             already = db.execute(select(policy_log.c.id).where(and_(
                 policy_log.c.sha == found.sha, policy_log.c.action == "approved",
                 policy_log.c.who == email))).first()
             if already is None:
-                self._note(db, name, version, found.sha, "approved", email, team=",".join(teams))
+                self._note(db, name, version, found.sha, "approved", email, team=",".join(teams),
+                           detail=detail)
         return ",".join(teams), self.approvals(found.sha)
 
     def activate(self, name: str, version: int, who: str, rollout: Rollout) -> State:

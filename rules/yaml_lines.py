@@ -3,11 +3,17 @@
 PyYAML's YAML 1.1 resolver turns `on:`/`yes`/`no` into booleans; policies use `on:` as a key,
 so only `true`/`false` are booleans here. Duplicate keys are an error instead of a silent
 overwrite, because an ops edit that repeats a key would otherwise lose half a rule.
+
+Aliases (`&name` ... `*name`, and `<<: *name` merges) are refused at their line: each one may
+stand for a whole tree, so a few hundred bytes of nested aliases expand to millions of nodes
+(`a: &a [*a]` to no end), and these files come in over the API from keys that are not the
+machine's operators. A policy, a roster or a content file says each thing where it means it.
 """
 
 from __future__ import annotations
 
 import re
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +82,7 @@ def load_yaml(raw: bytes) -> LoadedYaml:
             raise YamlError(1, "file holds no YAML document")
         lines: dict[Path, int] = {}
         text_lines: dict[Path, int] = {}
+        _no_aliases(node)
         data = _build(loader, node, (), lines, text_lines)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
@@ -86,6 +93,25 @@ def load_yaml(raw: bytes) -> LoadedYaml:
     finally:
         loader.dispose()
     return LoadedYaml(data, lines, text_lines)
+
+
+def _no_aliases(root: yaml.Node) -> None:
+    """Refuse a document whose node graph reaches one node twice: that is what an alias (or a
+    merge of one) composes to. Walked without recursion, so a cycle is found, not followed; the
+    line said is where the second use stands (its key's line, or its item's)."""
+    seen: set[int] = set()
+    todo: deque[tuple[yaml.Node, int]] = deque([(root, root.start_mark.line)])
+    while todo:  # breadth first, in document order: the first use is not the one refused
+        node, line = todo.popleft()
+        if id(node) in seen:
+            raise YamlError(line + 1, "aliases (&name, *name, <<: *name) are not allowed here: "
+                                      "write the value out where it is meant")
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                todo += ((key, key.start_mark.line), (value, key.start_mark.line))
+        elif isinstance(node, yaml.SequenceNode):
+            todo += ((item, node.start_mark.line) for item in node.value)
 
 
 def _build(loader: _Loader, node: yaml.Node, path: Path, lines: dict[Path, int],

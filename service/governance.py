@@ -22,9 +22,12 @@ def propose(registry: Registry, raw: bytes, file: str, content_dir: Path, who: s
             "approvals": _approvals(registry.approvals(version.sha))}
 
 
-def approve(registry: Registry, name: str, version: int, who: str) -> dict[str, Any]:
+def approve(registry: Registry, name: str, version: int, who: str, detail: str = "") -> dict[str, Any]:
+    """`who` approves: the person a door has established (the API key's or page session's person,
+    or `--as` on the database itself, with `detail` saying how). The owners who may approve are
+    those of the version that runs now: a file cannot name its own approvers."""
     owners = _owners(registry, name, version)
-    teams, approvals = registry.approve(name, version, who, owners)
+    teams, approvals = registry.approve(name, version, who, owners, detail)
     return {"policy": name, "version": version, "approved_by": who.strip().lower(), "as": teams.split(","),
             "approvals": _approvals(approvals), "can_activate": approvals.enough()}
 
@@ -48,10 +51,14 @@ def state(s: State) -> dict[str, Any]:
 
 
 def _owners(registry: Registry, name: str, version: int) -> dict[str, list[str]]:
+    """The owners of the version active now (a change of owners is approved by the owners it
+    replaces); with none active yet, the proposed file's own."""
     found = registry.version(name, version)
     if found is None:
         raise NotFound(f"{name} v{version} has not been proposed (`leadflow policy propose FILE`)")
-    owners = load_policy_bytes(found.text, found.file).policy.owners
+    running = registry.state(name)
+    source = (registry.by_sha(running.sha) if running is not None else None) or found
+    owners = load_policy_bytes(source.text, source.file).policy.owners
     return {"marketing": owners.marketing, "sales": owners.sales}
 
 

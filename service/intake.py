@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -19,10 +20,18 @@ from identity.aliases import Aliases
 from ops import metrics
 from rules.identity import lead_key, with_id
 from rules.models import Event, LeadRef
+from service.keys import allowed
 from service.seen import SeenEvents
 from service.settings import Settings
 
 MAX_BATCH = 1000
+# Events only leadflow itself produces: a hand-off's answer and its breaches come from the task
+# (HandoffWorkflow), a bounce from the SMTP exchange, checks from the lead's own timers. No door
+# takes them from outside: an intake key sending `sales_accept` would convert any lead while its
+# real task stayed open.
+INTERNAL_EVENTS = frozenset({"check", "sales_accept", "sales_reject", "sla_breach", "email_bounce"})
+# Events a door takes only from a caller whose role has the permission named.
+GUARDED_EVENTS = {"identify": "merge_leads"}
 _NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,200}$")  # what may go into a visibility query
 
 
@@ -34,6 +43,10 @@ class NoSuchLead(IntakeError):
     pass
 
 
+class Forbidden(IntakeError):
+    """An event the caller may not send (a 403 at the API, `refused` in a batch)."""
+
+
 @dataclass
 class EventResult:
     index: int
@@ -41,9 +54,12 @@ class EventResult:
     lead_id: str | None = None
     event_id: str | None = None
     error: str | None = None
+    forbidden: bool = False  # refused for who sent it, not for what it says (a 403 alone)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        del out["forbidden"]
+        return out
 
 
 def check_event(raw: Any) -> dict[str, Any]:
@@ -90,6 +106,22 @@ def _same_as(event: Event) -> LeadRef:
     return ref
 
 
+def check_door(event: dict[str, Any], role: str | None) -> None:
+    """Refuse an event the caller may not produce: leadflow's own events at every door, and an
+    `identify` (a merge of two leads) from a role without its permission. `role` None is a door
+    that holds Temporal itself (the CLI on the operator's machine): only the internal events are
+    refused there."""
+    kind = event["type"]
+    if kind in INTERNAL_EVENTS:
+        raise Forbidden(f"type: {kind!r} is an event only leadflow itself produces (a task's answer, an "
+                        "SLA breach, a bounce, a check); answer a task through /v1/tasks or the CRM's "
+                        "signed routes")
+    needs = GUARDED_EVENTS.get(kind)
+    if needs is not None and role is not None and not allowed(role, needs):
+        raise Forbidden(f"type: the {role} role may not send {kind!r} events (it needs "
+                        f"{needs.replace('_', ' ')}: sales, ops or admin)")
+
+
 def check_type(event: dict[str, Any], store: PolicyStore) -> None:
     """Refuse, before it is sent, an event type that no loaded version of the policy knows: the
     lead would reject it later, where the sender does not see it. With no policy files here,
@@ -102,14 +134,17 @@ def check_type(event: dict[str, Any], store: PolicyStore) -> None:
                       f"v{active.version} knows {', '.join(sorted(active.event_types))}")
 
 
-def admit(raw: Any, store: PolicyStore) -> dict[str, Any]:
-    """An event checked as the lead would check it, ready to send."""
-    return admit_for(raw, store)[0]
+def admit(raw: Any, store: PolicyStore, role: str | None = None) -> dict[str, Any]:
+    """An event checked as the lead would check it, and as the door checks its sender, ready to
+    send."""
+    return admit_for(raw, store, role)[0]
 
 
-def admit_for(raw: Any, store: PolicyStore) -> tuple[dict[str, Any], str]:
-    """An event checked as the lead would check it, and its lead's id."""
+def admit_for(raw: Any, store: PolicyStore, role: str | None = None) -> tuple[dict[str, Any], str]:
+    """An event checked as the lead would check it and as the door checks its sender (`role`;
+    see check_door), and its lead's id."""
     event, key = _checked(raw)
+    check_door(event, role)
     check_type(event, store)
     return event, key
 
@@ -119,14 +154,16 @@ def lead_of(event: dict[str, Any]) -> str:
 
 
 _ALIASES: dict[str, Aliases] = {}
+_ALIASES_LOCK = threading.Lock()  # requests open it from worker threads
 
 
 def aliases_for(settings: Settings) -> Aliases:
     """The shared database's lead aliases (one reader per database for this process)."""
     url = settings.ledger_url
-    if url not in _ALIASES:
-        _ALIASES[url] = Aliases(Ledger.open(url))
-    return _ALIASES[url]
+    with _ALIASES_LOCK:
+        if url not in _ALIASES:
+            _ALIASES[url] = Aliases(Ledger.open(url))
+        return _ALIASES[url]
 
 
 async def _status(client: Client, key: str) -> str | None:
@@ -145,7 +182,7 @@ async def route(client: Client, settings: Settings, event: dict[str, Any], key: 
     """The lead an event goes to: the one its id names, or the lead that id was merged into. An
     `identify` event goes to the lead that survives the merge it asks for (the event's own lead;
     the other one when only that one is running or exists), saying which lead it takes over."""
-    aliases = aliases_for(settings)
+    aliases = await asyncio.to_thread(aliases_for, settings)
     target = await asyncio.to_thread(aliases.one, key)
     if event["type"] != "identify":
         return target, event
@@ -180,6 +217,8 @@ def reason_of(err: IntakeError) -> str:
     text = str(err)
     if isinstance(err, NoSuchLead):
         return "no_lead"
+    if isinstance(err, Forbidden):
+        return "forbidden"
     if text.startswith("type:"):
         return "unknown_type"
     if text.startswith("bad event"):
@@ -248,11 +287,12 @@ async def decide(client: Client, settings: Settings, event: dict[str, Any], door
     return {"lead_id": key, "decision": decision}
 
 
-async def send(client: Client, settings: Settings, raw: Any, wait: bool = False, door: str = "api"
-               ) -> dict[str, Any]:
+async def send(client: Client, settings: Settings, raw: Any, wait: bool = False, door: str = "api",
+               role: str | None = None) -> dict[str, Any]:
     """One event: sent (`{"lead_id", "sent"}`), or with `wait` its Decision."""
     try:
         event = check_event(raw)
+        check_door(event, role)
         if wait:
             return await decide(client, settings, event, door)
         return {"lead_id": await deliver(client, settings, event, door=door), "sent": event["id"]}
@@ -262,25 +302,30 @@ async def send(client: Client, settings: Settings, raw: Any, wait: bool = False,
 
 
 async def send_events(client: Client, settings: Settings, store: PolicyStore, seen: SeenEvents,
-                      raws: list[Any], parallel: int = MAX_BATCH, door: str = "api") -> list[EventResult]:
+                      raws: list[Any], parallel: int = MAX_BATCH, door: str = "api", role: str | None = None
+                      ) -> list[EventResult]:
     """Many events, each answered: accepted (its lead took it), duplicate (passed on before) or
     refused (why, with the field). A refused event costs only itself. Events of one lead go in
-    order, leads side by side."""
+    order, leads side by side. `role` is the sender's (see check_door)."""
     if len(raws) > MAX_BATCH:
         raise IntakeError(f"a batch holds at most {MAX_BATCH} events, this one {len(raws)}")
     results: list[EventResult | None] = [None] * len(raws)
     by_lead: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     for i, raw in enumerate(raws):
         try:
-            event, key = admit_for(raw, store)
+            event, key = admit_for(raw, store, role)
         except IntakeError as err:
-            results[i] = EventResult(i, "refused", error=str(err), event_id=_id_of(raw))
+            results[i] = EventResult(i, "refused", error=str(err), event_id=_id_of(raw),
+                                     forbidden=isinstance(err, Forbidden))
             refused(reason_of(err))
             continue
         by_lead.setdefault(key, []).append((i, event))
-    # SQLite on the loop: a lookup of a batch takes about a millisecond, less than a hop to a thread
-    before = seen.known([(key, e["id"]) for key, events in by_lead.items() for _, e in events])
-    merged = aliases_for(settings).resolve(by_lead)  # ids merged into another lead: one lookup
+    # off the loop: with the shared database slow or down, the other requests go on meanwhile
+    before = await asyncio.to_thread(
+        seen.known, [(key, e["id"]) for key, events in by_lead.items() for _, e in events])
+    aliases = await asyncio.to_thread(aliases_for, settings)  # the first opens (and migrates) it
+    merged = await asyncio.to_thread(aliases.resolve, by_lead)  # ids merged into another lead
+    before = await seen.held(client, before, merged)  # a lead the server does not know took nothing
     taken: list[tuple[str, str]] = []
     gate = asyncio.Semaphore(parallel)
 
@@ -305,7 +350,7 @@ async def send_events(client: Client, settings: Settings, store: PolicyStore, se
     try:
         await asyncio.gather(*(one_lead(key, events) for key, events in by_lead.items()))
     finally:  # what a lead took is recorded even when another lead's send failed
-        seen.add(taken)
+        await asyncio.to_thread(seen.add, taken)
     return [r for r in results if r is not None]
 
 

@@ -1,9 +1,12 @@
 """API keys and the roles they carry; deny by default.
 
 `LEADFLOW_API_KEYS` holds comma-separated `role:key` pairs, `LEADFLOW_API_KEYS_FILE` names a file
-of them (one a line, `#` comments). An item may name the person who holds the key, by their
-roster rep id: `role/rep:key` (`sales/ana:...`); that person is who "me" is in the API, whose
-tasks the inbox shows first, and who answers a task when the answer names nobody. A key is
+of them (one a line, `#` comments). An item may name the person who holds the key:
+`role:person:key` (or `role/person:key`), the person a roster rep id (`sales:ana:...`) or an
+e-mail address (`ops:maria@acme.example:...`). That person is who "me" is in the API, whose tasks
+the inbox shows first, who answers a task, and who approves a policy version: only a key that
+names its person approves (as an owner the running version lists by that e-mail). A key with a
+colon in it must be written with its person. A key is
 compared with every known key in constant time, so how long an answer takes says nothing about
 which key nearly matched; keys are never logged.
 """
@@ -25,13 +28,16 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "work_tasks": frozenset({"sales", "admin"}),
     "read_policies": frozenset({"ops", "admin"}),
     "validate_policies": frozenset({"ops", "admin"}),
-    "govern_policies": frozenset({"ops", "admin"}),
+    "govern_policies": frozenset({"ops", "admin"}),  # propose, activate, shadow
+    # approve a version: an owner of the running version, whichever team's role their key has
+    "approve_policies": frozenset({"sales", "ops", "admin"}),
     "read_deliveries": frozenset({"ops", "admin"}),
     "use_codec": frozenset({"ops", "admin"}),  # read (and write) what Temporal holds encrypted
     "merge_leads": frozenset({"sales", "ops", "admin"}),  # say two ids are one person (pages)
     "manage_roster": frozenset({"sales", "admin"}),  # sales own who works which queue; reading it: read_tasks
 }
 PERSON = re.compile(r"^[a-z][a-z0-9_-]*$")  # a roster rep id (routing.roster.NAME)
+EMAIL = re.compile(r"^[^@\s:,#/]+@[^@\s:,#/]+\.[^@\s:,#/]+$")  # an owner's address
 
 
 class KeysInvalid(ValueError):
@@ -44,6 +50,8 @@ class Keys:
     # the person holding pairs[i]'s key, or None; kept beside `pairs` so what reads pairs as
     # (role, key) keeps working
     persons: tuple[str | None, ...] = ()
+    # keys a page session's fingerprint of its key (never the key) with this; see fingerprint
+    pepper: bytes = b""
 
     @classmethod
     def parse(cls, text: str, where: str) -> Keys:
@@ -56,12 +64,15 @@ class Keys:
             holder, sep, key = item.partition(":")
             role, slash, person = (part.strip() for part in holder.partition("/"))
             key = key.strip()
+            middle, colon, rest = key.partition(":")
+            if not slash and colon and _is_person(middle.strip()):  # role:person:key
+                person, key, slash = middle.strip(), rest.strip(), "/"
             if not sep or role not in ROLES:
-                raise KeysInvalid(f"{where}: item {n}: write role:key or role/rep:key with a role of "
+                raise KeysInvalid(f"{where}: item {n}: write role:key or role:person:key with a role of "
                                   f"{', '.join(ROLES)}")
-            if slash and not PERSON.match(person):
-                raise KeysInvalid(f"{where}: item {n}: after {role}/ comes a roster rep id (lower-case "
-                                  "letters, digits, - and _)")
+            if slash and not _is_person(person):
+                raise KeysInvalid(f"{where}: item {n}: the person is a roster rep id (lower-case letters, "
+                                  "digits, - and _) or an e-mail address")
             if len(key) < 16:
                 raise KeysInvalid(f"{where}: item {n}: a {role} key needs 16 characters or more")
             pairs.append((role, key.encode()))
@@ -98,8 +109,28 @@ class Keys:
                 found = (known_role, persons[i])
         return found
 
+    def fingerprint(self, key: str) -> str:
+        """What a page session keeps of the key it was opened with: removing the key ends the
+        session (holder_of_fingerprint finds nothing). Keyed, so the cookie says nothing of it."""
+        return hmac.new(self.pepper, key.encode(), "sha256").hexdigest()[:32]
+
+    def holder_of_fingerprint(self, fingerprint: str) -> tuple[str, str | None] | None:
+        if not fingerprint:
+            return None
+        persons = self._persons()
+        found = None
+        for i, (role, key) in enumerate(self.pairs):
+            mine = hmac.new(self.pepper, key, "sha256").hexdigest()[:32]
+            if hmac.compare_digest(mine, fingerprint) and found is None:
+                found = (role, persons[i])
+        return found
+
     def _persons(self) -> tuple[str | None, ...]:
         return self.persons + (None,) * (len(self.pairs) - len(self.persons))
+
+
+def _is_person(text: str) -> bool:
+    return bool(PERSON.match(text) or EMAIL.match(text))
 
 
 def allowed(role: str | None, permission: str) -> bool:

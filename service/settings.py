@@ -4,6 +4,8 @@ are read by temporalio's envconfig, exactly as the `temporal` CLI reads them."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -18,6 +20,12 @@ from codec.keys import load as load_keys
 from rules.durations import parse_duration
 
 TLS_MODES = ("none", "starttls", "tls")
+MIN_SECRET = 32  # characters of LEADFLOW_SECRET
+
+
+def derive(root: str, use: str) -> str:
+    """A key for one use from a root secret (HMAC-SHA256, as HKDF's expand step with one block)."""
+    return hmac.new(root.encode(), f"leadflow/{use}".encode(), hashlib.sha256).hexdigest()
 
 
 class SettingsError(ValueError):
@@ -42,7 +50,8 @@ class Settings:
     max_body: int = 5 * 1024 * 1024  # bytes of one request body
     # delivery
     database_url: str = ""  # the ledger; empty: SQLite under home
-    secret: str = ""  # signs links and page sessions; empty: one made under home
+    secret: str = ""  # LEADFLOW_SECRET: the root of the keys that sign links and sessions; see keys_for
+    old_secrets: tuple[str, ...] = ()  # LEADFLOW_OLD_SECRETS: earlier roots, still accepted for checking
     public_url: str = ""  # where people reach the API (links in e-mail); empty: http://<http>
     smtp_host: str = ""  # empty: e-mail is recorded as skipped, not sent
     smtp_port: int = 0
@@ -52,7 +61,8 @@ class Settings:
     mail_from: str = "leadflow <leadflow@localhost>"
     handoff_webhook_url: str = ""
     handoff_webhook_urls: dict[str, str] = field(default_factory=dict)  # per queue
-    webhook_secret: str = ""
+    webhook_secret: str = ""  # signs the hand-off webhooks leadflow sends
+    crm_secret: str = ""  # LEADFLOW_CRM_SECRET: checks the CRM's signed answers (service.crm_auth)
     delivery_timeout: float = 10.0  # seconds one SMTP or HTTP exchange may take
     machine_networks: tuple[str, ...] = ()  # more fetcher networks than delivery.machines knows
     machine_open_seconds: float = 2.0
@@ -121,9 +131,33 @@ class Settings:
         return self.handoff_webhook_urls.get(queue) or self.handoff_webhook_urls.get("*") \
             or self.handoff_webhook_url
 
+    def key_for(self, use: str) -> str:
+        """The key for one use (`links`, `session`, `page-tokens`), derived from LEADFLOW_SECRET:
+        an e-mail link held by every recipient and a page session never share a key."""
+        return derive(self.signing_secret(), use)
+
+    def keys_for(self, use: str) -> tuple[str, ...]:
+        """The key for `use` first, then those of LEADFLOW_OLD_SECRETS: what was signed before a
+        rotation (an unsubscribe link in a mail sent last year) still checks."""
+        return (self.key_for(use), *(derive(old, use) for old in self.old_secrets))
+
+    def check_secret(self) -> str | None:
+        """A warning to log for LEADFLOW_SECRET, or None; refused (SettingsError) outside the
+        embedded setup, where workers and APIs on other machines must share it: a secret made
+        on one machine signs links that another machine's API refuses."""
+        if self.secret and len(self.secret) >= MIN_SECRET:
+            return None
+        problem = (f"LEADFLOW_SECRET is {len(self.secret)} characters; use {MIN_SECRET} or more (e.g. "
+                   "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)" if self.secret else
+                   "LEADFLOW_SECRET is not set: using one made on this machine "
+                   f"({self.home / 'session-secret'}); links signed here fail on an API elsewhere")
+        if not self.embedded:
+            raise SettingsError(problem + "; it is required with a Temporal address (TEMPORAL_ADDRESS)")
+        return problem
+
     def signing_secret(self) -> str:
-        """LEADFLOW_SECRET, else a key made once under LEADFLOW_HOME. Workers and the API must
-        share it (links a worker signs, the API checks): set it when they run on several machines."""
+        """LEADFLOW_SECRET, else a key made once under LEADFLOW_HOME (the embedded setup only;
+        check_secret). The root: each use signs with a key derived from it (key_for)."""
         if self.secret:
             return self.secret
         path = self.home / "session-secret"
@@ -141,6 +175,10 @@ class Settings:
         for url in filter(None, hooks):
             if not url.startswith(("http://", "https://")):
                 raise SettingsError(f"hand-off webhook {url!r}: an http(s) URL")
+        if self.crm_secret and self.crm_secret in (self.webhook_secret, self.secret):
+            raise SettingsError("LEADFLOW_CRM_SECRET: give the CRM's answers a key of their own, not "
+                                "LEADFLOW_WEBHOOK_SECRET or LEADFLOW_SECRET (what leadflow signs must never "
+                                "verify as an answer)")
         if any(hooks) and not self.webhook_secret:
             raise SettingsError("LEADFLOW_WEBHOOK_SECRET: hand-off webhooks are signed with it; set one "
                                 "(and give the same to the CRM)")
@@ -171,6 +209,8 @@ class Settings:
             max_body=read.integer("LEADFLOW_HTTP_MAX_BODY", 5 * 1024 * 1024),
             database_url=env.get("LEADFLOW_DATABASE_URL", ""),
             secret=env.get("LEADFLOW_SECRET", ""),
+            old_secrets=tuple(o.strip() for o in env.get("LEADFLOW_OLD_SECRETS", "").split(",") if o.strip()),
+            crm_secret=env.get("LEADFLOW_CRM_SECRET", ""),
             public_url=env.get("LEADFLOW_PUBLIC_URL", ""),
             smtp_host=env.get("LEADFLOW_SMTP_HOST", ""),
             smtp_port=read.integer("LEADFLOW_SMTP_PORT", 0),

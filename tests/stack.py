@@ -43,10 +43,10 @@ class Stack:
         `database`: the server keeps its state in `home`/temporal.db. `worker`: False for tests of
         what only the API and the database do (no workflow runs; it starts sooner). `settings_`:
         more Settings."""
+        given: dict[str, Any] = {"api_keys": ",".join(f"{role}:{key}" for role, key in KEYS.items()),
+                                 **settings_}
         self.settings = Settings(home=home, policy_dir=ROOT / "policies", task_queue=queue,
-                                 http=f"127.0.0.1:{free_port()}",
-                                 api_keys=",".join(f"{role}:{key}" for role, key in KEYS.items()),
-                                 codec_keys=codec_keys, **settings_)
+                                 http=f"127.0.0.1:{free_port()}", codec_keys=codec_keys, **given)
         self.database = database
         self.worker = worker
         self.loop = asyncio.new_event_loop()
@@ -109,7 +109,8 @@ class Stack:
         if self.worker:
             from worker import build_worker
         host, port = self.settings.listen
-        server = uvicorn.Server(uvicorn.Config(create_app(self.settings, self.client), host=host, port=port,
+        self.app = create_app(self.settings, self.client)
+        server = uvicorn.Server(uvicorn.Config(self.app, host=host, port=port,
                                                log_level="warning", access_log=False))
         try:
             with concurrent.futures.ThreadPoolExecutor(max_workers=8) as threads:

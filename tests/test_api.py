@@ -88,15 +88,20 @@ def test_events_are_answered_one_by_one_and_a_batch_sent_twice_changes_nothing(s
 def test_wait_answers_with_the_decision_and_a_single_refused_event_is_a_422(stack):
     intake = stack.http("intake")
     kim = {"email": "kim@wait.example"}
-    done = intake.post("/v1/events?wait=true", json={"type": "signup", "lead": {**kim, **HOT}})
+    # the Decision is the lead (state, scores, story): a key that sends events but reads no lead
+    # does not get it; one that may do both does
+    refused = intake.post("/v1/events?wait=true", json={"type": "signup", "lead": {**kim, **HOT}})
+    assert refused.status_code == 403 and "read leads" in refused.text
+    admin = stack.http("admin")
+    done = admin.post("/v1/events?wait=true", json={"type": "signup", "lead": {**kim, **HOT}})
     assert done.status_code == 200
     assert done.json()["decision"]["state"] == "nurturing"
-    demo = intake.post("/v1/events?wait=true", json={"type": "demo_request", "lead": kim})
+    demo = admin.post("/v1/events?wait=true", json={"type": "demo_request", "lead": kim})
     assert demo.json()["decision"]["state"] == "sales-ready"
     bad = intake.post("/v1/events", json={"type": "teleport", "lead": kim})
     assert bad.status_code == 422 and bad.json()["results"][0]["status"] == "refused"
     assert bad.json()["detail"][0]["loc"] == ["body", "type"]
-    assert intake.post("/v1/events?wait=true", json=[]).status_code == 422
+    assert admin.post("/v1/events?wait=true", json=[]).status_code == 422
 
 
 def test_bad_input_at_the_door_is_a_4xx_and_reaches_no_lead(stack):
@@ -130,10 +135,10 @@ async def _lead_id(email: str) -> str:
 
 
 def test_leads_by_any_id_and_in_pages(stack):
-    intake, sales = stack.http("intake"), stack.http("sales")
+    admin, sales = stack.http("admin"), stack.http("sales")  # admin: ?wait=true answers with the lead
     for i in range(3):
-        intake.post("/v1/events?wait=true", json={"type": "signup", "lead": {"email": f"p{i}@page.example",
-                                                                          "external_id": f"crm-{i}"}})
+        admin.post("/v1/events?wait=true", json={"type": "signup", "lead": {"email": f"p{i}@page.example",
+                                                                            "external_id": f"crm-{i}"}})
     by_email = sales.get("/v1/leads/p1@page.example").json()
     assert by_email["profile"]["external_id"] == "crm-1"
     assert sales.get(f"/v1/leads/{by_email['lead_id']}").json()["lead_id"] == by_email["lead_id"]
@@ -150,7 +155,7 @@ def test_leads_by_any_id_and_in_pages(stack):
 
 
 def test_tasks_are_read_and_answered(stack):
-    intake, sales = stack.http("intake"), stack.http("sales")
+    intake, sales = stack.http("admin"), stack.http("sales")  # admin: ?wait=true answers with the lead
     for who in ("yes", "no", "move"):
         lead = {"email": f"{who}@task.example"}
         intake.post("/v1/events?wait=true", json={"type": "signup", "lead": {**lead, **HOT}})

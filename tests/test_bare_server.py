@@ -30,7 +30,8 @@ def test_a_worker_registers_its_search_attributes_on_a_bare_server_and_serves(tm
             ListSearchAttributesRequest(namespace="default"))
         assert not {k.name for k in search.ALL} & set(before.custom_attributes)
         environ = {**os.environ, "TEMPORAL_ADDRESS": f"127.0.0.1:{port}", "LEADFLOW_HOME": str(tmp_path),
-                   "LEADFLOW_TASK_QUEUE": "bare", "LEADFLOW_EVAL_PROCESSES": "1"}
+                   "LEADFLOW_TASK_QUEUE": "bare", "LEADFLOW_EVAL_PROCESSES": "1",
+                   "LEADFLOW_SECRET": "bare-server-secret-0123456789abcdef"}
         log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 (the worker writes it)
         worker = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=ROOT, env=environ,
                                   stdout=log, stderr=subprocess.STDOUT)

@@ -15,12 +15,14 @@ import httpx
 
 from delivery.links import Links, Mail
 from delivery.message import message_id
-from delivery.webhook import signature, verify
+from delivery.webhook import verify
+from service.crm_auth import sign
 from tests.temporal_harness import ROOT, api, free_port, harness
 from tests.wire import Receiver, SmtpCatcher
 from workflows.types import LeadOptions
 
-SECRET = "crm-shared-secret-0123456789abcdef"
+SECRET = "crm-shared-secret-0123456789abcdef"  # signs the hand-offs leadflow sends
+CRM_SECRET = "crm-answers-secret-0123456789abcdef"  # signs the CRM's answers
 SENDER = "Acme <news@acme.example>"
 HOT = {"role": "vp", "budget": 60000, "timeline": "now", "company_size": 300}
 PERSON_MAIL_CLIENT = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 "
@@ -35,7 +37,7 @@ def run(coro):
 
 def _settings(smtp: SmtpCatcher, receiver: Receiver | None = None) -> dict:
     extra = {"http": f"127.0.0.1:{free_port()}", "smtp_host": "127.0.0.1", "smtp_port": smtp.port,
-             "mail_from": SENDER, "webhook_secret": SECRET,
+             "mail_from": SENDER, "webhook_secret": SECRET, "crm_secret": CRM_SECRET,
              # a fetch within a second of sending is a machine's; the tests wait that out for a person
              "machine_open_seconds": 1.0, "machine_click_seconds": 1.0}
     if receiver is not None:
@@ -229,10 +231,10 @@ def test_hand_offs_reach_the_crm_signed_once_and_the_crm_answers(tmp_path):
 
                 # the CRM answers, signed; wrong, stale and replayed signatures are refused
                 async with httpx.AsyncClient(base_url=base, timeout=30) as web:
-                    async def answer(path: str, payload: dict, secret: str = SECRET, at: int | None = None,
-                                     header: str | None = None):
+                    async def answer(path: str, payload: dict, secret: str = CRM_SECRET,
+                                     at: int | None = None, header: str | None = None):
                         raw = json.dumps(payload).encode()
-                        sig = header or signature(secret, raw, at or int(time.time()))
+                        sig = header or sign(secret, "POST", path, raw, at or int(time.time()))
                         return await web.post(path, content=raw, headers={
                             "Content-Type": "application/json", "X-Leadflow-Signature": sig}), sig
 

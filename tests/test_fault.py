@@ -81,7 +81,7 @@ def test_kill_9_one_of_two_workers_midway(tmp_path):
                   "LEADFLOW_EVAL_PROCESSES": "1", "LEADFLOW_DATABASE_URL": ledger_url,
                   "LEADFLOW_SMTP_HOST": "127.0.0.1", "LEADFLOW_SMTP_PORT": str(smtp.port),
                   "LEADFLOW_HANDOFF_WEBHOOK_URL": f"{crm.url}/hooks", "LEADFLOW_WEBHOOK_SECRET": SECRET,
-                  "LEADFLOW_SECRET": "fault-link-secret", "LEADFLOW_PUBLIC_URL": "https://leadflow.example",
+                  "LEADFLOW_SECRET": "fault-link-secret-0123456789abcdef", "LEADFLOW_PUBLIC_URL": "https://leadflow.example",
                   # workers on several machines share the codec keys, or cannot read each other's leads
                   "LEADFLOW_CODEC_KEYS": new_key_line()}
         # each worker a home of its own: nothing they share but the ledger and the servers

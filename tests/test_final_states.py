@@ -93,7 +93,7 @@ def test_a_converted_lead_keeps_its_run_for_the_retention_then_completes(tmp_pat
 
 def test_the_intake_starts_the_next_run_of_an_ended_lead(tmp_path):
     with Stack(tmp_path, queue="ending", final_retention=0.0) as stack:
-        intake, sales = stack.http("intake"), stack.http("sales")
+        intake, sales = stack.http("admin"), stack.http("sales")  # admin: ?wait=true reads the lead
         email = "max@mailinator.com"  # a disposable address: disqualified at sign-up, ended at once
         signup = intake.post("/v1/events?wait=true", json={"type": "signup", "lead": {"email": email}})
         assert signup.json()["decision"]["state"] == "disqualified"

@@ -1,88 +1,75 @@
 """The CRM answers a hand-off: accept or reject, like the inbox buttons. No API key: the CRM
-signs each request with the webhook secret (X-Leadflow-Signature, the scheme leadflow signs its
-own webhooks with), and a request signed more than five minutes ago, or seen before, is refused."""
+signs each request under LEADFLOW_CRM_SECRET (service.crm_auth: the method, path and body,
+within five minutes, each signature once across every API process). It is a key of its own: the
+hand-off webhooks leadflow sends are signed under LEADFLOW_WEBHOOK_SECRET with another scheme,
+so nothing leadflow sends verifies as an answer."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-import threading
-import time
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from delivery.webhook import WINDOW, BadSignature, verify
 from service import tasks
 from service.api.deps import Ctx, answer, unprocessable
+from service.api.events import read_raw
 from service.api.tasks import task_answer
+from service.crm_auth import BadSignature, Replays, verify
 
 router = APIRouter(prefix="/v1/crm", tags=["crm"], responses={
     400: answer("a body that is not JSON"),
     401: answer("no signature, a wrong one, one older than five minutes, or one seen before"),
-    403: answer("CRM answers are off here: no LEADFLOW_WEBHOOK_SECRET is set"),
+    403: answer("CRM answers are off here: no LEADFLOW_CRM_SECRET is set"),
     404: answer("no such task"), 409: answer("the task refused the answer"),
-    422: answer("a body that is not what the route takes"),
-    503: answer("Temporal did not answer")})
+    413: answer("a body over the size limit"),
+    422: answer("a body that is not what the route takes (unknown fields included)"),
+    503: answer("Temporal or the shared database did not answer")})
 
 
 class CrmAccept(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a body meant for something else is not an answer
     by: str = Field("", max_length=200, description="who accepted it in the CRM")
 
 
 class CrmReject(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     reason: str = Field(min_length=1, max_length=2000, pattern=r"\S")
     by: str = Field("", max_length=200)
 
 
-class _Replays:
-    """Signatures already used, for as long as they would verify: a captured request sent again
-    within the window is refused."""
-
-    def __init__(self) -> None:
-        self._seen: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def first_time(self, header: str, now: float) -> bool:
-        with self._lock:
-            for mac, at in list(self._seen.items()):
-                if at < now - 2 * WINDOW:
-                    del self._seen[mac]
-            if header in self._seen:
-                return False
-            self._seen[header] = now
-            return True
-
-
-_replays = _Replays()
 _SIGNED = {"parameters": [{"name": "X-Leadflow-Signature", "in": "header", "required": True,
-                           "schema": {"type": "string"},
-                           "description": 't=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>"> '
-                                          "under LEADFLOW_WEBHOOK_SECRET"}]}
+                           "schema": {"type": "string", "pattern": "^t=[1-9][0-9]*,v1=[0-9a-f]{64}$"},
+                           "description": 't=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<METHOD>.<path>.'
+                                          '<body>"> under LEADFLOW_CRM_SECRET; the path without the '
+                                          "query, e.g. POST and /v1/crm/tasks/ID/reject"}]}
 
 
 async def _signed(request: Request, ctx: Ctx, model: type[BaseModel]) -> Any:
-    secret = ctx.settings.webhook_secret
+    secret = ctx.settings.crm_secret
     if not secret:
-        raise HTTPException(403, "CRM answers are off: they are signed with LEADFLOW_WEBHOOK_SECRET, "
+        raise HTTPException(403, "CRM answers are off: they are signed with LEADFLOW_CRM_SECRET, "
                                  "and none is set here")
-    body = await request.body()
-    header = request.headers.get("x-leadflow-signature")
+    body = await read_raw(request, ctx.settings.max_body)
     try:
-        verify(secret, header, body)
+        t, mac = verify(secret, request.headers.get("x-leadflow-signature"), request.method,
+                        request.url.path, body)
     except BadSignature as err:
         raise HTTPException(401, f"X-Leadflow-Signature: {err}") from None
-    if not _replays.first_time(header or "", time.time()):
-        raise HTTPException(401, "X-Leadflow-Signature: this signed request was already used")
     try:
         data = json.loads(body or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise HTTPException(400, "the body is not JSON") from None
     try:
-        return model.model_validate(data)
+        parsed = model.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
         raise unprocessable("body." + ".".join(str(p) for p in first["loc"]), first["msg"]) from None
+    if not await asyncio.to_thread(Replays(ctx.ledger).first_time, t, mac):
+        raise HTTPException(401, "X-Leadflow-Signature: this signed request was already used")
+    return parsed
 
 
 @router.post("/tasks/{task_id}/accept", summary="The CRM accepts a hand-off (signed)",

@@ -28,12 +28,13 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 @dataclass(frozen=True)
 class Caller:
     role: str
-    person: str | None  # the roster rep id the key names (`role/rep:key`), or None
+    person: str | None  # the person the key names (`role:person:key`), or None
 
     def by(self, asked: str = "") -> str:
-        """Who a roster change is recorded as: who the request says, else the key's person, else
-        the role (never empty: the record must say something)."""
-        return asked.strip() or self.person or f"api ({self.role})"
+        """Who a change is recorded as: the key's person when it names one (what a request says
+        never replaces it), else what the request says, else the role (never empty: the record
+        must say something)."""
+        return self.person or asked.strip() or f"api ({self.role})"
 
 
 def require_caller(permission: str) -> Callable[..., Caller]:
@@ -75,6 +76,8 @@ ReadsDeliveries = Annotated[str, Depends(require("read_deliveries"))]
 ReaderOfTasks = Annotated[Caller, Depends(require_caller("read_tasks"))]
 WorkerOfTasks = Annotated[Caller, Depends(require_caller("work_tasks"))]
 ManagerOfRoster = Annotated[Caller, Depends(require_caller("manage_roster"))]
+ApproverOfPolicies = Annotated[Caller, Depends(require_caller("approve_policies"))]
+GovernorOfPolicies = Annotated[Caller, Depends(require_caller("govern_policies"))]
 
 
 class Detail(BaseModel):
@@ -91,7 +94,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     400: answer("a body that is not JSON, or not UTF-8"),
     401: answer("no API key, or one this service does not know"),
     403: answer("the key's role may not do this"),
-    503: answer("Temporal did not answer"),
+    503: answer("Temporal or the shared database did not answer (with Retry-After for the database)"),
 }
 
 

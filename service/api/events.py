@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from service import intake
 from service.api.context import Context
 from service.api.deps import ERRORS, Ctx, SendsEvents, answer, unprocessable
+from service.keys import allowed
 
 router = APIRouter(prefix="/v1", tags=["events"], responses={
     **ERRORS, 413: answer("a body over the size limit, or a batch over 1,000")})
@@ -76,7 +77,7 @@ def _no_constant(name: str) -> Any:
 
 @router.post("/events", response_model=EventResults, openapi_extra=_BODY,
              summary="Send one event or up to 1,000; each is answered: accepted, duplicate or refused")
-async def post_events(request: Request, ctx: Ctx, _: SendsEvents,
+async def post_events(request: Request, ctx: Ctx, role: SendsEvents,
                       wait: Annotated[bool, Query(description="one event: answer with its Decision")] = False,
                       ) -> EventResults | JSONResponse:
     body = await read_json(request, ctx.settings.max_body)
@@ -89,32 +90,37 @@ async def post_events(request: Request, ctx: Ctx, _: SendsEvents,
     if wait:
         if not single:
             raise unprocessable("query.wait", "?wait=true answers one event: send a JSON object")
-        return await _decide(ctx, body)
-    results = await intake.send_events(ctx.client, ctx.settings, ctx.store, ctx.seen, events)
+        if not allowed(role, "read_leads"):  # the Decision is the lead: its state, scores and story
+            raise HTTPException(403, f"the {role} role may not read leads: ?wait=true answers with the "
+                                     "lead's Decision; send without it")
+        return await _decide(ctx, body, role)
+    results = await intake.send_events(ctx.client, ctx.settings, ctx.store, ctx.seen, events, role=role)
     answer = EventResults(results=[EventResult(**r.as_dict()) for r in results])
     if single and results[0].status == "refused":
-        return _refused(answer)
+        return _refused(answer, forbidden=results[0].forbidden)
     return answer
 
 
-def _refused(answer: EventResults) -> JSONResponse:
-    """A single event that is refused is a 422 (a batch answers 200, event by event), in the
-    shape of FastAPI's own 422s, with the event's result beside."""
+def _refused(answer: EventResults, forbidden: bool = False) -> JSONResponse:
+    """A single event that is refused is a 422 (a batch answers 200, event by event), or a 403
+    when the caller may not send its type, in the shape of FastAPI's own 422s, with the event's
+    result beside."""
     (result,) = answer.results
     field, _, message = (result.error or "").removeprefix("bad event: ").partition(": ")
     detail = [{"loc": ["body", *field.split(".")], "msg": message or result.error, "type": "refused"}]
-    return JSONResponse({"detail": detail, "results": [result.model_dump()]}, status_code=422)
+    return JSONResponse({"detail": detail, "results": [result.model_dump()]},
+                        status_code=403 if forbidden else 422)
 
 
-async def _decide(ctx: Context, raw: Any) -> EventResults | JSONResponse:
+async def _decide(ctx: Context, raw: Any, role: str) -> EventResults | JSONResponse:
     try:
-        event = intake.admit(raw, ctx.store)
+        event = intake.admit(raw, ctx.store, role)
         answer = await intake.decide(ctx.client, ctx.settings, event)
     except intake.IntakeError as err:
         intake.refused(intake.reason_of(err))
         event_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
         refused = EventResult(index=0, status="refused", event_id=event_id, error=str(err))
-        return _refused(EventResults(results=[refused]))
+        return _refused(EventResults(results=[refused]), forbidden=isinstance(err, intake.Forbidden))
     decision = answer["decision"]
     status = "duplicate" if decision.get("duplicate") else "accepted"
     await _record(ctx, answer["lead_id"], event["id"])

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DBAPIError
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -20,17 +22,18 @@ if TYPE_CHECKING:
 from activities.policies import PolicyStore
 from codec.aesgcm import AesGcmCodec
 from delivery.ledger import Ledger
-from delivery.links import Links
 from delivery.machines import NETWORKS, Judge
 from governance.registry import Registry
 from ops import metrics
 from routing.desk import Desk
 from service.api import codec, crm, deliveries, events, health, leads, links, policies, roster, tasks
+from service.api.body_limit import BodyLimit
 from service.api.context import Context
 from service.intake import IntakeError
 from service.keys import Keys
 from service.seen import SeenEvents
 from service.settings import Settings
+from service.signing import links_of
 
 log = logging.getLogger("leadflow.api")
 
@@ -42,16 +45,18 @@ def create_app(settings: Settings, client: Client | None = None, keys: Keys | No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from service.temporal import connect
 
+        if (problem := settings.check_secret()) is not None:  # refused outside the embedded setup
+            log.warning("%s", problem)
         ledger = await asyncio.to_thread(Ledger.open, settings.ledger_url)
         store = PolicyStore(settings.policy_dir, settings.policy, settings.content_dir, Registry(ledger))
         await asyncio.to_thread(store.reload)
-        seen = SeenEvents(settings.home / "intake.sqlite")
+        seen = SeenEvents.of(settings)  # scoped to the Temporal server (and database) of these settings
         judge = Judge(NETWORKS + settings.machine_networks, settings.machine_open_seconds,
                       settings.machine_click_seconds)
-        app.state.ctx = Context(settings, client or await connect(settings), store, seen,
-                                keys or Keys.load(settings.api_keys, settings.api_keys_file),
-                                settings.signing_secret().encode(), ledger,
-                                Links(settings.signing_secret(), settings.public), judge,
+        known = keys or Keys.load(settings.api_keys, settings.api_keys_file)
+        known = dataclasses.replace(known, pepper=settings.key_for("key-fingerprint").encode())
+        app.state.ctx = Context(settings, client or await connect(settings), store, seen, known,
+                                settings.key_for("page-tokens").encode(), ledger, links_of(settings), judge,
                                 AesGcmCodec(settings.keyring()[0]), Desk(ledger, settings.roster_file))
         watcher = asyncio.create_task(_watch(store, settings.policy_poll_seconds))
         try:
@@ -70,8 +75,9 @@ def create_app(settings: Settings, client: Client | None = None, keys: Keys | No
         app.include_router(module.router)
     from service.pages import routes as pages
 
-    pages.mount(app, settings.signing_secret())
+    pages.mount(app, settings.key_for("session"), secure=settings.public.startswith("https://"))
     codec_cors(app, settings.codec_origins)
+    app.add_middleware(BodyLimit, limit=settings.max_body)  # added last: the outermost, before all else
 
     @app.exception_handler(IntakeError)
     async def intake_error(_: Request, err: IntakeError) -> JSONResponse:
@@ -79,6 +85,13 @@ def create_app(settings: Settings, client: Client | None = None, keys: Keys | No
         field, _, message = str(err).partition(": ")
         detail = [{"loc": ["query", field], "msg": message or str(err), "type": "value_error"}]
         return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(_: Request, err: DBAPIError) -> JSONResponse:
+        # the shared database slow, down or locked: a moment's trouble, said as such (never a 500)
+        log.warning("the shared database did not answer: %s", type(err.orig).__name__ if err.orig else err)
+        return JSONResponse({"detail": "the shared database did not answer; try again shortly"},
+                            status_code=503, headers={"Retry-After": str(DATABASE_RETRY_AFTER)})
 
     @app.exception_handler(RPCError)
     async def temporal_error(_: Request, err: RPCError) -> JSONResponse:
@@ -89,6 +102,7 @@ def create_app(settings: Settings, client: Client | None = None, keys: Keys | No
 
 
 CORS_HEADERS = "authorization, content-type, x-namespace"
+DATABASE_RETRY_AFTER = 5  # seconds a client is told to wait when the shared database is down
 
 
 def codec_cors(app: FastAPI, origins: tuple[str, ...]) -> None:

@@ -12,7 +12,16 @@ from pydantic import BaseModel, Field
 from governance.checks import ProposalRefused
 from governance.registry import Conflict, NotFound, NotOwner, Registry
 from service import governance, policy_info
-from service.api.deps import ERRORS, Ctx, GovernsPolicies, ReadsPolicies, ValidatesPolicies, answer
+from service.api.deps import (
+    ERRORS,
+    ApproverOfPolicies,
+    Caller,
+    Ctx,
+    GovernorOfPolicies,
+    ReadsPolicies,
+    ValidatesPolicies,
+    answer,
+)
 from service.api.events import read_raw
 
 router = APIRouter(prefix="/v1", tags=["policies"],
@@ -41,15 +50,17 @@ async def list_policies(ctx: Ctx, _: ReadsPolicies) -> dict[str, list[dict[str, 
                  "application/yaml": {"schema": {"type": "string"}},
                  "text/plain": {"schema": {"type": "string"}}}}})
 async def validate_policy(request: Request, ctx: Ctx, _: ValidatesPolicies) -> Validation:
-    problems = policy_info.validate(await read_raw(request, ctx.settings.max_body), "body.yaml")
+    raw = await read_raw(request, ctx.settings.max_body)
+    problems = await asyncio.to_thread(policy_info.validate, raw, "body.yaml")  # off the loop: it compiles
     return Validation(valid=not problems, problems=[Problem(**p) for p in problems])
 
 
 # -- proposals, approvals, activation, shadow runs: the same rules as `leadflow policy ...` -----
 
 class Approval(BaseModel):
-    as_: str = Field(alias="as", min_length=3, max_length=320, description="the approver's e-mail: an owner "
-                                                                          "the version's file lists")
+    as_: str = Field("", alias="as", max_length=320,
+                     description="optional: the approver's e-mail, which must be the person the key names "
+                                 "(role:person:key); an approval is always the key's person's")
 
 
 class Activation(BaseModel):
@@ -94,26 +105,34 @@ async def _governed(call: Any, *args: Any) -> dict[str, Any]:
              openapi_extra={"requestBody": {"required": True, "content": {
                  "application/yaml": {"schema": {"type": "string"}},
                  "text/plain": {"schema": {"type": "string"}}}}})
-async def propose(request: Request, ctx: Ctx, role: GovernsPolicies,
+async def propose(request: Request, ctx: Ctx, caller: GovernorOfPolicies,
                   file: str = Query("proposal.yaml", max_length=512, description="its name, for messages"),
                   as_: str = Query("", alias="as", max_length=320, description="who proposes it"),
                   ) -> dict[str, Any]:
     raw = await read_raw(request, ctx.settings.max_body)
     return await _governed(governance.propose, _registry(ctx), raw, file, ctx.settings.content_dir,
-                           as_ or f"api ({role})")
+                           _who(caller, as_))
 
 
 @router.post("/policies/{name}/{version}/approvals", responses=GOVERN,
-             summary="Approve a proposed version as an owner its file lists")
-async def approve(name: str, version: int, body: Approval, ctx: Ctx, _: GovernsPolicies) -> dict[str, Any]:
-    return await _governed(governance.approve, _registry(ctx), name, version, body.as_)
+             summary="Approve a proposed version as the person the key names: an owner of the version "
+                     "that runs now")
+async def approve(name: str, version: int, body: Approval, ctx: Ctx, caller: ApproverOfPolicies
+                  ) -> dict[str, Any]:
+    if caller.person is None:
+        raise HTTPException(403, "this key names no person, and an approval is a person's: give the owner "
+                                 "a key of their own, written role:person:key with their e-mail")
+    if body.as_.strip() and body.as_.strip().lower() != caller.person.lower():
+        raise HTTPException(403, f"this key is {caller.person}'s; it approves as {caller.person} only")
+    return await _governed(governance.approve, _registry(ctx), name, version, caller.person,
+                           f"API key of {caller.person} ({caller.role})")
 
 
 @router.post("/policies/{name}/{version}/activation", responses=GOVERN,
              summary="Activate an approved version (one marketing and one sales approval)")
 async def activate(name: str, version: int, body: Activation, ctx: Ctx,
-                   role: GovernsPolicies) -> dict[str, Any]:
-    answer_ = await _governed(governance.activate, _registry(ctx), name, version, body.as_ or f"api ({role})",
+                   caller: GovernorOfPolicies) -> dict[str, Any]:
+    answer_ = await _governed(governance.activate, _registry(ctx), name, version, _who(caller, body.as_),
                               body.rollout)
     await asyncio.to_thread(ctx.store.reload)  # this process answers with it at once
     return answer_
@@ -121,8 +140,12 @@ async def activate(name: str, version: int, body: Activation, ctx: Ctx,
 
 @router.put("/policies/{name}/shadow", responses=GOVERN,
             summary="Run a proposed version in shadow beside the active one, or stop (version null)")
-async def shadow(name: str, body: Shadow, ctx: Ctx, role: GovernsPolicies) -> dict[str, Any]:
-    return await _governed(governance.shadow, _registry(ctx), name, body.version, body.as_ or f"api ({role})")
+async def shadow(name: str, body: Shadow, ctx: Ctx, caller: GovernorOfPolicies) -> dict[str, Any]:
+    return await _governed(governance.shadow, _registry(ctx), name, body.version, _who(caller, body.as_))
+
+
+def _who(caller: Caller, said: str) -> str:
+    return caller.by(said)
 
 
 @router.get("/policies/log", responses=ERRORS,

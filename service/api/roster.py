@@ -83,7 +83,7 @@ async def put_roster(request: Request, ctx: Ctx, caller: ManagerOfRoster,
     if media in YAML_TYPES:
         raw = await read_raw(request, ctx.settings.max_body)
         try:
-            roster = parse_roster(raw, YAML_NAME)
+            roster = await asyncio.to_thread(parse_roster, raw, YAML_NAME)  # a big file: off the loop
         except RosterInvalid as err:
             raise HTTPException(422, [{"loc": ["body"], "line": p.line, "msg": str(p), "type": "value_error"}
                                       for p in err.problems]) from None

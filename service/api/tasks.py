@@ -50,7 +50,8 @@ async def get_task(task_id: str, ctx: Ctx, _: ReadsTasks) -> dict[str, Any]:
     return await task_answer(tasks.task(ctx.client, task_id), task_id)
 
 
-# `by` left empty: the person the key names answers (a key naming nobody leaves it empty)
+# the person the key names answers (a `by` naming anyone else is refused); a key naming nobody
+# answers as the body's `by`
 @router.post("/tasks/{task_id}/accept")
 async def accept_task(task_id: str, body: Accept, ctx: Ctx, caller: WorkerOfTasks) -> dict[str, Any]:
     return await task_answer(tasks.accept(ctx.client, task_id, _by(body.by, caller.person)), task_id)
@@ -69,7 +70,13 @@ async def reassign_task(task_id: str, body: Reassign, ctx: Ctx, caller: WorkerOf
 
 
 def _by(given: str, person: str | None) -> str:
-    return given if given.strip() else (person or "")
+    """Who answers: the key's person when it names one (a body cannot answer as someone else),
+    else who the body says."""
+    if person is None:
+        return given.strip()
+    if given.strip() and given.strip().lower() != person.lower():
+        raise HTTPException(403, f"this key is {person}'s; it answers as {person} only (leave `by` empty)")
+    return person
 
 
 async def task_answer(call: Any, task_id: str) -> dict[str, Any]:

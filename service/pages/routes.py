@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import secrets
 from datetime import datetime, timezone
 from importlib import resources
@@ -30,16 +31,20 @@ from service.api.context import Context
 from service.deliveries import KINDS, BadFilter, listing
 from service.intake import IntakeError, aliases_for, check_event, deliver
 from service.keys import allowed
+from service.logins import LOGINS
 
 _here = resources.files("service.pages")
 FormText = Annotated[str, Form(max_length=2000)]
+log = logging.getLogger("leadflow.pages")
 templates = Jinja2Templates(directory=str(_here / "templates"))
 PAGE_ROLES = ("sales", "ops", "admin")
 
 
-def mount(app: FastAPI, secret: str) -> None:
+def mount(app: FastAPI, secret: str, secure: bool = False) -> None:
+    """The pages on `app`, their sessions signed with `secret`; `secure`: the site is reached over
+    https (LEADFLOW_PUBLIC_URL), so the cookie never travels in the clear."""
     app.add_middleware(SessionMiddleware, secret_key=secret, session_cookie="leadflow_session",
-                       same_site="strict", max_age=12 * 3600)
+                       same_site="strict", max_age=12 * 3600, https_only=secure)
     app.mount("/static", StaticFiles(directory=str(_here / "static")), name="static")
     for path, endpoint, methods in ROUTES:
         app.add_api_route(path, endpoint, methods=methods, include_in_schema=False,
@@ -80,10 +85,25 @@ class _Login(Exception):
 
 
 def _role(request: Request) -> str:
-    role = request.session.get("role")
+    role = session_role(request)
     if role not in PAGE_ROLES:
         raise _Login()
     return role
+
+
+def session_role(request: Request) -> str | None:
+    """The role of the page session, while the key it was opened with is still one of the keys:
+    removing a key ends its sessions at their next request, not 12 hours later."""
+    if "session" not in request.scope:
+        return None
+    role = request.session.get("role")
+    if role is None:
+        return None
+    holder = _ctx(request).keys.holder_of_fingerprint(request.session.get("key", ""))
+    if holder is None or holder[0] != role:
+        request.session.clear()
+        return None
+    return str(role)
 
 
 def _page(request: Request, template: str, status: int = 200, **values: Any) -> HTMLResponse:
@@ -106,13 +126,25 @@ async def login_form(request: Request, next: str = "/inbox") -> HTMLResponse:
 async def login(request: Request, key: FormText = "", csrf: FormText = "", next: FormText = "/inbox"
                 ) -> Response:
     _check_csrf(request, csrf)
-    role, person = _ctx(request).keys.holder_of(key.strip()) or (None, None)
+    client = request.client.host if request.client else "?"
+    wait = LOGINS.wait(client)
+    if wait:
+        log.warning("login refused: too many failed logins from %s", client)
+        refused = _page(request, "login.html", status=429, next=_local(next),
+                        error=f"Too many failed logins from here; try again in {wait} s.")
+        refused.headers["Retry-After"] = str(wait)
+        return refused
+    keys = _ctx(request).keys
+    role, person = keys.holder_of(key.strip()) or (None, None)
     if role not in PAGE_ROLES:
+        LOGINS.failed(client)
+        log.warning("failed login from %s: %s", client, "unknown key" if role is None else f"{role} key")
         error = "That key is not known here." if role is None else f"The {role} role has no pages."
         return _page(request, "login.html", status=401 if role is None else 403, next=_local(next),
                      error=error)
     request.session.clear()  # a new session for the new role
     request.session["role"] = role
+    request.session["key"] = keys.fingerprint(key.strip())
     if person:  # the key says who holds it: the inbox does not ask
         request.session["rep"] = person
         request.session["rep_from_key"] = True
@@ -224,7 +256,9 @@ async def answer_task(request: Request, task_id: str, action: str, csrf: str, re
     except _Login:
         return _login_first(request)
     client = _ctx(request).client
-    by = by.strip() or request.session.get("rep") or ""
+    # a key that names its person answers as that person, whatever the form says
+    by = (request.session.get("rep") if request.session.get("rep_from_key") else None) \
+        or by.strip() or request.session.get("rep") or ""
     try:
         if action == "accept":
             await task_ops.accept(client, task_id, by)
@@ -310,7 +344,8 @@ async def lead_page(request: Request, lead: str) -> Response:
 
 async def _lead_view(request: Request, lead: str, error: str | None = None, status: int = 200) -> Response:
     try:
-        found = await lead_ops.lead(_ctx(request).client, lead, aliases_for(_ctx(request).settings))
+        aliases = await asyncio.to_thread(aliases_for, _ctx(request).settings)  # the database: off the loop
+        found = await lead_ops.lead(_ctx(request).client, lead, aliases)
     except IntakeError:
         found = None
     if found is None:
@@ -329,7 +364,7 @@ async def identify_lead(request: Request, lead: str, csrf: FormText = "", same_a
     except _Login:
         return _login_first(request)
     ctx = _ctx(request)
-    found = await lead_ops.lead(ctx.client, lead, aliases_for(ctx.settings))
+    found = await lead_ops.lead(ctx.client, lead, await asyncio.to_thread(aliases_for, ctx.settings))
     if found is None:
         return _page(request, "missing.html", status=404, what=f"lead {lead}")
     other = same_as.strip()
