@@ -17,6 +17,9 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 _NAME = re.compile(r"^[0-9]+-[0-9]+\.eml$")
+_BRACKETED = re.compile(r"<([^<>]*)>")
+# what the page may turn into a link: anything else (javascript:, data:, ...) is shown as text
+LINKABLE = ("http://", "https://", "mailto:")
 _count = itertools.count()
 
 
@@ -81,9 +84,22 @@ def message(directory: Path, message_id: str) -> dict[str, Any] | None:
     text = msg.get_body(("plain",))
     html = msg.get_body(("html",))
     return {"id": message_id, "headers": [(k, str(v)) for k, v in msg.items()],
+            "unsubscribe": unsubscribe_links(str(msg["List-Unsubscribe"] or "")),
             "subject": msg["Subject"] or "",
             "text": text.get_content() if text is not None else "",
             "html": html.get_content() if html is not None else ""}
+
+
+def unsubscribe_links(header: str) -> list[dict[str, str | None]]:
+    """The values of a List-Unsubscribe header (RFC 2369: `<uri>, <uri>`), each with the `href`
+    the page may give it: only an http(s) or mailto URI is one; anything else (a `javascript:`
+    URI would run in the page) is None and shown as text. Whatever sent the mail wrote it."""
+    values = _BRACKETED.findall(header) or [header.strip(" <>")]
+    out: list[dict[str, str | None]] = []
+    for value in (v.strip() for v in values):
+        if value:
+            out.append({"value": value, "href": value if value.lower().startswith(LINKABLE) else None})
+    return out
 
 
 def _parse(path: Path) -> EmailMessage:

@@ -1,18 +1,21 @@
 """Only the links a content template writes itself are tracked (issue 22): a URL that came from
 the lead's profile is never wrapped in a leadflow-signed click link, in the text part or the
 HTML part, however it is placed; the template's own links still are. Read back from the bytes
-the message writer makes, each click link's token read by the links' own reader."""
+the message writer makes, each click link's token read by the links' own reader. And the mail
+sink's page links a List-Unsubscribe value only when it is http(s) or mailto."""
 
 from __future__ import annotations
 
 import email
 import email.policy
+import html
 import re
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
-from delivery import message
+from delivery import message, sink
 from delivery.content import load_template
 from delivery.links import Links, Mail
 from tests.conftest import ROOT
@@ -88,3 +91,50 @@ def test_preview_and_subject_show_values_without_brackets(tmp_path):
     rendered = load_template(path).render({"name": "Rita <b>"}, UNSUBSCRIBE)
     assert rendered.subject == "Hi Rita <b>" and rendered.text == "Hi Rita <b>"
     assert rendered.html == "<p>Rita &lt;b&gt;</p>"
+
+
+# -- the mail sink's page (make up): a List-Unsubscribe value is a link only if http(s) or mailto --
+
+
+class _Hrefs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.hrefs += [v or "" for k, v in attrs if k == "href"]
+
+
+def _page(tmp_path: Path, header: str, n: int) -> tuple[str, list[str]]:
+    """The sink's page of one caught message whose List-Unsubscribe is `header`, as the page's
+    route renders it (service.pages.routes.mail_message_page), and the hrefs in it."""
+    from service.pages.routes import templates
+
+    raw = (f"From: someone@else.example\r\nTo: rita@acme.example\r\nSubject: Hi\r\n"
+           f"List-Unsubscribe: {header}\r\n\r\nHello\r\n")
+    (tmp_path / f"1790000000000000000-{n}.eml").write_bytes(raw.encode())
+    found = sink.message(tmp_path, f"1790000000000000000-{n}")
+    assert found is not None
+    unsubscribe = next((v.strip("<> ") for k, v in found["headers"] if k.lower() == "list-unsubscribe"), "")
+    page = templates.get_template("mail_message.html").render(msg=found, unsubscribe=unsubscribe, role=None,
+                                                              csrf="")
+    parser = _Hrefs()
+    parser.feed(page)
+    return page, [h for h in parser.hrefs if h != "/static/style.css" and h != "/inbox"]
+
+
+@pytest.mark.parametrize("bad", ["javascript:alert(document.domain)", "JaVaScRiPt:alert(1)",
+                                 " javascript:alert(1)", "data:text/html,<script>alert(1)</script>",
+                                 "vbscript:msgbox(1)", "//evil.example/u"])
+def test_the_sink_page_links_no_script_from_list_unsubscribe(tmp_path, bad):
+    page, hrefs = _page(tmp_path, f"<{bad}>", 1)
+    assert hrefs == []  # shown, never a link
+    assert html.escape(bad.strip(), quote=False) in page or html.escape(bad.strip()) in page
+
+
+def test_the_sink_page_links_http_and_mailto_unsubscribe_values(tmp_path):
+    good = "https://leadflow.example/u/abc.def"
+    header = f"<{good}>, <mailto:unsubscribe@acme.example?subject=stop>, <javascript:x()>"
+    page, hrefs = _page(tmp_path, header, 2)
+    assert hrefs == [good, "mailto:unsubscribe@acme.example?subject=stop"]
+    assert "javascript:x()" in page
