@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -23,7 +23,10 @@ from rules.compile import load_compiled
 from rules.models import Event, LeadRef
 from rules.policytest import run_tests
 from rules.simulate import run
-from rules.validate import PolicyInvalid, load_policy_file
+from rules.validate import LoadedPolicy, PolicyInvalid, PolicyWarning, load_policy_file
+
+if TYPE_CHECKING:
+    from routing.roster import Roster
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -328,10 +331,12 @@ def _validate(args: argparse.Namespace) -> int:
     from routing.roster import RosterInvalid, is_roster, parse_roster
 
     failed = False
+    rosters: dict[str, Roster] = {}
+    policies: dict[str, LoadedPolicy] = {}
     for f in args.files:
         if is_roster(f):  # the sales roster beside the policies: checked as what it is
             try:
-                parse_roster(Path(f).read_bytes(), f)
+                rosters[f] = parse_roster(Path(f).read_bytes(), f)
                 problems = []
             except RosterInvalid as err:
                 problems = err.problems
@@ -342,7 +347,7 @@ def _validate(args: argparse.Namespace) -> int:
             failed = failed or bool(problems)
             continue
         try:
-            loaded = load_policy_file(f)
+            loaded = policies[f] = load_policy_file(f)
         except PolicyInvalid as err:
             problems = err.problems
         else:
@@ -353,7 +358,31 @@ def _validate(args: argparse.Namespace) -> int:
         if not problems:
             print(f"{f}: ok")
         failed = failed or bool(problems)
+    for warning in _routing_warnings(policies, rosters):  # said, never a failure
+        print(warning, file=sys.stderr)
     return 1 if failed else 0
+
+
+def _routing_warnings(policies: dict[str, LoadedPolicy], rosters: dict[str, Roster]) -> list[PolicyWarning]:
+    """Routing rules that name a queue no rep serves. A roster named on the command line is
+    checked against the policies named and those beside it; with none named, each policy
+    against its roster (LEADFLOW_ROSTER, else roster.yaml beside it), if there is one."""
+    from cli.roster import policies_in, queue_warnings
+    from routing.roster import FILE_NAME, RosterInvalid, parse_roster
+
+    found = []
+    for file, roster in rosters.items():
+        beside = policies_in(Path(file).parent, but=[Path(f) for f in policies])
+        found += queue_warnings(roster, file, [*policies.values(), *beside])
+    if not rosters:
+        for file, loaded in policies.items():
+            path = Path(os.environ.get("LEADFLOW_ROSTER") or Path(file).parent / FILE_NAME)
+            try:
+                roster = parse_roster(path.read_bytes(), str(path))
+            except (OSError, RosterInvalid):  # none, or refused where it is validated itself
+                continue
+            found += queue_warnings(roster, str(path), [loaded])
+    return list(dict.fromkeys(found))
 
 
 def _test(args: argparse.Namespace) -> int:

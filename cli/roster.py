@@ -10,16 +10,20 @@ import hashlib
 import json
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cli import people
 from cli.errors import UserError
 from delivery.ledger import Ledger
 from routing.desk import Desk
-from routing.roster import RosterInvalid, parse_roster
+from routing.roster import Roster, RosterInvalid, is_roster, parse_roster
 from service import roster as roster_ops
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from rules.validate import LoadedPolicy, PolicyWarning
 
 
 def add_commands(sub: Any) -> None:
@@ -57,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
             for problem in err.problems:
                 print(problem, file=sys.stderr)
             return 1
+        # a routing rule of the policies that names a queue nobody in this roster works: said,
+        # not refused (the queue may be staffed next)
+        for warning in queue_warnings(roster, args.file, policies_in(settings.policy_dir)):
+            print(warning, file=sys.stderr)
     ledger = Ledger.open(settings.ledger_url)
     try:
         desk = Desk(ledger, settings.roster_file)
@@ -73,6 +81,31 @@ def run(args: argparse.Namespace) -> int:
         return _set(desk, args, who)
     finally:
         ledger.close()
+
+
+def policies_in(folder: Path, but: Iterable[Path] = ()) -> list[LoadedPolicy]:
+    """The policy files of a folder that load (one that does not is validated on its own), but
+    those in `but`."""
+    from rules.validate import PolicyInvalid, load_policy_file
+
+    skip = {p.resolve() for p in but}
+    found = []
+    for path in sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml")):
+        if is_roster(path) or path.resolve() in skip:
+            continue
+        try:
+            found.append(load_policy_file(path))
+        except PolicyInvalid:
+            continue
+    return found
+
+
+def queue_warnings(roster: Roster, roster_file: str, policies: Iterable[LoadedPolicy]) -> list[PolicyWarning]:
+    """Each routing rule of `policies` that names a queue no rep of `roster` works, at its line."""
+    from rules.validate import unserved_queues
+
+    queues = roster.queues()
+    return [w for loaded in policies for w in unserved_queues(loaded, queues, roster_file)]
 
 
 def _show(desk: Desk, as_json: bool) -> int:

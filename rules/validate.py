@@ -39,6 +39,19 @@ class Problem:
         return f"{self.file}:{self.line}: {self.rule}: {self.message}"
 
 
+@dataclass(frozen=True)
+class PolicyWarning:
+    """Worth a look but no reason to refuse the file: `file:line: warning: rule-id: message`."""
+
+    file: str
+    line: int
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: warning: {self.rule}: {self.message}"
+
+
 class PolicyInvalid(Exception):
     def __init__(self, problems: list[Problem]) -> None:
         super().__init__("\n".join(str(p) for p in problems))
@@ -424,6 +437,22 @@ class _Semantics:
                     self.add(("tests", i, "events", j, "at"), "test times are offsets like +3d")
                 elif at is not None:
                     self._duration(at[1:], ("tests", i, "events", j, "at"))
+
+
+def unserved_queues(loaded: LoadedPolicy, queues: Iterable[str], roster: str = "the roster"
+                    ) -> list[PolicyWarning]:
+    """Routing rules that name a queue no rep of the roster serves (`queues`: the queues its reps
+    work, read by the caller): a hand-off routed there would wait where nobody reads it."""
+    served = set(queues)
+    out = []
+    for i, rule in enumerate(loaded.policy.routing):
+        if rule.queue not in served:
+            path: Path = ("routing", i, "queue")
+            out.append(PolicyWarning(
+                loaded.file, loaded.doc.line_of(path), owner_of(loaded.doc.data, path),
+                f"queue {rule.queue!r} is served by no rep of {roster}: a hand-off routed there "
+                "would wait where nobody reads it"))
+    return out
 
 
 def check_files(paths: Iterable[str]) -> list[Problem]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -145,3 +146,74 @@ def test_a_comparison_with_null_is_refused():
     found = problems(MINIMAL + "  - {id: nulls, when: {lead.role: {ne: null}}, then: {set: {a: 1}}}\n")
     assert found == [f"p.yaml:{MINIMAL.count(chr(10)) + 1}: nulls: ne compares with null, which no field "
                      "holds: write `exists: false` (or `exists: true`)"]
+
+
+ROUTED = MINIMAL + """\
+handoff: {queue: account-executives, sla: 48h}
+routing:
+  - id: big
+    when: {lead.company_size: {gte: 1000}}
+    queue: enterprise-accounts
+  - id: rest
+    queue: account-executives
+"""
+QUEUE_LINE = ROUTED.splitlines().index("    queue: enterprise-accounts") + 1
+UNSERVED = (f"p.yaml:{QUEUE_LINE}: warning: routing 'big': queue 'enterprise-accounts' is served by no rep "
+            "of roster.yaml: a hand-off routed there would wait where nobody reads it")
+
+
+def test_a_routing_rule_to_a_queue_no_rep_serves_is_a_warning_at_its_line_not_a_problem():
+    from rules.validate import unserved_queues
+
+    loaded = load_policy_bytes(ROUTED.encode(), "p.yaml")  # it loads: a warning refuses nothing
+    assert [str(w) for w in unserved_queues(loaded, ["account-executives", "sales-managers"],
+                                            "roster.yaml")] == [UNSERVED]
+    assert unserved_queues(loaded, ["account-executives", "enterprise-accounts"]) == []
+
+
+def _folder(tmp_path, *queues: str):
+    """A policy folder as shipped: the policy, and sales' roster beside it."""
+    folder = tmp_path / "policies"
+    folder.mkdir(exist_ok=True)
+    (folder / "p.yaml").write_text(ROUTED)
+    reps = "".join(f"  - {{id: rep{i}, queues: [{q}]}}\n" for i, q in enumerate(queues))
+    (folder / "roster.yaml").write_text(f"reps:\n{reps}")
+    return folder
+
+
+def test_cli_validate_warns_of_an_unserved_queue_and_still_passes(tmp_path, monkeypatch, capsys):
+    from cli.main import main
+
+    monkeypatch.delenv("LEADFLOW_ROSTER", raising=False)
+    folder = _folder(tmp_path, "account-executives")
+    policy, roster = folder / "p.yaml", folder / "roster.yaml"
+    warning = UNSERVED.replace("p.yaml", str(policy)).replace("of roster.yaml", f"of {roster}")
+    # the policy with its roster, the roster alone (the policies beside it), the policy alone
+    # (the roster beside it): each says it, once, and none fails
+    for files in ([policy, roster], [roster], [policy]):
+        assert main(["policy", "validate", *map(str, files)]) == 0, files
+        out = capsys.readouterr()
+        assert out.err.splitlines() == [warning], files
+        assert f"{files[0]}: ok" in out.out
+    # with the queue staffed, nothing to say
+    _folder(tmp_path, "account-executives", "enterprise-accounts")
+    assert main(["policy", "validate", str(policy), str(roster)]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_roster_apply_warns_of_a_queue_it_leaves_unserved_and_applies(tmp_path, monkeypatch, capsys):
+    from cli.main import main
+
+    folder = _folder(tmp_path, "account-executives", "enterprise-accounts")
+    monkeypatch.setenv("LEADFLOW_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LEADFLOW_POLICY_DIR", str(folder))
+    monkeypatch.setenv("LEADFLOW_ROSTER", str(folder / "roster.yaml"))
+    new = folder / "roster.yaml"  # sales edit it: nobody on enterprise accounts next week
+    new.write_text("reps:\n  - {id: ana, queues: [account-executives]}\n")
+    assert main(["roster", "apply", str(new), "--as", "sam"]) == 0
+    out = capsys.readouterr()
+    assert out.err.splitlines() == [
+        UNSERVED.replace("p.yaml", str(folder / "p.yaml")).replace("of roster.yaml", f"of {new}")]
+    assert f"roster replaced from {new}: 1 reps" in out.out
+    assert main(["roster", "show", "--json"]) == 0
+    assert [r["id"] for r in json.loads(capsys.readouterr().out)["reps"]] == ["ana"]
