@@ -460,8 +460,7 @@ async def mail_message_page(request: Request, message_id: str) -> Response:
     found = await asyncio.to_thread(sink.message, _ctx(request).settings.mail_dir, message_id)
     if found is None:
         return _page(request, "missing.html", status=404, what=f"message {message_id}")
-    unsubscribe = next((v.strip("<> ") for k, v in found["headers"] if k.lower() == "list-unsubscribe"), "")
-    return _page(request, "mail_message.html", msg=found, unsubscribe=unsubscribe)
+    return _page(request, "mail_message.html", msg=found)
 
 
 # -- helpers ---------------------------------------------------------------------------------
