@@ -2,31 +2,42 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-stamp
+# One venv, two stamps: what `leadflow up` runs (pip install -e .), then the test tools on top
+# (pip install -e '.[dev]'): `make up` needs no test-only package.
+RUNTIME := $(VENV)/.runtime-stamp
+STAMP   := $(VENV)/.installed-stamp
 # Python 3.13, for the engine tests on the newest interpreter durable-rules needs patching for
 PY313  ?= $(shell for p in $$HOME/.pyenv/versions/3.13*/bin/python3.13 $$(command -v python3.13); do \
              $$p -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && echo $$p && break; done)
 VENV313 := .venv-3.13
+# 1 when .venv itself runs Python 3.13 (e.g. `make test PYTHON=python3.13`, or a host whose python3
+# is 3.13): the whole suite then runs on 3.13 and no second venv is built
+MAIN313 = $(shell $(BIN)/python -c 'import sys; print(1 if sys.version_info[:2] == (3, 13) else "")' 2>/dev/null)
 
-.PHONY: up test test-py313 fuzz chaos lint bench bench-e2e bench-size bench-intake bench-delivery bench-backtest venv clean
+.PHONY: up test test-py313 test-venv313 fuzz chaos lint bench bench-e2e bench-size bench-intake bench-delivery bench-backtest venv clean
 
-$(STAMP): pyproject.toml patches/install_durable_rules.py patches/durable-rules-2.0.28-python3.13.patch
+$(RUNTIME): pyproject.toml patches/install_durable_rules.py patches/durable-rules-2.0.28-python3.13.patch
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python patches/install_durable_rules.py
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# the whole venv, test tools included
 venv: $(STAMP)
 
-up: $(STAMP)
+up: $(RUNTIME)
 	$(BIN)/leadflow up
 
 # The Python 3.13 venv builds in the background meanwhile (a minute of pip), its result waited
 # for by test-py313.
 test: $(STAMP)
 	@rm -f $(VENV313).build.rc $(VENV313).build.pid
-	@if [ -n "$(PY313)" ]; then ($(MAKE) --no-print-directory $(VENV313)/.installed-stamp \
+	@if [ -n "$(PY313)" ] && [ -z "$(MAIN313)" ]; then ($(MAKE) --no-print-directory $(VENV313)/.installed-stamp \
 	    > $(VENV313).build.log 2>&1; echo $$? > $(VENV313).build.rc) & echo $$! > $(VENV313).build.pid; fi
 	$(BIN)/ruff check .
 	$(BIN)/mypy
@@ -44,16 +55,19 @@ $(VENV313)/.installed-stamp: pyproject.toml patches/install_durable_rules.py pat
 
 # The engine-safety and evaluator tests again on Python 3.13 (durable-rules patched for it).
 test-py313:
-ifneq ($(PY313),)
+	@if [ -n "$(MAIN313)" ]; then echo "test-py313: .venv is Python 3.13 itself; the whole suite ran on 3.13"; \
+	elif [ -z "$(PY313)" ]; then \
+	    echo "test-py313: no python3.13 on this machine (PATH or pyenv); the 3.13 engine tests did not run"; \
+	else $(MAKE) --no-print-directory test-venv313; fi
+
+# (test-py313's work) wait for the background build of .venv-3.13, then the tests in it
+test-venv313:
 	@if [ -f $(VENV313).build.pid ]; then \
 	    while [ ! -f $(VENV313).build.rc ] && kill -0 $$(cat $(VENV313).build.pid) 2>/dev/null; do sleep 1; done; fi
 	@if [ -f $(VENV313).build.rc ] && [ "$$(cat $(VENV313).build.rc)" != 0 ]; then \
 	    cat $(VENV313).build.log; echo "test-py313: the Python 3.13 venv did not build"; exit 1; fi
 	$(MAKE) --no-print-directory $(VENV313)/.installed-stamp
 	$(VENV313)/bin/python -m pytest -q -p no:cacheprovider tests/test_engine_safety.py tests/test_evaluator.py tests/test_numbers.py
-else
-	@echo "test-py313: no python3.13 on this machine (PATH or pyenv); the 3.13 engine tests did not run"
-endif
 
 # Longer fuzzing than `make test` runs, from fresh random seeds: a crash found becomes a case in
 # tests/test_fuzz.py.
