@@ -33,6 +33,8 @@ from temporalio.client import Client  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
+from codec.aesgcm import data_converter  # noqa: E402
+from codec.keys import Keyring, new_key_line  # noqa: E402
 from service.intake import deliver  # noqa: E402
 from service.leads import lead_id  # noqa: E402
 from service.settings import Settings  # noqa: E402
@@ -133,16 +135,21 @@ async def main() -> None:
         dev_server_existing_path=binary("temporal"), port=port, ui=False, search_attributes=search.ALL,
         data_converter=pydantic_data_converter, dev_server_log_level="error")
     http_at = f"127.0.0.1:{free_port()}"
+    # leadflow's payloads are encrypted (codec/): the worker, the API and the direct door's client
+    # share one key, so both doors pay for the codec alike
+    keys = new_key_line()
     environ = {**os.environ, "TEMPORAL_ADDRESS": f"127.0.0.1:{port}", "LEADFLOW_HOME": str(home),
-               "LEADFLOW_HTTP": http_at, "LEADFLOW_API_KEYS": f"intake:{KEY}"}
+               "LEADFLOW_HTTP": http_at, "LEADFLOW_API_KEYS": f"intake:{KEY}", "LEADFLOW_CODEC_KEYS": keys}
     settings = Settings(task_queue="leadflow")
+    logs = open(home / "processes.log", "ab")  # noqa: SIM115  # the worker's and the API's output
     procs = [subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=ROOT, env=environ,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+                              stdout=logs, stderr=subprocess.STDOUT),
              subprocess.Popen([sys.executable, "-m", "cli.main", "serve"], cwd=ROOT, env=environ,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+                              stdout=logs, stderr=subprocess.STDOUT)]
     http = httpx.AsyncClient(base_url=f"http://{http_at}", headers={"Authorization": f"Bearer {KEY}"},
                              timeout=120)
     try:
+        client = await Client.connect(f"127.0.0.1:{port}", data_converter=data_converter(Keyring.parse(keys)))
         for _ in range(600):
             try:
                 if (await http.get("/readyz")).status_code == 200:
@@ -154,9 +161,9 @@ async def main() -> None:
         signups = [{"id": f"pool-{i}", "type": "signup", "lead": {"email": e, "role": "manager"}}
                    for i, e in enumerate(pool)]
         for start in range(0, len(signups), BATCH):
-            await asyncio.gather(*(deliver(env.client, settings, e) for e in signups[start:start + BATCH]))
+            await asyncio.gather(*(deliver(client, settings, e) for e in signups[start:start + BATCH]))
         for email in pool:  # every sign-up evaluated: the worker has no backlog when timing starts
-            handle = env.client.get_workflow_handle(lead_id(email))
+            handle = client.get_workflow_handle(lead_id(email))
             while (await handle.query("state"))["events"] < 1:
                 await asyncio.sleep(0.1)
         waited: dict[str, list[float]] = {"http": [], "direct": []}
@@ -170,10 +177,10 @@ async def main() -> None:
                 assert answer.json()["decision"], answer.text
                 waited["http"].append(time.perf_counter() - start)
             else:
-                handle = env.client.get_workflow_handle(lead_id(email))
+                handle = client.get_workflow_handle(lead_id(email))
                 await handle.execute_update("submit", {**event, "id": f"w{n}"})
                 waited["direct"].append(time.perf_counter() - start)
-        doors = {"http": through_http(http), "direct": straight(env.client, settings)}
+        doors = {"http": through_http(http), "direct": straight(client, settings)}
         for door, send in doors.items():  # warm both doors (and the worker) up
             await senders(batches(f"warm-{door}", 2, rng, pool), args.senders, send)
         totals = {"http": [0, 0.0], "direct": [0, 0.0]}
@@ -208,6 +215,7 @@ async def main() -> None:
             p.terminate()
         for p in procs:
             p.wait(30)
+        logs.close()
         await env.shutdown()
 
 

@@ -40,6 +40,11 @@ def grow(total: int, version: int = 1, never: bool = False) -> dict[str, Any]:
     doc = load_yaml(DEFAULT.read_bytes()).data  # YAML 1.2 keys: `on` stays a string
     doc["version"] = version
     doc.pop("tests", None)  # its own examples stay with the default file
+    # the lead fields the territory, industry and segment rules read: a policy that grows such
+    # rules declares them in its profile, as validation asks
+    profile = doc.setdefault("profile", {})
+    for field in ("region", "country", "industry"):
+        profile.setdefault(field, "text")
     extra = max(0, total - rule_count(doc))
     fit, engagement, stage = doc["scoring"]["fit"], doc["scoring"]["engagement"], doc["rules"]
     families = [_size_band, _territory, _industry, _page, _asset, _webinar, _segment, _campaign,
