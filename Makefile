@@ -14,7 +14,7 @@ VENV313 := .venv-3.13
 # is 3.13): the whole suite then runs on 3.13 and no second venv is built
 MAIN313 = $(shell $(BIN)/python -c 'import sys; print(1 if sys.version_info[:2] == (3, 13) else "")' 2>/dev/null)
 
-.PHONY: up test test-py313 test-venv313 fuzz chaos lint bench bench-e2e bench-size bench-intake bench-delivery bench-backtest venv clean
+.PHONY: up test test-py313 test-venv313 fuzz chaos lint bench bench-e2e bench-size bench-intake bench-delivery bench-backtest bench-retention venv clean
 
 $(RUNTIME): pyproject.toml patches/install_durable_rules.py patches/durable-rules-2.0.28-python3.13.patch
 	$(PYTHON) -m venv $(VENV)
@@ -79,23 +79,28 @@ fuzz: $(STAMP)
 chaos: $(STAMP)
 	$(BIN)/python chaos/run.py
 
-bench: $(STAMP)
+# The benches need only what `leadflow up` runs; `make test` runs each one briefly
+# (tests/test_bench_smoke.py) so none rots unseen.
+bench: $(RUNTIME)
 	$(BIN)/python bench/evaluator.py
 
-bench-e2e: $(STAMP)
+bench-e2e: $(RUNTIME)
 	$(BIN)/python bench/e2e.py
 
-bench-size: $(STAMP)
+bench-size: $(RUNTIME)
 	$(BIN)/python bench/policy_size.py
 
-bench-intake: $(STAMP)
+bench-intake: $(RUNTIME)
 	$(BIN)/python bench/intake.py
 
-bench-delivery: $(STAMP)
+bench-delivery: $(RUNTIME)
 	$(BIN)/python bench/delivery.py
 
-bench-backtest: $(STAMP)
+bench-backtest: $(RUNTIME)
 	$(BIN)/python bench/backtest.py
+
+bench-retention: $(RUNTIME)
+	$(BIN)/python bench/retention.py
 
 clean:
 	rm -rf $(VENV) $(VENV313) .leadflow *.egg-info

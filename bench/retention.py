@@ -5,7 +5,7 @@ next run through the intake). Reports, for each: workflows still running, the se
 size, and the worker's memory (its process and its evaluator processes). Last line: one JSON
 object.
 
-    .venv/bin/python bench/retention.py [--leads 10000] [--events-per-lead 4] [--seed 5]
+    .venv/bin/python bench/retention.py [--leads 10000] [--events-per-lead 4] [--seed 5] [--settle 5]
 
 Each lead's first events of a 90-day generated history (sales answers and timers left out)
 are sent as fast as the worker takes them, so the history's weeks pass in minutes and no timer
@@ -86,7 +86,7 @@ def archived(home: str) -> int:
         return 0
 
 
-async def run(mode: str, retention: str, leads: dict[str, list[dict]]) -> dict[str, float]:
+async def run(mode: str, retention: str, leads: dict[str, list[dict]], settle: float = 5) -> dict[str, float]:
     home = tempfile.mkdtemp(prefix=f"leadflow-retention-{mode}-")
     port = free_port()
     env = await WorkflowEnvironment.start_local(
@@ -118,7 +118,7 @@ async def run(mode: str, retention: str, leads: dict[str, list[dict]]) -> dict[s
         while archived(home) < sent:  # every event evaluated and archived
             await asyncio.sleep(1)
         took = time.perf_counter() - started
-        await asyncio.sleep(5)  # completions and index writes settle
+        await asyncio.sleep(settle)  # completions and index writes settle
         running = await client.count_workflows("WorkflowType='LeadWorkflow' AND ExecutionStatus='Running'")
         closed = await client.count_workflows("WorkflowType='LeadWorkflow' AND ExecutionStatus='Completed'")
         db = sum(p.stat().st_size for p in Path(home).glob("temporal.db*"))
@@ -138,11 +138,13 @@ async def main() -> None:
     ap.add_argument("--leads", type=int, default=10_000)
     ap.add_argument("--events-per-lead", type=int, default=4)
     ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--settle", type=float, default=5,
+                    help="seconds for completions and index writes to settle before counting")
     args = ap.parse_args()
     leads = history(args.leads, args.events_per_lead, args.seed)
     print(f"{len(leads):,} leads, {sum(map(len, leads.values())):,} events", flush=True)
-    kept = await run("kept", "30d", leads)
-    ended = await run("ended", "0s", leads)
+    kept = await run("kept", "30d", leads, args.settle)
+    ended = await run("ended", "0s", leads, args.settle)
     print(json.dumps({"bench": "retention", "leads": len(leads), "kept": kept, "ended": ended,
                       "running_ratio": round(ended["running"] / max(kept["running"], 1), 3),
                       "worker_rss_ratio": round(ended["worker_rss_mb"] / kept["worker_rss_mb"], 3),
