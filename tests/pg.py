@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import glob
+import importlib.util
 import os
 import pwd
 import shutil
@@ -46,11 +47,7 @@ def choice() -> str:
     if wanted not in ("auto", "pgserver", "debian"):
         raise RuntimeError(f"LEADFLOW_TEST_PG={wanted!r}: expected pgserver, debian or auto")
     if wanted == "auto":
-        try:
-            import pgserver  # noqa: F401
-        except ImportError:
-            return "debian"
-        return "pgserver"
+        return "pgserver" if importlib.util.find_spec("pgserver") else "debian"
     return wanted
 
 
@@ -84,10 +81,13 @@ def new_database() -> str:
 
 
 def _start_pgserver() -> Any:
+    if "XDG_RUNTIME_DIR" not in os.environ:  # pgserver's platformdirs asks for one on import
+        runtime = tempfile.mkdtemp(prefix="leadflow-pg-run-")
+        os.environ["XDG_RUNTIME_DIR"] = runtime
+        atexit.register(shutil.rmtree, runtime, ignore_errors=True)
     import pgserver
 
     folder = tempfile.mkdtemp(prefix="leadflow-pg-")
-    os.environ.setdefault("XDG_RUNTIME_DIR", folder)  # pgserver's platformdirs asks for one
     atexit.register(shutil.rmtree, folder, ignore_errors=True)  # runs after the stop below
     srv = pgserver.get_server(folder, cleanup_mode="stop")
     atexit.register(srv.cleanup)
