@@ -25,6 +25,7 @@ import asyncio
 import json
 import os
 import random
+import secrets
 import socket
 import statistics
 import subprocess
@@ -210,7 +211,8 @@ async def main() -> None:
     # leadflow as it runs: its payloads encrypted (codec/); the baselines are bare Temporal
     keys = new_key_line()
     wenv = {**os.environ, "TEMPORAL_ADDRESS": f"127.0.0.1:{port}", "LEADFLOW_HOME": home,
-            "LEADFLOW_POLICY_DIR": str(ROOT / "policies"), "LEADFLOW_CODEC_KEYS": keys}
+            "LEADFLOW_POLICY_DIR": str(ROOT / "policies"), "LEADFLOW_CODEC_KEYS": keys,
+            "LEADFLOW_SECRET": secrets.token_urlsafe(32)}  # required with a TEMPORAL_ADDRESS
     logs = open(Path(home) / "workers.log", "ab")  # noqa: SIM115
     # --no-codec: the same worker with the plain converter leadflow had before encryption
     plain = ("import service.temporal as t; from temporalio.contrib.pydantic import pydantic_data_converter"

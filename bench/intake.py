@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import random
+import secrets
 import statistics
 import subprocess
 import sys
@@ -43,6 +44,8 @@ from workflows import search  # noqa: E402
 
 BATCH = 100
 KEY = "intake-bench-key-0123456789"
+# ?wait=true answers with the lead's Decision: a key that also reads leads (admin) sends those
+WAIT_KEY = "admin-bench-key-0123456789"
 BEHAVIOUR = [("page_view", {"path": "/blog/a"}, 4), ("page_view", {"path": "/pricing"}, 2),
              ("email_open", {}, 4), ("email_click", {}, 2), ("content_download", {}, 1),
              ("webinar_attended", {}, 1)]
@@ -139,7 +142,9 @@ async def main() -> None:
     # share one key, so both doors pay for the codec alike
     keys = new_key_line()
     environ = {**os.environ, "TEMPORAL_ADDRESS": f"127.0.0.1:{port}", "LEADFLOW_HOME": str(home),
-               "LEADFLOW_HTTP": http_at, "LEADFLOW_API_KEYS": f"intake:{KEY}", "LEADFLOW_CODEC_KEYS": keys}
+               "LEADFLOW_HTTP": http_at, "LEADFLOW_API_KEYS": f"intake:{KEY},admin:{WAIT_KEY}",
+               "LEADFLOW_CODEC_KEYS": keys,
+               "LEADFLOW_SECRET": secrets.token_urlsafe(32)}  # required with a TEMPORAL_ADDRESS
     settings = Settings(task_queue="leadflow")
     logs = open(home / "processes.log", "ab")  # noqa: SIM115  # the worker's and the API's output
     procs = [subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=ROOT, env=environ,
@@ -173,7 +178,8 @@ async def main() -> None:
             event = {"id": f"w{n}", "type": "email_open", "lead": {"email": email}}
             start = time.perf_counter()
             if n % 2 == 0:
-                answer = await http.post("/v1/events?wait=true", json=event)
+                answer = await http.post("/v1/events?wait=true", json=event,
+                                         headers={"Authorization": f"Bearer {WAIT_KEY}"})
                 assert answer.json()["decision"], answer.text
                 waited["http"].append(time.perf_counter() - start)
             else:

@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import sqlite3
 import subprocess
 import sys
@@ -96,6 +97,7 @@ async def run(mode: str, retention: str, leads: dict[str, list[dict]], settle: f
     keys = new_key_line()
     wenv = {**os.environ, "TEMPORAL_ADDRESS": f"127.0.0.1:{port}", "LEADFLOW_HOME": home,
             "LEADFLOW_POLICY_DIR": str(ROOT / "policies"), "LEADFLOW_CODEC_KEYS": keys,
+            "LEADFLOW_SECRET": secrets.token_urlsafe(32),  # required with a TEMPORAL_ADDRESS
             "LEADFLOW_FINAL_RETENTION": retention}
     logs = open(Path(home) / "worker.log", "ab")  # noqa: SIM115
     worker = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=ROOT, env=wenv,

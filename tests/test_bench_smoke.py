@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TIMEOUT = 180  # seconds a bench may take here; each takes seconds alone, more on a busy machine
+TIMEOUT = 120  # seconds a bench may take here; each takes seconds alone, more on a busy machine
 
 # bench: (its smallest arguments, the figures its JSON line must hold)
 BENCHES: dict[str, tuple[list[str], set[str]]] = {
@@ -64,11 +64,18 @@ def run(script: Path, args: list[str], tmp: Path) -> tuple[int, str, float]:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
-        pytest.fail(f"{script.name} {' '.join(args)} took over {TIMEOUT} s:\n{out[-4000:]}")
+        pytest.fail(f"{script.name} {' '.join(args)} took over {TIMEOUT} s:\n{out[-4000:]}{logs(tmp)}")
     finally:
         with contextlib.suppress(ProcessLookupError):  # whatever it started and left behind
             os.killpg(proc.pid, signal.SIGKILL)
     return proc.returncode, out, time.perf_counter() - start
+
+
+def logs(tmp: Path) -> str:
+    """The ends of the logs a bench's workers and API wrote under its temporary home: where a
+    bench that waits for a worker that died shows why."""
+    return "".join(f"\n--- {log.relative_to(tmp)}:\n{log.read_text(errors='replace')[-3000:]}"
+                   for log in sorted(tmp.rglob("*.log")))
 
 
 @pytest.mark.parametrize("bench", list(BENCHES))
@@ -76,7 +83,7 @@ def test_bench_runs_and_ends_with_its_figures(bench, tmp_path):
     args, figures = BENCHES[bench]
     code, out, took = run(ROOT / "bench" / f"{bench}.py", args, tmp_path)
     shown = f"bench/{bench}.py {' '.join(args)} ({took:.1f} s), exit {code}:\n{out[-4000:]}"
-    assert code == 0, shown
+    assert code == 0, shown + logs(tmp_path)
     lines = out.strip().splitlines()
     assert lines, shown
     try:
