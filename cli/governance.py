@@ -27,7 +27,7 @@ def add_commands(psub: Any) -> None:
                                                         "unless it validates and its own tests pass")
     pr.add_argument("file")
     ap = psub.add_parser("approve", parents=[who],
-                         help="approve a proposed version as one of the owners its file lists")
+                         help="approve a proposed version as an owner of the version that runs now")
     ap.add_argument("name")
     ap.add_argument("version", type=int)
     ac = psub.add_parser("activate", parents=[who], help="make an approved version the one every worker "
@@ -89,7 +89,7 @@ def _act(registry: Registry, args: argparse.Namespace, who: str, settings: Setti
         return governance.propose(registry, raw, args.file, settings.content_dir, who)
     if args.action == "approve":
         if not args.who:
-            raise UserError("approve needs --as EMAIL: an owner the version's file lists")
+            raise UserError("approve needs --as EMAIL: an owner of the version that runs now")
         # whoever holds the database may say who they are; the log keeps who ran it beside
         return governance.approve(registry, args.name, args.version, args.who,
                                   f"--as on the database (CLI); operating-system user {getpass.getuser()}")

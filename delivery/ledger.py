@@ -49,6 +49,9 @@ from sqlalchemy.engine import make_url
 from delivery.schema import ATTENTION, deliveries, link_hits, suppressions
 from delivery.webhook import masked
 
+CONNECT_TIMEOUT = 5  # seconds to reach a PostgreSQL server
+POOL_TIMEOUT = 10  # seconds to wait for a pooled connection
+
 log = logging.getLogger("leadflow.ledger")
 
 FINAL = ("sent", "failed", "bounced", "suppressed", "skipped")
@@ -430,4 +433,8 @@ def _engine(url: str) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    # A database that does not answer is an error within seconds, not psycopg's two minutes: the
+    # API says 503 and goes on with what needs no database.
+    connect_args = {"connect_timeout": CONNECT_TIMEOUT} if "psycopg" in make_url(url).drivername else {}
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10,
+                         pool_timeout=POOL_TIMEOUT, connect_args=connect_args)

@@ -39,7 +39,7 @@ class NotFound(GovernanceError):
 
 
 class NotOwner(GovernanceError):
-    """An approval from someone the version's file does not list as an owner."""
+    """An approval from someone who is not an owner of the version that runs now."""
 
 
 class Conflict(GovernanceError):

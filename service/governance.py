@@ -57,7 +57,10 @@ def _owners(registry: Registry, name: str, version: int) -> dict[str, list[str]]
     if found is None:
         raise NotFound(f"{name} v{version} has not been proposed (`leadflow policy propose FILE`)")
     running = registry.state(name)
-    source = (registry.by_sha(running.sha) if running is not None else None) or found
+    source = registry.by_sha(running.sha) if running is not None else found
+    if source is None:  # never so on a database leadflow keeps; refused rather than guessed
+        raise NotFound(f"{name}: the version that runs (sha256 {running.sha[:12] if running else '?'}) "
+                       "is not in the registry, so nobody can be known as its owner")
     owners = load_policy_bytes(source.text, source.file).policy.owners
     return {"marketing": owners.marketing, "sales": owners.sales}
 

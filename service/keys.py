@@ -65,7 +65,11 @@ class Keys:
             role, slash, person = (part.strip() for part in holder.partition("/"))
             key = key.strip()
             middle, colon, rest = key.partition(":")
-            if not slash and colon and _is_person(middle.strip()):  # role:person:key
+            if not slash and colon:  # role:person:key
+                if not _is_person(middle.strip()):  # a guess either way would be silent: say it
+                    raise KeysInvalid(f"{where}: item {n}: between the role and the key comes the person, a "
+                                      "roster rep id (lower-case letters, digits, - and _) or an e-mail "
+                                      "address; a key with ':' in it is written role:person:key")
                 person, key, slash = middle.strip(), rest.strip(), "/"
             if not sep or role not in ROLES:
                 raise KeysInvalid(f"{where}: item {n}: write role:key or role:person:key with a role of "

@@ -167,6 +167,14 @@ class Settings:
             path.chmod(0o600)
         return path.read_text(encoding="utf-8").strip()
 
+    def check_crm(self) -> None:
+        """Refuse a CRM key that is one leadflow signs with: what leadflow sends must never verify
+        as the CRM's answer (the API checks it at start, the worker with check_delivery)."""
+        if self.crm_secret and self.crm_secret in (self.webhook_secret, self.secret):
+            raise SettingsError("LEADFLOW_CRM_SECRET: give the CRM's answers a key of their own, not "
+                                "LEADFLOW_WEBHOOK_SECRET or LEADFLOW_SECRET (what leadflow signs must never "
+                                "verify as an answer)")
+
     def check_delivery(self) -> None:
         """Refuse settings that would fail every delivery later, at start."""
         if self.smtp_tls not in TLS_MODES:
@@ -175,10 +183,7 @@ class Settings:
         for url in filter(None, hooks):
             if not url.startswith(("http://", "https://")):
                 raise SettingsError(f"hand-off webhook {url!r}: an http(s) URL")
-        if self.crm_secret and self.crm_secret in (self.webhook_secret, self.secret):
-            raise SettingsError("LEADFLOW_CRM_SECRET: give the CRM's answers a key of their own, not "
-                                "LEADFLOW_WEBHOOK_SECRET or LEADFLOW_SECRET (what leadflow signs must never "
-                                "verify as an answer)")
+        self.check_crm()
         if any(hooks) and not self.webhook_secret:
             raise SettingsError("LEADFLOW_WEBHOOK_SECRET: hand-off webhooks are signed with it; set one "
                                 "(and give the same to the CRM)")

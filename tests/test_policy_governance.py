@@ -278,3 +278,24 @@ def test_processes_starting_together_on_a_fresh_database_activate_the_shipped_fi
     assert (state.version, state.sha, state.rollout) == (2, v2.sha, "move")
     assert [e["action"] for e in registry.log()][:3] == ["activated", "approved", "approved"]
     ledger.close()
+
+
+def test_one_person_on_both_lists_of_the_running_version_cannot_approve_alone(tmp_path):
+    from governance.checks import checked
+    from governance.registry import Conflict
+    from service import governance
+
+    both = V1.replace("sales: [sales-ops@example.com]", "sales: [sales-ops@example.com, both@example.com]")
+    both = both.replace("marketing: [marketing-ops@example.com]",
+                        "marketing: [marketing-ops@example.com, both@example.com]")
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    registry = Registry(ledger)
+    registry.first_start("lead-lifecycle", [checked(both.encode(), "v1.yaml", ROOT / "content")])
+    v2 = checked(both.replace("version: 1\n", "version: 2\n", 1).encode(), "v2.yaml", ROOT / "content")
+    registry.propose(v2, "ops@example.com")
+    said = governance.approve(registry, "lead-lifecycle", 2, "both@example.com")
+    assert said["as"] == ["marketing", "sales"] and not said["can_activate"]
+    with pytest.raises(Conflict, match="two different people"):
+        registry.activate("lead-lifecycle", 2, "ops@example.com", "move")
+    assert governance.approve(registry, "lead-lifecycle", 2, "sales-ops@example.com")["can_activate"]
+    ledger.close()

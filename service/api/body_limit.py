@@ -22,17 +22,19 @@ class BodyLimit:
             return
         headers = dict(scope["headers"])
         length = headers.get(b"content-length")
-        if length is not None:
-            if not length.isdigit():
-                await _answer(send, 400, "Content-Length is not a number")
-            elif int(length) > self.limit:
-                await _answer(send, 413, f"the body holds {int(length)} bytes; at most {self.limit}")
-            else:  # the server itself holds the client to the length it declared
-                await self.app(scope, receive, send)
-            return
-        if b"transfer-encoding" not in headers:  # no body at all
+        chunked = b"transfer-encoding" in headers
+        if length is None and not chunked:  # no body at all
             await self.app(scope, receive, send)
             return
+        if length is not None and not chunked:
+            if not length.isdigit():
+                await _answer(send, 400, "Content-Length is not a number")
+                return
+            if int(length) > self.limit:
+                await _answer(send, 413, f"the body holds {int(length)} bytes; at most {self.limit}")
+                return
+        # Read it here, counting what really comes (a chunked body may say any Content-Length
+        # beside), no further than the cap; the route then reads it from memory.
         body = bytearray()
         more = True
         while more:

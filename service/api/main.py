@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -47,6 +48,7 @@ def create_app(settings: Settings, client: Client | None = None, keys: Keys | No
 
         if (problem := settings.check_secret()) is not None:  # refused outside the embedded setup
             log.warning("%s", problem)
+        settings.check_crm()
         ledger = await asyncio.to_thread(Ledger.open, settings.ledger_url)
         store = PolicyStore(settings.policy_dir, settings.policy, settings.content_dir, Registry(ledger))
         await asyncio.to_thread(store.reload)
@@ -87,9 +89,11 @@ def create_app(settings: Settings, client: Client | None = None, keys: Keys | No
         return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(DBAPIError)
-    async def database_error(_: Request, err: DBAPIError) -> JSONResponse:
+    @app.exception_handler(PoolTimeout)
+    async def database_error(_: Request, err: Exception) -> JSONResponse:
         # the shared database slow, down or locked: a moment's trouble, said as such (never a 500)
-        log.warning("the shared database did not answer: %s", type(err.orig).__name__ if err.orig else err)
+        cause = getattr(err, "orig", None)
+        log.warning("the shared database did not answer: %s", type(cause or err).__name__)
         return JSONResponse({"detail": "the shared database did not answer; try again shortly"},
                             status_code=503, headers={"Retry-After": str(DATABASE_RETRY_AFTER)})
 

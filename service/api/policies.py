@@ -37,6 +37,8 @@ class Problem(BaseModel):
 class Validation(BaseModel):
     valid: bool
     problems: list[Problem]
+    # worth a look, no reason to refuse: a routing rule's queue that no rep of the roster works
+    warnings: list[Problem] = []
 
 
 @router.get("/policies", summary="Each loaded version: owners, content hash, active or not")
@@ -51,8 +53,13 @@ async def list_policies(ctx: Ctx, _: ReadsPolicies) -> dict[str, list[dict[str, 
                  "text/plain": {"schema": {"type": "string"}}}}})
 async def validate_policy(request: Request, ctx: Ctx, _: ValidatesPolicies) -> Validation:
     raw = await read_raw(request, ctx.settings.max_body)
-    problems = await asyncio.to_thread(policy_info.validate, raw, "body.yaml")  # off the loop: it compiles
-    return Validation(valid=not problems, problems=[Problem(**p) for p in problems])
+
+    def check() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # off the loop: it compiles
+        return policy_info.checked(raw, "body.yaml", ctx.desk.roster().queues())
+
+    problems, warnings = await asyncio.to_thread(check)
+    return Validation(valid=not problems, problems=[Problem(**p) for p in problems],
+                      warnings=[Problem(**w) for w in warnings])
 
 
 # -- proposals, approvals, activation, shadow runs: the same rules as `leadflow policy ...` -----

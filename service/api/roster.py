@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from routing.roster import Rep, Roster, RosterInvalid, parse_roster
+from service import policy_info
 from service import roster as roster_ops
 from service.api.context import Context
 from service.api.deps import ERRORS, Ctx, ManagerOfRoster, ReaderOfTasks, answer
@@ -99,6 +100,8 @@ async def put_roster(request: Request, ctx: Ctx, caller: ManagerOfRoster,
 
     answer = await asyncio.to_thread(replace)
     await roster_ops.wake_waiting(ctx.client, ctx.desk)
+    # the active policy's routing rules whose queue nobody works now: taken, and said
+    answer["warnings"] = await asyncio.to_thread(policy_info.unworked_queues, ctx.store, roster.queues())
     return answer
 
 
