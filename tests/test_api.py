@@ -192,7 +192,8 @@ def test_policies_are_listed_and_checked(stack):
     assert policy["owners"] == {"marketing": ["marketing-ops@example.com"],
                                 "sales": ["sales-ops@example.com"]}
     good = (stack.settings.policy_dir / "lead-lifecycle.v1.yaml").read_bytes()
-    assert ops.post("/v1/policies/validate", content=good).json() == {"valid": True, "problems": []}
+    assert ops.post("/v1/policies/validate", content=good).json() == {"valid": True, "problems": [],
+                                                                      "warnings": []}
     bad = good.replace(b"then: {transition: scored}", b"then: {transition: nowhere}")
     answer = ops.post("/v1/policies/validate", content=bad).json()
     (problem,) = [p for p in answer["problems"] if p["rule"] == "score-new"]
