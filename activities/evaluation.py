@@ -34,8 +34,12 @@ class BatchResult(BaseModel):
 
 
 class PolicyError(Exception):
-    """The policy cannot decide this event (a chain too long, no policy, the engine stopped or
-    ran out of time on it): the event is rejected into the lead's story, the lead unchanged."""
+    """The policy cannot decide this event (a chain too long, a version the evaluator refuses,
+    the engine stopped or ran out of time on this event): the event is rejected into the lead's
+    story, the lead unchanged, and a re-send of it is evaluated again. Whatever is not the
+    policy's fault (the database, no policy loaded on the worker, an evaluator process that
+    cannot load one, the evaluation's own timeout) is retried by the lead, its events kept
+    (workflows.lead: `waiting`)."""
 
 
 @dataclass(frozen=True)

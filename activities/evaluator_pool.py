@@ -11,7 +11,9 @@ left it. rules/shape.py keeps the engine's known hangs from being reached at all
 guard for what nobody has found yet.
 
 A child loads a policy version once, from its YAML bytes (validated and compiled again there,
-and registered with the engine under its own deadline), and evaluates with it until it dies.
+and registered with the engine under its own deadline), and evaluates with it until it dies. A
+policy the child refuses rejects the batch's events (a policy error); a load that runs out of time
+or dies is no event's fault: EngineError, and the lead tries the batch again later.
 """
 
 from __future__ import annotations
@@ -267,10 +269,10 @@ class EvaluatorPool:
                     outcome.update((i, (None, str(err))) for i, _ in pending)
                     break
                 except (*_TIMEOUTS, ChildDied) as err:
+                    # no event's fault (the machine overloaded, the process killed): the lead
+                    # tries the batch again later, rather than reject every event of it
                     child = self._replace(child)
-                    why = _why(err, self.load_deadline, "loading the policy")
-                    outcome.update((i, (None, why)) for i, _ in pending)
-                    break
+                    raise EngineError(_why(err, self.load_deadline, "loading the policy")) from err
                 pinned = catalog.pinned.sha if catalog.pinned else None
                 child.progress.value = 0
                 try:

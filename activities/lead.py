@@ -107,7 +107,11 @@ class LeadActivities:
         result.retention = self.final_retention
         lead_id = activity.info().workflow_id or ""  # always set: this activity runs in LeadWorkflow
         if batch.lead is None and self.endings is not None:  # a run's first lead: has it ended before?
-            result.earlier = await asyncio.to_thread(self.endings.of, lead_id)
+            try:
+                result.earlier = await asyncio.to_thread(self.endings.of, lead_id)
+            except Exception as err:  # the shared database: the lead waits for it (not the policy's fault)
+                raise ApplicationError(f"the shared database (how earlier runs ended): {err}",
+                                       type="DatabaseError") from err
         if self.archive is None or not batch.events:
             return result
         shadow = self.store.shadow()
@@ -122,10 +126,15 @@ class LeadActivities:
         return result
 
     async def _decide(self, batch: EvaluateBatch) -> BatchResult:
+        """The batch's Decisions. What is not the policy's fault raises a retryable error, so the
+        lead keeps its events and tries again (workflows.lead): no policy loaded on this worker
+        (the database unreadable when it started, say), or an engine or evaluator process that
+        failed. The policy's own failures are per event (BatchResult.errors) and reject."""
         try:
             catalog = self.store.catalog(batch.version)
         except NoPolicy as err:
-            return BatchResult(decisions=[None] * len(batch.events), errors=[str(err)] * len(batch.events))
+            raise ApplicationError(f"this worker has no policy to evaluate with: {err}",
+                                   type="NoPolicy") from err
         try:
             if self.evaluators is not None:
                 return await self.evaluators.evaluate(catalog, batch)

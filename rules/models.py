@@ -9,13 +9,14 @@ all the same, and building one costs a fraction of a BaseModel.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from datetime import datetime, timezone
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 # Events the workflow itself produces; they are never engagement and never count as activity.
@@ -59,8 +60,11 @@ class LeadRef(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _finite_profile(self) -> LeadRef:
-        _require_finite(self.model_extra or {}, "")
+    def _finite_profile(self, info: ValidationInfo) -> LeadRef:
+        extra = self.model_extra or {}
+        _require_finite(extra, "")
+        if not _uncapped(info):
+            _require_small_profile(extra)
         return self
 
     def profile(self) -> dict[str, Any]:
@@ -68,6 +72,45 @@ class LeadRef(BaseModel):
 
 
 MAX_TEXT = 10_000  # characters of one text in an event's lead or data
+# What one lead may carry for months, through every continue-as-new (workflows.lead keeps the
+# carried state well under Temporal's 2 MB payload limit from these): profile fields besides
+# email and external_id (per event, and per lead: the lead refuses an event that would pass it),
+# the length of a field's name, and of its value (a text's characters, else its JSON's)
+MAX_PROFILE_FIELDS = 50
+MAX_FIELD_NAME = 64
+MAX_PROFILE_VALUE = 1_000
+MAX_EVENT_BYTES = 32 * 1024  # one event, as compact JSON in UTF-8
+# the validation errors of these caps (events taken before the caps existed are read without
+# them when a lead's history is replayed: see `_uncapped`)
+SIZE_ERRORS = frozenset({"profile_too_large", "profile_field_too_long", "event_too_large"})
+
+
+def _uncapped(info: ValidationInfo) -> bool:
+    """Validation asked to leave the size caps out (`context={"uncapped": True}`): only the lead
+    workflow does, replaying a history from before them."""
+    return isinstance(info.context, dict) and bool(info.context.get("uncapped"))
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+
+
+def _require_small_profile(extra: dict[str, Any]) -> None:
+    if len(extra) > MAX_PROFILE_FIELDS:
+        raise PydanticCustomError(
+            "profile_too_large", "{n} profile fields; at most {most} besides email and external_id",
+            {"n": len(extra), "most": MAX_PROFILE_FIELDS})
+    for key, value in extra.items():
+        if len(key) > MAX_FIELD_NAME:
+            raise PydanticCustomError(
+                "profile_field_too_long", "a profile field's name is {n} characters ({key}); at most {most}",
+                {"key": repr(key[:20] + "…"), "n": len(key), "most": MAX_FIELD_NAME})
+        n = len(value) if isinstance(value, str) else _json_size(value)
+        if n > MAX_PROFILE_VALUE:
+            what = "a text" if isinstance(value, str) else "a value"
+            raise PydanticCustomError(
+                "profile_field_too_long", "profile field {key} is {what} of {n} characters; at most {most}",
+                {"key": repr(key), "what": what, "n": n, "most": MAX_PROFILE_VALUE})
 
 
 def _require_finite(value: Any, where: str) -> None:
@@ -100,6 +143,17 @@ class Event(BaseModel):
     at: datetime | None = None
     lead: LeadRef = Field(default_factory=LeadRef)
     data: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _small(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, dict) and not _uncapped(info):
+            size = _json_size(data)
+            if size > MAX_EVENT_BYTES:
+                raise PydanticCustomError(
+                    "event_too_large", "the event is {n} bytes as JSON; at most {most}",
+                    {"n": size, "most": MAX_EVENT_BYTES})
+        return data
 
     @field_validator("data")
     @classmethod

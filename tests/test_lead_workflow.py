@@ -216,7 +216,10 @@ def test_ten_thousand_events_continue_as_new_and_lose_nothing(tmp_path):
                     break
                 await asyncio.sleep(0.5)
             assert st["events"] == sent == 10_002
-            assert st["runs"] >= 10  # continued as new about every 1,000 events
+            # continued as new about every 1,000 events; a run whose queue is over what a run may
+            # carry (workflows.lead.PENDING_BYTES, here at the first ones: the 10,000 signals come
+            # in faster than they are evaluated) evaluates more before it continues
+            assert st["runs"] >= 5
             assert st["state"] == "nurturing" and st["facts"]["researching"] is True
             assert st["scores"]["intent"] == 10.0
             # ids seen in earlier runs are still known: a replayed event changes nothing

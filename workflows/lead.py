@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from dataclasses import asdict
+import json
+from dataclasses import asdict, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
+from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -22,8 +24,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.lead import LinkRequest, MergeRequest, MergeResult
     from delivery.links import delivery_digest
     from identity.merge import identity_of, readdress
+    from ops import metrics
     from rules.identity import lead_key, with_id
-    from rules.models import Action, Decision, Event, StoryEntry
+    from rules.models import MAX_PROFILE_FIELDS, SIZE_ERRORS, Action, Decision, Event, StoryEntry
     from workflows import delivery, search
     from workflows.types import (
         CHECKPOINT_RETRY,
@@ -32,12 +35,91 @@ with workflow.unsafe.imports_passed_through():
         LeadCarry,
         LeadEnding,
         LeadOptions,
+        Waiting,
     )
 
-# Event ids remembered for idempotency: the newest this many (they travel through continue-as-new).
+# Event ids applied, remembered for idempotency: the newest this many, as digests of SEEN_DIGITS
+# hex digits (they travel through continue-as-new: 5,000 of them are under 100 KB, whatever the ids)
 SEEN_LIMIT = 5000
+SEEN_DIGITS = 16
 EVENTS_PER_TASK = 25
-EVALUATE_RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=["PolicyError"])
+# One try of an evaluation; the workflow waits and tries again when it fails outside the policy
+# (see _evaluate). Runs from before EVALUATION_WAITS let the activity try five times, then
+# rejected the batch.
+EVALUATE_TRY = RetryPolicy(maximum_attempts=1, non_retryable_error_types=["PolicyError"])
+EVALUATE_TIMEOUT = 60.0
+# workflow.patched ids, each asked only where today's code would act otherwise than the code the
+# lead's history was recorded with (so histories without the case replay without a marker)
+EVALUATION_WAITS = "evaluation-waits"  # a failure outside the policy waits, then tries again
+SEEN_WHEN_APPLIED = "seen-when-applied"  # an event id counts as seen once its event was applied
+SIZE_CAPS = "size-caps"  # events over rules.models' caps refused; the carried queue bounded
+# What the state carried over continue-as-new may hold besides the lead itself (its caps are
+# rules.models'): with every bound full it stays under 1 MB, well under Temporal's 2 MB payload
+# limit (tests/test_lead_size.py builds the largest lead the caps allow); without a queue, under
+# the SDK's 512 KiB warning.
+# the story, as JSON; the oldest lines go first (story_dropped counts them). 500 lines of today's
+# shipped policy (about 250 to 400 bytes each) fit.
+STORY_BYTES = 200 * 1024
+WHY_CHARS = 1000  # a story line's `why`
+MATCHED_CHARS = 200  # a text among the values a story line's rule matched
+MATCHED_BYTES = 2000  # those values together, as JSON
+# queued events carried to the next run (thousands of ordinary ones); more are evaluated first
+PENDING_BYTES = 512 * 1024
+EARLIER_LIMIT = 3  # how the lead's earlier runs ended: the newest this many
+EARLIER_STORY = 5  # lines of each earlier run's story kept
+
+
+def seen_key(event_id: str) -> str:
+    """What the lead remembers of an applied event's id."""
+    return hashlib.sha256(event_id.encode()).hexdigest()[:SEEN_DIGITS]
+
+
+def json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+
+
+def _short(text: str, most: int) -> str:
+    return text if len(text) <= most else text[:most - 1] + "…"
+
+
+def fit_entry(entry: StoryEntry) -> StoryEntry:
+    """A story line within bounds: a long `why` and long matched values shortened (the policy
+    decides what a rule matches, which may be a profile field's 1,000 characters or a page path's
+    10,000), so hundreds of lines stay small enough to carry."""
+    matched = entry.matched
+    if matched and json_size(matched) > MATCHED_BYTES:
+        matched = {k: _short(v, MATCHED_CHARS) if isinstance(v, str) else v for k, v in matched.items()}
+        if json_size(matched) > MATCHED_BYTES:
+            kept: dict[str, Any] = {}
+            for k, v in matched.items():
+                if json_size({**kept, k: v}) > MATCHED_BYTES - 40:
+                    kept["…"] = f"{len(matched) - len(kept)} more left out"
+                    break
+                kept[k] = v
+            matched = kept
+    if matched is entry.matched and len(entry.why) <= WHY_CHARS:
+        return entry
+    return replace(entry, why=_short(entry.why, WHY_CHARS), matched=matched)
+
+
+def bounded_earlier(earlier: list[LeadEnding]) -> list[LeadEnding]:
+    return [e.model_copy(update={"story": e.story[-EARLIER_STORY:]}) for e in earlier[-EARLIER_LIMIT:]]
+
+
+def _failure(err: FailureError) -> tuple[str, str, bool]:
+    """Why an evaluation failed: (kind, reason, whether the policy is at fault). Only a
+    non-retryable failure is the policy's (activities.evaluation.PolicyError); the database, the
+    evaluator processes, a timeout, a worker that went away are infrastructure. (A local
+    activity's failure reaches the workflow as the activity's own error, not in an ActivityError.)"""
+    cause = err.cause if isinstance(err, ActivityError) else err
+    if isinstance(cause, ApplicationError):
+        kind, text = cause.type or "ApplicationError", cause.message
+        policy = cause.non_retryable or kind == "PolicyError"
+    elif isinstance(cause, ActivityTimeout):
+        kind, text, policy = "timeout", f"the evaluation did not finish within {EVALUATE_TIMEOUT:g} s", False
+    else:
+        kind, text, policy = type(cause).__name__ if cause else "ActivityError", str(cause or err), False
+    return kind, _short((text.strip().splitlines() or [kind])[0], 300), policy
 
 
 def score_index_delay(key: str, seconds: float) -> timedelta:
@@ -108,6 +190,11 @@ class LeadWorkflow:
         self._real_delivery = True
         self._merging_into: str | None = None  # this lead is merged into that one: hand over, end
         self._absorbed: dict[str, dict[str, Any]] = {}  # what merged leads handed over, by id
+        self._inflight: set[str] = set()  # seen keys of the events being evaluated, not yet applied
+        self._story_sizes: list[int] = []  # bytes of each story line, as JSON
+        self._run_tries = 0  # evaluations of this run that failed outside the policy
+        self._carry_over = False  # events wait for an evaluation: take them to the next run
+        self._draining = False  # due to continue as new, the queue too long to carry
 
     @workflow.run
     async def run(self, event: Any, options: LeadOptions | None = None,
@@ -120,7 +207,14 @@ class LeadWorkflow:
         self.options = LeadOptions.model_validate(options) if options else LeadOptions()
         if carry is not None:
             self.c = LeadCarry.model_validate(carry)
-            self._seen = dict.fromkeys(self.c.seen)
+            # ids as runs before the digests carried them, then digests
+            self._seen = dict.fromkeys([*map(seen_key, self.c.seen), *self.c.seen_keys])
+            self.c.seen = []
+            # within today's bounds, whatever the run before carried
+            self.c.story = [fit_entry(s) for s in self.c.story]
+            self._story_sizes = [json_size(asdict(s)) for s in self.c.story]
+            self._add_story([])
+            self.c.earlier = bounded_earlier(self.c.earlier)
         elif event is not None:  # None when started by an update that brings the sign-up
             self.c.pending.insert(0, {"raw": event})
         while True:
@@ -134,6 +228,8 @@ class LeadWorkflow:
             handled = 0
             while self.c.pending and not self._ready_to_continue_as_new():
                 room = min(EVENTS_PER_TASK - handled, self.options.max_events_per_run - self.run_events)
+                if self._draining:  # due to continue as new, with more queued than it may carry
+                    room = EVENTS_PER_TASK - handled
                 batch = self.c.pending[:max(1, room)]
                 del self.c.pending[:len(batch)]
                 await self._process_batch(batch)
@@ -155,9 +251,10 @@ class LeadWorkflow:
                     continue
                 self._index(now=True)
                 # queued signal events travel in the carry; none has an update waiting on it
-                self.c.seen = list(self._seen)[-SEEN_LIMIT:]  # newest last
+                self.c.seen_keys = list(self._seen)[-SEEN_LIMIT:]  # newest last
                 self.c.runs += 1
-                workflow.continue_as_new(args=[event, self.options, self.c])
+                # the sign-up that started the first run is the carry's business no more
+                workflow.continue_as_new(args=[None, self.options, self.c])
 
     # -- intake ------------------------------------------------------------------------------
 
@@ -218,6 +315,8 @@ class LeadWorkflow:
             "ends_at": ends.isoformat() if (ends := self._ends_at()) else None,
             "earlier": [e.model_dump(mode="json") for e in self.c.earlier],
             "aliases": list(self.c.aliases),
+            # an evaluation failing outside the policy (the database down): its events wait
+            "waiting": self.c.waiting.says() if self.c.waiting else None,
         }
 
     # -- the loop ----------------------------------------------------------------------------
@@ -317,10 +416,16 @@ class LeadWorkflow:
                                         retry_policy=CHECKPOINT_RETRY)
 
     def _ready_to_continue_as_new(self) -> bool:
-        due = (workflow.info().is_continue_as_new_suggested()
+        due = (self._carry_over or workflow.info().is_continue_as_new_suggested()
                or self.run_events >= self.options.max_events_per_run)
+        self._draining = False
         # an update waits in this run for its event's answer, so its event is handled here
-        return due and not any(item.get("ticket") for item in self.c.pending)
+        if not due or any(item.get("ticket") for item in self.c.pending):
+            return False
+        # what is queued travels in the carry: a long queue is evaluated here first
+        self._draining = not self._carry_over and json_size(self.c.pending) > PENDING_BYTES \
+            and workflow.patched(SIZE_CAPS)
+        return not self._draining
 
     def _admit(self, item: dict[str, Any]) -> tuple[Event, Any] | str | None:
         """Validate and de-duplicate one queued item: the event, why it is refused, or None
@@ -330,8 +435,11 @@ class LeadWorkflow:
             event = Event.model_validate(raw)
         except ValidationError as err:
             first = err.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "event"
-            return f"malformed event: {where}: {first['msg']}"
+            uncapped = self._uncapped(raw) if first["type"] in SIZE_ERRORS else None
+            if uncapped is None:
+                where = ".".join(str(p) for p in first["loc"]) or "event"
+                return f"malformed event: {where}: {first['msg']}"
+            event = uncapped
         identified = event.lead.email or event.lead.external_id
         if identified and lead_key(event.lead) != self.key:
             merge = event.data.get("merge") if event.type == "identify" else None
@@ -345,71 +453,187 @@ class LeadWorkflow:
         event = with_id(event)
         if not item.get("check"):
             event_id = event.id or ""  # with_id gave it one
-            if event_id in self._seen:
+            key = seen_key(event_id)
+            if key in self._seen or key in self._inflight:
                 self._answer(ticket, {"duplicate": True, "event_id": event_id})
                 return None
-            self._seen[event_id] = None
-            if len(self._seen) > SEEN_LIMIT:
-                del self._seen[next(iter(self._seen))]
+            if (refused := self._overfills(event)) is not None:
+                return refused
+            # counted as seen once applied (_applied): an event that could not be is no duplicate
+            self._inflight.add(key)
         return event, ticket
+
+    def _uncapped(self, raw: Any) -> Event | None:
+        """An event over the size caps, as a history from before them took it (replay only)."""
+        if workflow.patched(SIZE_CAPS):
+            return None
+        try:
+            return Event.model_validate(raw, context={"uncapped": True})
+        except ValidationError:
+            return None
+
+    def _overfills(self, event: Event) -> str | None:
+        """Why the event would give the lead more profile fields than the caps allow, or None."""
+        lead = self.c.lead
+        fields = set(event.lead.model_extra or {})
+        if lead is not None:
+            fields |= {k for k in lead.profile if k not in ("email", "external_id")}
+        if len(fields) <= MAX_PROFILE_FIELDS or not workflow.patched(SIZE_CAPS):
+            return None
+        return (f"lead: the lead would have {len(fields)} profile fields with this event's; "
+                f"at most {MAX_PROFILE_FIELDS} besides email and external_id")
+
+    def _applied(self, event: Event) -> None:
+        """The event is the lead's now: a re-send of its id is a duplicate."""
+        key = seen_key(event.id or "")
+        self._inflight.discard(key)
+        self._seen[key] = None
+        if len(self._seen) > SEEN_LIMIT:
+            del self._seen[next(iter(self._seen))]
+
+    def _not_applied(self, event: Event) -> None:
+        """The event was rejected: a re-send is evaluated again (runs from before counted it
+        seen when it arrived)."""
+        if workflow.patched(SEEN_WHEN_APPLIED):
+            self._inflight.discard(seen_key(event.id or ""))
+        else:
+            self._applied(event)
 
     async def _process_batch(self, items: list[dict[str, Any]]) -> None:
         """Evaluate queued events in order in one local activity (one round trip, not one per
-        event); each event sees the lead as the previous one left it. Then apply each Decision."""
+        event); each event sees the lead as the previous one left it. Then apply each Decision.
+        Events whose evaluation keeps failing outside the policy for long go back to the queue,
+        with those after them, and the lead continues as new (see _evaluate)."""
         admitted: list[tuple[Event, Any]] = []
-        for item in items:
+        taken: list[dict[str, Any]] = []  # the queued items of `admitted`
+        for n, item in enumerate(items):
             outcome = self._admit(item)
             if isinstance(outcome, str):  # keep the story in arrival order
-                await self._evaluate(admitted)
-                admitted = []
+                if not await self._evaluate(admitted, items[n:]):
+                    return self._requeue(taken + items[n:])
+                admitted, taken = [], []
                 self._answer(item.get("ticket"), self._reject(item.get("raw"), outcome))
             elif outcome is not None:
                 event = outcome[0]
                 if event.type == "identify" and isinstance(event.data.get("merge"), dict):
-                    await self._evaluate(admitted)  # what came before it, first
-                    admitted = []
+                    if not await self._evaluate(admitted, items[n:]):  # what came before it, first
+                        return self._requeue(taken + items[n:])
+                    admitted, taken = [], []
                     await self._merge(event)
                 admitted.append(outcome)
-        await self._evaluate(admitted)
+                taken.append(item)
+        if not await self._evaluate(admitted, []):
+            self._requeue(taken)
 
-    async def _evaluate(self, admitted: list[tuple[Event, Any]]) -> None:
+    def _requeue(self, items: list[dict[str, Any]]) -> None:
+        """Put items back at the head of the queue, unseen, for the next run."""
+        self.c.pending[:0] = items
+        self._inflight.clear()
+
+    async def _evaluate(self, admitted: list[tuple[Event, Any]], rest: list[dict[str, Any]]) -> bool:
+        """Evaluate and apply; False when the events should rather wait in the next run.
+
+        A failure outside the policy (the database, the evaluators, a timeout) loses nothing: the
+        lead says it waits (`waiting` in its state), counts the try (leadflow_evaluation_retries)
+        and tries again 1, 2, 4 ... up to `evaluation_retry_cap` seconds later, without end; after
+        `evaluation_tries_per_run` tries (or when Temporal suggests it) the events, with `rest`
+        after them, go to the next run, unless an update waits on one. Only a failure of the
+        policy (PolicyError, non-retryable) rejects the batch."""
         if not admitted:
-            return
+            return True
         self.run_events += len(admitted)
         lead = self.c.lead
         request = EvaluateBatch(lead=lead, events=[e for e, _ in admitted], now=workflow.now(),
                                 version=lead.version if lead else None)
-        try:
-            result = await workflow.execute_local_activity(
-                "evaluate_events", request, result_type=BatchResult,
-                start_to_close_timeout=timedelta(seconds=60), retry_policy=EVALUATE_RETRY)
-        except ActivityError as err:
-            cause = err.cause.message if isinstance(err.cause, ApplicationError) else str(err)
-            for event, ticket in admitted:
-                self._answer(ticket, self._reject(event.model_dump(mode="json"), f"policy error: {cause}"))
-            return
+        while True:
+            try:
+                result = await workflow.execute_local_activity(
+                    "evaluate_events", request, result_type=BatchResult,
+                    start_to_close_timeout=timedelta(seconds=EVALUATE_TIMEOUT), retry_policy=EVALUATE_TRY)
+                break
+            except FailureError as err:
+                if is_cancelled_exception(err):
+                    raise
+                kind, reason, policy = _failure(err)
+                if not workflow.patched(EVALUATION_WAITS):
+                    # runs from before: an ActivityError rejected the batch, any other failure
+                    # (an ArchiveError, say, after five tries) failed the whole workflow
+                    if not isinstance(err, ActivityError):
+                        raise
+                    cause = err.cause.message if isinstance(err.cause, ApplicationError) else str(err)
+                    policy, reason = True, cause
+                if policy:
+                    for event, ticket in admitted:
+                        self._not_applied(event)
+                        self._answer(ticket, self._reject(event.model_dump(mode="json"),
+                                                          f"policy error: {reason}"))
+                    self._recovered()
+                    return True
+                delay = self._wait(kind, reason)
+                if self._should_carry_over(admitted, rest):
+                    workflow.logger.warning("lead %s: %d events wait for the next run: %s", self.key,
+                                            len(admitted) + len(rest), reason)
+                    self._carry_over = True
+                    return False
+                await workflow.sleep(delay)
+        self._recovered()
         if result.retention is not None:
             self.c.retention = result.retention
         merged = result.earlier[-1].merged_into if result.earlier and self.c.lead is None else None
         if merged:  # this id was merged into another lead: its events belong there
             for event, ticket in admitted:
+                self._applied(event)
                 await self._forward(merged, event.model_dump(mode="json", exclude_none=True), ticket)
-            self.c.earlier = result.earlier
+            self.c.earlier = bounded_earlier(result.earlier)
             self._merging_into = merged
-            return
+            return True
         if result.earlier and not self.c.earlier:
-            self.c.earlier = result.earlier
+            self.c.earlier = bounded_earlier(result.earlier)
             last = result.earlier[-1]
             self._say(f"this address ended before: {last.state} on {last.since.date().isoformat()} "
                       f"({last.why}); a new run begins", "earlier")
         for (event, ticket), decision, error in zip(admitted, result.decisions, result.errors, strict=True):
             if decision is None:
+                self._not_applied(event)
                 self._answer(ticket, self._reject(event.model_dump(mode="json"), f"policy error: {error}"))
                 continue
+            self._applied(event)
             await self._apply(decision, event)
             self.c.events += 1  # counted once applied, so a reader of `events` sees its effects
             if ticket is not None:
                 self._answer(ticket, decision.model_dump(mode="json", exclude={"lead"}))
+        return True
+
+    def _wait(self, kind: str, reason: str) -> float:
+        """Record a failed try outside the policy; the seconds until the next one."""
+        self._run_tries += 1
+        waiting = self.c.waiting
+        if waiting is None:
+            waiting = self.c.waiting = Waiting(since=workflow.now(), reason=reason)
+            workflow.logger.warning("lead %s: evaluation failed outside the policy, retrying: %s",
+                                    self.key, reason)
+        waiting.reason = reason
+        waiting.tries += 1
+        metrics.count(*metrics.EVALUATION_RETRIES, {"reason": kind}, on=workflow.metric_meter())
+        return float(min(self.options.evaluation_retry_cap, 2.0 ** min(waiting.tries - 1, 20)))
+
+    def _recovered(self) -> None:
+        if self.c.waiting is not None:
+            workflow.logger.info("lead %s: evaluation works again after %d failed tries since %s",
+                                 self.key, self.c.waiting.tries, self.c.waiting.since.isoformat())
+            self.c.waiting = None
+
+    def _should_carry_over(self, admitted: list[tuple[Event, Any]], rest: list[dict[str, Any]]) -> bool:
+        """Whether the waiting events should go on waiting in the next run: this one has tried
+        long enough (its history grows with every try), nobody's update waits on one of them, and
+        they fit in the carry."""
+        if self._run_tries < self.options.evaluation_tries_per_run \
+                and not workflow.info().is_continue_as_new_suggested():
+            return False
+        if any(t is not None for _, t in admitted) or any(i.get("ticket") for i in (*rest, *self.c.pending)):
+            return False
+        queued = [e.model_dump(mode="json", exclude_none=True) for e, _ in admitted]
+        return json_size([queued, rest, self.c.pending]) <= PENDING_BYTES
 
     async def _apply(self, decision: Decision, event: Event) -> None:
         self.c.lead = decision.lead
@@ -535,8 +759,13 @@ class LeadWorkflow:
             self.c.open_handoff = theirs
             self._note(event, f"hand-off {theirs} of {_who(merge) or other} is this lead's now")
         story = [StoryEntry(**s) for s in handed.get("story", [])] if handed else list(result.other_story)
-        self.c.story = sorted([*self.c.story, *story], key=lambda s: s.at)
-        self._seen.update(dict.fromkeys(handed.get("seen", [])))
+        self.c.story = sorted([*self.c.story, *map(fit_entry, story)], key=lambda s: s.at)
+        self._story_sizes = [json_size(asdict(s)) for s in self.c.story]
+        self._add_story([])  # within the bounds again
+        theirs_seen = [*map(seen_key, handed.get("seen", [])), *handed.get("seen_keys", [])]
+        self._seen.update(dict.fromkeys(theirs_seen))
+        while len(self._seen) > SEEN_LIMIT:
+            del self._seen[next(iter(self._seen))]
         self.c.aliases = [*self.c.aliases, {"lead_id": other, **_identity(merge), "at": now.isoformat()},
                           *handed.get("aliases", [])]
         self.c.received = sorted({*self.c.received, *result.received})
@@ -564,7 +793,7 @@ class LeadWorkflow:
         await _signal(survivor, "absorb", {
             "lead_id": self.key, "story": [asdict(s) for s in self.c.story],
             "open_handoff": self.c.open_handoff,
-            "seen": list(self._seen)[-SEEN_LIMIT:], "aliases": self.c.aliases, "events": self.c.events,
+            "seen_keys": list(self._seen)[-SEEN_LIMIT:], "aliases": self.c.aliases, "events": self.c.events,
             "identity": identity_of(lead.profile) if lead else {}})
         for item in self.c.pending:
             await self._forward(survivor, item.get("raw"), item.get("ticket"))
@@ -597,10 +826,19 @@ class LeadWorkflow:
         }
 
     def _add_story(self, entries: list[StoryEntry]) -> None:
-        self.c.story.extend(entries)
-        extra = len(self.c.story) - self.options.story_limit
+        """Add lines (each within bounds); the oldest go while the story holds more than
+        `story_limit` lines or STORY_BYTES (the newest line always stays)."""
+        fitted = [fit_entry(e) for e in entries]
+        self.c.story.extend(fitted)
+        self._story_sizes.extend(json_size(asdict(e)) for e in fitted)
+        extra = max(0, len(self.c.story) - self.options.story_limit)
+        total = sum(self._story_sizes[extra:])
+        while total > STORY_BYTES and extra < len(self.c.story) - 1:
+            total -= self._story_sizes[extra]
+            extra += 1
         if extra > 0:
             del self.c.story[:extra]
+            del self._story_sizes[:extra]
             self.c.story_dropped += extra
 
     def _say(self, why: str, event_type: str) -> None:

@@ -29,6 +29,13 @@ class LeadOptions(BaseModel):
     # seconds a hand-off task with no rep free waits before it looks at its queue again (a rep
     # back from away, a roster change); an answered task of its queue wakes it at once
     routing_retry: float = 300
+    # An evaluation that fails for a reason outside the policy (the database, the evaluator
+    # processes, a timeout) is tried again without end, its events kept: 1 s after the first
+    # failure, doubling up to this many seconds between tries.
+    evaluation_retry_cap: float = 60
+    # After this many failed tries in one run (about four hours at the cap) the waiting events
+    # travel to the next run (continue-as-new), so a long outage cannot outgrow the history.
+    evaluation_tries_per_run: int = 250
 
 
 class LeadEnding(BaseModel):
@@ -51,6 +58,18 @@ class LeadEnding(BaseModel):
     merged_into: str | None = None  # the lead this one was merged into (state `merged`)
 
 
+class Waiting(BaseModel):
+    """An evaluation that keeps failing for a reason outside the policy: since when, why (the
+    last failure), how many tries so far. Its events wait in the lead, none is lost."""
+
+    since: datetime
+    reason: str
+    tries: int = 0
+
+    def says(self) -> str:
+        return f"evaluation retrying since {self.since.isoformat()}: {self.reason}"
+
+
 class LeadCarry(BaseModel):
     """Everything a lead workflow carries into its next run (continue-as-new)."""
 
@@ -58,7 +77,9 @@ class LeadCarry(BaseModel):
     scores: Scores = Field(default_factory=Scores)
     story: list[StoryEntry] = Field(default_factory=list)
     story_dropped: int = 0
-    seen: list[str] = Field(default_factory=list)
+    seen: list[str] = Field(default_factory=list)  # event ids as runs before `seen_keys` carried them
+    seen_keys: list[str] = Field(default_factory=list)  # digests of the event ids applied, newest last
+    waiting: Waiting | None = None
     pending: list[Any] = Field(default_factory=list)
     next_check_at: datetime | None = None
     handoff_seq: int = 0
