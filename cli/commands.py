@@ -93,6 +93,10 @@ async def _send_and_wait(client: Client, settings: Settings, store: Any, parsed:
             results.append({"line": n, "status": "refused", "error": str(err)})
             continue
         decision = answer["decision"]
+        if decision.get("rejected"):  # the lead refused it (a policy error): said, not drawn
+            results.append({"line": n, "status": "refused", "lead_id": answer["lead_id"],
+                            "error": f"rejected by the lead: {decision['rejected']}"})
+            continue
         results.append({"line": n, "status": "duplicate" if decision.get("duplicate") else "accepted",
                         "lead_id": answer["lead_id"], "event_id": decision.get("event_id")})
         if as_json:

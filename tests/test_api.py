@@ -230,3 +230,17 @@ def test_the_cli_sends_a_file_of_thousands_with_a_summary(stack, tmp_path):
                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     statuses = [json.loads(line)["status"] for line in again.stdout.splitlines()]
     assert statuses.count("duplicate") == 1997 and statuses.count("refused") == 3
+
+
+def test_an_event_the_lead_rejects_is_a_refusal_with_its_reason(stack):
+    """?wait=true on an event the door takes but the lead refuses (here: its profile would pass
+    the cap on fields) answers 422 with the lead's reason, never `accepted`."""
+    admin = stack.http("admin")
+    lead = {"email": "wide@api.example"}
+    fields = {f"f{i}": "x" for i in range(50)}
+    first = admin.post("/v1/events?wait=true", json={"type": "signup", "lead": {**lead, **fields}})
+    assert first.status_code == 200, first.text
+    one_more = admin.post("/v1/events?wait=true", json={"type": "page_view", "lead": {**lead, "f50": "x"},
+                                                          "data": {"path": "/x"}})
+    assert one_more.status_code == 422, one_more.text
+    assert "rejected by the lead" in one_more.json()["results"][0]["error"]

@@ -122,6 +122,10 @@ async def _decide(ctx: Context, raw: Any, role: str) -> EventResults | JSONRespo
         refused = EventResult(index=0, status="refused", event_id=event_id, error=str(err))
         return _refused(EventResults(results=[refused]), forbidden=isinstance(err, intake.Forbidden))
     decision = answer["decision"]
+    if decision.get("rejected"):  # the lead refused it: a 422 with its reason, as the door's own refusals
+        refused = EventResult(index=0, status="refused", lead_id=answer["lead_id"], event_id=event["id"],
+                              error=f"rejected by the lead: {decision['rejected']}")
+        return _refused(EventResults(results=[refused]))
     status = "duplicate" if decision.get("duplicate") else "accepted"
     await _record(ctx, answer["lead_id"], event["id"])
     return EventResults(results=[EventResult(index=0, status=status, lead_id=answer["lead_id"],
