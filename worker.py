@@ -20,19 +20,19 @@ from activities.lead import LeadActivities
 from activities.legacy import LegacyDelivery
 from activities.policies import PolicyStore
 from activities.routing import RoutingActivities
-from archive.endings import Endings
-from archive.events import EventArchive
-from archive.writer import ArchiveWriter
-from delivery.ledger import Ledger
-from delivery.smtp import Mailer, SmtpConfig
-from delivery.webhook import Poster
-from governance.registry import Registry
-from identity.aliases import Aliases
-from ops import logs, metrics, tracing
-from routing.desk import Desk
-from service.settings import Settings
-from service.signing import links_of
-from service.temporal import connect, ensure_search_attributes
+from leadflow.archive.endings import Endings
+from leadflow.archive.events import EventArchive
+from leadflow.archive.writer import ArchiveWriter
+from leadflow.db.ledger import Ledger
+from leadflow.delivery.smtp import Mailer, SmtpConfig
+from leadflow.delivery.webhook import Poster
+from leadflow.governance.registry import Registry
+from leadflow.identity.aliases import Aliases
+from leadflow.ops import logs, metrics, tracing
+from leadflow.routing.desk import Desk
+from leadflow.settings import Settings
+from leadflow.signing import links_of
+from leadflow.temporal import connect, ensure_search_attributes
 from workflows.handoff import HandoffWorkflow
 from workflows.lead import LeadWorkflow
 

@@ -18,13 +18,13 @@ from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from delivery import message, mime
-from delivery.content import ContentStore, NoTemplate
-from delivery.ledger import Claim, Ledger, address_hash
-from delivery.links import Links, Mail, delivery_digest
-from delivery.smtp import Mailer, SendError
-from delivery.webhook import Poster, PostError, signature
-from ops import metrics
+from leadflow.db.ledger import Claim, Ledger, address_hash
+from leadflow.delivery import message, mime
+from leadflow.delivery.content import ContentStore, NoTemplate
+from leadflow.delivery.links import Links, Mail, delivery_digest
+from leadflow.delivery.smtp import Mailer, SendError
+from leadflow.delivery.webhook import Poster, PostError, signature
+from leadflow.ops import metrics
 
 USER_AGENT = "leadflow-webhook/1"
 RETRY_LATER = (408, 425, 429)  # 4xx answers that ask for a retry rather than refuse

@@ -17,11 +17,11 @@ from activities.evaluation import BatchResult, EvaluateBatch, evaluate_batch
 from activities.evaluator_pool import EvaluatorPool
 from activities.policies import NoPolicy, PolicyStore
 from activities.shadow import ShadowLeads, run_shadow
-from archive.endings import Endings
-from archive.events import Taken
-from archive.writer import ArchiveWriter
-from identity.aliases import Aliases
-from identity.merge import merged_log, replay_apart
+from leadflow.archive.endings import Endings
+from leadflow.archive.events import Taken
+from leadflow.archive.writer import ArchiveWriter
+from leadflow.identity.aliases import Aliases
+from leadflow.identity.merge import merged_log, replay_apart
 from rules.engine import EngineError
 from rules.models import Action, Decision, LeadState, Scores, StoryEntry
 from workflows.types import LeadEnding

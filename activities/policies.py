@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from activities.evaluation import Catalog
-from delivery.content import ContentStore, check_policy_content, profile_fields
-from delivery.watched import Watched, log_notes
-from governance.registry import rollout_of
-from routing.roster import is_roster
+from leadflow.delivery.content import ContentStore, check_policy_content, profile_fields
+from leadflow.delivery.watched import Watched, log_notes
+from leadflow.governance.registry import rollout_of
+from leadflow.routing.roster import is_roster
 from rules.compile import CompiledPolicy, compile_policy
 from rules.validate import PolicyInvalid, load_policy_bytes, load_policy_file
 
 if TYPE_CHECKING:
-    from governance.registry import Registry
+    from leadflow.governance.registry import Registry
 
 log = logging.getLogger("leadflow.policies")
 

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from temporalio import activity
 
-from routing.desk import Desk
+from leadflow.routing.desk import Desk
 
 
 class AssignRequest(BaseModel):

@@ -16,9 +16,9 @@ from sqlalchemy import and_, select
 
 from activities.evaluation import BatchResult, Catalog, EvaluateBatch, evaluate_batch
 from activities.evaluator_pool import EvaluatorPool
-from archive.events import ShadowRun
-from delivery.ledger import Ledger
-from delivery.schema import shadow_leads
+from leadflow.archive.events import ShadowRun
+from leadflow.db.ledger import Ledger
+from leadflow.db.schema import shadow_leads
 from rules.compile import CompiledPolicy
 from rules.models import Decision, LeadState
 

@@ -18,8 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backtest.generate import generate  # noqa: E402
-from backtest.simulate import simulate_many  # noqa: E402
+from leadflow.replay.generate import generate  # noqa: E402
+from leadflow.replay.simulate import simulate_many  # noqa: E402
 
 POLICY = str(ROOT / "policies" / "lead-lifecycle.v1.yaml")
 TARGET_SECONDS_PER_MILLION = 60.0

@@ -36,12 +36,12 @@ sys.path.insert(0, str(ROOT))
 from temporalio.testing import ActivityEnvironment  # noqa: E402
 
 from activities.delivery import Delivery, DeliveryActivities, EmailRequest, WebhookRequest  # noqa: E402
-from delivery import message  # noqa: E402
-from delivery.content import ContentStore  # noqa: E402
-from delivery.ledger import Ledger  # noqa: E402
-from delivery.links import Links, Mail  # noqa: E402
-from delivery.smtp import Mailer, SmtpConfig  # noqa: E402
-from delivery.webhook import Poster, signature  # noqa: E402
+from leadflow.db.ledger import Ledger  # noqa: E402
+from leadflow.delivery import message  # noqa: E402
+from leadflow.delivery.content import ContentStore  # noqa: E402
+from leadflow.delivery.links import Links, Mail  # noqa: E402
+from leadflow.delivery.smtp import Mailer, SmtpConfig  # noqa: E402
+from leadflow.delivery.webhook import Poster, signature  # noqa: E402
 
 SENDER = "Acme <news@acme.example>"
 SECRET = "bench-webhook-secret"

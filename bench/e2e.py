@@ -41,11 +41,11 @@ from temporalio.client import Client  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
-from codec.aesgcm import data_converter  # noqa: E402
-from codec.keys import Keyring, new_key_line  # noqa: E402
+from leadflow.codec.aesgcm import data_converter  # noqa: E402
+from leadflow.codec.keys import Keyring, new_key_line  # noqa: E402
+from leadflow.temporal import binary  # noqa: E402
 from rules.identity import lead_key  # noqa: E402
 from rules.models import LeadRef  # noqa: E402
-from service.temporal import binary  # noqa: E402
 from workflows import search  # noqa: E402
 
 

@@ -34,12 +34,12 @@ from temporalio.client import Client  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
-from codec.aesgcm import data_converter  # noqa: E402
-from codec.keys import Keyring, new_key_line  # noqa: E402
-from service.intake import deliver  # noqa: E402
-from service.leads import lead_id  # noqa: E402
-from service.settings import Settings  # noqa: E402
-from service.temporal import binary  # noqa: E402
+from leadflow.codec.aesgcm import data_converter  # noqa: E402
+from leadflow.codec.keys import Keyring, new_key_line  # noqa: E402
+from leadflow.intake import deliver  # noqa: E402
+from leadflow.operations.leads import lead_id  # noqa: E402
+from leadflow.settings import Settings  # noqa: E402
+from leadflow.temporal import binary  # noqa: E402
 from workflows import search  # noqa: E402
 
 BATCH = 100
@@ -149,7 +149,7 @@ async def main() -> None:
     logs = open(home / "processes.log", "ab")  # noqa: SIM115  # the worker's and the API's output
     procs = [subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=ROOT, env=environ,
                               stdout=logs, stderr=subprocess.STDOUT),
-             subprocess.Popen([sys.executable, "-m", "cli.main", "serve"], cwd=ROOT, env=environ,
+             subprocess.Popen([sys.executable, "-m", "leadflow", "serve"], cwd=ROOT, env=environ,
                               stdout=logs, stderr=subprocess.STDOUT)]
     http = httpx.AsyncClient(base_url=f"http://{http_at}", headers={"Authorization": f"Bearer {KEY}"},
                              timeout=120)

@@ -35,12 +35,12 @@ from temporalio.client import Client  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
-from backtest.generate import generate  # noqa: E402
-from codec.aesgcm import data_converter  # noqa: E402
-from codec.keys import Keyring, new_key_line  # noqa: E402
-from service.intake import check_event, deliver  # noqa: E402
-from service.settings import Settings  # noqa: E402
-from service.temporal import binary  # noqa: E402
+from leadflow.codec.aesgcm import data_converter  # noqa: E402
+from leadflow.codec.keys import Keyring, new_key_line  # noqa: E402
+from leadflow.intake import check_event, deliver  # noqa: E402
+from leadflow.replay.generate import generate  # noqa: E402
+from leadflow.settings import Settings  # noqa: E402
+from leadflow.temporal import binary  # noqa: E402
 from workflows import search  # noqa: E402
 
 SKIPPED = ("sales_accept", "sales_reject", "sla_breach", "check")

@@ -45,16 +45,16 @@ import httpx  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 
-from archive.events import EventArchive  # noqa: E402
-from backtest.generate import generate  # noqa: E402
-from backtest.simulate import simulate_lead  # noqa: E402
-from codec.keys import new_key_line  # noqa: E402
-from delivery.ledger import Ledger  # noqa: E402
-from delivery.schema import events  # noqa: E402
+from leadflow.archive.events import EventArchive  # noqa: E402
+from leadflow.codec.keys import new_key_line  # noqa: E402
+from leadflow.db.ledger import Ledger  # noqa: E402
+from leadflow.db.schema import events  # noqa: E402
+from leadflow.intake import list_workflows  # noqa: E402
+from leadflow.replay.generate import generate  # noqa: E402
+from leadflow.replay.simulate import simulate_lead  # noqa: E402
+from leadflow.settings import Settings  # noqa: E402
+from leadflow.temporal import binary, converter  # noqa: E402
 from rules.compile import load_compiled  # noqa: E402
-from service.intake import list_workflows  # noqa: E402
-from service.settings import Settings  # noqa: E402
-from service.temporal import binary, converter  # noqa: E402
 from tests import pg  # noqa: E402
 from tests.wire import Receiver, SmtpCatcher  # noqa: E402
 from workflows import search  # noqa: E402
@@ -100,7 +100,7 @@ class Parts:
 
     def start_api(self) -> None:
         env = {**self.env, "LEADFLOW_HOME": str(self.home / "api")}
-        self.api = subprocess.Popen([sys.executable, "-m", "cli.main", "serve"], cwd=ROOT, env=env,
+        self.api = subprocess.Popen([sys.executable, "-m", "leadflow", "serve"], cwd=ROOT, env=env,
                                     stdout=self.log, stderr=subprocess.STDOUT)
 
     @staticmethod

@@ -18,7 +18,7 @@ import httpx
 from temporalio.client import Client
 
 from activities.policies import PolicyStore
-from service.settings import Settings
+from leadflow.settings import Settings
 from tests.temporal_harness import ROOT, dev_server, evaluators, free_port
 
 KEYS = {"intake": "intake-key-0123456789abcdef", "sales": "sales-key-0123456789abcdef",
@@ -94,11 +94,11 @@ class Stack:
     async def _main(self) -> None:
         import uvicorn
 
-        from service.api.main import create_app
+        from leadflow.api.main import create_app
 
         self._stop = asyncio.Event()
         # the Temporal frontend's port, for clients run beside the stack
-        from service.temporal import connect
+        from leadflow.temporal import connect
 
         env, self.settings_port = await dev_server(
             database=self.settings.home / "temporal.db" if self.database else None)

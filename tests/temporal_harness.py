@@ -21,12 +21,12 @@ from temporalio.worker import Replayer
 from activities.delivery import Delivery
 from activities.evaluator_pool import EvaluatorPool
 from activities.policies import PolicyStore
-from delivery.ledger import Ledger
-from governance.registry import Registry
+from leadflow.db.ledger import Ledger
+from leadflow.governance.registry import Registry
+from leadflow.settings import Settings
+from leadflow.temporal import binary
 from rules.identity import lead_key
 from rules.models import LeadRef
-from service.settings import Settings
-from service.temporal import binary
 from worker import build_worker, delivery_for
 from workflows.types import LeadOptions
 
@@ -170,7 +170,7 @@ async def api(h: Harness) -> AsyncIterator[str]:
     harness's server: the links in its e-mail point here. Yields the base URL."""
     import uvicorn
 
-    from service.api.main import create_app
+    from leadflow.api.main import create_app
 
     host, port = h.settings.listen
     server = uvicorn.Server(uvicorn.Config(create_app(h.settings, h.client), host=host, port=port,

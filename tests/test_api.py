@@ -129,7 +129,7 @@ def test_bad_input_at_the_door_is_a_4xx_and_reaches_no_lead(stack):
 
 
 async def _lead_id(email: str) -> str:
-    from service.leads import lead_id
+    from leadflow.operations.leads import lead_id
 
     return lead_id(email)
 
@@ -219,14 +219,14 @@ def test_the_cli_sends_a_file_of_thousands_with_a_summary(stack, tmp_path):
     events.write_text("\n".join(lines) + "\n")
     env = {**os.environ, "TEMPORAL_ADDRESS": f"127.0.0.1:{stack.settings_port}",
            "LEADFLOW_TASK_QUEUE": stack.settings.task_queue, "LEADFLOW_HOME": str(stack.settings.home)}
-    run = subprocess.run([sys.executable, "-m", "cli.main", "send", str(events)], capture_output=True,
+    run = subprocess.run([sys.executable, "-m", "leadflow", "send", str(events)], capture_output=True,
                          text=True, cwd=ROOT, env=env, timeout=600)
     assert run.returncode == 1, run.stderr[-2000:]
     # line 701 broken, so f700 never signed up: its page view (line 1901) has no lead
     assert "accepted 1997   duplicate 0   refused 3" in run.stdout
     assert "701" in run.stdout and "not JSON" in run.stdout and "1501" in run.stdout
     assert "1901" in run.stdout and "send its sign-up first" in run.stdout
-    again = subprocess.run([sys.executable, "-m", "cli.main", "send", "--json", str(events)],
+    again = subprocess.run([sys.executable, "-m", "leadflow", "send", "--json", str(events)],
                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     statuses = [json.loads(line)["status"] for line in again.stdout.splitlines()]
     assert statuses.count("duplicate") == 1997 and statuses.count("refused") == 3

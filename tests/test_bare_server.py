@@ -14,9 +14,9 @@ from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from service.intake import list_workflows, send
-from service.settings import Settings
-from service.temporal import converter
+from leadflow.intake import list_workflows, send
+from leadflow.settings import Settings
+from leadflow.temporal import converter
 from tests.temporal_harness import ROOT, dev_server
 from workflows import search
 

@@ -11,7 +11,7 @@ from tests.conftest import DEFAULT_POLICY, MINIMAL, ROOT
 
 
 def leadflow(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "leadflow", *args], capture_output=True,
                           text=True, cwd=ROOT, timeout=120)
 
 
@@ -76,7 +76,7 @@ def test_send_refuses_an_event_type_no_policy_knows_before_sending_anything():
         json.dumps({"type": "page_view", "lead": {}}),
     ])
     # no Temporal server is running for this test: refusals need none
-    out = subprocess.run([sys.executable, "-m", "cli.main", "send", "--json", "-"], input=lines,
+    out = subprocess.run([sys.executable, "-m", "leadflow", "send", "--json", "-"], input=lines,
                          capture_output=True, text=True, cwd=ROOT, timeout=120,
                          env={**os.environ, "TEMPORAL_ADDRESS": "127.0.0.1:1"})
     assert out.returncode == 1, out.stderr

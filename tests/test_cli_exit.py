@@ -12,8 +12,8 @@ import subprocess
 import sys
 
 from activities.policies import PolicyStore
-from service.intake import send
-from service.settings import Settings
+from leadflow.intake import send
+from leadflow.settings import Settings
 from tests.temporal_harness import ROOT, dev_server, evaluators
 from worker import build_worker
 

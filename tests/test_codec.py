@@ -17,12 +17,12 @@ import pytest
 from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload
 
-from codec.aesgcm import AesGcmCodec, CodecError
-from codec.keys import CodecKeysInvalid, Keyring, load, new_key_line
+from leadflow.codec.aesgcm import AesGcmCodec, CodecError
+from leadflow.codec.keys import CodecKeysInvalid, Keyring, load, new_key_line
+from leadflow.settings import SettingsError
+from leadflow.temporal import binary
 from rules.identity import lead_key
 from rules.models import LeadRef
-from service.settings import SettingsError
-from service.temporal import binary
 from tests.stack import KEYS, Stack
 from tests.stack import until as _until
 from tests.temporal_harness import ROOT
@@ -62,7 +62,7 @@ def test_keys_rotate_and_bad_keys_are_refused_by_item(tmp_path):
     first, where = load("", tmp_path)
     assert where.endswith("codec-keys") and load("", tmp_path)[0] == first
     assert oct((tmp_path / "codec-keys").stat().st_mode & 0o777) == "0o600"
-    from service.settings import Settings
+    from leadflow.settings import Settings
 
     with pytest.raises(SettingsError, match="LEADFLOW_CODEC_KEYS: item 1"):
         Settings.from_env({"LEADFLOW_CODEC_KEYS": short}).keyring()
@@ -80,7 +80,7 @@ def _cli(stack: Stack, *args: str, keys: str = f"{NEW},{OLD}") -> subprocess.Com
            "LEADFLOW_DEV_PORT": str(stack.settings_port), "LEADFLOW_TASK_QUEUE": "codec"}
     for name in ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE"):
         env.pop(name, None)
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "leadflow", *args], capture_output=True, text=True,
                           env=env, cwd=ROOT, timeout=120)
 
 

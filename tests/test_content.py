@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from activities.policies import NoPolicy, PolicyStore
-from delivery.content import ContentInvalid, ContentStore, NoTemplate, load_template
+from leadflow.delivery.content import ContentInvalid, ContentStore, NoTemplate, load_template
 from tests.conftest import ROOT
 
 
@@ -24,7 +24,7 @@ def layout(tmp_path: Path) -> Path:
 
 
 def leadflow(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "leadflow", *args], capture_output=True, text=True,
                           cwd=cwd, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
 
 

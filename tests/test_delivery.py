@@ -13,10 +13,10 @@ from datetime import timedelta
 
 import httpx
 
-from delivery.links import Links, Mail
-from delivery.message import message_id
-from delivery.webhook import verify
-from service.crm_auth import sign
+from leadflow.crm_auth import sign
+from leadflow.delivery.links import Links, Mail
+from leadflow.delivery.message import message_id
+from leadflow.delivery.webhook import verify
 from tests.temporal_harness import ROOT, api, free_port, harness
 from tests.wire import Receiver, SmtpCatcher
 from workflows.types import LeadOptions

@@ -19,14 +19,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from delivery.ledger import Ledger
-from delivery.schema import roster_reps
-from delivery.webhook import signature as outbound_signature
-from service import intake
-from service.crm_auth import Replays, sign
-from service.keys import Keys
-from service.logins import LOGINS
-from service.pages.routes import mount
+from leadflow import intake
+from leadflow.crm_auth import Replays, sign
+from leadflow.db.ledger import Ledger
+from leadflow.db.schema import roster_reps
+from leadflow.delivery.webhook import signature as outbound_signature
+from leadflow.keys import Keys
+from leadflow.logins import LOGINS
+from leadflow.pages.routes import mount
 from tests.stack import KEYS, Stack
 from tests.temporal_harness import ROOT
 

@@ -21,7 +21,7 @@ KEY = "intake-key-0123456789abcdef"
 
 
 def export(home: Path, *args: str) -> list[dict]:
-    done = subprocess.run([sys.executable, "-m", "cli.main", "events", "export", *args], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "leadflow", "events", "export", *args], cwd=ROOT,
                           env={**os.environ, "LEADFLOW_HOME": str(home)}, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr
@@ -96,7 +96,7 @@ def test_every_event_a_lead_took_is_archived_once_and_exported_in_order(tmp_path
     assert [e["id"] for e in export(tmp_path, "--lead", "arc@acme.example")] == ids
     window = export(tmp_path, "--since", "2026-03-02", "--until", "2026-03-04T10:00:00Z", "--lead", lead_id)
     assert [e["id"] for e in window] == ["v1", "v2"]
-    bad = subprocess.run([sys.executable, "-m", "cli.main", "events", "export", "--since", "last tuesday"],
+    bad = subprocess.run([sys.executable, "-m", "leadflow", "events", "export", "--since", "last tuesday"],
                          cwd=ROOT, env={**os.environ, "LEADFLOW_HOME": str(tmp_path)}, capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 1 and "--since: 'last tuesday' is not an ISO time" in bad.stderr

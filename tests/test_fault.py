@@ -17,12 +17,12 @@ from datetime import datetime, timedelta, timezone
 
 from temporalio.client import Client
 
-from codec.keys import new_key_line
-from delivery.ledger import Ledger
-from delivery.webhook import verify
-from service.intake import list_workflows, send
-from service.settings import Settings
-from service.temporal import converter
+from leadflow.codec.keys import new_key_line
+from leadflow.db.ledger import Ledger
+from leadflow.delivery.webhook import verify
+from leadflow.intake import list_workflows, send
+from leadflow.settings import Settings
+from leadflow.temporal import converter
 from tests import pg
 from tests.temporal_harness import ROOT, dev_server
 from tests.wire import Receiver, SmtpCatcher

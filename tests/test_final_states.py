@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from temporalio.client import WorkflowExecutionStatus
 
-from archive.endings import Endings
+from leadflow.archive.endings import Endings
 from rules.identity import lead_key
 from rules.models import LeadRef
 from tests.stack import Stack

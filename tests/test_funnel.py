@@ -43,7 +43,7 @@ def test_funnel_counts_states_stages_reasons_and_sources_from_live_leads(tmp_pat
 
             out = tmp_path / "funnel"
             done = await asyncio.to_thread(
-                subprocess.run, [sys.executable, "-m", "cli.main", "report", "funnel", "--json", "--out",
+                subprocess.run, [sys.executable, "-m", "leadflow", "report", "funnel", "--json", "--out",
                                  str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120,
                 env={**os.environ, "LEADFLOW_HOME": str(tmp_path)})
             assert done.returncode == 0, done.stderr
@@ -83,7 +83,7 @@ def test_funnel_counts_states_stages_reasons_and_sources_from_live_leads(tmp_pat
 def _paths(stay_seconds: float) -> list:
     """Two leads of v1 that went captured -> scored -> nurturing in their sign-up's evaluation,
     one of which left nurturing for sales-ready `stay_seconds` later."""
-    from report.funnel import LeadPath
+    from leadflow.reports.funnel import LeadPath
 
     t = 1_770_000_000.0
     quick = [(t, "captured", "scored", "score-new", ""), (t, "scored", "nurturing", "start-nurture", "")]
@@ -94,22 +94,22 @@ def _paths(stay_seconds: float) -> list:
 def _axes_drawn(monkeypatch) -> dict[str, tuple[float, float]]:
     """Each chart's title and value axis (y), as drawn: the figure is looked at before it is
     turned into PNG bytes."""
-    import report.funnel
+    from leadflow.reports import funnel as report_funnel
 
     drawn: dict[str, tuple[float, float]] = {}
-    real = report.funnel.png
+    real = report_funnel.png
 
     def looked_at(fig) -> bytes:
         ax = fig.axes[0]
         drawn[ax.get_title()] = ax.get_xlim() if ax.get_title() == "Funnel" else ax.get_ylim()
         return real(fig)
 
-    monkeypatch.setattr(report.funnel, "png", looked_at)
+    monkeypatch.setattr(report_funnel, "png", looked_at)
     return drawn
 
 
 def test_no_lead_has_left_a_stage_after_time_in_it_so_the_page_says_not_enough_data(monkeypatch):
-    from report.funnel import body, charts, funnel, table
+    from leadflow.reports.funnel import body, charts, funnel, table
 
     drawn = _axes_drawn(monkeypatch)
     r = funnel(_paths(0.0))  # every stay that ended, ended at once: nothing to measure
@@ -123,7 +123,7 @@ def test_no_lead_has_left_a_stage_after_time_in_it_so_the_page_says_not_enough_d
 
 
 def test_a_lead_that_stayed_a_day_in_a_stage_is_charted(monkeypatch):
-    from report.funnel import body, charts, funnel, table
+    from leadflow.reports.funnel import body, charts, funnel, table
 
     drawn = _axes_drawn(monkeypatch)
     r = funnel(_paths(86400.0))

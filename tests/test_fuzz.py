@@ -26,12 +26,12 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from leadflow.intake import IntakeError, check_event
 from rules.compile import compile_policy
 from rules.evaluate import ChainLimitError, evaluate
 from rules.models import Event
 from rules.validate import LoadedPolicy, PolicyInvalid, load_policy_bytes
 from rules.yaml_lines import load_yaml
-from service.intake import IntakeError, check_event
 from tests.conftest import T0
 from tests.temporal_harness import ROOT
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from collections import Counter, defaultdict
 
-from backtest.generate import generate
+from leadflow.replay.generate import generate
 from rules.compile import load_compiled
 from rules.identity import lead_key
 from rules.models import Event, LeadRef
@@ -18,7 +18,7 @@ from tests.temporal_harness import ROOT
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cli.main", "generate", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "leadflow", "generate", *args], cwd=ROOT,
                           env=dict(os.environ), capture_output=True, text=True, timeout=120)
 
 

@@ -8,9 +8,9 @@ import concurrent.futures
 import time
 
 from activities.policies import PolicyStore
+from leadflow.settings import Settings
 from rules.identity import lead_key
 from rules.models import LeadRef
-from service.settings import Settings
 from tests.temporal_harness import ROOT, dev_server
 from worker import build_worker
 from workflows import search

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from temporalio.service import RPCError
 
+from leadflow.intake import IntakeError, check_event
 from rules.identity import lead_key
 from rules.models import (
     MAX_EVENT_BYTES,
@@ -21,7 +22,6 @@ from rules.models import (
     LeadRef,
     StoryEntry,
 )
-from service.intake import IntakeError, check_event
 from tests.temporal_harness import harness
 from workflows.lead import PENDING_BYTES, SEEN_LIMIT, STORY_BYTES
 from workflows.types import LeadCarry, LeadEnding, LeadOptions

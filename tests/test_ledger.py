@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import inspect
 
-from delivery.ledger import Ledger
+from leadflow.db.ledger import Ledger
 from tests import pg
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from delivery import message, sink
-from delivery.content import load_template
-from delivery.links import Links, Mail
+from leadflow.delivery import message, sink
+from leadflow.delivery.content import load_template
+from leadflow.delivery.links import Links, Mail
 from tests.conftest import ROOT
 
 LINKS = Links("linkify-test-secret", "https://leadflow.example")
@@ -108,7 +108,7 @@ class _Hrefs(HTMLParser):
 def _page(tmp_path: Path, header: str, n: int) -> tuple[str, list[str]]:
     """The sink's page of one caught message whose List-Unsubscribe is `header`, as the page's
     route renders it (service.pages.routes.mail_message_page), and the hrefs in it."""
-    from service.pages.routes import templates
+    from leadflow.pages.routes import templates
 
     raw = (f"From: someone@else.example\r\nTo: rita@acme.example\r\nSubject: Hi\r\n"
            f"List-Unsubscribe: {header}\r\n\r\nHello\r\n")

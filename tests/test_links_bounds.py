@@ -21,13 +21,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-import service.api.links as api_links
-from delivery.ledger import Ledger
-from delivery.links import ADDRESS_PER_MINUTE, COUNT_FOR_SECONDS, TOKEN_PER_HOUR, Links, Mail
-from delivery.machines import Judge
-from delivery.schema import deliveries
-from delivery.webhook import MAX_ANSWER, Poster, PostError
-from service.deliveries import listing
+import leadflow.api.links as api_links
+from leadflow.db.ledger import Ledger
+from leadflow.db.schema import deliveries
+from leadflow.delivery.links import ADDRESS_PER_MINUTE, COUNT_FOR_SECONDS, TOKEN_PER_HOUR, Links, Mail
+from leadflow.delivery.machines import Judge
+from leadflow.delivery.webhook import MAX_ANSWER, Poster, PostError
+from leadflow.operations.deliveries import listing
 from tests import pg
 
 SECRET = "links-bounds-secret"

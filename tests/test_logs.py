@@ -13,7 +13,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from temporalio import activity, workflow
 
-from ops import logs
+from leadflow.ops import logs
 
 
 @pytest.fixture(autouse=True)

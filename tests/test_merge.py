@@ -18,10 +18,11 @@ import pytest
 from rich.console import Console
 from temporalio.service import RPCError
 
-from archive.endings import Endings
-from cli import people
-from service import intake, leads
-from service.seen import SeenEvents
+from leadflow import intake
+from leadflow.archive.endings import Endings
+from leadflow.cli import people
+from leadflow.operations import leads
+from leadflow.seen import SeenEvents
 from tests.temporal_harness import Harness, api, free_port, harness
 
 SALES_KEY = "sales-key-for-the-merge-test"

@@ -10,10 +10,10 @@ import email.policy
 
 import pytest
 
-from delivery import message
-from delivery.content import Rendered
-from delivery.links import Links, Mail
-from delivery.smtp import Mailer, SendError, SmtpConfig
+from leadflow.delivery import message
+from leadflow.delivery.content import Rendered
+from leadflow.delivery.links import Links, Mail
+from leadflow.delivery.smtp import Mailer, SendError, SmtpConfig
 from tests.wire import SmtpCatcher
 
 LINKS = Links("mime-test-secret", "https://leadflow.example")

@@ -15,11 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from leadflow.intake import IntakeError, check_event
 from rules.conditions import _inexact, holds
 from rules.engine_json import number
 from rules.evaluate import evaluate
 from rules.models import Event
-from service.intake import IntakeError, check_event
 from tests.conftest import MINIMAL, T0, event, policy_from
 
 OPS = ("eq", "ne", "gt", "gte", "lt", "lte")

@@ -35,10 +35,10 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.policies import PolicyStore
-from archive.events import EventArchive
-from delivery.ledger import Ledger
-from service.settings import Settings
-from service.temporal import binary
+from leadflow.archive.events import EventArchive
+from leadflow.db.ledger import Ledger
+from leadflow.settings import Settings
+from leadflow.temporal import binary
 from tests import pg
 from tests.temporal_harness import ROOT, Harness, dev_server, evaluators, free_port, harness, replayer
 from worker import build_worker, delivery_for
@@ -246,7 +246,7 @@ class Stalling:
 def test_an_evaluation_that_overruns_waits_and_is_tried_again(tmp_path, monkeypatch):
     """The evaluation activity's timeout is infrastructure too: the lead waits and tries again,
     nothing is rejected (before, five overruns rejected the batch as a policy error)."""
-    from service.pages.routes import _chart, _timeline, templates
+    from leadflow.pages.routes import _chart, _timeline, templates
     from workflows import lead as lead_module
 
     monkeypatch.setattr(lead_module, "EVALUATE_TIMEOUT", 1.0)

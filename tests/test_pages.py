@@ -108,7 +108,7 @@ def test_a_sales_user_works_the_inbox_in_a_browser(tmp_path):
 
 
 async def _lead_id(email: str) -> str:
-    from service.leads import lead_id
+    from leadflow.operations.leads import lead_id
 
     return lead_id(email)
 

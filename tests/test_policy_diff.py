@@ -10,14 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from backtest.generate import lines
+from leadflow.replay.generate import lines
 from tests.temporal_harness import ROOT
 
 OLD = ROOT / "policies" / "lead-lifecycle.v1.yaml"
 
 
 def diff(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cli.main", "policy", "diff", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "leadflow", "policy", "diff", *args], cwd=ROOT,
                           env=dict(os.environ), capture_output=True, text=True, timeout=300)
 
 
@@ -29,7 +29,7 @@ def test_a_stricter_threshold_shows_who_changes_why_and_the_sales_load(tmp_path:
                    .replace("      score.intent: {gte: 25}\n", "      score.intent: {gte: 40}\n"))
     log = tmp_path / "history.jsonl"
     log.write_text("\n".join(lines(400, 60, seed=4)) + "\n")
-    page = tmp_path / "report.html"
+    page = tmp_path / "leadflow.reports.html"
 
     done = diff(str(OLD), str(new), "--events", str(log), "--json", "--report", str(page))
     assert done.returncode == 0, done.stderr
@@ -76,7 +76,7 @@ def test_a_routing_only_change_shows_the_sales_load_moving_between_reps(tmp_path
     table = diff(str(OLD), str(new), "--events", str(log), "--roster", str(roster), "--processes", "1")
     assert "sales load per rep per week (roster " in table.stdout and "carla in all" in table.stdout
 
-    alone = subprocess.run([sys.executable, "-m", "cli.main", "policy", "simulate", str(new), "--events",
+    alone = subprocess.run([sys.executable, "-m", "leadflow", "policy", "simulate", str(new), "--events",
                             str(log), "--json", "--roster", str(roster)], cwd=ROOT, env=dict(os.environ),
                            capture_output=True, text=True, timeout=300)
     assert alone.returncode == 0, alone.stderr

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from activities.policies import PolicyStore
-from cli.main import main
-from delivery.ledger import Ledger
-from governance.registry import FIRST_START, Registry
+from leadflow.cli.main import main
+from leadflow.db.ledger import Ledger
+from leadflow.governance.registry import FIRST_START, Registry
 from tests.temporal_harness import ROOT, api, free_port, harness
 
 V1 = (ROOT / "policies" / "lead-lifecycle.v1.yaml").read_text()
@@ -171,7 +171,7 @@ def test_shadow_decides_beside_the_live_version_and_is_never_acted_on_then_activ
                 assert st["state"] == "nurturing" and st["version"] == 1
                 assert h.delivery.ledger.list(lead=lead.id, kind="handoff") == []
 
-                from backtest.shadow_report import report
+                from leadflow.replay.shadow_report import report
 
                 figures = await asyncio.to_thread(report, h.delivery.ledger, answer.json()["shadow_sha256"],
                                                   "live", "shadow")
@@ -220,7 +220,7 @@ def test_shadow_decides_beside_the_live_version_and_is_never_acted_on_then_activ
             # the funnel's facts: every state change the live lead made, with its rule and version
             from sqlalchemy import select
 
-            from delivery.schema import transitions
+            from leadflow.db.schema import transitions
             with h.delivery.ledger.engine.connect() as db:
                 t = transitions.c
                 moves = db.execute(select(t.from_state, t.to_state, t.rule, t.version)
@@ -267,7 +267,7 @@ def test_processes_starting_together_on_a_fresh_database_activate_the_shipped_fi
     log = registry.log()
     assert [e["action"] for e in log].count("activated") == 1 and len(log) == 2
     # and the rest of the road on this database: propose, two approvals, activation
-    from governance.checks import checked
+    from leadflow.governance.checks import checked
 
     v2 = checked(V2.encode(), "lead-lifecycle.v2.yaml", ROOT / "content")
     registry.propose(v2, "ops@example.com")
@@ -281,9 +281,9 @@ def test_processes_starting_together_on_a_fresh_database_activate_the_shipped_fi
 
 
 def test_one_person_on_both_lists_of_the_running_version_cannot_approve_alone(tmp_path):
-    from governance.checks import checked
-    from governance.registry import Conflict
-    from service import governance
+    from leadflow.governance.checks import checked
+    from leadflow.governance.registry import Conflict
+    from leadflow.operations import governance
 
     both = V1.replace("sales: [sales-ops@example.com]", "sales: [sales-ops@example.com, both@example.com]")
     both = both.replace("marketing: [marketing-ops@example.com]",

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from backtest import generate
-from cli.main import main
+from leadflow.cli.main import main
+from leadflow.replay import generate
 from rules.compile import load_compiled
 from rules.policytest import run_tests
 from tests.temporal_harness import ROOT

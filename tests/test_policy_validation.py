@@ -133,7 +133,7 @@ def test_cli_validate_reports_every_file_and_exits_1(tmp_path):
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
     out = subprocess.run(
-        [sys.executable, "-m", "cli.main", "policy", "validate", str(DEFAULT_POLICY), str(bad), str(empty)],
+        [sys.executable, "-m", "leadflow", "policy", "validate", str(DEFAULT_POLICY), str(bad), str(empty)],
         capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 1
     assert "Traceback" not in out.stderr
@@ -182,7 +182,7 @@ def _folder(tmp_path, *queues: str):
 
 
 def test_cli_validate_warns_of_an_unserved_queue_and_still_passes(tmp_path, monkeypatch, capsys):
-    from cli.main import main
+    from leadflow.cli.main import main
 
     monkeypatch.delenv("LEADFLOW_ROSTER", raising=False)
     folder = _folder(tmp_path, "account-executives")
@@ -202,7 +202,7 @@ def test_cli_validate_warns_of_an_unserved_queue_and_still_passes(tmp_path, monk
 
 
 def test_roster_apply_warns_of_a_queue_it_leaves_unserved_and_applies(tmp_path, monkeypatch, capsys):
-    from cli.main import main
+    from leadflow.cli.main import main
 
     folder = _folder(tmp_path, "account-executives", "enterprise-accounts")
     monkeypatch.setenv("LEADFLOW_HOME", str(tmp_path / "home"))

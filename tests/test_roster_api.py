@@ -13,11 +13,11 @@ from sqlalchemy import select
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
-from cli.main import main
-from delivery.ledger import Ledger
-from delivery.schema import roster_reps
-from routing.desk import Desk
-from service.keys import Keys, KeysInvalid
+from leadflow.cli.main import main
+from leadflow.db.ledger import Ledger
+from leadflow.db.schema import roster_reps
+from leadflow.keys import Keys, KeysInvalid
+from leadflow.routing.desk import Desk
 from tests.stack import Stack, until
 from tests.temporal_harness import ROOT
 from workflows import search

@@ -163,7 +163,7 @@ async def _query_until(h: Harness, task: str, check):  # type: ignore[no-untyped
 
 
 def _desk(h: Harness):  # type: ignore[no-untyped-def]
-    from routing.desk import Desk
+    from leadflow.routing.desk import Desk
 
     return Desk(h.delivery.ledger, h.settings.roster_file)
 

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from backtest.diff import compare, html_report, table
-from backtest.routing_load import Assignment, Task, replay, week_of
-from backtest.routing_report import choose_roster, section
-from backtest.routing_report import table as simulate_table
-from backtest.simulate import simulate_many
-from routing.roster import Roster, RosterInvalid, parse_roster
+from leadflow.replay.diff import compare, html_report, table
+from leadflow.replay.routing_load import Assignment, Task, replay, week_of
+from leadflow.replay.routing_report import choose_roster, section
+from leadflow.replay.routing_report import table as simulate_table
+from leadflow.replay.simulate import simulate_many
+from leadflow.routing.roster import Roster, RosterInvalid, parse_roster
 from tests.temporal_harness import ROOT
 
 POLICY = ROOT / "policies" / "lead-lifecycle.v1.yaml"

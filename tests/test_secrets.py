@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from delivery.links import Links, Mail
-from service.settings import Settings, SettingsError
-from service.signing import links_of
+from leadflow.delivery.links import Links, Mail
+from leadflow.settings import Settings, SettingsError
+from leadflow.signing import links_of
 
 ROOT = "r" * 40
 CLUSTER = {"target_host": "temporal.internal:7233"}

@@ -8,10 +8,10 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+from leadflow.seen import SeenEvents, scope_of
+from leadflow.settings import Settings
 from rules.identity import lead_key
 from rules.models import LeadRef
-from service.seen import SeenEvents, scope_of
-from service.settings import Settings
 from tests.stack import Stack, until
 from tests.temporal_harness import dev_server
 

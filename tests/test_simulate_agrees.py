@@ -10,8 +10,8 @@ from typing import Any
 
 from temporalio.service import RPCError
 
-from backtest.generate import generate
-from backtest.simulate import simulate_many
+from leadflow.replay.generate import generate
+from leadflow.replay.simulate import simulate_many
 from tests.temporal_harness import ROOT, harness
 from workflows.types import LeadOptions
 

@@ -11,8 +11,8 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from backtest.generate import lines
-from backtest.simulate import simulate_lead, simulate_many, summary
+from leadflow.replay.generate import lines
+from leadflow.replay.simulate import simulate_lead, simulate_many, summary
 from rules.compile import load_compiled
 from tests.temporal_harness import ROOT
 
@@ -58,7 +58,7 @@ def test_sla_deadlines_escalate_answers_meet_the_open_hand_off_and_checks_run_to
 def test_many_leads_give_the_same_results_on_one_core_and_on_several(tmp_path: Path):
     log = tmp_path / "log.jsonl"
     log.write_text("\n".join(lines(150, 60, seed=9)) + "\n")
-    from backtest.simulate import group
+    from leadflow.replay.simulate import group
 
     with log.open() as f:
         leads, last = group(f)
@@ -69,7 +69,7 @@ def test_many_leads_give_the_same_results_on_one_core_and_on_several(tmp_path: P
     assert sum(figures["states"].values()) == 150 and figures["handoffs"] > 0
 
     out = tmp_path / "results.jsonl"
-    done = subprocess.run([sys.executable, "-m", "cli.main", "policy", "simulate", str(POLICY), "--events",
+    done = subprocess.run([sys.executable, "-m", "leadflow", "policy", "simulate", str(POLICY), "--events",
                            str(log), "--out", str(out)], cwd=ROOT, env=dict(os.environ),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -81,7 +81,7 @@ def test_many_leads_give_the_same_results_on_one_core_and_on_several(tmp_path: P
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "x", "type": "signup"}\n')
-    refused = subprocess.run([sys.executable, "-m", "cli.main", "policy", "simulate", str(POLICY),
+    refused = subprocess.run([sys.executable, "-m", "leadflow", "policy", "simulate", str(POLICY),
                               "--events", str(bad)], cwd=ROOT, env=dict(os.environ), capture_output=True,
                              text=True, timeout=60)
     assert refused.returncode == 1 and f"{bad}:1: an event with `lead_id` and `at`" in refused.stderr

@@ -13,7 +13,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from delivery.smtp import Mailer, SendError, SmtpConfig
+from leadflow.delivery.smtp import Mailer, SendError, SmtpConfig
 from tests.temporal_harness import free_port
 
 MESSAGE = (b"From: news@acme.example\r\nTo: kim@acme.example\r\nSubject: hello\r\n"

@@ -29,7 +29,7 @@ def test_up_serves_the_api_and_pages_and_prints_where_with_demo_keys(tmp_path):
         env.pop(name, None)
     log = tmp_path / "up.log"
     with open(log, "w") as out:
-        up = subprocess.Popen([sys.executable, "-m", "cli.main", "up"], cwd=ROOT, env=env,
+        up = subprocess.Popen([sys.executable, "-m", "leadflow", "up"], cwd=ROOT, env=env,
                               stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120

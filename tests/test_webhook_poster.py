@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from delivery.webhook import Poster, PostError
+from leadflow.delivery.webhook import Poster, PostError
 from tests.temporal_harness import free_port
 from tests.wire import Receiver
 

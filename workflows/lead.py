@@ -22,9 +22,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.delivery import DeliveryResult, EmailRequest
     from activities.evaluation import BatchResult, EvaluateBatch
     from activities.lead import LinkRequest, MergeRequest, MergeResult
-    from delivery.links import delivery_digest
-    from identity.merge import identity_of, readdress
-    from ops import metrics
+    from leadflow.delivery.links import delivery_digest
+    from leadflow.identity.merge import identity_of, readdress
+    from leadflow.ops import metrics
     from rules.identity import lead_key, with_id
     from rules.models import MAX_PROFILE_FIELDS, SIZE_ERRORS, Action, Decision, Event, StoryEntry
     from workflows import delivery, search

@@ -1,0 +1,39 @@
+"""`leadflow report funnel`: the funnel from the live system (report.funnel)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def add_commands(sub: Any) -> None:
+    rp = sub.add_parser("report", help="reports from the live system")
+    rsub = rp.add_subparsers(dest="action", required=True)
+    fn = rsub.add_parser("funnel", help="conversion between states, time in each stage, rejection reasons; "
+                                        "per policy version or week, and per lead source")
+    fn.add_argument("--since", help="leads captured at or after this ISO time")
+    fn.add_argument("--until", help="leads captured before this ISO time")
+    fn.add_argument("--by", choices=["version", "week"], default="version")
+    fn.add_argument("--out", help="write funnel.html, its PNG charts and funnel.json into this folder")
+    fn.add_argument("--json", action="store_true", help="the report as one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    from leadflow.cli.main import _when
+    from leadflow.db.ledger import Ledger
+    from leadflow.reports.funnel import funnel, load, table, write
+    from leadflow.settings import Settings
+
+    ledger = Ledger.open(Settings.from_env().ledger_url)
+    try:
+        figures = funnel(load(ledger, _when(args.since, "--since"), _when(args.until, "--until")), args.by)
+    finally:
+        ledger.close()
+    if args.out:
+        written = write(figures, Path(args.out))
+        if not args.json:
+            print(f"wrote {', '.join(str(p) for p in written)}\n")
+    print(json.dumps(figures) if args.json else table(figures))
+    return 0
