@@ -1,6 +1,6 @@
 """Delivery as Temporal activities: nurture e-mail over SMTP, hand-offs and escalations to the
 CRM's webhook. Each claims its key in the shared ledger before it sends and marks it after (see
-delivery.ledger); Temporal retries with backoff what a retry may fix (the activity raises), and
+leadflow.db.ledger); Temporal retries with backoff what a retry may fix (the activity raises), and
 a final answer (sent, bounced, refused, suppressed, skipped) comes back as a DeliveryResult for
 the workflow to act on. Sync: smtplib and the HTTP client block, on the worker's threads."""
 

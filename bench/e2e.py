@@ -215,7 +215,7 @@ async def main() -> None:
             "LEADFLOW_SECRET": secrets.token_urlsafe(32)}  # required with a TEMPORAL_ADDRESS
     logs = open(Path(home) / "workers.log", "ab")  # noqa: SIM115
     # --no-codec: the same worker with the plain converter leadflow had before encryption
-    plain = ("import service.temporal as t; from temporalio.contrib.pydantic import pydantic_data_converter"
+    plain = ("import leadflow.temporal as t; from temporalio.contrib.pydantic import pydantic_data_converter"
              " as p; t.converter = lambda settings: p; import worker; worker.main()")
     command = [sys.executable, "-c", plain] if args.no_codec else [sys.executable, str(ROOT / "worker.py")]
     lead_worker = subprocess.Popen(command, cwd=ROOT, env=wenv,

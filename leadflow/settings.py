@@ -62,9 +62,9 @@ class Settings:
     handoff_webhook_url: str = ""
     handoff_webhook_urls: dict[str, str] = field(default_factory=dict)  # per queue
     webhook_secret: str = ""  # signs the hand-off webhooks leadflow sends
-    crm_secret: str = ""  # LEADFLOW_CRM_SECRET: checks the CRM's signed answers (service.crm_auth)
+    crm_secret: str = ""  # LEADFLOW_CRM_SECRET: checks the CRM's signed answers (leadflow.crm_auth)
     delivery_timeout: float = 10.0  # seconds one SMTP or HTTP exchange may take
-    machine_networks: tuple[str, ...] = ()  # more fetcher networks than delivery.machines knows
+    machine_networks: tuple[str, ...] = ()  # more fetcher networks than leadflow.delivery.machines knows
     machine_open_seconds: float = 2.0
     machine_click_seconds: float = 10.0
     final_retention: float = 30 * 86400.0  # LEADFLOW_FINAL_RETENTION: a lead in a final state keeps its run

@@ -29,7 +29,7 @@ def test_the_same_seed_gives_the_same_history_and_another_seed_another():
     later = cli("--leads", "300", "--days", "60", "--seed", "11", "--start", "2027-02-01")
     assert json.loads(later.stdout.splitlines()[0])["at"].startswith("2027-02-0")
     # a reader that stops early (`| head -1`) while megabytes are still to come is no error
-    cut = subprocess.run(f"{sys.executable} -m cli.main generate --leads 3000 --days 60 | head -1",
+    cut = subprocess.run(f"{sys.executable} -m leadflow generate --leads 3000 --days 60 | head -1",
                          shell=True, cwd=ROOT, env=dict(os.environ), capture_output=True, text=True,
                          timeout=120)
     assert json.loads(cut.stdout)["type"] == "signup" and cut.stderr == ""

@@ -107,7 +107,7 @@ class _Hrefs(HTMLParser):
 
 def _page(tmp_path: Path, header: str, n: int) -> tuple[str, list[str]]:
     """The sink's page of one caught message whose List-Unsubscribe is `header`, as the page's
-    route renders it (service.pages.routes.mail_message_page), and the hrefs in it."""
+    route renders it (leadflow.pages.routes.mail_message_page), and the hrefs in it."""
     from leadflow.pages.routes import templates
 
     raw = (f"From: someone@else.example\r\nTo: rita@acme.example\r\nSubject: Hi\r\n"

@@ -43,7 +43,7 @@ def url(request, tmp_path) -> str:
 
 
 class Told:
-    """The events the routes pass on (service.intake.deliver, without Temporal)."""
+    """The events the routes pass on (leadflow.intake.deliver, without Temporal)."""
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []

@@ -1,5 +1,5 @@
 """The CRM answers a hand-off: accept or reject, like the inbox buttons. No API key: the CRM
-signs each request under LEADFLOW_CRM_SECRET (service.crm_auth: the method, path and body,
+signs each request under LEADFLOW_CRM_SECRET (leadflow.crm_auth: the method, path and body,
 within five minutes, each signature once across every API process). It is a key of its own: the
 hand-off webhooks leadflow sends are signed under LEADFLOW_WEBHOOK_SECRET with another scheme,
 so nothing leadflow sends verifies as an answer."""

@@ -5,7 +5,7 @@ clicks become `email_open` and `email_click` events, marked `machine: true` when
 proxy or a link scanner made them.
 
 Bounded, so that one link cannot make a lead's score (issue 22): a fetch counts only while its
-token is younger than delivery.links.COUNT_FOR_SECONDS (90 days from signing); a second fetch
+token is younger than leadflow.delivery.links.COUNT_FOR_SECONDS (90 days from signing); a second fetch
 of one token from one client address in the same minute is the first one again (whatever user
 agent it gives: only whether a machine or a person made it tells two apart); and at most
 TOKEN_PER_HOUR (5) fetches of one token per clock hour, ADDRESS_PER_MINUTE (30) from one client
@@ -36,7 +36,7 @@ log = logging.getLogger("leadflow.links")
 router = APIRouter(include_in_schema=False)
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 NO_STORE = {"Cache-Control": "no-store, private", "Referrer-Policy": "no-referrer"}
-BOUNDS = Bounds()  # delivery.links' defaults: 90 days, 5 per token per hour, 30 per address per minute
+BOUNDS = Bounds()  # delivery.links defaults: 90 days, 5 per token per hour, 30 per address per minute
 
 
 def _ctx(request: Request) -> Context:

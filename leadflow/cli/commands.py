@@ -1,5 +1,5 @@
 """The CLI's commands that talk to Temporal: send events, read leads and tasks, answer tasks.
-They use the same operations as the HTTP API and the pages (service.intake, .leads, .tasks)."""
+They use the same operations as the HTTP API and the pages (leadflow.intake, .leads, .tasks)."""
 
 from __future__ import annotations
 

@@ -211,7 +211,7 @@ lead_aliases = Table(
 )
 Index("lead_aliases_lead", lead_aliases.c.lead)
 
-# Opens and clicks counted per window (service.api.links): a link token's per hour, a client
+# Opens and clicks counted per window (leadflow.api.links): a link token's per hour, a client
 # address's per minute, and one row per fetch already seen, so every API process keeps to the
 # same bounds. Rows whose window is over go (Ledger.count_link_hit sweeps them now and then).
 link_hits = Table(
@@ -223,7 +223,7 @@ link_hits = Table(
 Index("link_hits_expires", link_hits.c.expires_at)
 
 # CRM answers already taken: (t, mac) of each signed answer, kept while it would still verify,
-# so a captured answer is refused by every API process (service.crm_auth; migration 0009).
+# so a captured answer is refused by every API process (leadflow.crm_auth; migration 0009).
 crm_replays = Table(
     "crm_replays", metadata,
     Column("t", Integer, primary_key=True),

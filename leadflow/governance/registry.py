@@ -167,7 +167,7 @@ class Registry:
                 owners: dict[str, list[str]], detail: str = "") -> tuple[str, Approvals]:
         """Record `who`'s approval; the teams it counts for, and the approvals so far. `owners` is
         the `owners:` section (marketing and sales lists) of the version that may approve (see
-        service.governance); `detail` how the approver was known, for the log."""
+        leadflow.operations.governance); `detail` how the approver was known, for the log."""
         found = self._proposed(name, version)
         email = who.strip().lower()
         teams = [team for team in ("marketing", "sales")

@@ -1,5 +1,5 @@
 """The routing part of `policy simulate` and `policy diff`: the sales load per rep per week, from
-the simulated hand-offs replayed against the roster (backtest.routing_load). The roster is the
+the simulated hand-offs replayed against the roster (leadflow.replay.routing_load). The roster is the
 one `--roster` names, else the settings' roster file; with none, the section says so and the
 load is the hand-offs per queue per week."""
 

@@ -31,7 +31,7 @@ def steps_by_lead(ledger: Ledger, sha: str) -> dict[str, list[Step]]:
 
 
 def result_of(lead_id: str, steps: Iterator[tuple[str, str, dict[str, Any]]]) -> Result:
-    """One side's run of a lead, in the shape `policy simulate` gives (backtest.simulate)."""
+    """One side's run of a lead, in the shape `policy simulate` gives (leadflow.replay.simulate)."""
     r: Result = {"lead_id": lead_id, "email": None, "state": None, "path": [], "fired": [], "transitions": [],
                  "handoffs": [], "signup_at": None, "sales_ready_at": None, "events": 0, "skipped": 0,
                  "rejected": 0}

@@ -1,5 +1,5 @@
 """Link hits: how many opens and clicks a link token, and a client address, counted in their
-window (service.api.links bounds them across every API process).
+window (leadflow.api.links bounds them across every API process).
 
 Revision ID: 0008
 Revises: 0007

@@ -1,4 +1,4 @@
-"""CRM replays: the signed answers the API has taken, refused if sent again (service.crm_auth).
+"""CRM replays: the signed answers the API has taken, refused if sent again (leadflow.crm_auth).
 
 Revision ID: 0009
 Revises: 0008
