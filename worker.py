@@ -169,9 +169,10 @@ def _redact(url: str) -> str:
 
 
 def main() -> None:
-    logs.configure()
+    settings = Settings.from_env()
+    logs.configure(log_format=settings.log_format, log_level=settings.log_level)
     tracing.configure("leadflow-worker")
-    asyncio.run(run_worker(Settings.from_env()))
+    asyncio.run(run_worker(settings))
 
 
 if __name__ == "__main__":

@@ -1,18 +1,29 @@
-"""leadflow's settings, from the environment. Temporal's own variables (TEMPORAL_ADDRESS,
+"""leadflow's settings: one pydantic-settings class, the only place a LEADFLOW_* variable is
+read. `Settings.from_env()` reads the environment (or a mapping given instead); `Settings(...)`
+takes values alone, as tests and tools build them. Temporal's own variables (TEMPORAL_ADDRESS,
 TEMPORAL_NAMESPACE, TEMPORAL_TLS_*, TEMPORAL_API_KEY, TEMPORAL_PROFILE, TEMPORAL_CONFIG_FILE)
 are read by temporalio's envconfig, exactly as the `temporal` CLI reads them."""
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import hmac
 import json
 import os
 import secrets
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 from temporalio.envconfig import ClientConfig
 
 from leadflow.codec.keys import CodecKeysInvalid, Keyring
@@ -32,26 +43,38 @@ class SettingsError(ValueError):
     """A setting with a value leadflow cannot use; says which and why."""
 
 
-@dataclass(frozen=True)
-class Settings:
+# The variables from_env reads: the environment, or a mapping given instead. Settings(...) built
+# directly reads none (an empty mapping), so a test's values are the whole story.
+_ENV: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar("leadflow_env", default=None)
+Listed = Annotated[tuple[str, ...], NoDecode]  # comma-separated in the environment
+
+
+def _env(name: str, default: Any = None) -> Any:
+    """A field read from LEADFLOW_<name>, also settable by its own name."""
+    return Field(default, validation_alias=f"LEADFLOW_{name}")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEADFLOW_", frozen=True, populate_by_name=True,
+                                      env_ignore_empty=True, extra="ignore")
+
     home: Path = Path(".leadflow")
     policy_dir: Path = Path("policies")
-    content_dir_setting: Path | None = None  # LEADFLOW_CONTENT_DIR; see content_dir
+    content_dir_setting: Path | None = _env("CONTENT_DIR")  # see content_dir
     policy: str = "lead-lifecycle"
     task_queue: str = "leadflow"
     policy_poll_seconds: float = 5.0
     dev_port: int = 7233
     ui_port: int = 8233
     eval_processes: int = 2  # evaluator processes per worker; 0 evaluates in the worker itself
-    eval_deadline: float = 5.0  # seconds one event may take in the rules engine
+    eval_deadline: float = Field(5.0, validation_alias="LEADFLOW_EVAL_DEADLINE_SECONDS")  # per event
     http: str = "127.0.0.1:8000"  # where `leadflow serve` (and `make up`) listen
-    api_keys: str = ""  # role:key,role:key
+    api_keys: str = ""  # role:key,role:person:key
     api_keys_file: str = ""
-    max_body: int = 5 * 1024 * 1024  # bytes of one request body
-    # delivery
-    database_url: str = ""  # the ledger; empty: SQLite under home
-    secret: str = ""  # LEADFLOW_SECRET: the root of the keys that sign links and sessions; see keys_for
-    old_secrets: tuple[str, ...] = ()  # LEADFLOW_OLD_SECRETS: earlier roots, still accepted for checking
+    max_body: int = Field(5 * 1024 * 1024, validation_alias="LEADFLOW_HTTP_MAX_BODY")  # bytes of a body
+    database_url: str = ""  # the shared database; empty: SQLite under home
+    secret: str = ""  # the root of the keys that sign links and sessions; see keys_for
+    old_secrets: Listed = ()  # earlier roots, still accepted for checking
     public_url: str = ""  # where people reach the API (links in e-mail); empty: http://<http>
     smtp_host: str = ""  # empty: e-mail is recorded as skipped, not sent
     smtp_port: int = 0
@@ -60,21 +83,78 @@ class Settings:
     smtp_tls: str = "none"
     mail_from: str = "leadflow <leadflow@localhost>"
     handoff_webhook_url: str = ""
-    handoff_webhook_urls: dict[str, str] = field(default_factory=dict)  # per queue
+    # per queue, "*" for the rest; a JSON object in the environment
+    handoff_webhook_urls: Annotated[dict[str, str], NoDecode] = {}
     webhook_secret: str = ""  # signs the hand-off webhooks leadflow sends
-    crm_secret: str = ""  # LEADFLOW_CRM_SECRET: checks the CRM's signed answers (leadflow.crm_auth)
-    delivery_timeout: float = 10.0  # seconds one SMTP or HTTP exchange may take
-    machine_networks: tuple[str, ...] = ()  # more fetcher networks than leadflow.delivery.machines knows
+    crm_secret: str = ""  # checks the CRM's signed answers (leadflow.crm_auth)
+    delivery_timeout: float = Field(10.0, validation_alias="LEADFLOW_DELIVERY_TIMEOUT_SECONDS")
+    machine_networks: Listed = ()  # more fetcher networks than leadflow.delivery.machines knows
     machine_open_seconds: float = 2.0
     machine_click_seconds: float = 10.0
-    final_retention: float = 30 * 86400.0  # LEADFLOW_FINAL_RETENTION: a lead in a final state keeps its run
-    codec_keys: str = ""  # LEADFLOW_CODEC_KEYS; empty: a key made once under home (codec.keys)
-    codec_origins_setting: tuple[str, ...] = ()  # LEADFLOW_CODEC_CORS_ORIGINS; see codec_origins
-    roster_setting: Path | None = None  # LEADFLOW_ROSTER; see roster_file
+    final_retention: float = 30 * 86400.0  # a lead in a final state keeps its run; a duration
+    codec_keys: str = ""  # empty: a key made once under home (leadflow.codec.keys)
+    codec_origins_setting: Listed = _env("CODEC_CORS_ORIGINS", ())  # see codec_origins
+    roster_setting: Path | None = _env("ROSTER")  # see roster_file
     # where this process serves Prometheus metrics (the worker's, and `make up`'s one process);
     # empty: none. The API serves its own at /metrics on LEADFLOW_HTTP.
-    metrics_addr: str = ""
-    connect: dict[str, Any] = field(default_factory=dict)
+    metrics_addr: str = "127.0.0.1:9464"
+    log_format: str = ""  # json or text; empty: text at a terminal, else JSON (leadflow.ops.logs)
+    log_level: str = ""  # debug, info, warning, error; empty: warning at a terminal, else info
+    user: str = ""  # who runs the CLI's policy and roster changes; empty: the operating-system user
+    connect: dict[str, Any] = Field({}, exclude=True)  # Temporal's, from its envconfig
+
+    @field_validator("content_dir_setting", "roster_setting", mode="before")
+    @classmethod
+    def _no_path(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("old_secrets", "machine_networks", mode="before")
+    @classmethod
+    def _listed(cls, value: Any) -> Any:
+        return tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(value, str) else value
+
+    @field_validator("codec_origins_setting", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        return tuple(v.strip().rstrip("/") for v in value.split(",") if v.strip()) \
+            if isinstance(value, str) else value
+
+    @field_validator("smtp_tls", mode="before")
+    @classmethod
+    def _tls(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("metrics_addr", "handoff_webhook_url", mode="before")
+    @classmethod
+    def _stripped(cls, value: Any) -> Any:
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("final_retention", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value.strip()) if isinstance(value, str) else value
+
+    @field_validator("handoff_webhook_urls", mode="before")
+    @classmethod
+    def _mapping(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                value = None
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ValueError('a JSON object of queue to URL, e.g. {"account-executives": '
+                             '"https://crm.example/hooks/ae", "*": "https://crm.example/hooks/all"}')
+        return {str(k): v.strip() for k, v in value.items()}
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _MappingEnv(settings_cls)
 
     @property
     def embedded(self) -> bool:
@@ -191,91 +271,28 @@ class Settings:
             raise SettingsError(f"LEADFLOW_PUBLIC_URL={self.public_url!r}: an http(s) URL")
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        env = dict(os.environ if env is None else env)
-        connect = dict(ClientConfig.load_client_connect_config(override_env_vars=env))
-        read = _Reader(env)
-        return cls(
-            home=Path(env.get("LEADFLOW_HOME", ".leadflow")),
-            policy_dir=Path(env.get("LEADFLOW_POLICY_DIR", "policies")),
-            content_dir_setting=_path(env.get("LEADFLOW_CONTENT_DIR")),
-            roster_setting=_path(env.get("LEADFLOW_ROSTER")),
-            metrics_addr=env.get("LEADFLOW_METRICS_ADDR", "127.0.0.1:9464").strip(),
-            policy=env.get("LEADFLOW_POLICY", "lead-lifecycle"),
-            task_queue=env.get("LEADFLOW_TASK_QUEUE", "leadflow"),
-            policy_poll_seconds=read.number("LEADFLOW_POLICY_POLL_SECONDS", 5),
-            dev_port=read.integer("LEADFLOW_DEV_PORT", 7233),
-            ui_port=read.integer("LEADFLOW_UI_PORT", 8233),
-            eval_processes=read.integer("LEADFLOW_EVAL_PROCESSES", 2),
-            eval_deadline=read.number("LEADFLOW_EVAL_DEADLINE_SECONDS", 5),
-            http=env.get("LEADFLOW_HTTP", "127.0.0.1:8000"),
-            api_keys=env.get("LEADFLOW_API_KEYS", ""),
-            api_keys_file=env.get("LEADFLOW_API_KEYS_FILE", ""),
-            max_body=read.integer("LEADFLOW_HTTP_MAX_BODY", 5 * 1024 * 1024),
-            database_url=env.get("LEADFLOW_DATABASE_URL", ""),
-            secret=env.get("LEADFLOW_SECRET", ""),
-            old_secrets=tuple(o.strip() for o in env.get("LEADFLOW_OLD_SECRETS", "").split(",") if o.strip()),
-            crm_secret=env.get("LEADFLOW_CRM_SECRET", ""),
-            public_url=env.get("LEADFLOW_PUBLIC_URL", ""),
-            smtp_host=env.get("LEADFLOW_SMTP_HOST", ""),
-            smtp_port=read.integer("LEADFLOW_SMTP_PORT", 0),
-            smtp_user=env.get("LEADFLOW_SMTP_USER", ""),
-            smtp_password=env.get("LEADFLOW_SMTP_PASSWORD", ""),
-            smtp_tls=env.get("LEADFLOW_SMTP_TLS", "none").strip().lower(),
-            mail_from=env.get("LEADFLOW_MAIL_FROM", "leadflow <leadflow@localhost>"),
-            handoff_webhook_url=env.get("LEADFLOW_HANDOFF_WEBHOOK_URL", "").strip(),
-            handoff_webhook_urls=read.mapping("LEADFLOW_HANDOFF_WEBHOOK_URLS"),
-            webhook_secret=env.get("LEADFLOW_WEBHOOK_SECRET", ""),
-            delivery_timeout=read.number("LEADFLOW_DELIVERY_TIMEOUT_SECONDS", 10),
-            machine_networks=tuple(n.strip() for n in env.get("LEADFLOW_MACHINE_NETWORKS", "").split(",")
-                                   if n.strip()),
-            machine_open_seconds=read.number("LEADFLOW_MACHINE_OPEN_SECONDS", 2),
-            machine_click_seconds=read.number("LEADFLOW_MACHINE_CLICK_SECONDS", 10),
-            final_retention=read.duration("LEADFLOW_FINAL_RETENTION", 30 * 86400.0),
-            codec_keys=env.get("LEADFLOW_CODEC_KEYS", ""),
-            codec_origins_setting=tuple(o.strip().rstrip("/") for o in
-                                        env.get("LEADFLOW_CODEC_CORS_ORIGINS", "").split(",") if o.strip()),
-            connect=connect,
-        )
-
-
-class _Reader:
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-
-    def integer(self, name: str, default: int) -> int:
-        return int(self._typed(name, default, int, "a whole number"))
-
-    def number(self, name: str, default: float) -> float:
-        return self._typed(name, default, float, "a number")
-
-    def _typed(self, name: str, default: float, kind: type[float] | type[int], what: str) -> float:
-        raw = self.env.get(name, "").strip()
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings the environment (or `env`, a mapping in its place) gives; SettingsError
+        names the variable and says what it takes."""
+        given = dict(os.environ if env is None else env)
+        connect = dict(ClientConfig.load_client_connect_config(override_env_vars=given))
+        token = _ENV.set(given)
         try:
-            return kind(raw) if raw else default
-        except ValueError:
-            raise SettingsError(f"{name}={raw!r}: {what}") from None
-
-    def duration(self, name: str, default: float) -> float:
-        raw = self.env.get(name, "").strip()
-        try:
-            return parse_duration(raw) if raw else default
-        except ValueError as err:
-            raise SettingsError(f"{name}: {err}") from None
-
-    def mapping(self, name: str) -> dict[str, str]:
-        raw = self.env.get(name, "").strip()
-        if not raw:
-            return {}
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = None
-        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            raise SettingsError(f'{name}: a JSON object of queue to URL, e.g. {{"account-executives": '
-                                '"https://crm.example/hooks/ae", "*": "https://crm.example/hooks/all"}')
-        return {str(k): v.strip() for k, v in value.items()}
+            return cls(connect=connect)
+        except ValidationError as err:
+            first = err.errors()[0]
+            name = str(first["loc"][0]) if first["loc"] else "?"
+            variable = name if name.startswith("LEADFLOW_") else f"LEADFLOW_{name.upper()}"
+            raw = given.get(variable, "")
+            message = str(first["msg"]).removeprefix("Value error, ")
+            raise SettingsError(f"{variable}={raw!r}: {message}") from None
+        finally:
+            _ENV.reset(token)
 
 
-def _path(value: str | None) -> Path | None:
-    return Path(value) if value else None
+class _MappingEnv(EnvSettingsSource):
+    """The environment source, over the mapping from_env was given rather than os.environ."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {name.lower(): value for name, value in (_ENV.get() or {}).items()
+                if name.startswith("LEADFLOW_") and not (self.env_ignore_empty and value.strip() == "")}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from datetime import timedelta
 
@@ -39,15 +38,15 @@ async def up(settings: Settings, demo: bool = True, exit_after_demo: bool = Fals
     if not settings.api_keys and not settings.api_keys_file:
         keys_file = settings.home / "api-keys"
         keys = demo_keys(keys_file)
-        settings = dataclasses.replace(settings, api_keys_file=str(keys_file))
+        settings = settings.model_copy(update={"api_keys_file": str(keys_file)})
     else:
         keys = {}
     mail = None
     if not settings.smtp_host:
         # no mail server at hand: a local sink keeps each e-mail under .leadflow/mail/ (see /mail)
         mail = start_sink(settings.mail_dir)
-        settings = dataclasses.replace(settings, smtp_host="127.0.0.1", smtp_port=mail.port, smtp_tls="none",
-                                       smtp_user="", smtp_password="")
+        settings = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": mail.port,
+                                               "smtp_tls": "none", "smtp_user": "", "smtp_password": ""})
         print(f"no LEADFLOW_SMTP_HOST: e-mail goes to a local sink at 127.0.0.1:{mail.port}, "
               f"kept in {settings.mail_dir}")
     worker = asyncio.create_task(run_worker(settings, client))

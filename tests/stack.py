@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import dataclasses
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -102,7 +101,7 @@ class Stack:
 
         env, self.settings_port = await dev_server(
             database=self.settings.home / "temporal.db" if self.database else None)
-        self.settings = dataclasses.replace(self.settings, dev_port=self.settings_port)
+        self.settings = self.settings.model_copy(update={"dev_port": self.settings_port})
         self.client = await connect(self.settings)
         store = PolicyStore(self.settings.policy_dir, content_dir=self.settings.content_dir)
         store.reload()

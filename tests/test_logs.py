@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from temporalio import activity, workflow
 
 from leadflow.ops import logs
+from leadflow.settings import Settings
 
 
 @pytest.fixture(autouse=True)
@@ -70,7 +71,8 @@ def _configured(monkeypatch: pytest.MonkeyPatch, terminal: bool, **env: str) -> 
         monkeypatch.setenv(name, value)
     err = _Terminal() if terminal else io.StringIO()
     monkeypatch.setattr("sys.stderr", err)
-    logs.configure()
+    settings = Settings.from_env()  # as the CLI and worker.py read them
+    logs.configure(log_format=settings.log_format, log_level=settings.log_level)
     return err
 
 

@@ -4,7 +4,6 @@ visibility), the person a `role/rep:key` names, and `leadflow roster` on the sam
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from datetime import datetime, timezone
 
@@ -47,7 +46,7 @@ def stack(tmp_path_factory):
     home = tmp_path_factory.mktemp("roster")
     (home / "roster.yaml").write_text(ROSTER)
     s = Stack(home, queue="roster", worker=False, roster_setting=home / "roster.yaml")
-    s.settings = dataclasses.replace(s.settings, api_keys=f"{s.settings.api_keys},sales/ana:{ANA_KEY}")
+    s.settings = s.settings.model_copy(update={"api_keys": f"{s.settings.api_keys},sales/ana:{ANA_KEY}"})
     with s:
         yield s
 

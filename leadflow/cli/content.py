@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from leadflow.cli.errors import UserError
@@ -12,7 +11,9 @@ from leadflow.delivery.content import ContentInvalid, load_template, template_pa
 
 
 def content_dir(args: argparse.Namespace, settings_dir: Path) -> Path:
-    return Path(args.content or os.environ.get("LEADFLOW_CONTENT_DIR") or settings_dir)
+    from leadflow.settings import Settings
+
+    return Path(args.content or Settings.from_env().content_dir_setting or settings_dir)
 
 
 def preview(args: argparse.Namespace, folder: Path) -> int:

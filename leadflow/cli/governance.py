@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -66,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             return _log(registry, args)
         if args.action == "shadow-report":
             return _shadow_report(registry, args, settings)
-        who = args.who or os.environ.get("LEADFLOW_USER") or getpass.getuser()
+        who = args.who or settings.user or getpass.getuser()
         try:
             answer = _act(registry, args, who, settings)
         except ProposalRefused as err:

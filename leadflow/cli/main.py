@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from leadflow.cli import people
 from leadflow.cli.errors import UserError
 from leadflow.cli.render import render_decision
+from leadflow.settings import Settings
 from rules.compile import load_compiled
 from rules.models import Event, LeadRef
 from rules.policytest import run_tests
@@ -152,7 +153,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "simulate": _simulate, "diff": _diff, "suggest": _suggest}[args.action](args)
         if args.command == "content":
             from leadflow.cli.content import content_dir, preview
-            from leadflow.settings import Settings
 
             return preview(args, content_dir(args, Settings.from_env().content_dir))
         if args.command == "report":
@@ -210,7 +210,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _deliveries(args: argparse.Namespace) -> int:
     from leadflow.db.ledger import Ledger
     from leadflow.operations.deliveries import listing
-    from leadflow.settings import Settings
 
     ledger = Ledger.open(Settings.from_env().ledger_url)
     try:
@@ -228,7 +227,6 @@ def _deliveries(args: argparse.Namespace) -> int:
 def _export_events(args: argparse.Namespace) -> int:
     from leadflow.archive.events import EventArchive
     from leadflow.db.ledger import Ledger
-    from leadflow.settings import Settings
 
     since, until = _when(args.since, "--since"), _when(args.until, "--until")
     ledger = Ledger.open(Settings.from_env().ledger_url)
@@ -268,7 +266,6 @@ def _when(text: str | None, option: str) -> Any:
 
 def _retention() -> float:
     """LEADFLOW_FINAL_RETENTION, as the workers have it: simulations end leads as their runs do."""
-    from leadflow.settings import Settings
 
     return Settings.from_env().final_retention
 
@@ -283,14 +280,13 @@ def _lead_id(who: str) -> str:
 
 async def _service(args: argparse.Namespace) -> int:
     from leadflow.cli import commands
-    from leadflow.settings import Settings
     from leadflow.temporal import connect
 
     settings = Settings.from_env()
     if args.command in ("up", "serve", "worker"):
         from leadflow.ops import logs, tracing
 
-        logs.configure()
+        logs.configure(log_format=settings.log_format, log_level=settings.log_level)
         tracing.configure(f"leadflow-{args.command}")
         # a service manager stops with SIGTERM: shut down as on Ctrl-C (the embedded server too)
         task = asyncio.current_task()
@@ -351,7 +347,7 @@ def _validate(args: argparse.Namespace) -> int:
         except PolicyInvalid as err:
             problems = err.problems
         else:
-            content = args.content or os.environ.get("LEADFLOW_CONTENT_DIR") or content_dir_for(Path(f))
+            content = args.content or _settings().content_dir_setting or content_dir_for(Path(f))
             problems = check_policy_content(loaded, Path(content))
         for problem in problems:
             print(problem, file=sys.stderr)
@@ -376,7 +372,7 @@ def _routing_warnings(policies: dict[str, LoadedPolicy], rosters: dict[str, Rost
         found += queue_warnings(roster, file, [*policies.values(), *beside])
     if not rosters:
         for file, loaded in policies.items():
-            path = Path(os.environ.get("LEADFLOW_ROSTER") or Path(file).parent / FILE_NAME)
+            path = Path(_settings().roster_setting or Path(file).parent / FILE_NAME)
             try:
                 roster = parse_roster(path.read_bytes(), str(path))
             except (OSError, RosterInvalid):  # none, or refused where it is validated itself
@@ -582,6 +578,17 @@ def entry() -> None:
             stream.flush()
     os._exit(code)
 
+
+
+def _settings() -> Settings:
+    """The environment's settings, for commands that need a few of them (read once)."""
+    global _SETTINGS
+    if _SETTINGS is None:
+        _SETTINGS = Settings.from_env()
+    return _SETTINGS
+
+
+_SETTINGS: Settings | None = None
 
 if __name__ == "__main__":
     entry()

@@ -8,7 +8,6 @@ import argparse
 import getpass
 import hashlib
 import json
-import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -70,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         desk = Desk(ledger, settings.roster_file)
         if args.action == "show":
             return _show(desk, args.json)
-        who = args.who or os.environ.get("LEADFLOW_USER") or getpass.getuser()
+        who = args.who or settings.user or getpass.getuser()
         if args.action == "apply":
             # applying the roster file itself: the desk counts it as taken, so it does not take
             # the same content again at the next task

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
 from datetime import datetime, timezone
@@ -79,15 +78,16 @@ def at_a_terminal() -> bool:
     return sys.stderr.isatty()
 
 
-def configure(level: int | None = None, as_json: bool | None = None) -> None:
+def configure(level: int | None = None, as_json: bool | None = None, log_format: str = "",
+              log_level: str = "") -> None:
     """JSON lines from info up unless a person reads stderr (a terminal): then short lines,
-    warnings and errors only. LEADFLOW_LOG_FORMAT=json|text and LEADFLOW_LOG_LEVEL decide
-    otherwise (and `level`, `as_json`, over both)."""
+    warnings and errors only. `log_format` json|text and `log_level` (LEADFLOW_LOG_FORMAT and
+    LEADFLOW_LOG_LEVEL in the settings) decide otherwise (and `level`, `as_json`, over both)."""
     person = at_a_terminal()
-    chosen = os.environ.get("LEADFLOW_LOG_FORMAT", "").strip().lower()
+    chosen = log_format.strip().lower()
     if as_json is None:
         as_json = chosen == "json" or (chosen != "text" and not person)
-    named = os.environ.get("LEADFLOW_LOG_LEVEL", "").strip().lower()
+    named = log_level.strip().lower()
     if level is None:
         level = LEVELS.get(named, logging.WARNING if person else logging.INFO)
     handler = logging.StreamHandler()

@@ -4,12 +4,11 @@ LEADFLOW_DATABASE_URL naming the database."""
 
 from __future__ import annotations
 
-import os
-
 from alembic import context
 from sqlalchemy import create_engine
 
 from leadflow.db.schema import metadata
+from leadflow.settings import Settings
 
 config = context.config
 
@@ -19,7 +18,7 @@ def run() -> None:
     if connection is not None:
         _migrate(connection)
         return
-    url = os.environ.get("LEADFLOW_DATABASE_URL") or config.get_main_option("sqlalchemy.url")
+    url = Settings.from_env().database_url or config.get_main_option("sqlalchemy.url")
     if not url:
         raise SystemExit("set LEADFLOW_DATABASE_URL to the ledger's database")
     with create_engine(url).connect() as connection:
