@@ -67,20 +67,20 @@ test-venv313:
 	@if [ -f $(VENV313).build.rc ] && [ "$$(cat $(VENV313).build.rc)" != 0 ]; then \
 	    cat $(VENV313).build.log; echo "test-py313: the Python 3.13 venv did not build"; exit 1; fi
 	$(MAKE) --no-print-directory $(VENV313)/.installed-stamp
-	$(VENV313)/bin/python -m pytest -q -p no:cacheprovider tests/test_engine_safety.py tests/test_evaluator.py tests/test_numbers.py
+	$(VENV313)/bin/python -m pytest -q -p no:cacheprovider tests/unit/test_engine_safety.py tests/unit/test_evaluator.py tests/unit/test_numbers.py
 
 # Longer fuzzing than `make test` runs, from fresh random seeds: a crash found becomes a case in
-# tests/test_fuzz.py.
+# tests/unit/test_fuzz.py.
 fuzz: $(STAMP)
-	LEADFLOW_FUZZ_EXAMPLES=$${LEADFLOW_FUZZ_EXAMPLES:-3000} LEADFLOW_FUZZ_RANDOM=1 $(BIN)/python -m pytest -q tests/test_fuzz.py
+	LEADFLOW_FUZZ_EXAMPLES=$${LEADFLOW_FUZZ_EXAMPLES:-3000} LEADFLOW_FUZZ_RANDOM=1 $(BIN)/python -m pytest -q tests/unit/test_fuzz.py
 
 # 1,000 leads through the API while workers (10 times) and the Temporal server (twice) are killed
-# with SIGKILL; `make test` runs a short version (tests/test_chaos.py).
+# with SIGKILL; `make test` runs a short version (tests/e2e/test_chaos.py).
 chaos: $(STAMP)
 	$(BIN)/python chaos/run.py
 
 # The benches need only what `leadflow up` runs; `make test` runs each one briefly
-# (tests/test_bench_smoke.py) so none rots unseen.
+# (tests/e2e/test_bench_smoke.py) so none rots unseen.
 bench: $(RUNTIME)
 	$(BIN)/python bench/evaluator.py
 

@@ -1,0 +1,1 @@
+"""Tests marked `e2e` (see tests/__init__.py)."""

@@ -1,0 +1,1 @@
+"""Tests marked `service` (see tests/__init__.py)."""

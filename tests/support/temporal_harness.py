@@ -1,0 +1,198 @@
+"""A real Temporal time-skipping test server plus a leadflow worker, for workflow tests."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import json
+import os
+import socket
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
+
+from activities.delivery import Delivery
+from activities.evaluator_pool import EvaluatorPool
+from activities.policies import PolicyStore
+from leadflow.db.ledger import Ledger
+from leadflow.governance.registry import Registry
+from leadflow.settings import Settings
+from leadflow.temporal import binary
+from rules.identity import lead_key
+from rules.models import LeadRef
+from tests.support import ROOT
+from worker import build_worker, delivery_for
+from workflows.types import LeadOptions
+
+HISTORIES = ROOT / "tests" / "workflows" / "histories"
+HOT = {"role": "vp", "budget": 60000, "timeline": "now", "company_size": 300}  # qualifies at once
+
+
+def free_port() -> int:
+    """A port for a dev server of one's own (tests run beside `make up` and each other)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def dev_server(bare: bool = False, database: Path | None = None) -> tuple[WorkflowEnvironment, int]:
+    """A real Temporal dev server (the `temporal` CLI from PyPI) on a free port, in memory, with
+    leadflow's search attributes: for tests that need visibility or several processes. Its
+    port, for processes run beside it. A port taken by someone else between choosing it and the
+    server binding it (tests and their servers pick ports all the time) is tried again anew.
+    `bare`: without the search attributes, as a server someone started by hand. `database`: a
+    SQLite file instead of memory (what the server keeps can be read after it stops)."""
+    from workflows import search
+
+    for attempt in range(3):
+        port = free_port()
+        try:
+            env = await WorkflowEnvironment.start_local(
+                dev_server_existing_path=binary("temporal"), port=port, ui=False,
+                search_attributes=() if bare else search.ALL, data_converter=pydantic_data_converter,
+                dev_server_database_filename=str(database) if database else None)
+        except RuntimeError as err:
+            if "Failed starting Temporal dev server" not in str(err) or attempt == 2:
+                raise
+            continue
+        return env, port
+    raise AssertionError("unreachable")
+
+
+def replayer() -> Replayer:
+    from workflows.handoff import HandoffWorkflow
+    from workflows.lead import LeadWorkflow
+
+    return Replayer(workflows=[LeadWorkflow, HandoffWorkflow], data_converter=pydantic_data_converter)
+
+
+@dataclasses.dataclass
+class Harness:
+    env: WorkflowEnvironment
+    client: Client
+    settings: Settings
+    store: PolicyStore
+    delivery: Delivery
+
+    async def signup(self, email: str, options: LeadOptions | None = None, data: dict[str, Any] | None = None,
+                     **profile: Any) -> WorkflowHandle:
+        """Start (or join) the lead with its sign-up, and wait until the sign-up is applied: a
+        query answers from the workflow's last activation, which may precede the evaluation."""
+        event = {"id": f"signup-{email}", "type": "signup", "lead": {"email": email, **profile},
+                 "data": data or {}}
+        handle = await self.client.start_workflow(
+            "LeadWorkflow", args=[event, options or LeadOptions(index=False)],
+            id=lead_key(LeadRef(email=email)), task_queue=self.settings.task_queue,
+            start_signal="event", start_signal_args=[event])
+        for _ in range(200):
+            if (await self.state(handle))["events"] >= 1:
+                return handle
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{email}: the sign-up was never applied")
+
+    async def state(self, handle: WorkflowHandle) -> dict[str, Any]:
+        return await handle.query("state")
+
+    async def hot_lead_with_task(self, email: str) -> tuple[WorkflowHandle, dict[str, Any], WorkflowHandle]:
+        """A hot lead that asked for a demo, its state, and the hand-off task that opened for it."""
+        lead = await self.signup(email, **HOT)
+        await lead.execute_update("submit", {"id": "d", "type": "demo_request"})
+        st = await self.state(lead)
+        return lead, st, self.client.get_workflow_handle(st["open_handoff"])
+
+    async def delivered(self, lead_id: str, kind: str,
+                        until: Callable[[list[dict[str, Any]]], bool] = bool) -> list[dict[str, Any]]:
+        """The lead's deliveries of a kind (email, handoff, escalation) in the ledger, oldest
+        first, once `until` holds for them (by default: there are some). A lead delivers on the
+        side, after its Decision has answered; with no SMTP server or webhook configured each
+        is recorded as `skipped`, which is as far as these tests need them to go."""
+        for _ in range(200):
+            messages = sorted(self.delivery.ledger.list(lead=lead_id, kind=kind),
+                              key=lambda m: m["created_at"])
+            if until(messages) and all(m["status"] not in ("sending", "retrying") for m in messages):
+                return messages
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{lead_id}: the {kind} messages never got there: {messages}")
+
+    async def replay(self, name: str, *handles: WorkflowHandle) -> None:
+        """Replay what just ran with Temporal's Replayer (non-determinism fails the test);
+        with LEADFLOW_RECORD_HISTORIES=1, keep it under tests/workflows/histories/ for CI to replay."""
+        for i, handle in enumerate(handles):
+            history = await handle.fetch_history()
+            await replayer().replay_workflow(history)
+            if os.environ.get("LEADFLOW_RECORD_HISTORIES"):
+                HISTORIES.mkdir(exist_ok=True)
+                record = {"workflow_id": history.workflow_id, "history": json.loads(history.to_json())}
+                (HISTORIES / f"{name}-{i}.json").write_text(json.dumps(record))
+
+
+_EVALUATORS: EvaluatorPool | None = None
+
+
+def evaluators() -> EvaluatorPool:
+    """One pool of evaluator processes for the whole test run: a worker's real evaluation path,
+    without spawning two processes per test."""
+    global _EVALUATORS
+    if _EVALUATORS is None:
+        _EVALUATORS = EvaluatorPool(2, deadline=30)
+    return _EVALUATORS
+
+
+@contextlib.asynccontextmanager
+async def harness(tmp_path: Path, policy_dir: Path | None = None,
+                  pool: EvaluatorPool | None = None, governed: bool = False,
+                  **settings_: Any) -> AsyncIterator[Harness]:
+    """`settings_` are more Settings fields (an SMTP server, webhooks) for delivery tests. With
+    `governed`, the worker takes its policy versions from the shared database as `worker.py`
+    does; otherwise the newest file in the folder is active."""
+    settings = Settings(home=tmp_path, policy_dir=policy_dir or ROOT / "policies",
+                        content_dir_setting=ROOT / "content",
+                        task_queue=f"test-{tmp_path.name}", **settings_)
+    ledger = Ledger.open(settings.ledger_url)
+    store = PolicyStore(settings.policy_dir, content_dir=settings.content_dir,
+                        registry=Registry(ledger) if governed else None)
+    store.reload()
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=binary("temporal-test-server"), data_converter=pydantic_data_converter)
+    delivery = delivery_for(settings, store, ledger)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as threads:
+            worker = build_worker(env.client, settings, store, threads, pool or evaluators(), delivery)
+            async with worker:
+                yield Harness(env, env.client, settings, store, delivery)
+    finally:
+        await env.shutdown()
+        delivery.close()
+
+
+@contextlib.asynccontextmanager
+async def api(h: Harness) -> AsyncIterator[str]:
+    """The API and pages on uvicorn at the harness's LEADFLOW_HTTP, on this loop, against the
+    harness's server: the links in its e-mail point here. Yields the base URL."""
+    import uvicorn
+
+    from leadflow.api.main import create_app
+
+    host, port = h.settings.listen
+    server = uvicorn.Server(uvicorn.Config(create_app(h.settings, h.client), host=host, port=port,
+                                           log_level="warning", access_log=False))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():  # uvicorn leaves with SystemExit, which would hang asyncio.run's cleanup
+            try:
+                serving.result()
+            except SystemExit:
+                raise RuntimeError("the API did not start (its log says why)") from None
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        await serving

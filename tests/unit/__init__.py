@@ -1,0 +1,1 @@
+"""Tests marked `unit` (see tests/__init__.py)."""

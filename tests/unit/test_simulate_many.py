@@ -1,0 +1,87 @@
+"""`leadflow policy simulate`: many leads through a policy in virtual time. Timers fire between
+events (checks, SLA deadlines with their escalation), sales answers apply to the hand-off open
+at their time, and the result is the same on one core or several."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from leadflow.replay.generate import lines
+from leadflow.replay.simulate import simulate_lead, simulate_many, summary
+from rules.compile import load_compiled
+from tests.support.temporal_harness import ROOT
+
+POLICY = ROOT / "policies" / "lead-lifecycle.v1.yaml"
+
+
+def event(n: int, kind: str, at: str, **data: object) -> dict:
+    raw: dict = {"id": f"e{n}", "type": kind, "at": at, "lead": {"email": "dee@acme.example"},
+                 "lead_id": "lead-dee"}
+    if data:
+        raw["data"] = data
+    return raw
+
+
+def test_sla_deadlines_escalate_answers_meet_the_open_hand_off_and_checks_run_to_the_end():
+    policy = load_compiled(str(POLICY))
+    signup = {**event(0, "signup", "2026-02-02T09:00:00Z"),
+              "lead": {"email": "dee@acme.example", "role": "vp", "budget": 60000, "timeline": "now"}}
+    log = [
+        signup,
+        # an answer before any hand-off: nothing to answer
+        event(1, "sales_reject", "2026-02-02T10:00:00Z", reason="too early"),
+        event(2, "demo_request", "2026-02-03T09:00:00Z"),
+        # the old version's own timers are left out: this one makes its own
+        event(3, "sla_breach", "2026-02-03T10:00:00Z", queue="x", breach=1),
+        event(4, "sales_reject", "2026-02-08T12:00:00Z", reason="no budget until Q3", by="sam"),
+    ]
+    result = simulate_lead(policy, "lead-dee", log)
+    # the sign-up, the demo, two breaches of the 48 h SLA (on the 5th and the 7th; the answer on the
+    # 8th comes before a third) and the answer; no check came due in between
+    assert result.skipped == 1 and result.events == 5
+    (handoff,) = result.handoffs
+    assert handoff["at"] == "2026-02-03T09:00:00Z" and handoff["breaches"] == 2
+    assert handoff["queue"] == "account-executives" and handoff["escalated_to"] == "sales-managers"
+    assert handoff["answer"] == "rejected"
+    assert result.path[:4] == ["captured", "scored", "nurturing", "sales-ready"]
+    assert result.sales_ready_at == "2026-02-03T09:00:00Z"
+    # left to run for three months, the lead's inactivity checks derail it
+    later = simulate_lead(policy, "lead-dee", log, until=datetime(2026, 5, 1, tzinfo=timezone.utc))
+    assert later.state == "derailed" and later.events > result.events
+
+
+def test_many_leads_give_the_same_results_on_one_core_and_on_several(tmp_path: Path):
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join(lines(150, 60, seed=9)) + "\n")
+    from leadflow.replay.simulate import group
+
+    with log.open() as f:
+        leads, last = group(f)
+    one = simulate_many(str(POLICY), leads, last, processes=1)
+    two = simulate_many(str(POLICY), leads, last, processes=2)
+    assert one == two and len(one) == 150
+    figures = summary(one)
+    assert sum(figures["states"].values()) == 150 and figures["handoffs"] > 0
+
+    out = tmp_path / "results.jsonl"
+    done = subprocess.run([sys.executable, "-m", "leadflow", "policy", "simulate", str(POLICY), "--events",
+                           str(log), "--out", str(out)], cwd=ROOT, env=dict(os.environ),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "150 leads" in done.stdout and "account-executives 2026-W" in done.stdout
+    assert "events" in done.stderr  # the progress
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert written == one
+    assert set(written[0]) >= {"lead_id", "email", "state", "path", "fired"}
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x", "type": "signup"}\n')
+    refused = subprocess.run([sys.executable, "-m", "leadflow", "policy", "simulate", str(POLICY),
+                              "--events", str(bad)], cwd=ROOT, env=dict(os.environ), capture_output=True,
+                             text=True, timeout=60)
+    assert refused.returncode == 1 and f"{bad}:1: an event with `lead_id` and `at`" in refused.stderr

@@ -1,0 +1,1 @@
+"""Tests marked `workflows` (see tests/__init__.py)."""
