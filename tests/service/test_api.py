@@ -14,8 +14,8 @@ ANA = {"email": "ana@batch.example"}
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    with Stack(tmp_path_factory.mktemp("api")) as s:
+def stack(tmp_path_factory, shared_server):
+    with Stack(tmp_path_factory.mktemp("api"), server=shared_server) as s:
         yield s
 
 
@@ -81,8 +81,10 @@ def test_events_are_answered_one_by_one_and_a_batch_sent_twice_changes_nothing(s
     assert [r["status"] for r in again["results"]] == [
         "duplicate", "refused", "refused", "refused", "duplicate", "duplicate", "duplicate", "refused"]
     assert again["results"][0]["event_id"] == first["results"][0]["event_id"]
-    lead = stack.http("sales").get("/v1/leads/ana@batch.example").json()
-    assert lead["events"] == 3 and lead["rejected"] == 0
+    # a signal is applied a moment after it is taken: wait for the three, then none more
+    sales = stack.http("sales")
+    lead = _until(lambda: (read := sales.get("/v1/leads/ana@batch.example").json())["events"] >= 3 and read)
+    assert lead["events"] == 3 and lead["rejected"] == 0, lead
 
 
 def test_wait_answers_with_the_decision_and_a_single_refused_event_is_a_422(stack):
@@ -217,8 +219,7 @@ def test_the_cli_sends_a_file_of_thousands_with_a_summary(stack, tmp_path):
     lines[1500] = json.dumps({"type": "teleport", "lead": {"email": "f1@file.example"}})
     events = tmp_path / "events.jsonl"
     events.write_text("\n".join(lines) + "\n")
-    env = {**os.environ, "TEMPORAL_ADDRESS": f"127.0.0.1:{stack.settings_port}",
-           "LEADFLOW_TASK_QUEUE": stack.settings.task_queue, "LEADFLOW_HOME": str(stack.settings.home)}
+    env = {**os.environ, **stack.space.environ(), "LEADFLOW_HOME": str(stack.settings.home)}
     run = subprocess.run([sys.executable, "-m", "leadflow", "send", str(events)], capture_output=True,
                          text=True, cwd=ROOT, env=env, timeout=600)
     assert run.returncode == 1, run.stderr[-2000:]
