@@ -3,12 +3,17 @@ each test gets from its folder: unit, workflows, service or e2e (registered in p
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from rules.compile import CompiledPolicy
 from tests.support import policy
+
+if TYPE_CHECKING:
+    from tests.support.temporal_harness import SharedDevServer
 
 HERE = Path(__file__).resolve().parent
 KINDS = ("unit", "workflows", "service", "e2e")
@@ -26,3 +31,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def default_policy() -> CompiledPolicy:
     return policy.default_policy()
+
+
+@pytest.fixture(scope="session")
+def shared_server() -> Iterator[SharedDevServer]:
+    """The session's one Temporal dev server for tests that need none of their own, started at
+    the first test that asks for it; each user takes a namespace and task queue on it (`space`)."""
+    from tests.support.temporal_harness import SharedDevServer
+
+    server = SharedDevServer()
+    yield server
+    server.close()

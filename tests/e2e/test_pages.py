@@ -35,12 +35,12 @@ def chromium() -> str:
     return shutil.which("chromium") or pytest.fail("apt-get installed no chromium")
 
 
-def test_a_sales_user_works_the_inbox_in_a_browser(tmp_path):
+def test_a_sales_user_works_the_inbox_in_a_browser(tmp_path, shared_server):
     from playwright.sync_api import expect, sync_playwright
 
     executable = chromium()
     SHOTS.mkdir(parents=True, exist_ok=True)
-    with Stack(tmp_path, queue="pages") as stack:
+    with Stack(tmp_path, queue="pages", server=shared_server) as stack:
         intake = stack.http("admin")  # ?wait=true answers with the lead: a key that may read it
         for who, name in (("hot", "Hana Hot"), ("later", "Lou Later")):
             lead = {"email": f"{who}@pages.example"}
@@ -113,8 +113,8 @@ async def _lead_id(email: str) -> str:
     return lead_id(email)
 
 
-def test_pages_refuse_a_form_without_its_csrf_token(tmp_path):
-    with Stack(tmp_path, queue="csrf") as stack:
+def test_pages_refuse_a_form_without_its_csrf_token(tmp_path, shared_server):
+    with Stack(tmp_path, queue="csrf", server=shared_server) as stack:
         browserless = stack.http()
         login = browserless.get("/login")
         assert login.status_code == 200 and 'name="csrf"' in login.text

@@ -16,8 +16,8 @@ from tests.support.stack import KEYS, Stack
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    with Stack(tmp_path_factory.mktemp("schema"), queue="schema") as s:
+def stack(tmp_path_factory, shared_server):
+    with Stack(tmp_path_factory.mktemp("schema"), queue="schema", server=shared_server) as s:
         yield s
 
 

@@ -14,29 +14,30 @@ import sys
 from activities.policies import PolicyStore
 from leadflow.intake import send
 from leadflow.settings import Settings
-from tests.support.temporal_harness import ROOT, dev_server, evaluators
+from tests.support.temporal_harness import ROOT, evaluators
 from worker import build_worker
 
 RUNS = 30
 LEADFLOW = str(ROOT / ".venv" / "bin" / "leadflow")
 
 
-def test_every_client_command_exits_cleanly_30_times_with_the_cores_kept_busy(tmp_path):
+def test_every_client_command_exits_cleanly_30_times_with_the_cores_kept_busy(tmp_path, shared_server):
+    space = shared_server.space("exits")
+
     async def scenario():
-        env, port = await dev_server()
-        settings = Settings(home=tmp_path, policy_dir=ROOT / "policies", task_queue="exits")
+        client = await space.client()
+        settings = Settings(home=tmp_path, policy_dir=ROOT / "policies", task_queue=space.task_queue)
         store = PolicyStore(settings.policy_dir, content_dir=settings.content_dir)
         store.reload()
-        environ = {**os.environ, "TEMPORAL_ADDRESS": f"127.0.0.1:{port}", "LEADFLOW_TASK_QUEUE": "exits",
-                   "LEADFLOW_HOME": str(tmp_path)}
+        environ = {**os.environ, **space.environ(), "LEADFLOW_HOME": str(tmp_path)}
         busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
         try:
             with concurrent.futures.ThreadPoolExecutor(max_workers=4) as threads:
-                async with build_worker(env.client, settings, store, threads, evaluators()):
+                async with build_worker(client, settings, store, threads, evaluators()):
                     hot = {"email": "exit@acme.example", "role": "vp", "budget": 60000, "timeline": "now"}
-                    lead = (await send(env.client, settings, {"id": "x0", "type": "signup", "lead": hot},
+                    lead = (await send(client, settings, {"id": "x0", "type": "signup", "lead": hot},
                                        wait=True))["lead_id"]
-                    await send(env.client, settings, {"id": "x1", "type": "demo_request",
+                    await send(client, settings, {"id": "x1", "type": "demo_request",
                                                       "lead": {"email": hot["email"]}}, wait=True)
                     task = f"handoff-{lead}-1"
                     commands = [(["lead", lead, "--json"], None, '"lead_id"'),
@@ -51,7 +52,6 @@ def test_every_client_command_exits_cleanly_30_times_with_the_cores_kept_busy(tm
         finally:
             for p in busy:
                 p.kill()
-            await env.shutdown()
         failures = [r for r in results if r]
         assert failures == [], f"{len(failures)} of {len(runs)} runs failed, e.g. {failures[:3]}"
         assert len(runs) == 4 * RUNS

@@ -43,10 +43,10 @@ V1 = (ROOT / "policies" / "lead-lifecycle.v1.yaml").read_text()
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def stack(tmp_path_factory, shared_server):
     keys = [f"{role}:{key}" for role, key in KEYS.items()]
     keys += [f"{role}:{person}:{key}" for role, person, key in PEOPLE.values()]
-    with Stack(tmp_path_factory.mktemp("doors"), worker=False, api_keys=",".join(keys),
+    with Stack(tmp_path_factory.mktemp("doors"), worker=False, server=shared_server, api_keys=",".join(keys),
                crm_secret=CRM_SECRET, webhook_secret=WEBHOOK_SECRET, max_body=MAX_BODY) as s:
         yield s
 

@@ -90,8 +90,8 @@ def test_a_converted_lead_keeps_its_run_for_the_retention_then_completes(tmp_pat
     asyncio.run(scenario())
 
 
-def test_the_intake_starts_the_next_run_of_an_ended_lead(tmp_path):
-    with Stack(tmp_path, queue="ending", final_retention=0.0) as stack:
+def test_the_intake_starts_the_next_run_of_an_ended_lead(tmp_path, shared_server):
+    with Stack(tmp_path, queue="ending", server=shared_server, final_retention=0.0) as stack:
         intake, sales = stack.http("admin"), stack.http("sales")  # admin: ?wait=true reads the lead
         email = "max@mailinator.com"  # a disposable address: disqualified at sign-up, ended at once
         signup = intake.post("/v1/events?wait=true", json={"type": "signup", "lead": {"email": email}})

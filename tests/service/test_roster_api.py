@@ -42,10 +42,10 @@ TASKS = [f"handoff-lead-rosterapi0000000000{n}-1" for n in range(4)]
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def stack(tmp_path_factory, shared_server):
     home = tmp_path_factory.mktemp("roster")
     (home / "roster.yaml").write_text(ROSTER)
-    s = Stack(home, queue="roster", worker=False, roster_setting=home / "roster.yaml")
+    s = Stack(home, queue="roster", worker=False, server=shared_server, roster_setting=home / "roster.yaml")
     s.settings = s.settings.model_copy(update={"api_keys": f"{s.settings.api_keys},sales/ana:{ANA_KEY}"})
     with s:
         yield s

@@ -14,14 +14,14 @@ from leadflow.ops import tracing
 from tests.support.stack import Stack, until
 
 
-def test_a_sign_up_through_the_api_is_one_trace_down_to_its_e_mail(tmp_path: Path) -> None:
+def test_a_sign_up_through_the_api_is_one_trace_down_to_its_e_mail(tmp_path: Path, shared_server) -> None:
     spans = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(spans))
     tracing.use(provider)
 
     try:
-        with Stack(tmp_path, queue="traces") as stack:
+        with Stack(tmp_path, queue="traces", server=shared_server) as stack:
             sent = stack.http("intake").post("/v1/events", json={"type": "signup",
                                                                  "lead": {"email": "tess@acme.example"}})
             (result,) = sent.json()["results"]

@@ -18,7 +18,7 @@ from temporalio.client import Client
 
 from activities.policies import PolicyStore
 from leadflow.settings import Settings
-from tests.support.temporal_harness import ROOT, dev_server, evaluators, free_port
+from tests.support.temporal_harness import ROOT, SharedDevServer, dev_server, evaluators, free_port
 
 KEYS = {"intake": "intake-key-0123456789abcdef", "sales": "sales-key-0123456789abcdef",
         "ops": "ops-key-0123456789abcdef", "admin": "admin-key-0123456789abcdef"}
@@ -36,12 +36,16 @@ def until(check: Callable[[], Any], seconds: float = 30) -> Any:
 
 class Stack:
     def __init__(self, home: Path, queue: str = "stack", codec_keys: str = "", database: bool = False,
-                 worker: bool = True, **settings_: Any) -> None:
+                 worker: bool = True, server: SharedDevServer | None = None, **settings_: Any) -> None:
         """As production runs: every client (the worker's, the API's, the test's, a CLI's with the
         same LEADFLOW_HOME) on the settings' codec, its key `codec_keys` or made under `home`.
         `database`: the server keeps its state in `home`/temporal.db. `worker`: False for tests of
-        what only the API and the database do (no workflow runs; it starts sooner). `settings_`:
-        more Settings."""
+        what only the API and the database do (no workflow runs; it starts sooner). `server`: the
+        session's shared dev server (tests/conftest.py's `shared_server`) instead of one of the
+        stack's own; the stack then takes a namespace of its own there (`space`) for its worker,
+        its API and the test's client; the settings still name the embedded server at its port,
+        `space.environ()` is what a CLI beside it needs. `settings_`: more Settings."""
+        assert not (server and database), "a server of its own keeps its state in home/temporal.db"
         given: dict[str, Any] = {"api_keys": ",".join(f"{role}:{key}" for role, key in KEYS.items()),
                                  **settings_}
         self.settings = Settings(home=home, policy_dir=ROOT / "policies", task_queue=queue,
@@ -55,6 +59,7 @@ class Stack:
         self._failure: BaseException | None = None
         self.client: Client | None = None
         self.settings_port = 0
+        self.space = server.space(queue) if server else None
 
     @property
     def url(self) -> str:
@@ -94,15 +99,21 @@ class Stack:
         import uvicorn
 
         from leadflow.api.main import create_app
+        from leadflow.ops import tracing
+        from leadflow.temporal import connect, converter
 
         self._stop = asyncio.Event()
-        # the Temporal frontend's port, for clients run beside the stack
-        from leadflow.temporal import connect
-
-        env, self.settings_port = await dev_server(
-            database=self.settings.home / "temporal.db" if self.database else None)
-        self.settings = self.settings.model_copy(update={"dev_port": self.settings_port})
-        self.client = await connect(self.settings)
+        # settings_port: the Temporal frontend's port, for clients run beside the stack
+        if self.space:  # on the shared server: its clients (worker, API, test) on the stack's namespace
+            env, self.settings_port = None, self.space.port
+            self.settings = self.settings.model_copy(update={"dev_port": self.settings_port})
+            self.client = await self.space.client(converter(self.settings),
+                                                  interceptors=tracing.interceptors())
+        else:
+            env, self.settings_port = await dev_server(
+                database=self.settings.home / "temporal.db" if self.database else None)
+            self.settings = self.settings.model_copy(update={"dev_port": self.settings_port})
+            self.client = await connect(self.settings)
         store = PolicyStore(self.settings.policy_dir, content_dir=self.settings.content_dir)
         store.reload()
         if self.worker:
@@ -125,4 +136,5 @@ class Stack:
                     server.should_exit = True
                     await serving
         finally:
-            await env.shutdown()
+            if env is not None:
+                await env.shutdown()

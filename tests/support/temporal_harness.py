@@ -9,12 +9,16 @@ import dataclasses
 import json
 import os
 import socket
-from collections.abc import AsyncIterator, Callable
+import threading
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from google.protobuf.duration_pb2 import Duration
+from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
@@ -64,6 +68,73 @@ async def dev_server(bare: bool = False, database: Path | None = None) -> tuple[
             continue
         return env, port
     raise AssertionError("unreachable")
+
+
+@dataclasses.dataclass(frozen=True)
+class Space:
+    """A namespace of one's own on the session's shared dev server, and a task queue: one test
+    module's (or one stack's) leads, tasks and search attributes, apart from every other's."""
+
+    port: int
+    namespace: str
+    task_queue: str
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def client(self, data_converter: DataConverter = pydantic_data_converter, **options: Any) -> Client:
+        return await Client.connect(self.address, namespace=self.namespace, data_converter=data_converter,
+                                    **options)
+
+    def environ(self) -> dict[str, str]:
+        """What a CLI or worker process run beside it needs to reach the space."""
+        return {"TEMPORAL_ADDRESS": self.address, "TEMPORAL_NAMESPACE": self.namespace,
+                "LEADFLOW_TASK_QUEUE": self.task_queue}
+
+
+class SharedDevServer:
+    """One dev server (dev_server(): in memory, leadflow's search attributes) for the whole test
+    session, for the tests that need no server of their own (one with its own database, a bare
+    one, one to kill). Each user takes a Space on it (`space()`): a namespace registered with
+    leadflow's search attributes, so workflow ids, listings and counts never meet another
+    module's. The server lives on an event loop in a thread of its own: a space may be taken
+    from any thread, with or without a running loop. tests/conftest.py's `shared_server` fixture
+    starts it at the first test that asks, and stops it at the end of the session."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="shared-dev-server", daemon=True)
+        self._thread.start()
+        self._lock = threading.Lock()
+        self._taken = 0
+        self._env, self.port = self._run(dev_server())
+
+    def _run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(120)
+
+    def space(self, name: str) -> Space:
+        """A new namespace (`name-N`) with its task queue `name`."""
+        with self._lock:
+            self._taken += 1
+            namespace = f"{name}-{self._taken}"
+        self._run(self._register(namespace))
+        return Space(self.port, namespace, name)
+
+    async def _register(self, namespace: str) -> None:
+        from leadflow.temporal import ensure_search_attributes
+
+        await self._env.client.workflow_service.register_namespace(RegisterNamespaceRequest(
+            namespace=namespace, workflow_execution_retention_period=Duration(seconds=86400)))
+        await ensure_search_attributes(self._env.client, namespace)
+
+    def close(self) -> None:
+        try:
+            self._run(self._env.shutdown())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(30)
+            self._loop.close()
 
 
 def replayer() -> Replayer:

@@ -11,17 +11,19 @@ from activities.policies import PolicyStore
 from leadflow.settings import Settings
 from rules.identity import lead_key
 from rules.models import LeadRef
-from tests.support.temporal_harness import ROOT, dev_server
+from tests.support.temporal_harness import ROOT
 from worker import build_worker
 from workflows import search
 from workflows.lead import score_index_delay
 from workflows.types import LeadOptions
 
 
-def test_state_is_indexed_at_once_and_a_score_only_change_soon_after(tmp_path):
+def test_state_is_indexed_at_once_and_a_score_only_change_soon_after(tmp_path, shared_server):
+    space = shared_server.space("indexing")
+
     async def scenario():
-        env, _ = await dev_server()
-        settings = Settings(home=tmp_path, policy_dir=ROOT / "policies", task_queue="indexing")
+        client = await space.client()
+        settings = Settings(home=tmp_path, policy_dir=ROOT / "policies", task_queue=space.task_queue)
         store = PolicyStore(settings.policy_dir, content_dir=settings.content_dir)
         store.reload()
         options = LeadOptions(score_index_seconds=1)
@@ -39,24 +41,21 @@ def test_state_is_indexed_at_once_and_a_score_only_change_soon_after(tmp_path):
                 await asyncio.sleep(0.1)
             return time.monotonic() - begin
 
-        try:
-            with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-                async with build_worker(env.client, settings, store, pool):
-                    lead = await env.client.start_workflow(
-                        "LeadWorkflow", args=[signup, options], id=lead_key(LeadRef(email=email)),
-                        task_queue=settings.task_queue, start_signal="event", start_signal_args=[signup])
-                    first = await lead.execute_update("submit", {"id": "v0", "type": "email_open"})
-                    await until_indexed(lead, (first["state"], first["scores"]["total"]), 10)
-                    viewed = await lead.execute_update("submit", {"id": "v1", "type": "page_view",
-                                                                  "data": {"path": "/blog/a"}})
-                    assert viewed["state"] == first["state"]
-                    assert viewed["scores"]["total"] > first["scores"]["total"]
-                    assert await indexed(lead) == (first["state"], first["scores"]["total"])  # not yet
-                    delay = score_index_delay(lead.id, options.score_index_seconds).total_seconds()
-                    took = await until_indexed(lead, (viewed["state"], viewed["scores"]["total"]), 15)
-                    # waits for its timer (the dev server's timers tick about once a second)
-                    assert took >= delay - 0.5
-        finally:
-            await env.shutdown()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+            async with build_worker(client, settings, store, pool):
+                lead = await client.start_workflow(
+                    "LeadWorkflow", args=[signup, options], id=lead_key(LeadRef(email=email)),
+                    task_queue=settings.task_queue, start_signal="event", start_signal_args=[signup])
+                first = await lead.execute_update("submit", {"id": "v0", "type": "email_open"})
+                await until_indexed(lead, (first["state"], first["scores"]["total"]), 10)
+                viewed = await lead.execute_update("submit", {"id": "v1", "type": "page_view",
+                                                              "data": {"path": "/blog/a"}})
+                assert viewed["state"] == first["state"]
+                assert viewed["scores"]["total"] > first["scores"]["total"]
+                assert await indexed(lead) == (first["state"], first["scores"]["total"])  # not yet
+                delay = score_index_delay(lead.id, options.score_index_seconds).total_seconds()
+                took = await until_indexed(lead, (viewed["state"], viewed["scores"]["total"]), 15)
+                # waits for its timer (the dev server's timers tick about once a second)
+                assert took >= delay - 0.5
 
     asyncio.run(scenario())
