@@ -25,12 +25,15 @@ class LegacyDelivery:
     def __init__(self, sends: DeliveryActivities) -> None:
         self.sends = sends
 
+    # Answers None; the outbox era's answered true, and its histories hold that: a workflow decodes
+    # the recorded answer by this annotation (workflows.delivery.legacy), so it takes both.
     @activity.defn(name="deliver")
-    def deliver(self, message: OutboxMessage) -> None:
+    def deliver(self, message: OutboxMessage) -> bool | None:
         request = message.payload.get("request")
         if not isinstance(request, dict):  # a notice with no channel (disqualify, escalate)
-            return
+            return None
         if message.kind == "send":
             self.sends.send_email(EmailRequest.model_validate(request))
         elif message.kind in ("handoff", "escalation"):
             self.sends.post_webhook(WebhookRequest.model_validate(request))
+        return None

@@ -41,12 +41,14 @@ from temporalio.client import Client  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
+from bench.bare_worker import BareWorkflow, LocalActivityWorkflow  # noqa: E402
 from leadflow.codec.aesgcm import data_converter  # noqa: E402
 from leadflow.codec.keys import Keyring, new_key_line  # noqa: E402
 from leadflow.temporal import binary  # noqa: E402
 from rules.identity import lead_key  # noqa: E402
 from rules.models import LeadRef  # noqa: E402
 from workflows import search  # noqa: E402
+from workflows.lead import EVENT_SIGNAL, LeadWorkflow  # noqa: E402
 
 
 def free_port() -> int:
@@ -63,9 +65,10 @@ def rss_mb(pid: int) -> float:
 
 
 class Target:
-    """One kind of workflow under load: how to start it, send to it and read its count."""
+    """One kind of workflow under load: how to start it, send to it and read its count. All three
+    take the `event` signal and the `submit` update under the same names."""
 
-    WORKFLOWS = {"lead": "LeadWorkflow", "bare": "BareWorkflow", "floor": "LocalActivityWorkflow"}
+    WORKFLOWS = {"lead": LeadWorkflow, "bare": BareWorkflow, "floor": LocalActivityWorkflow}
 
     def __init__(self, client: Client, kind: str) -> None:
         self.client, self.kind = client, kind
@@ -80,8 +83,9 @@ class Target:
         email = f"{tag}{i}@bench.example"
         event = {"id": f"{tag}{i}-signup", "type": "signup", "lead": {"email": email, "role": "manager"}}
         wid = self.wid(i, tag)
-        await self.client.start_workflow(self.workflow, args=[event], id=wid, task_queue=self.queue,
-                                         start_signal="event", start_signal_args=[event])
+        # signal-with-start takes the signal by name only
+        await self.client.start_workflow(self.workflow.run, event, id=wid, task_queue=self.queue,
+                                         start_signal=EVENT_SIGNAL, start_signal_args=[event])
         return wid
 
     def event(self, i: int, n: int, tag: str) -> dict:
@@ -90,10 +94,11 @@ class Target:
                 "data": {"path": "/blog/x"}}
 
     async def count(self, wid: str) -> int:
-        h = self.client.get_workflow_handle(wid)
         if self.kind == "lead":
-            return (await h.query("state"))["events"]
-        return await h.query("count")  # the baselines count every event, the floor's included
+            lead = self.client.get_workflow_handle_for(LeadWorkflow.run, wid)
+            return (await lead.query(LeadWorkflow.state)).events
+        # the baselines count every event, the floor's included
+        return await self.client.get_workflow_handle(wid).query(self.workflow.counted)
 
 
 async def throughput(t: Target, leads: int, events: int, tag: str) -> float:
@@ -105,7 +110,7 @@ async def throughput(t: Target, leads: int, events: int, tag: str) -> float:
 
     async def one(i: int, n: int) -> None:
         async with sem:
-            await t.client.get_workflow_handle(wids[i]).signal("event", t.event(i, n, tag))
+            await t.client.get_workflow_handle(wids[i]).signal(t.workflow.event, t.event(i, n, tag))
 
     await asyncio.gather(*(one(i, n) for n in range(events) for i in range(leads)))
     while sum([await t.count(w) for w in wids]) < leads * (events + 1):
@@ -130,7 +135,7 @@ async def saturated(t: Target, samples: int, tag: str, lanes: int = 8) -> tuple[
     async def lane(i: int) -> None:
         for n in range(samples // lanes):
             begin = time.perf_counter()
-            await t.client.get_workflow_handle(wids[i]).execute_update("submit", t.event(i, n, tag))
+            await t.client.get_workflow_handle(wids[i]).execute_update(t.workflow.submit, t.event(i, n, tag))
             out.append((time.perf_counter() - begin) * 1000)
 
     begin = time.perf_counter()
@@ -159,7 +164,7 @@ async def paced(t: Target, samples: int, rate: float, tag: str, leads: int = 16)
         due = start + k / rate
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
         i, n = plan[k]
-        await t.client.get_workflow_handle(wids[i]).execute_update("submit", t.event(i, n, tag))
+        await t.client.get_workflow_handle(wids[i]).execute_update(t.workflow.submit, t.event(i, n, tag))
         out.append((time.perf_counter() - due) * 1000)
 
     await asyncio.gather(*(one(k) for k in range(samples)))

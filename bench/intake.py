@@ -41,6 +41,7 @@ from leadflow.operations.leads import lead_id  # noqa: E402
 from leadflow.settings import Settings  # noqa: E402
 from leadflow.temporal import binary  # noqa: E402
 from workflows import search  # noqa: E402
+from workflows.lead import LeadWorkflow  # noqa: E402
 
 BATCH = 100
 KEY = "intake-bench-key-0123456789"
@@ -168,8 +169,8 @@ async def main() -> None:
         for start in range(0, len(signups), BATCH):
             await asyncio.gather(*(deliver(client, settings, e) for e in signups[start:start + BATCH]))
         for email in pool:  # every sign-up evaluated: the worker has no backlog when timing starts
-            handle = client.get_workflow_handle(lead_id(email))
-            while (await handle.query("state"))["events"] < 1:
+            handle = client.get_workflow_handle_for(LeadWorkflow.run, lead_id(email))
+            while (await handle.query(LeadWorkflow.state)).events < 1:
                 await asyncio.sleep(0.1)
         waited: dict[str, list[float]] = {"http": [], "direct": []}
         people = pool[:50]
@@ -183,8 +184,8 @@ async def main() -> None:
                 assert answer.json()["decision"], answer.text
                 waited["http"].append(time.perf_counter() - start)
             else:
-                handle = client.get_workflow_handle(lead_id(email))
-                await handle.execute_update("submit", {**event, "id": f"w{n}"})
+                handle = client.get_workflow_handle_for(LeadWorkflow.run, lead_id(email))
+                await handle.execute_update(LeadWorkflow.submit, {**event, "id": f"w{n}"})
                 waited["direct"].append(time.perf_counter() - start)
         doors = {"http": through_http(http), "direct": straight(client, settings)}
         for door, send in doors.items():  # warm both doors (and the worker) up

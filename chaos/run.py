@@ -58,6 +58,7 @@ from rules.compile import load_compiled  # noqa: E402
 from tests import pg  # noqa: E402
 from tests.wire import Receiver, SmtpCatcher  # noqa: E402
 from workflows import search  # noqa: E402
+from workflows.lead import LeadWorkflow  # noqa: E402
 
 SKIPPED = ("sales_accept", "sales_reject", "sla_breach", "check")
 INTAKE_KEY, OPS_KEY = "chaos-intake-key-0123456789", "chaos-ops-key-0123456789ab"
@@ -246,13 +247,13 @@ async def chaos(leads: int, days: float, worker_kills: int, server_kills: int, s
         handoffs: dict[str, int] = {}
         until = None
         for lead_id, raws in taken.items():
-            live = await client.get_workflow_handle(lead_id).query("state")
+            live = await client.get_workflow_handle_for(LeadWorkflow.run, lead_id).query(LeadWorkflow.state)
             if until is None:
                 until = datetime.now(timezone.utc)
             sim = simulate_lead(policy, lead_id, raws, until)
             handoffs[lead_id] = len(sim.handoffs)
-            if live["state"] != sim.state:
-                mismatched.append((lead_id, live["state"], sim.state))
+            if live.state != sim.state:
+                mismatched.append((lead_id, live.state, sim.state))
         tasks = await list_workflows(client, "WorkflowType = 'HandoffWorkflow'", limit=100_000)
         per_lead = Counter(t["id"].rsplit("-", 1)[0].removeprefix("handoff-") for t in tasks)
         tasks_twice = sum(max(0, n - handoffs.get(lead_id, 0)) for lead_id, n in per_lead.items())

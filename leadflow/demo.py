@@ -10,6 +10,8 @@ from temporalio.client import Client
 
 from leadflow.intake import send
 from leadflow.settings import Settings
+from workflows.handoff import HandoffWorkflow
+from workflows.lead import LeadWorkflow
 
 
 def _stories(now: datetime) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -50,7 +52,8 @@ async def play(client: Client, settings: Settings, say=print) -> list[dict[str, 
         outcome: dict[str, Any] = {}
         for event in events:
             outcome = await send(client, settings, event, wait=True, door="demo")
-        state = outcome.get("state") or await client.get_workflow_handle(outcome["lead_id"]).query("state")
+        lead = client.get_workflow_handle_for(LeadWorkflow.run, outcome["lead_id"])
+        state = (await lead.query(LeadWorkflow.state)).model_dump(mode="json")
         path = [state["story"][0]["from_state"]] if state["story"] else []
         path += [s["to_state"] for s in state["story"] if s["rule"]]
         say(f"   lead {state['lead_id']}: {' -> '.join(path) or state['state']}")
@@ -59,8 +62,9 @@ async def play(client: Client, settings: Settings, say=print) -> list[dict[str, 
                 say(f"     {s['event_type']:<13} {s['from_state']} -> {s['to_state']}"
                     f"  [{s['rule'] or '-'}] {s['why']}")
         if state["open_handoff"]:
-            task = await client.get_workflow_handle(state["open_handoff"]).query("task")
-            say(f"   task {task['id']} for queue {task['queue']}, SLA {task['sla_seconds'] / 3600:g}h")
+            handle = client.get_workflow_handle_for(HandoffWorkflow.run, state["open_handoff"])
+            task = await handle.query(HandoffWorkflow.snapshot)
+            say(f"   task {task.id} for queue {task.queue}, SLA {(task.sla_seconds or 0) / 3600:g}h")
         results.append(state)
     return results
 

@@ -23,6 +23,7 @@ from leadflow.seen import SeenEvents
 from leadflow.settings import Settings
 from rules.identity import lead_key, with_id
 from rules.models import Event, LeadRef
+from workflows.lead import EVENT_SIGNAL, LeadWorkflow
 
 MAX_BATCH = 1000
 # Events only leadflow itself produces: a hand-off's answer and its breaches come from the task
@@ -238,7 +239,7 @@ async def deliver(client: Client, settings: Settings, event: dict[str, Any], key
     key = key or lead_of(event)
     if event["type"] != "signup":
         try:
-            await client.get_workflow_handle(key).signal("event", event)
+            await client.get_workflow_handle_for(LeadWorkflow.run, key).signal(LeadWorkflow.event, event)
             taken(event, door)
             return key
         except RPCError as err:
@@ -246,8 +247,9 @@ async def deliver(client: Client, settings: Settings, event: dict[str, Any], key
                 raise
             if not await ended(client, key):
                 raise NoSuchLead(f"lead: no lead {key} for {_who(event)}: send its sign-up first") from None
-    await client.start_workflow("LeadWorkflow", args=[event], id=key, task_queue=settings.task_queue,
-                                start_signal="event", start_signal_args=[event])
+    # signal-with-start: the SDK takes the signal by name only (EVENT_SIGNAL is LeadWorkflow.event's)
+    await client.start_workflow(LeadWorkflow.run, event, id=key, task_queue=settings.task_queue,
+                                start_signal=EVENT_SIGNAL, start_signal_args=[event])
     taken(event, door)
     return key
 
@@ -270,7 +272,8 @@ async def decide(client: Client, settings: Settings, event: dict[str, Any], door
     key, event = await route(client, settings, event, lead_of(event))
     if event["type"] != "signup":
         try:
-            decision = await client.get_workflow_handle(key).execute_update("submit", event)
+            decision = await client.get_workflow_handle_for(LeadWorkflow.run, key).execute_update(
+                LeadWorkflow.submit, event)
             taken(event, door)
             return {"lead_id": key, "decision": decision}
         except RPCError as err:
@@ -279,9 +282,9 @@ async def decide(client: Client, settings: Settings, event: dict[str, Any], door
             if not await ended(client, key):
                 raise NoSuchLead(f"lead: no lead {key} for {_who(event)}: send its sign-up first") from None
     start = WithStartWorkflowOperation(
-        "LeadWorkflow", None, id=key, task_queue=settings.task_queue,
+        LeadWorkflow.run, None, id=key, task_queue=settings.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
-    decision = await client.execute_update_with_start_workflow("submit", event,
+    decision = await client.execute_update_with_start_workflow(LeadWorkflow.submit, event,
                                                                 start_workflow_operation=start)
     taken(event, door)
     return {"lead_id": key, "decision": decision}

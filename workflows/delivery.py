@@ -4,6 +4,7 @@ lead's event loop: a lead goes on taking events while its e-mail is on the way."
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -11,8 +12,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.delivery import DeliveryResult, EmailRequest, WebhookRequest
-    from activities.legacy import OutboxMessage
+    from activities.delivery import DeliveryActivities, DeliveryResult, EmailRequest, WebhookRequest
+    from activities.legacy import LegacyDelivery, OutboxMessage
 
 # Runs that began before deliveries were real have a `deliver` local activity in their history
 # where a delivery now starts; `workflow.patched(REAL_DELIVERY)` is False for them (see legacy()).
@@ -25,22 +26,24 @@ DELIVERY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coef
 
 
 async def send_email(request: EmailRequest, timeout: float) -> DeliveryResult:
-    return await _run("send_email", request, timeout)
+    return await _settled(request.key, workflow.execute_activity_method(
+        DeliveryActivities.send_email, request.model_copy(update={"max_attempts": DELIVERY_ATTEMPTS}),
+        start_to_close_timeout=timedelta(seconds=timeout), retry_policy=DELIVERY_RETRY))
 
 
 async def post_webhook(request: WebhookRequest, timeout: float) -> DeliveryResult:
-    return await _run("post_webhook", request, timeout)
+    return await _settled(request.key, workflow.execute_activity_method(
+        DeliveryActivities.post_webhook, request.model_copy(update={"max_attempts": DELIVERY_ATTEMPTS}),
+        start_to_close_timeout=timedelta(seconds=timeout), retry_policy=DELIVERY_RETRY))
 
 
-async def _run(name: str, request: EmailRequest | WebhookRequest, timeout: float) -> DeliveryResult:
+async def _settled(key: str, delivering: Awaitable[DeliveryResult]) -> DeliveryResult:
+    """How the delivery ended; one that Temporal gave up retrying, as failed."""
     try:
-        result: DeliveryResult = await workflow.execute_activity(
-            name, request.model_copy(update={"max_attempts": DELIVERY_ATTEMPTS}), result_type=DeliveryResult,
-            start_to_close_timeout=timedelta(seconds=timeout), retry_policy=DELIVERY_RETRY)
-        return result
+        return await delivering
     except ActivityError as err:  # the activity records the last attempt itself; this is the rest
         cause = err.cause.message if isinstance(err.cause, ApplicationError) else str(err.cause or err)
-        return DeliveryResult(key=request.key, status="failed", detail=cause)
+        return DeliveryResult(key=key, status="failed", detail=cause)
 
 
 async def legacy(kind: str, key: str, lead: str, request: EmailRequest | WebhookRequest | None) -> None:
@@ -48,6 +51,6 @@ async def legacy(kind: str, key: str, lead: str, request: EmailRequest | Webhook
     which now delivers for real (activities.legacy)."""
     payload = {"request": request.model_copy(update={"max_attempts": DELIVERY_ATTEMPTS}).model_dump()} \
         if request is not None else {}
-    await workflow.execute_local_activity(
-        "deliver", OutboxMessage(key=key, lead=lead, kind=kind, payload=payload),
+    await workflow.execute_local_activity_method(
+        LegacyDelivery.deliver, OutboxMessage(key=key, lead=lead, kind=kind, payload=payload),
         start_to_close_timeout=timedelta(seconds=60), retry_policy=DELIVERY_RETRY)

@@ -16,15 +16,37 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.delivery import WebhookRequest
-    from activities.routing import AssignRequest, ReleaseRequest
-    from workflows import delivery, search
-    from workflows.types import AcceptInput, HandoffInput, ReassignInput, RejectInput
+    from activities.routing import Assignment, AssignRequest, ReleaseRequest, RoutingActivities
+
+    # The lead starts its hand-offs and signals them; a hand-off signals its lead: each module
+    # takes the other whole and reads the class at call time, so either may be imported first.
+    from workflows import delivery, lead, search
+    from workflows.types import (
+        AcceptInput,
+        HandoffInput,
+        Note,
+        RawEvent,
+        ReassignInput,
+        RejectInput,
+        TaskView,
+        Withdrawal,
+    )
 
 MAX_ESCALATIONS = 3
 # Tasks begun before routing had no rep and escalated at every breach: they replay as they ran.
 ROUTING = "routing-reps"
 ROUTING_TIMEOUT = timedelta(seconds=30)
 MAX_RETRY_SECONDS = 6 * 3600.0  # a waiting task looks at its queue at least this often
+
+
+def _lead(workflow_id: str) -> workflow.ExternalWorkflowHandle[lead.LeadWorkflow]:
+    """The task's lead, to signal."""
+    return workflow.get_external_workflow_handle_for(lead.LeadWorkflow.run, workflow_id)
+
+
+async def _tell(workflow_id: str, event: RawEvent) -> None:
+    """Send the lead an event of the task's (an answer, a breach): the lead checks it as any other."""
+    await _lead(workflow_id).signal(lead.LeadWorkflow.event, event)
 
 
 @workflow.defn(name="HandoffWorkflow", sandboxed=False)
@@ -45,7 +67,7 @@ class HandoffWorkflow:
         self._back_at: datetime | None = None  # the first rep of the queue back from away
 
     @workflow.run
-    async def run(self, task: HandoffInput) -> dict[str, Any]:
+    async def run(self, task: HandoffInput) -> TaskView:
         self.task = task
         self.queue = task.queue
         self._real_delivery = workflow.patched(delivery.REAL_DELIVERY)  # first, see LeadWorkflow.run
@@ -67,7 +89,7 @@ class HandoffWorkflow:
                 await self._breach(breaches)
         self._index()
         kind = "sales_accept" if self.status == "accepted" else "sales_reject"
-        await workflow.get_external_workflow_handle(task.lead_workflow_id).signal("event", {
+        await _tell(task.lead_workflow_id, {
             "id": f"{self._id()}:{self.status}", "type": kind, "at": workflow.now().isoformat(),
             "data": {k: v for k, v in self.answer.items() if k in ("reason", "by")} | {"task": self._id()},
         })
@@ -75,7 +97,7 @@ class HandoffWorkflow:
         await workflow.wait_condition(lambda: not self._pushing)
         return self.snapshot()
 
-    async def _run_routed(self, task: HandoffInput) -> dict[str, Any]:
+    async def _run_routed(self, task: HandoffInput) -> TaskView:
         """The task goes to a rep of its queue (the roster's weighted round robin); with none
         free it waits in the queue until one is. Each SLA breach takes the policy's next step:
         pass the task to the next free rep, or escalate it to another queue."""
@@ -120,31 +142,33 @@ class HandoffWorkflow:
                 self.due_at = due.isoformat()
         self._index()
         self._count(self.status)
-        waiting = await workflow.execute_activity(
-            "release_rep", ReleaseRequest(task=self._id(), at=workflow.now()), result_type=list[str],
+        waiting = await workflow.execute_activity_method(
+            RoutingActivities.release_rep, ReleaseRequest(task=self._id(), at=workflow.now()),
             start_to_close_timeout=ROUTING_TIMEOUT)
         for other in waiting:  # a place is free: the tasks waiting in the queue look again
             with contextlib.suppress(Exception):  # answered meanwhile: nothing to wake
-                await workflow.get_external_workflow_handle(other).signal("wake")
+                await workflow.get_external_workflow_handle_for(HandoffWorkflow.run, other).signal(
+                    HandoffWorkflow.wake)
         if self.status != "withdrawn":  # a withdrawn task has no answer for its lead
             kind = "sales_accept" if self.status == "accepted" else "sales_reject"
-            lead = self.task.lead_workflow_id if self.task else task.lead_workflow_id  # relinked, maybe
+            lead_id = self.task.lead_workflow_id if self.task else task.lead_workflow_id  # relinked, maybe
             said = {k: v for k, v in self.answer.items() if k in ("reason", "by")}
-            await workflow.get_external_workflow_handle(lead).signal("event", {
+            await _tell(lead_id, {
                 "id": f"{self._id()}:{self.status}", "type": kind, "at": workflow.now().isoformat(),
                 "data": said | {"task": self._id()},
             })
         await workflow.wait_condition(lambda: not self._pushing)
         return self.snapshot()
 
-    async def _assign(self, exclude: tuple[str, ...]) -> dict[str, Any]:
+    async def _assign(self, exclude: tuple[str, ...]) -> Assignment:
         """Ask the roster who takes the task now; say it in the task's log and the lead's story."""
         assert self.task is not None
         before = self.rep
-        got: dict[str, Any] = await workflow.execute_activity(
-            "assign_rep", AssignRequest(task=self._id(), queue=self.queue, lead=self.task.lead_workflow_id,
-                                        at=workflow.now(), exclude=list(exclude)),
-            result_type=dict, start_to_close_timeout=ROUTING_TIMEOUT)
+        got = await workflow.execute_activity_method(
+            RoutingActivities.assign_rep,
+            AssignRequest(task=self._id(), queue=self.queue, lead=self.task.lead_workflow_id,
+                          at=workflow.now(), exclude=list(exclude)),
+            start_to_close_timeout=ROUTING_TIMEOUT)
         if got.get("closed"):
             return got
         if got.get("rep"):
@@ -199,15 +223,15 @@ class HandoffWorkflow:
             "event": "handoff.escalated",
             "escalation": {"breach": n, "step": step or "none", "from_queue": previous_queue,
                            "queue": self.queue, "from_rep": previous_rep, "rep": rep}})
-        await workflow.get_external_workflow_handle(self.task.lead_workflow_id).signal("event", {
+        await _tell(self.task.lead_workflow_id, {
             "id": f"{self._id()}:breach:{n}", "type": "sla_breach", "at": workflow.now().isoformat(),
             "data": {"queue": self.queue, "breach": n, "task": self._id(), "step": step or "none",
                      "rep": rep, "from_rep": previous_rep}})
 
     async def _tell_lead(self, why: str) -> None:
         assert self.task is not None
-        await workflow.get_external_workflow_handle(self.task.lead_workflow_id).signal(
-            "note", {"type": "handoff", "why": why})
+        await _lead(self.task.lead_workflow_id).signal(lead.LeadWorkflow.note,
+                                                       Note(type="handoff", why=why))
 
     @workflow.signal(name="relink")
     def relink(self, lead_workflow_id: str) -> None:
@@ -217,10 +241,10 @@ class HandoffWorkflow:
             self.task = self.task.model_copy(update={"lead_workflow_id": lead_workflow_id})
 
     @workflow.signal(name="withdraw")
-    def withdraw(self, why: dict[str, Any]) -> None:
+    def withdraw(self, why: Withdrawal) -> None:
         """Nobody needs to answer it any more (its lead merged into one with its own task)."""
         if self.answer is None:
-            reason = str(why.get("reason") or "withdrawn")
+            reason = why.reason or "withdrawn"
             self.answer = {"status": "withdrawn", "reason": reason}
             self.status = "withdrawn"
             self._record("withdrawn", reason=reason)
@@ -242,12 +266,12 @@ class HandoffWorkflow:
         await self._push("escalation", f"{self._id()}|breach|{n}", f"{self._id()}:breach:{n}", {
             "event": "handoff.escalated",
             "escalation": {"breach": n, "from_queue": previous, "queue": self.queue}})
-        await workflow.get_external_workflow_handle(self.task.lead_workflow_id).signal("event", {
+        await _tell(self.task.lead_workflow_id, {
             "id": f"{self._id()}:breach:{n}", "type": "sla_breach", "at": workflow.now().isoformat(),
             "data": {"queue": self.queue, "breach": n, "task": self._id()}})
 
     @workflow.update(name="accept")
-    def accept(self, answer: AcceptInput) -> dict[str, Any]:
+    def accept(self, answer: AcceptInput) -> TaskView:
         self.answer = {"status": "accepted", "by": answer.by}
         self.status = "accepted"
         self._record("accepted", by=answer.by)
@@ -258,7 +282,7 @@ class HandoffWorkflow:
         self._still_open()
 
     @workflow.update(name="reject")
-    def reject(self, answer: RejectInput) -> dict[str, Any]:
+    def reject(self, answer: RejectInput) -> TaskView:
         self.answer = {"status": "rejected", "reason": answer.reason.strip(), "by": answer.by}
         self.status = "rejected"
         self._record("rejected", by=answer.by, reason=answer.reason.strip())
@@ -271,7 +295,7 @@ class HandoffWorkflow:
             raise ValueError("a rejection needs a reason; it goes into the lead's story")
 
     @workflow.update(name="reassign")
-    def reassign(self, change: ReassignInput) -> dict[str, Any]:
+    def reassign(self, change: ReassignInput) -> TaskView:
         previous, self.queue = self.queue, change.queue.strip()
         self._record("reassigned", from_queue=previous, queue=self.queue, by=change.by or None)
         self._reroute = True  # the run finds a rep in the new queue
@@ -288,20 +312,20 @@ class HandoffWorkflow:
             raise ValueError(f"task {self._id()} is already in queue {queue}")
 
     @workflow.query(name="task")
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> TaskView:
         task = self.task
-        return {
-            "id": self._id(), "status": self.status, "queue": self.queue,
-            "lead_workflow_id": task.lead_workflow_id if task else None,
-            "lead_email": task.lead_email if task else None,
-            "sla_seconds": task.sla_seconds if task else None, "due_at": self.due_at,
-            "created_at": self.log[0]["at"] if self.log else None,
-            "reason": task.reason if task else None, "policy": task.policy if task else None,
-            "version": task.version if task else None, "answer": self.answer, "log": self.log,
-            "lead_story": task.lead_story if task else {},
-            "rep": self.rep["rep"] if self.rep else None, "rep_name": self.rep["name"] if self.rep else None,
-            "route": task.route if task else None, "waiting": self.waiting,
-        }
+        return TaskView(
+            id=self._id(), status=self.status, queue=self.queue,
+            lead_workflow_id=task.lead_workflow_id if task else None,
+            lead_email=task.lead_email if task else None,
+            sla_seconds=task.sla_seconds if task else None, due_at=self.due_at,
+            created_at=self.log[0]["at"] if self.log else None,
+            reason=task.reason if task else None, policy=task.policy if task else None,
+            version=task.version if task else None, answer=self.answer, log=self.log,
+            lead_story=task.lead_story if task else {},
+            rep=self.rep["rep"] if self.rep else None, rep_name=self.rep["name"] if self.rep else None,
+            route=task.route if task else None, waiting=self.waiting,
+        )
 
     def _still_open(self) -> None:
         if self.answer is not None:
@@ -341,8 +365,7 @@ class HandoffWorkflow:
             self._record("crm_failed", kind=request.kind, queue=request.queue, detail=result.detail,
                          http_status=result.http_status)
             why = f"the CRM did not take {request.kind} {self._id()}: {result.detail}"
-            await workflow.get_external_workflow_handle(self.task.lead_workflow_id).signal(
-                "note", {"type": "handoff", "why": why})
+            await self._tell_lead(why)
 
     def _task_view(self) -> dict[str, Any]:
         task = self.task

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections.abc import Awaitable
 from dataclasses import asdict, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,21 +22,31 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.delivery import DeliveryResult, EmailRequest
     from activities.evaluation import BatchResult, EvaluateBatch
-    from activities.lead import LinkRequest, MergeRequest, MergeResult
+    from activities.lead import LeadActivities, LinkRequest, MergeRequest
     from leadflow.delivery.links import delivery_digest
     from leadflow.identity.merge import identity_of, readdress
     from leadflow.ops import metrics
     from rules.identity import lead_key, with_id
     from rules.models import MAX_PROFILE_FIELDS, SIZE_ERRORS, Action, Decision, Event, StoryEntry
-    from workflows import delivery, search
+
+    # The lead starts its hand-offs and signals them; a hand-off signals its lead: each module
+    # takes the other whole and reads the class at call time, so either may be imported first.
+    from workflows import delivery, handoff, search
     from workflows.types import (
         CHECKPOINT_RETRY,
         SCORE_POINTS,
+        Answer,
         HandoffInput,
+        Handover,
         LeadCarry,
         LeadEnding,
         LeadOptions,
+        LeadView,
+        MergeOrder,
+        Note,
+        RawEvent,
         Waiting,
+        Withdrawal,
     )
 
 # Event ids applied, remembered for idempotency: the newest this many, as digests of SEEN_DIGITS
@@ -43,6 +54,8 @@ with workflow.unsafe.imports_passed_through():
 SEEN_LIMIT = 5000
 SEEN_DIGITS = 16
 EVENTS_PER_TASK = 25
+# The `event` signal's name; also signal-with-start's (leadflow.intake), which takes only a name.
+EVENT_SIGNAL = "event"
 # One try of an evaluation; the workflow waits and tries again when it fails outside the policy
 # (see _evaluate). Runs from before EVALUATION_WAITS let the activity try five times, then
 # rejected the batch.
@@ -139,14 +152,24 @@ def scheduled_check(due: datetime) -> dict[str, Any]:
     return {"type": "check", "at": due.isoformat(), "data": {"reason": "scheduled"}}
 
 
-async def _signal(workflow_id: str, name: str, arg: Any) -> bool:
+async def _signal(sending: Awaitable[None]) -> bool:
     """Signal another workflow of a merge; one that has closed meanwhile has nothing to be told
     (a failed signal must not fail this workflow's task, which would retry it for ever)."""
     try:
-        await workflow.get_external_workflow_handle(workflow_id).signal(name, arg)
+        await sending
     except Exception:  # noqa: BLE001
         return False
     return True
+
+
+def _lead(workflow_id: str) -> workflow.ExternalWorkflowHandle[LeadWorkflow]:
+    """Another lead (one merging with this one), to signal."""
+    return workflow.get_external_workflow_handle_for(LeadWorkflow.run, workflow_id)
+
+
+def _task(workflow_id: str) -> workflow.ExternalWorkflowHandle[handoff.HandoffWorkflow]:
+    """A hand-off task of this lead, to signal."""
+    return workflow.get_external_workflow_handle_for(handoff.HandoffWorkflow.run, workflow_id)
 
 
 def _identity(ref: dict[str, Any]) -> dict[str, Any]:
@@ -178,7 +201,7 @@ class LeadWorkflow:
         self.key = ""
         self.run_events = 0
         self._seen: dict[str, None] = {}  # insertion-ordered, so the oldest ids go first
-        self._answers: dict[str, Any] = {}
+        self._answers: dict[str, Answer] = {}
         self._tickets = 0
         # One timer wakes the loop for the next due check or score index; see _arm.
         self._alarm: asyncio.Task[None] | None = None
@@ -189,7 +212,7 @@ class LeadWorkflow:
         self._sending: set[asyncio.Task[None]] = set()  # e-mails on their way
         self._real_delivery = True
         self._merging_into: str | None = None  # this lead is merged into that one: hand over, end
-        self._absorbed: dict[str, dict[str, Any]] = {}  # what merged leads handed over, by id
+        self._absorbed: dict[str, Handover] = {}  # what merged leads handed over, by id
         self._inflight: set[str] = set()  # seen keys of the events being evaluated, not yet applied
         self._story_sizes: list[int] = []  # bytes of each story line, as JSON
         self._run_tries = 0  # evaluations of this run that failed outside the policy
@@ -197,7 +220,7 @@ class LeadWorkflow:
         self._draining = False  # due to continue as new, the queue too long to carry
 
     @workflow.run
-    async def run(self, event: Any, options: LeadOptions | None = None,
+    async def run(self, event: RawEvent | None, options: LeadOptions | None = None,
                   carry: LeadCarry | None = None) -> LeadEnding | None:
         self.key = workflow.info().workflow_id
         # asked first thing, so the marker of a new run is always its first command, whatever
@@ -258,66 +281,64 @@ class LeadWorkflow:
 
     # -- intake ------------------------------------------------------------------------------
 
-    @workflow.signal(name="event")
-    def on_event(self, raw: Any) -> None:
+    @workflow.signal(name=EVENT_SIGNAL)
+    def event(self, raw: RawEvent) -> None:
         self.c.pending.append({"raw": raw})
 
     @workflow.signal(name="note")
-    def on_note(self, note: dict[str, Any]) -> None:
+    def note(self, note: Note) -> None:
         """A line for the story from elsewhere (a hand-off's CRM delivery that failed)."""
-        self._say(str(note.get("why", "")), str(note.get("type", "delivery")))
+        self._say(note.why, note.type)
 
     @workflow.signal(name="merge_into")
-    def on_merge_into(self, order: dict[str, Any]) -> None:
+    def merge_into(self, order: MergeOrder) -> None:
         """Another lead is this person too and takes this one over (an `identify` event)."""
-        survivor = str(order.get("survivor") or "")
+        survivor = order.survivor
         if survivor and survivor != self.key and self._merging_into is None:
             self._merging_into = survivor
 
     @workflow.signal(name="absorb")
-    def on_absorb(self, handed: dict[str, Any]) -> None:
+    def absorb(self, handed: Handover) -> None:
         """What a lead merged into this one hands over: its story, its open hand-off, ids seen."""
-        self._absorbed[str(handed.get("lead_id"))] = handed
+        self._absorbed[handed.lead_id] = handed
 
     @workflow.update(name="submit")
-    async def submit(self, raw: Any) -> dict[str, Any]:
+    async def submit(self, raw: RawEvent) -> Answer:
         """Like the `event` signal, but answers with what the event did (the Decision)."""
         self._tickets += 1
         ticket = f"u{self._tickets}"
         self.c.pending.append({"raw": raw, "ticket": ticket})
         await workflow.wait_condition(lambda: ticket in self._answers)
-        answer: dict[str, Any] = self._answers.pop(ticket)
-        return answer
+        return self._answers.pop(ticket)
 
     @workflow.query(name="state")
-    def state(self) -> dict[str, Any]:
+    def state(self) -> LeadView:
         lead = self.c.lead
-        return {
-            "lead_id": self.key,
-            "state": lead.state if lead else None,
-            "policy": lead.policy if lead else None,
-            "version": lead.version if lead else None,
-            "scores": self.c.scores.model_dump(),
-            "facts": dict(lead.facts) if lead else {},
-            "profile": dict(lead.profile) if lead else {},
-            "track": asdict(lead.track) if lead and lead.track else None,
-            "open_handoff": self.c.open_handoff,
-            "next_check_at": self.c.next_check_at.isoformat() if self.c.next_check_at else None,
-            "events": self.c.events,
-            "rejected": self.c.rejected,
-            "runs": self.c.runs,
-            "story": [asdict(s) for s in self.c.story],
-            "story_dropped": self.c.story_dropped,
-            "score_history": [list(point) for point in self.c.score_history],
-            "recent": [{"type": t, "at": at} for t, at in lead.recent] if lead else [],
-            "bant": list(lead.bant) if lead else [],
-            "final_since": self.c.final_since.isoformat() if self.c.final_since else None,
-            "ends_at": ends.isoformat() if (ends := self._ends_at()) else None,
-            "earlier": [e.model_dump(mode="json") for e in self.c.earlier],
-            "aliases": list(self.c.aliases),
-            # an evaluation failing outside the policy (the database down): its events wait
-            "waiting": self.c.waiting.says() if self.c.waiting else None,
-        }
+        return LeadView(
+            lead_id=self.key,
+            state=lead.state if lead else None,
+            policy=lead.policy if lead else None,
+            version=lead.version if lead else None,
+            scores=self.c.scores.model_dump(),
+            facts=dict(lead.facts) if lead else {},
+            profile=dict(lead.profile) if lead else {},
+            track=asdict(lead.track) if lead and lead.track else None,
+            open_handoff=self.c.open_handoff,
+            next_check_at=self.c.next_check_at.isoformat() if self.c.next_check_at else None,
+            events=self.c.events,
+            rejected=self.c.rejected,
+            runs=self.c.runs,
+            story=[asdict(s) for s in self.c.story],
+            story_dropped=self.c.story_dropped,
+            score_history=[list(point) for point in self.c.score_history],
+            recent=[{"type": t, "at": at} for t, at in lead.recent] if lead else [],
+            bant=list(lead.bant) if lead else [],
+            final_since=self.c.final_since.isoformat() if self.c.final_since else None,
+            ends_at=ends.isoformat() if (ends := self._ends_at()) else None,
+            earlier=[e.model_dump(mode="json") for e in self.c.earlier],
+            aliases=list(self.c.aliases),
+            waiting=self.c.waiting.says() if self.c.waiting else None,
+        )
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -374,8 +395,9 @@ class LeadWorkflow:
             rule=moved.rule if moved else None, policy=lead.policy, version=lead.version,
             events=self.c.events, story=self.c.story[-20:])
         self._index(now=True)
-        await workflow.execute_local_activity("record_ending", ending, retry_policy=CHECKPOINT_RETRY,
-                                              start_to_close_timeout=timedelta(seconds=30))
+        await workflow.execute_local_activity_method(
+            LeadActivities.record_ending, ending, retry_policy=CHECKPOINT_RETRY,
+            start_to_close_timeout=timedelta(seconds=30))
         return ending
 
     def _due_work(self) -> None:
@@ -412,8 +434,8 @@ class LeadWorkflow:
         burst of queued signals would push past gRPC's 4 MB; so end the task now and then.
         A no-op activity does it in one round trip (a short timer waits for the server's timer
         granularity, about a second on the dev server)."""
-        await workflow.execute_activity("checkpoint", start_to_close_timeout=timedelta(seconds=30),
-                                        retry_policy=CHECKPOINT_RETRY)
+        await workflow.execute_activity_method(LeadActivities.checkpoint, retry_policy=CHECKPOINT_RETRY,
+                                               start_to_close_timeout=timedelta(seconds=30))
 
     def _ready_to_continue_as_new(self) -> bool:
         due = (self._carry_over or workflow.info().is_continue_as_new_suggested()
@@ -547,8 +569,8 @@ class LeadWorkflow:
                                 version=lead.version if lead else None)
         while True:
             try:
-                result = await workflow.execute_local_activity(
-                    "evaluate_events", request, result_type=BatchResult,
+                result: BatchResult = await workflow.execute_local_activity_method(
+                    LeadActivities.evaluate_events, request,
                     start_to_close_timeout=timedelta(seconds=EVALUATE_TIMEOUT), retry_policy=EVALUATE_TRY)
                 break
             except FailureError as err:
@@ -710,7 +732,7 @@ class LeadWorkflow:
             delivery_timeout=self.options.delivery_timeout, route=action.route,
             breach_steps=list(action.breach_steps), routing_retry=self.options.routing_retry)
         await workflow.start_child_workflow(
-            "HandoffWorkflow", task, id=task_id, task_queue=workflow.info().task_queue,
+            handoff.HandoffWorkflow.run, task, id=task_id, task_queue=workflow.info().task_queue,
             parent_close_policy=workflow.ParentClosePolicy.ABANDON)
         self.c.open_handoff = task_id
         self._note(event, f"hand-off {task_id} opened for queue {task.queue}")
@@ -728,48 +750,49 @@ class LeadWorkflow:
             self._note(event, f"already one lead with {_who(merge) or other}")
             return
         now = workflow.now()
-        await workflow.execute_local_activity(
-            "link_alias", LinkRequest(aliases=[other], lead=self.key, at=now, event_id=event.id or ""),
+        await workflow.execute_local_activity_method(
+            LeadActivities.link_alias,
+            LinkRequest(aliases=[other], lead=self.key, at=now, event_id=event.id or ""),
             start_to_close_timeout=timedelta(seconds=30), retry_policy=CHECKPOINT_RETRY)
-        handed: dict[str, Any] = {}
+        handed: Handover | None = None
         if merge.get("running"):
             try:
-                await workflow.get_external_workflow_handle(other).signal(
-                    "merge_into", {"survivor": self.key, "event_id": event.id})
+                await _lead(other).signal(LeadWorkflow.merge_into,
+                                          MergeOrder(survivor=self.key, event_id=event.id))
                 await workflow.wait_condition(lambda: other in self._absorbed, timeout=timedelta(minutes=5))
                 handed = self._absorbed.pop(other)
             except Exception:  # noqa: BLE001 - closed meanwhile: its archive and ending say enough
-                handed = {}
+                handed = None
         lead = self.c.lead
         before = (lead.state if lead else "captured", self.c.scores.model_copy())
-        result: MergeResult = await workflow.execute_activity(
-            "merge_leads", MergeRequest(survivor=self.key, other=other,
-                                        identity=identity_of(lead.profile) if lead else {},
-                                        version=lead.version if lead else None, now=now),
-            result_type=MergeResult, start_to_close_timeout=timedelta(minutes=5))
+        result = await workflow.execute_activity_method(
+            LeadActivities.merge_leads, MergeRequest(survivor=self.key, other=other,
+                                                     identity=identity_of(lead.profile) if lead else {},
+                                                     version=lead.version if lead else None, now=now),
+            start_to_close_timeout=timedelta(minutes=5))
         if result.lead is not None and result.scores is not None:
             self.c.lead, self.c.scores = result.lead, result.scores
-        theirs = handed.get("open_handoff")
+        theirs = handed.open_handoff if handed else None
         if theirs and self.c.open_handoff:
-            await _signal(theirs, "withdraw",
-                          {"reason": f"merged into {self.key}: its task {self.c.open_handoff} stays"})
+            await _signal(_task(theirs).signal(handoff.HandoffWorkflow.withdraw, Withdrawal(
+                reason=f"merged into {self.key}: its task {self.c.open_handoff} stays")))
             self._note(event, f"hand-off {theirs} of {_who(merge) or other} withdrawn: "
                        f"{self.c.open_handoff} is this person's task")
         elif theirs:
             self.c.open_handoff = theirs
             self._note(event, f"hand-off {theirs} of {_who(merge) or other} is this lead's now")
-        story = [StoryEntry(**s) for s in handed.get("story", [])] if handed else list(result.other_story)
+        story = list(handed.story) if handed else list(result.other_story)
         self.c.story = sorted([*self.c.story, *map(fit_entry, story)], key=lambda s: s.at)
         self._story_sizes = [json_size(asdict(s)) for s in self.c.story]
         self._add_story([])  # within the bounds again
-        theirs_seen = [*map(seen_key, handed.get("seen", [])), *handed.get("seen_keys", [])]
+        theirs_seen = [*map(seen_key, handed.seen), *handed.seen_keys] if handed else []
         self._seen.update(dict.fromkeys(theirs_seen))
         while len(self._seen) > SEEN_LIMIT:
             del self._seen[next(iter(self._seen))]
         self.c.aliases = [*self.c.aliases, {"lead_id": other, **_identity(merge), "at": now.isoformat()},
-                          *handed.get("aliases", [])]
+                          *(handed.aliases if handed else [])]
         self.c.received = sorted({*self.c.received, *result.received})
-        self.c.events += int(handed.get("events") or result.other_events)
+        self.c.events += (handed.events if handed else 0) or result.other_events
         if self.c.lead is not None:
             self.c.lead = self.c.lead.model_copy(update={"handoff_open": self.c.open_handoff is not None})
         s = self.c.scores
@@ -789,12 +812,11 @@ class LeadWorkflow:
         await workflow.wait_condition(lambda: workflow.all_handlers_finished() and not self._sending)
         lead = self.c.lead
         if self.c.open_handoff is not None:  # its answer goes to the survivor from now on
-            await _signal(self.c.open_handoff, "relink", survivor)
-        await _signal(survivor, "absorb", {
-            "lead_id": self.key, "story": [asdict(s) for s in self.c.story],
-            "open_handoff": self.c.open_handoff,
-            "seen_keys": list(self._seen)[-SEEN_LIMIT:], "aliases": self.c.aliases, "events": self.c.events,
-            "identity": identity_of(lead.profile) if lead else {}})
+            await _signal(_task(self.c.open_handoff).signal(handoff.HandoffWorkflow.relink, survivor))
+        await _signal(_lead(survivor).signal(LeadWorkflow.absorb, Handover(
+            lead_id=self.key, story=list(self.c.story), open_handoff=self.c.open_handoff,
+            seen_keys=list(self._seen)[-SEEN_LIMIT:], aliases=self.c.aliases, events=self.c.events,
+            identity=identity_of(lead.profile) if lead else {})))
         for item in self.c.pending:
             await self._forward(survivor, item.get("raw"), item.get("ticket"))
         self.c.pending = []
@@ -804,12 +826,13 @@ class LeadWorkflow:
             ended_at=workflow.now(), why=f"merged into {survivor}", policy=lead.policy if lead else "",
             version=lead.version if lead else 0, events=self.c.events, story=self.c.story[-20:],
             merged_into=survivor)
-        await workflow.execute_local_activity("record_ending", ending, retry_policy=CHECKPOINT_RETRY,
-                                              start_to_close_timeout=timedelta(seconds=30))
+        await workflow.execute_local_activity_method(
+            LeadActivities.record_ending, ending, retry_policy=CHECKPOINT_RETRY,
+            start_to_close_timeout=timedelta(seconds=30))
         return ending
 
-    async def _forward(self, survivor: str, raw: Any, ticket: str | None) -> None:
-        await _signal(survivor, "event", raw)
+    async def _forward(self, survivor: str, raw: RawEvent, ticket: str | None) -> None:
+        await _signal(_lead(survivor).signal(LeadWorkflow.event, raw))
         self._answer(ticket, {"merged_into": survivor})
 
     # -- the story ---------------------------------------------------------------------------
@@ -857,7 +880,7 @@ class LeadWorkflow:
             from_state=state, to_state=state, rule=None, policy=lead.policy if lead else "",
             version=lead.version if lead else 0, why=why)])
 
-    def _reject(self, raw: Any, reason: str) -> dict[str, Any]:
+    def _reject(self, raw: RawEvent, reason: str) -> Answer:
         self.c.rejected += 1
         lead = self.c.lead
         state = lead.state if lead else "captured"
@@ -869,7 +892,7 @@ class LeadWorkflow:
             version=lead.version if lead else 0, why=f"rejected: {reason}")])
         return {"rejected": reason}
 
-    def _answer(self, ticket: str | None, answer: dict[str, Any]) -> None:
+    def _answer(self, ticket: str | None, answer: Answer) -> None:
         if ticket is not None:
             self._answers[ticket] = answer
 

@@ -18,6 +18,7 @@ from leadflow.identity.aliases import Aliases
 from leadflow.intake import IntakeError, _row, leads_query
 from rules.identity import lead_key
 from rules.models import LeadRef
+from workflows.lead import LeadWorkflow
 
 log = logging.getLogger("leadflow.leads")
 
@@ -45,11 +46,12 @@ async def lead(client: Client, who: str, aliases: Aliases | None = None) -> dict
             # nothing meanwhile), so its page can say what it waits for
             log.warning("lead %s read without its aliases: the shared database did not answer", key)
     try:
-        return await client.get_workflow_handle(key).query("state")
+        view = await client.get_workflow_handle_for(LeadWorkflow.run, key).query(LeadWorkflow.state)
     except RPCError as err:
         if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
             return None
         raise
+    return view.model_dump(mode="json")
 
 
 async def leads(client: Client, state: str | None = None, limit: int = 50, page_token: str | None = None,

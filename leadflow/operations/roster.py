@@ -9,9 +9,11 @@ from collections import Counter
 from typing import Any
 
 from pydantic import ValidationError
+from temporalio.client import Client
 
 from leadflow.routing.desk import Desk
 from leadflow.routing.roster import Rep, Roster
+from workflows.handoff import HandoffWorkflow
 
 CHANGEABLE = ("name", "email", "queues", "capacity", "away")
 
@@ -101,14 +103,15 @@ def problems(err: ValidationError, reps: list[Any] | None = None) -> list[dict[s
     return out
 
 
-async def wake_waiting(client: Any, desk: Desk) -> int:
+async def wake_waiting(client: Client, desk: Desk) -> int:
     """Tell the tasks waiting for a rep that the roster changed: a rep may be free for them now
     (they look again at once, not at their next retry)."""
     waiting = await asyncio.to_thread(desk.assigned, waiting=True)
     woke = 0
     for row in waiting:
         try:
-            await client.get_workflow_handle(row["task"]).signal("wake")
+            await client.get_workflow_handle_for(HandoffWorkflow.run, row["task"]).signal(
+                HandoffWorkflow.wake)
             woke += 1
         except Exception:  # noqa: BLE001 - answered or gone meanwhile: nothing to wake
             continue

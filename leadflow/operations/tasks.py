@@ -5,14 +5,19 @@ they counted."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from leadflow.intake import IntakeError, list_workflows, safe_name, tasks_query
 from leadflow.routing.desk import Desk
+from workflows.handoff import HandoffWorkflow
+from workflows.types import AcceptInput, ReassignInput, RejectInput, TaskView
+
+Task = WorkflowHandle[HandoffWorkflow, TaskView]
 
 
 class TaskError(ValueError):
@@ -76,41 +81,49 @@ def _safe(task_id: str) -> bool:
 
 async def task(client: Client, task_id: str) -> dict[str, Any]:
     """One task as the workflow knows it, with the time left on its SLA."""
-    info = await _call(client, task_id, None)
-    due = info.get("due_at")
-    if due and info.get("status") in ("open", "escalated"):
-        left = datetime.fromisoformat(due) - datetime.now(timezone.utc)
+    view = await _call(client, task_id, None)
+    info = view.model_dump(mode="json")
+    if view.due_at and view.status in ("open", "escalated"):
+        left = datetime.fromisoformat(view.due_at) - datetime.now(timezone.utc)
         info["seconds_left"] = round(left.total_seconds())
     return info
 
 
 async def accept(client: Client, task_id: str, by: str = "") -> dict[str, Any]:
-    return await _call(client, task_id, ("accept", {"by": by}))
+    view = await _call(client, task_id, lambda h: h.execute_update(
+        HandoffWorkflow.accept, AcceptInput(by=by)))
+    return view.model_dump(mode="json")
 
 
 async def reject(client: Client, task_id: str, reason: str, by: str = "") -> dict[str, Any]:
     if not reason.strip():
         raise TaskError("a rejection needs a reason; it goes into the lead's story")
-    return await _call(client, task_id, ("reject", {"reason": reason, "by": by}))
+    view = await _call(client, task_id, lambda h: h.execute_update(
+        HandoffWorkflow.reject, RejectInput(reason=reason, by=by)))
+    return view.model_dump(mode="json")
 
 
 async def reassign(client: Client, task_id: str, queue: str, by: str = "") -> dict[str, Any]:
     safe_name(queue, "queue")
-    return await _call(client, task_id, ("reassign", {"queue": queue, "by": by}))
+    view = await _call(client, task_id, lambda h: h.execute_update(
+        HandoffWorkflow.reassign, ReassignInput(queue=queue, by=by)))
+    return view.model_dump(mode="json")
 
 
-async def _call(client: Client, task_id: str, update: tuple[str, dict[str, Any]] | None) -> dict[str, Any]:
+async def _call(client: Client, task_id: str, update: Callable[[Task], Awaitable[TaskView]] | None
+                ) -> TaskView:
+    """The task (`update` None), or what it answers to the update made through its handle."""
     if not task_id.startswith("handoff-"):
         raise NoSuchTask(task_id)
     try:
         safe_name(task_id, "task")
     except IntakeError:
         raise NoSuchTask(task_id) from None
-    handle = client.get_workflow_handle(task_id)
+    handle = client.get_workflow_handle_for(HandoffWorkflow.run, task_id)
     try:
         if update is None:
-            return await handle.query("task")
-        return await handle.execute_update(update[0], update[1])
+            return await handle.query(HandoffWorkflow.snapshot)
+        return await update(handle)
     except WorkflowUpdateFailedError as err:
         raise TaskError(getattr(err.cause, "message", None) or str(err.cause)) from None
     except RPCError as err:
@@ -118,8 +131,8 @@ async def _call(client: Client, task_id: str, update: tuple[str, dict[str, Any]]
             raise
         if update is not None:  # an answered task has ended: say so, not that there is none
             try:
-                done = await handle.query("task")
+                done = await handle.query(HandoffWorkflow.snapshot)
             except RPCError:
                 raise NoSuchTask(task_id) from None
-            raise TaskError(f"task {task_id} is already {done.get('status')}") from None
+            raise TaskError(f"task {task_id} is already {done.status}") from None
         raise NoSuchTask(task_id) from None
