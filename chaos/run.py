@@ -55,8 +55,8 @@ from leadflow.replay.simulate import simulate_lead  # noqa: E402
 from leadflow.settings import Settings  # noqa: E402
 from leadflow.temporal import binary, converter  # noqa: E402
 from rules.compile import load_compiled  # noqa: E402
-from tests import pg  # noqa: E402
-from tests.wire import Receiver, SmtpCatcher  # noqa: E402
+from tests.support import pg  # noqa: E402
+from tests.support.wire import Receiver, SmtpCatcher  # noqa: E402
 from workflows import search  # noqa: E402
 from workflows.lead import LeadWorkflow  # noqa: E402
 
