@@ -1,4 +1,5 @@
 # The two commands a new user runs: `make up` and `make test`. Both bootstrap .venv.
+# `make check` is the inner loop while changing code: lint, types, unit and workflow tests.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -14,7 +15,7 @@ VENV313 := .venv-3.13
 # is 3.13): the whole suite then runs on 3.13 and no second venv is built
 MAIN313 = $(shell $(BIN)/python -c 'import sys; print(1 if sys.version_info[:2] == (3, 13) else "")' 2>/dev/null)
 
-.PHONY: up test test-py313 test-venv313 fuzz chaos lint bench bench-e2e bench-size bench-intake bench-delivery bench-backtest bench-retention venv clean
+.PHONY: up check check-unit check-workflows test test-py313 test-venv313 fuzz chaos lint bench bench-e2e bench-size bench-intake bench-delivery bench-backtest bench-retention venv clean
 
 $(RUNTIME): pyproject.toml patches/install_durable_rules.py patches/durable-rules-2.0.28-python3.13.patch
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +34,18 @@ venv: $(STAMP)
 up: $(RUNTIME)
 	$(BIN)/leadflow up
 
+# Under two minutes on a 2-core machine: lint, types, and the tests that need no HTTP stack (the
+# markers of tests/unit/ and tests/workflows/, see tests/__init__.py), the two kinds at once, each
+# printing its output when it ends. `make test` runs all of it and the rest (service, e2e).
+check: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	@$(MAKE) --no-print-directory -j2 --output-sync=target check-unit check-workflows
+
+check-unit check-workflows: check-%: $(STAMP)
+	$(BIN)/python -m pytest -q -m $*
+
+# What CI runs: everything, the slowest 15 tests named at the end.
 # The Python 3.13 venv builds in the background meanwhile (a minute of pip), its result waited
 # for by test-py313.
 test: $(STAMP)
@@ -43,7 +56,7 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/leadflow policy validate policies/*.yaml
 	$(BIN)/leadflow policy test policies/*.yaml
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 	$(MAKE) --no-print-directory test-py313
 
 $(VENV313)/.installed-stamp: pyproject.toml patches/install_durable_rules.py patches/durable-rules-2.0.28-python3.13.patch
