@@ -239,7 +239,7 @@ async def deliver(client: Client, settings: Settings, event: dict[str, Any], key
     key = key or lead_of(event)
     if event["type"] != "signup":
         try:
-            await client.get_workflow_handle_for(LeadWorkflow.run, key).signal(LeadWorkflow.event, event)
+            await client.get_workflow_handle(key).signal(LeadWorkflow.event, event)
             taken(event, door)
             return key
         except RPCError as err:
@@ -272,7 +272,7 @@ async def decide(client: Client, settings: Settings, event: dict[str, Any], door
     key, event = await route(client, settings, event, lead_of(event))
     if event["type"] != "signup":
         try:
-            decision = await client.get_workflow_handle_for(LeadWorkflow.run, key).execute_update(
+            decision = await client.get_workflow_handle(key).execute_update(
                 LeadWorkflow.submit, event)
             taken(event, door)
             return {"lead_id": key, "decision": decision}

@@ -46,7 +46,7 @@ async def lead(client: Client, who: str, aliases: Aliases | None = None) -> dict
             # nothing meanwhile), so its page can say what it waits for
             log.warning("lead %s read without its aliases: the shared database did not answer", key)
     try:
-        view = await client.get_workflow_handle_for(LeadWorkflow.run, key).query(LeadWorkflow.state)
+        view = await client.get_workflow_handle(key).query(LeadWorkflow.state)
     except RPCError as err:
         if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
             return None

@@ -110,7 +110,7 @@ async def wake_waiting(client: Client, desk: Desk) -> int:
     woke = 0
     for row in waiting:
         try:
-            await client.get_workflow_handle_for(HandoffWorkflow.run, row["task"]).signal(
+            await client.get_workflow_handle(row["task"]).signal(
                 HandoffWorkflow.wake)
             woke += 1
         except Exception:  # noqa: BLE001 - answered or gone meanwhile: nothing to wake

@@ -119,7 +119,7 @@ async def _call(client: Client, task_id: str, update: Callable[[Task], Awaitable
         safe_name(task_id, "task")
     except IntakeError:
         raise NoSuchTask(task_id) from None
-    handle = client.get_workflow_handle_for(HandoffWorkflow.run, task_id)
+    handle = client.get_workflow_handle(task_id)
     try:
         if update is None:
             return await handle.query(HandoffWorkflow.snapshot)
