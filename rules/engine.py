@@ -11,7 +11,7 @@ One long-lived session per ruleset, each fact retracted after it is matched. The
 a session with a frame table per rule (about 0.8 us and 14 KB per rule, measured): a fresh
 session per evaluation made every rule of a policy cost time on every event, matched or not.
 Rules are single patterns over one fact, so a fact never meets another and retracting it leaves
-the session empty; memory stays flat over millions of facts (tests/test_engine_safety.py).
+the session empty; memory stays flat over millions of facts (tests/unit/test_engine_safety.py).
 Sessions are never deleted, which also avoids both delete_state crashes (a partial join, and a
 session whose action context was never set). A session that failed mid-call may hold half a fact;
 it is abandoned for a fresh one, so nothing of it can reach the next lead.

@@ -285,7 +285,7 @@ _M = TypeVar("_M", bound=BaseModel)
 def built(cls: type[_M], values: dict[str, Any]) -> _M:
     """`cls.model_construct(**values)` when `values` holds every field, as the evaluator's hot
     path does: pydantic's own walks every field for defaults and aliases, about 15 us a
-    Decision, a good share of one evaluation. tests/test_evaluator.py holds the two equal."""
+    Decision, a good share of one evaluation. tests/unit/test_evaluator.py holds the two equal."""
     model = cls.__new__(cls)
     object.__setattr__(model, "__dict__", values)
     object.__setattr__(model, "__pydantic_fields_set__", set(values))

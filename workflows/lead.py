@@ -68,7 +68,7 @@ SEEN_WHEN_APPLIED = "seen-when-applied"  # an event id counts as seen once its e
 SIZE_CAPS = "size-caps"  # events over rules.models' caps refused; the carried queue bounded
 # What the state carried over continue-as-new may hold besides the lead itself (its caps are
 # rules.models'): with every bound full it stays under 1 MB, well under Temporal's 2 MB payload
-# limit (tests/test_lead_size.py builds the largest lead the caps allow); without a queue, under
+# limit (tests/workflows/test_lead_size.py builds the largest lead the caps allow); without a queue, under
 # the SDK's 512 KiB warning.
 # the story, as JSON; the oldest lines go first (story_dropped counts them). 500 lines of today's
 # shipped policy (about 250 to 400 bytes each) fit.

@@ -145,7 +145,7 @@ class ReassignInput(BaseModel):
 # rejected into the lead's story with the field at fault (and a `submit` answered {"rejected": ...}).
 # A typed argument is decoded by the SDK before any handler runs: one that does not fit is dropped
 # with a log line (a signal) or refused with no story line (an update), and replay would differ
-# (tests/histories/rejected-events-0.json holds an event that is a JSON string). Senders build a
+# (tests/workflows/histories/rejected-events-0.json holds an event that is a JSON string). Senders build a
 # JSON object in the shape of rules.models.Event.
 RawEvent: TypeAlias = Any
 
@@ -227,7 +227,7 @@ class Withdrawal(BaseModel):
 class TaskView(BaseModel):
     """The `task` query, and what the task's updates and its run answer: the task as its
     workflow knows it. Every field has a default: a parent lead decodes its hand-off's result by
-    this model, and runs from before routing (tests/histories) ended without rep, rep_name, route
+    this model, and runs from before routing (tests/workflows/histories) ended without rep, rep_name, route
     and waiting; a worker from before a field was added answers a query without it."""
 
     id: str = ""

@@ -89,7 +89,7 @@ def answer(description: str) -> dict[str, Any]:
 
 
 # The answers every /v1 route may give besides its own; documented, so clients (and the schema
-# checks in tests/test_api_schema.py) know them.
+# checks in tests/service/test_api_schema.py) know them.
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: answer("a body that is not JSON, or not UTF-8"),
     401: answer("no API key, or one this service does not know"),
