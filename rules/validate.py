@@ -40,13 +40,8 @@ class Problem:
 
 
 @dataclass(frozen=True)
-class PolicyWarning:
+class PolicyWarning(Problem):
     """Worth a look but no reason to refuse the file: `file:line: warning: rule-id: message`."""
-
-    file: str
-    line: int
-    rule: str
-    message: str
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: warning: {self.rule}: {self.message}"
