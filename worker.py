@@ -23,7 +23,7 @@ from activities.routing import RoutingActivities
 from leadflow.archive.endings import Endings
 from leadflow.archive.events import EventArchive
 from leadflow.archive.writer import ArchiveWriter
-from leadflow.db.ledger import Ledger
+from leadflow.db.database import Database
 from leadflow.delivery.smtp import Mailer, SmtpConfig
 from leadflow.delivery.webhook import Poster
 from leadflow.governance.registry import Registry
@@ -46,7 +46,7 @@ def evaluator_pool(settings: Settings) -> EvaluatorPool | None:
     return EvaluatorPool(settings.eval_processes, settings.eval_deadline)
 
 
-def delivery_for(settings: Settings, store: PolicyStore, ledger: Ledger | None = None) -> Delivery:
+def delivery_for(settings: Settings, store: PolicyStore, ledger: Database | None = None) -> Delivery:
     """The ledger, the SMTP server and the CRM webhooks as settings name them; refuses at start
     what would fail every delivery later."""
     settings.check_delivery()
@@ -55,7 +55,7 @@ def delivery_for(settings: Settings, store: PolicyStore, ledger: Ledger | None =
         mailer = Mailer(SmtpConfig(settings.smtp_host, settings.smtp_port, settings.smtp_user,
                                    settings.smtp_password, settings.smtp_tls,  # type: ignore[arg-type]
                                    settings.delivery_timeout))
-    return Delivery(ledger=ledger or Ledger.open(settings.ledger_url), content=store.content,
+    return Delivery(ledger=ledger or Database.open(settings.shared_db_url), content=store.content,
                     links=links_of(settings), sender=settings.mail_from,
                     mailer=mailer, poster=Poster(settings.delivery_timeout), webhook_for=settings.webhook_for,
                     webhook_secret=settings.webhook_secret, public_url=settings.public)
@@ -109,7 +109,7 @@ async def run_worker(settings: Settings, client: Client | None = None) -> None:
     settings.check_delivery()  # before anything starts: a setting every delivery would fail on
     if (problem := settings.check_secret()) is not None:  # refused outside the embedded setup
         log.warning("%s", problem)
-    ledger = await asyncio.to_thread(Ledger.open, settings.ledger_url)
+    ledger = await asyncio.to_thread(Database.open, settings.shared_db_url)
     # the shared database decides the active version; the folder is only read on first start
     store = PolicyStore(settings.policy_dir, settings.policy, settings.content_dir, Registry(ledger))
     await asyncio.to_thread(store.reload)
@@ -136,7 +136,7 @@ async def run_worker(settings: Settings, client: Client | None = None) -> None:
         log.warning("links in e-mail start %s: mail clients offer one-click unsubscribe (RFC 8058) only for "
                     "https links; set LEADFLOW_PUBLIC_URL to where people reach the API over https",
                     settings.public)
-    log.info("deliveries: ledger %s; e-mail %s; hand-off webhooks %s", _redact(settings.ledger_url),
+    log.info("deliveries: ledger %s; e-mail %s; hand-off webhooks %s", _redact(settings.shared_db_url),
              f"via {settings.smtp_host}" if delivery.mailer else "not sent (no LEADFLOW_SMTP_HOST)",
              "configured" if settings.webhook_for("") or settings.handoff_webhook_urls else "none")
     archive = ArchiveWriter(EventArchive(delivery.ledger))

@@ -1,6 +1,6 @@
 """Delivery as Temporal activities: nurture e-mail over SMTP, hand-offs and escalations to the
 CRM's webhook. Each claims its key in the shared ledger before it sends and marks it after (see
-leadflow.db.ledger); Temporal retries with backoff what a retry may fix (the activity raises), and
+leadflow.db.database); Temporal retries with backoff what a retry may fix (the activity raises), and
 a final answer (sent, bounced, refused, suppressed, skipped) comes back as a DeliveryResult for
 the workflow to act on. Sync: smtplib and the HTTP client block, on the worker's threads."""
 
@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from leadflow.db.ledger import Claim, Ledger, address_hash
+from leadflow.db.database import Claim, Database, address_hash
 from leadflow.delivery import message, mime
 from leadflow.delivery.content import ContentStore, NoTemplate
 from leadflow.delivery.links import Links, Mail, delivery_digest
@@ -75,7 +75,7 @@ class DeliveryResult(BaseModel):
 class Delivery:
     """Everything a worker delivers with; None where settings leave a channel unconfigured."""
 
-    ledger: Ledger
+    ledger: Database
     content: ContentStore
     links: Links
     sender: str

@@ -7,7 +7,7 @@ evaluator processes (`LEADFLOW_EVAL_PROCESSES`, default 2) and waits for each De
 `LEADFLOW_EVAL_DEADLINE_SECONDS` (default 5; an evaluation takes well under a millisecond). When
 an evaluator goes past it or dies, it is killed and replaced, that event is rejected with a clear
 policy error in the lead's story, and the batch goes on from the lead as the last good Decision
-left it. rules/shape.py keeps the engine's known hangs from being reached at all; this is the
+left it. rules/index_plan.py keeps the engine's known hangs from being reached at all; this is the
 guard for what nobody has found yet.
 
 A child loads a policy version once, from its YAML bytes (validated and compiled again there,

@@ -17,7 +17,7 @@ from sqlalchemy import and_, select
 from activities.evaluation import BatchResult, Catalog, EvaluateBatch, evaluate_batch
 from activities.evaluator_pool import EvaluatorPool
 from leadflow.archive.events import ShadowRun
-from leadflow.db.ledger import Ledger
+from leadflow.db.database import Database
 from leadflow.db.schema import shadow_leads
 from rules.compile import CompiledPolicy
 from rules.models import Decision, LeadState
@@ -45,7 +45,7 @@ class ShadowLeads:
     """Where each lead stands for a shadow version (read per batch: the lead may have been on
     another worker last time)."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Database) -> None:
         self.ledger = ledger
 
     def get(self, sha: str, lead: str) -> tuple[bool, LeadState | None]:

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from temporalio.testing import ActivityEnvironment  # noqa: E402
 
 from activities.delivery import Delivery, DeliveryActivities, EmailRequest, WebhookRequest  # noqa: E402
-from leadflow.db.ledger import Ledger  # noqa: E402
+from leadflow.db.database import Database  # noqa: E402
 from leadflow.delivery import message  # noqa: E402
 from leadflow.delivery.content import ContentStore  # noqa: E402
 from leadflow.delivery.links import Links, Mail  # noqa: E402
@@ -125,7 +125,7 @@ def bench(args: argparse.Namespace, home: Path, smtp_port: int, http_port: int) 
     content = ContentStore(ROOT / "content")
     content.reload()
     links = Links("bench-link-secret", "https://leadflow.example")
-    ledger = Ledger.open(args.ledger or f"sqlite:///{home / 'leadflow.sqlite'}")
+    ledger = Database.open(args.ledger or f"sqlite:///{home / 'leadflow.sqlite'}")
     hook = f"http://127.0.0.1:{http_port}/hooks"
     delivery = Delivery(ledger=ledger, content=content, links=links, sender=SENDER,
                         mailer=Mailer(SmtpConfig("127.0.0.1", smtp_port), pool=args.threads),

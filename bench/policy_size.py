@@ -104,7 +104,7 @@ def main() -> None:
         policies[size] = compile_policy(load_policy_bytes(raw, f"generated-{size}.yaml"))
         validate_s[size] = time.perf_counter() - t
         shapes = ", ".join(f"{name} {'flat' if s.flat else f'{len(s.indexes)} indexes'}"
-                           for name, s in policies[size].shapes.items())
+                           for name, s in policies[size].plans.items())
         print(f"{_label(size)} rules asked, {len(policies[size].rules)} compiled in {validate_s[size]:.1f} s "
               f"(validate + compile); {shapes}")
 

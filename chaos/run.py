@@ -47,7 +47,7 @@ from temporalio.client import Client  # noqa: E402
 
 from leadflow.archive.events import EventArchive  # noqa: E402
 from leadflow.codec.keys import new_key_line  # noqa: E402
-from leadflow.db.ledger import Ledger  # noqa: E402
+from leadflow.db.database import Database  # noqa: E402
 from leadflow.db.schema import events  # noqa: E402
 from leadflow.intake import list_workflows  # noqa: E402
 from leadflow.replay.generate import generate  # noqa: E402
@@ -139,11 +139,11 @@ async def chaos(leads: int, days: float, worker_kills: int, server_kills: int, s
     rng = random.Random(seed)
     home = Path(tempfile.mkdtemp(prefix="leadflow-chaos-"))
     port, http_port = free_port(), free_port()
-    ledger_url = pg.new_database()
+    shared_db_url = pg.new_database()
     smtp, crm = SmtpCatcher().__enter__(), Receiver().__enter__()
     env = {**os.environ, "TEMPORAL_ADDRESS": f"127.0.0.1:{port}", "TEMPORAL_NAMESPACE": "default",
            "LEADFLOW_POLICY_DIR": str(ROOT / "policies"), "LEADFLOW_EVAL_PROCESSES": "1",
-           "LEADFLOW_DATABASE_URL": ledger_url, "LEADFLOW_CODEC_KEYS": new_key_line(),
+           "LEADFLOW_DATABASE_URL": shared_db_url, "LEADFLOW_CODEC_KEYS": new_key_line(),
            "LEADFLOW_SMTP_HOST": "127.0.0.1", "LEADFLOW_SMTP_PORT": str(smtp.port),
            "LEADFLOW_HANDOFF_WEBHOOK_URL": f"{crm.url}/hooks",
            "LEADFLOW_WEBHOOK_SECRET": "chaos-webhook-secret",
@@ -153,7 +153,7 @@ async def chaos(leads: int, days: float, worker_kills: int, server_kills: int, s
         env.pop(name, None)
     log = open(home / "chaos.log", "ab")  # noqa: SIM115 (outlives every process it logs)
     parts = Parts(home, env, port, log)
-    ledger = Ledger.open(ledger_url)
+    ledger = Database.open(shared_db_url)
     archive = EventArchive(ledger)
     try:
         parts.start_server()
@@ -283,7 +283,7 @@ async def chaos(leads: int, days: float, worker_kills: int, server_kills: int, s
         log.close()
 
 
-def archive_count(ledger: Ledger) -> int:
+def archive_count(ledger: Database) -> int:
     with ledger.engine.connect() as db:
         return int(db.execute(select(func.count()).select_from(events)).scalar_one())
 

@@ -18,7 +18,7 @@ import time
 from sqlalchemy import delete, insert
 from sqlalchemy.exc import IntegrityError
 
-from leadflow.db.ledger import Ledger
+from leadflow.db.database import Database
 from leadflow.db.schema import crm_replays
 
 WINDOW = 300  # seconds a signed answer stays good
@@ -61,7 +61,7 @@ class Replays:
     """Signatures already used, kept in the shared database for as long as they would verify, so
     a captured answer sent again to any API process is refused."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Database) -> None:
         self.ledger = ledger
 
     def first_time(self, t: int, mac: str, now: float | None = None) -> bool:

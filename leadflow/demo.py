@@ -72,14 +72,14 @@ async def play(client: Client, settings: Settings, say=print) -> list[dict[str, 
 def generated_history(settings: Settings, leads: int = 300, days: float = 30, seed: int = 1) -> list[str]:
     """What the active policy makes of a generated history (`leadflow generate` through `leadflow
     policy simulate`, in this process): the lines the demo prints after its four leads."""
-    from leadflow.db.ledger import Ledger
+    from leadflow.db.database import Database
     from leadflow.governance.registry import Registry
     from leadflow.replay.generate import lines
     from leadflow.replay.simulate import group, simulate_lead, summary
     from rules.compile import compile_policy
     from rules.validate import load_policy_bytes
 
-    ledger = Ledger(settings.ledger_url)  # the worker has migrated it and activated a version
+    ledger = Database(settings.shared_db_url)  # the worker has migrated it and activated a version
     try:
         registry = Registry(ledger)
         state = registry.state(settings.policy)

@@ -15,7 +15,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.policies import PolicyStore
-from leadflow.db.ledger import Ledger
+from leadflow.db.database import Database
 from leadflow.identity.aliases import Aliases
 from leadflow.keys import allowed
 from leadflow.ops import metrics
@@ -160,10 +160,10 @@ _ALIASES_LOCK = threading.Lock()  # requests open it from worker threads
 
 def aliases_for(settings: Settings) -> Aliases:
     """The shared database's lead aliases (one reader per database for this process)."""
-    url = settings.ledger_url
+    url = settings.shared_db_url
     with _ALIASES_LOCK:
         if url not in _ALIASES:
-            _ALIASES[url] = Aliases(Ledger.open(url))
+            _ALIASES[url] = Aliases(Database.open(url))
         return _ALIASES[url]
 
 

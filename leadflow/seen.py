@@ -63,7 +63,7 @@ def scope_of(settings: Settings) -> str:
                     f"{dev_server_identity(settings.home / 'temporal.db')}")
     else:
         temporal = f"{settings.connect.get('target_host')} {settings.namespace}"
-    return hashlib.sha256(f"{temporal}\n{settings.ledger_url}".encode()).hexdigest()[:32]
+    return hashlib.sha256(f"{temporal}\n{settings.shared_db_url}".encode()).hexdigest()[:32]
 
 
 class SeenEvents:

@@ -181,7 +181,7 @@ class Settings(BaseSettings):
         return self.roster_setting or self.policy_dir / "roster.yaml"
 
     @property
-    def ledger_url(self) -> str:
+    def shared_db_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'leadflow.sqlite').resolve()}"
 
     @property

@@ -25,10 +25,10 @@ from rules.conditions import (
     state_sources,
 )
 from rules.durations import parse_duration
+from rules.index_plan import PhasePlan, PlanRule, plan_phase
 from rules.models import BUILTIN_EVENTS
 from rules.policy import Effects, Policy
 from rules.routing import Route
-from rules.shape import PhaseShape, ShapeRule, shape
 from rules.validate import LoadedPolicy
 
 Kind = Literal["fit", "engagement", "stage"]
@@ -86,7 +86,7 @@ class CompiledPolicy:
     # one engine ruleset per phase (fit, engagement, stage), named `<ruleset>/<phase>`: the engine
     # looks for each next matched rule by scanning every rule of its ruleset
     definitions: dict[str, dict[str, Any]]
-    shapes: dict[str, PhaseShape]  # per phase: how its facts and rules are laid out
+    plans: dict[str, PhasePlan]  # per phase: how its facts and rules are laid out
     constants: frozenset[float]  # the numbers conditions compare with (see rules.engine_json)
     rules: dict[str, CompiledRule]
     counts: tuple[CountSpec, ...]
@@ -157,10 +157,10 @@ def compile_policy(loaded: LoadedPolicy) -> CompiledPolicy:
         compiled.append(_rule(engine_name, rule_id, "stage", priority, rank, cond, description,
                               where=where, effects=effects))
 
-    shapes = shape_phases(compiled, loaded)
+    plans = plan_phases(compiled, loaded)
     by_name = {rule.engine_name: rule for rule in compiled}
     definitions: dict[str, dict[str, Any]] = {}
-    for phase, shaped in shapes.items():
+    for phase, shaped in plans.items():
         definitions[phase] = {
             name: {"all": [{"m": pattern}], "pri": by_name[shaped.aliases.get(name, name)].rank + 1}
             for name, pattern in shaped.patterns.items()}
@@ -193,7 +193,7 @@ def compile_policy(loaded: LoadedPolicy) -> CompiledPolicy:
         sha=sha,
         ruleset=ruleset,
         definitions=definitions,
-        shapes=shapes,
+        plans=plans,
         constants=frozenset(_constants(compiled)),
         rules={r.engine_name: r for r in compiled},
         counts=tuple(counts.values()),
@@ -220,12 +220,12 @@ def _phase(rule: CompiledRule) -> str:
     return rule.kind
 
 
-def shape_phases(compiled: list[CompiledRule], loaded: LoadedPolicy) -> dict[str, PhaseShape]:
-    """Lay each phase out for the engine (rules.shape); raises LimitError at the rule's place."""
-    by_phase: dict[str, list[ShapeRule]] = {"fit": [], "engagement": [], "stage": []}
+def plan_phases(compiled: list[CompiledRule], loaded: LoadedPolicy) -> dict[str, PhasePlan]:
+    """Lay each phase out for the engine (rules.index_plan); raises LimitError at the rule's place."""
+    by_phase: dict[str, list[PlanRule]] = {"fit": [], "engagement": [], "stage": []}
     for rule in compiled:
-        by_phase[_phase(rule)].append(ShapeRule(rule.engine_name, rule.cond, rule.where))
-    return {phase: shape(phase, rules) for phase, rules in by_phase.items()}
+        by_phase[_phase(rule)].append(PlanRule(rule.engine_name, rule.cond, rule.where))
+    return {phase: plan_phase(phase, rules) for phase, rules in by_phase.items()}
 
 
 def _constants(compiled: list[CompiledRule]) -> list[float]:

@@ -200,7 +200,7 @@ def shadow(key: str, value: Any) -> str:
     only with numbers and texts only with texts, as in Python: the engine would compare a text
     with a number as two texts ("50k" >= 10000 holds there). So a field's value goes to the
     engine as `<key>#n` when it is a number and `<key>#s` when it is a text, and `<key>` itself
-    only says that the field is there (rules.shape builds the fact)."""
+    only says that the field is there (rules.index_plan builds the fact)."""
     if isinstance(value, (int, float)):
         return f"{key}#n"
     if isinstance(value, str):

@@ -8,7 +8,7 @@ doubles after conversion, so an integer beyond 2**53 is sent as the nearest doub
 any policy constant it does not equal, so that every comparison with a constant keeps its
 answer. NaN and infinities are not JSON numbers; the intake refuses them (`rules.models`).
 
-Facts (flat: one property per field, rules.shape) go through `fact_json`: the C encoder does
+Facts (flat: one property per field, rules.index_plan) go through `fact_json`: the C encoder does
 the common case, and only a fact holding a number that Python would write with an exponent, or
 a long integer, takes the exact path. Ruleset definitions go through `dumps`, always exact.
 """

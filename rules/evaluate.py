@@ -25,6 +25,7 @@ from rules.compile import CompiledPolicy, CompiledRule
 from rules.durations import parse_duration
 from rules.engine import register
 from rules.identity import lead_key
+from rules.index_plan import PhasePlan
 from rules.models import (
     SYSTEM_EVENTS,
     Action,
@@ -41,10 +42,9 @@ from rules.models import (
 from rules.policy import Effects
 from rules.routing import route
 from rules.scoring import compact, crossing_below, engagement
-from rules.shape import PhaseShape
 
 MAX_HISTORY = 500
-LAYOUT = "2"  # how facts are laid out (rules.shape) and keyed: a change makes leads forget their fit
+LAYOUT = "2"  # how facts are laid out (rules.index_plan) and keyed: a change makes leads forget their fit
 RECENT = 10
 BUCKET = 60.0  # seconds: counts in windows are exact to the minute
 
@@ -147,13 +147,13 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
                                "count": counts, "plain": {"inactive_for": inactive_for}}
 
     def snapshot(phase: str, scores: dict[str, Any]) -> dict[str, Any]:
-        """The values of the fields this phase's rules read (rules.shape projects them)."""
+        """The values of the fields this phase's rules read (rules.index_plan projects them)."""
         plain = sources["plain"]
         plain["state"], plain["handoff_open"] = w.state, w.handoff_open
         plain["track"] = w.track.name if w.track else ""
         plain["in_state_for"] = t - w.state_since
         sources["score"], sources["facts"] = scores, w.facts
-        return _project(policy.shapes[phase], sources)
+        return _project(policy.plans[phase], sources)
 
     def match(phase: str, body: str) -> list[str]:
         definition = policy.definitions[phase]
@@ -161,11 +161,11 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
             return []
         handle = register(f"{policy.ruleset}/{phase}", definition, policy.constants)
         names = engine.match(handle, body)
-        aliases = policy.shapes[phase].aliases  # one engine rule per value of an indexed `in`
+        aliases = policy.plans[phase].aliases  # one engine rule per value of an indexed `in`
         return list(dict.fromkeys(aliases.get(n, n) for n in names)) if aliases else names
 
     def encoded(phase: str, values: dict[str, Any]) -> str:
-        return engine.encode(policy.shapes[phase].fact(values), policy.constants)
+        return engine.encode(policy.plans[phase].fact(values), policy.constants)
 
     # Fit: a pure function of the fields fit rules read, which rarely change between a lead's
     # events; the lead remembers what matched for which values, and asks the engine again only
@@ -455,9 +455,9 @@ def _matched(rule: CompiledRule, values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _project(shape: PhaseShape, sources: dict[str, Any]) -> dict[str, Any]:
+def _project(plan: PhasePlan, sources: dict[str, Any]) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for f in shape.fields:
+    for f in plan.fields:
         path = f.path
         node = sources[f.source].get(path[0])
         if len(path) > 1:

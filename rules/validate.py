@@ -108,10 +108,10 @@ def load_policy_bytes(raw: bytes, file: str) -> LoadedPolicy:
 
 
 def _fits_the_engine(loaded: LoadedPolicy) -> None:
-    """Lay the policy out for the rules engine (rules.shape): what would still exceed one of
+    """Lay the policy out for the rules engine (rules.index_plan): what would still exceed one of
     its limits is refused at the rule's line."""
     from rules.compile import compile_policy  # compile builds on this module
-    from rules.shape import LimitError
+    from rules.index_plan import LimitError
 
     try:
         loaded.compiled = compile_policy(loaded)

@@ -9,7 +9,7 @@ from temporalio.client import Client
 
 from activities.policies import PolicyStore
 from leadflow.codec.aesgcm import AesGcmCodec
-from leadflow.db.ledger import Ledger
+from leadflow.db.database import Database
 from leadflow.delivery.links import Links
 from leadflow.delivery.machines import Judge
 from leadflow.keys import Keys
@@ -26,7 +26,7 @@ class Context:
     seen: SeenEvents
     keys: Keys
     token_secret: bytes  # signs page tokens
-    ledger: Ledger  # deliveries and suppressions, shared with the workers
+    ledger: Database  # deliveries and suppressions, shared with the workers
     links: Links  # reads the tokens of the links in e-mail (the workers sign them)
     judge: Judge  # a person's open or click, or a machine's
     codec: AesGcmCodec  # the workers' payload encryption, for the codec server

@@ -25,7 +25,7 @@ from leadflow.api import codec, crm, deliveries, events, health, leads, links, p
 from leadflow.api.body_limit import BodyLimit
 from leadflow.api.context import Context
 from leadflow.codec.aesgcm import AesGcmCodec
-from leadflow.db.ledger import Ledger
+from leadflow.db.database import Database
 from leadflow.delivery.machines import NETWORKS, Judge
 from leadflow.governance.registry import Registry
 from leadflow.intake import IntakeError
@@ -49,7 +49,7 @@ def create_app(settings: Settings, client: Client | None = None, keys: Keys | No
         if (problem := settings.check_secret()) is not None:  # refused outside the embedded setup
             log.warning("%s", problem)
         settings.check_crm()
-        ledger = await asyncio.to_thread(Ledger.open, settings.ledger_url)
+        ledger = await asyncio.to_thread(Database.open, settings.shared_db_url)
         store = PolicyStore(settings.policy_dir, settings.policy, settings.content_dir, Registry(ledger))
         await asyncio.to_thread(store.reload)
         seen = SeenEvents.of(settings)  # scoped to the Temporal server (and database) of these settings

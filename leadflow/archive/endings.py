@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from leadflow.db.ledger import Ledger
+from leadflow.db.database import Database
 from leadflow.db.schema import endings as table
 from workflows.types import LeadEnding
 
@@ -13,7 +13,7 @@ KEPT = 10  # earlier runs a new run is told of, the newest
 
 
 class Endings:
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Database) -> None:
         self.ledger = ledger
         self._insert = ledger.insert(table).on_conflict_do_nothing(index_elements=["lead", "run_id"])
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import select, tuple_
 
-from leadflow.db.ledger import Ledger
+from leadflow.db.database import Database
 from leadflow.db.schema import events as table
 from leadflow.db.schema import shadow_decisions, shadow_leads, transitions
 from rules.evaluate import iso
@@ -48,7 +48,7 @@ class Taken:
 
 
 class EventArchive:
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Database) -> None:
         self.ledger = ledger
         self._insert = ledger.insert(table)
         self._moves = ledger.insert(transitions).on_conflict_do_nothing(

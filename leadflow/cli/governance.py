@@ -56,9 +56,9 @@ def add_commands(psub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    from leadflow.db.ledger import Ledger
+    from leadflow.db.database import Database
 
-    ledger = Ledger.open(settings.ledger_url)
+    ledger = Database.open(settings.shared_db_url)
     try:
         registry = Registry(ledger)
         if args.action == "log":

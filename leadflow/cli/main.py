@@ -208,10 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _deliveries(args: argparse.Namespace) -> int:
-    from leadflow.db.ledger import Ledger
+    from leadflow.db.database import Database
     from leadflow.operations.deliveries import listing
 
-    ledger = Ledger.open(Settings.from_env().ledger_url)
+    ledger = Database.open(Settings.from_env().shared_db_url)
     try:
         rows = listing(ledger, lead=_lead_id(args.lead) if args.lead else None, status=args.status,
                        kind=args.kind, limit=args.limit)
@@ -226,10 +226,10 @@ def _deliveries(args: argparse.Namespace) -> int:
 
 def _export_events(args: argparse.Namespace) -> int:
     from leadflow.archive.events import EventArchive
-    from leadflow.db.ledger import Ledger
+    from leadflow.db.database import Database
 
     since, until = _when(args.since, "--since"), _when(args.until, "--until")
-    ledger = Ledger.open(Settings.from_env().ledger_url)
+    ledger = Database.open(Settings.from_env().shared_db_url)
     try:
         out = sys.stdout
         for event in EventArchive(ledger).export(since, until, _lead_id(args.lead) if args.lead else None):

@@ -22,11 +22,11 @@ def add_commands(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from leadflow.cli.main import _when
-    from leadflow.db.ledger import Ledger
+    from leadflow.db.database import Database
     from leadflow.reports.funnel import funnel, load, table, write
     from leadflow.settings import Settings
 
-    ledger = Ledger.open(Settings.from_env().ledger_url)
+    ledger = Database.open(Settings.from_env().shared_db_url)
     try:
         figures = funnel(load(ledger, _when(args.since, "--since"), _when(args.until, "--until")), args.by)
     finally:

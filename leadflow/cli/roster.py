@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from leadflow.cli import people
 from leadflow.cli.errors import UserError
-from leadflow.db.ledger import Ledger
+from leadflow.db.database import Database
 from leadflow.operations import roster as roster_ops
 from leadflow.routing.desk import Desk
 from leadflow.routing.roster import Roster, RosterInvalid, is_roster, parse_roster
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         # not refused (the queue may be staffed next)
         for warning in queue_warnings(roster, args.file, policies_in(settings.policy_dir)):
             print(warning, file=sys.stderr)
-    ledger = Ledger.open(settings.ledger_url)
+    ledger = Database.open(settings.shared_db_url)
     try:
         desk = Desk(ledger, settings.roster_file)
         if args.action == "show":

@@ -213,7 +213,7 @@ Index("lead_aliases_lead", lead_aliases.c.lead)
 
 # Opens and clicks counted per window (leadflow.api.links): a link token's per hour, a client
 # address's per minute, and one row per fetch already seen, so every API process keeps to the
-# same bounds. Rows whose window is over go (Ledger.count_link_hit sweeps them now and then).
+# same bounds. Rows whose window is over go (Database.count_link_hit sweeps them now and then).
 link_hits = Table(
     "link_hits", metadata,
     Column("bucket", String(128), primary_key=True),  # "seen:…" | "token:…" | "addr:…", hashed

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from leadflow.db.ledger import Ledger
+from leadflow.db.database import Database
 from leadflow.db.schema import policy_log, policy_state, policy_versions, shadow_decisions, shadow_leads
 from rules.compile import CompiledPolicy
 from rules.policy import Policy
@@ -93,7 +93,7 @@ def rollout_of(policy: Policy) -> Rollout:
 
 
 class Registry:
-    def __init__(self, ledger: Ledger, clock: Any = time.time) -> None:
+    def __init__(self, ledger: Database, clock: Any = time.time) -> None:
         self.ledger = ledger
         self.clock = clock
 

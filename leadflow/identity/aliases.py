@@ -7,14 +7,14 @@ from collections.abc import Iterable
 
 from sqlalchemy import select, update
 
-from leadflow.db.ledger import Ledger
+from leadflow.db.database import Database
 from leadflow.db.schema import lead_aliases as table
 
 MAX_HOPS = 8  # a chain of merges is flattened when made; this only guards a hand-made loop
 
 
 class Aliases:
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Database) -> None:
         self.ledger = ledger
         upsert = ledger.insert(table)
         self._link = upsert.on_conflict_do_update(index_elements=["alias"], set_={

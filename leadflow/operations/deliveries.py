@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from leadflow.db.ledger import STATUSES, Ledger
+from leadflow.db.database import STATUSES, Database
 
 KINDS = ("email", "handoff", "escalation")
 
@@ -32,7 +32,7 @@ def view(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def listing(ledger: Ledger, *, lead: str | None = None, status: str | None = None, kind: str | None = None,
+def listing(ledger: Database, *, lead: str | None = None, status: str | None = None, kind: str | None = None,
             limit: int = 200) -> list[dict[str, Any]]:
     if status and status not in STATUSES:
         raise BadFilter(f"status {status!r}: one of {', '.join(STATUSES)}")

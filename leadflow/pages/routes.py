@@ -23,7 +23,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
 from leadflow.api.context import Context
-from leadflow.db.ledger import STATUSES
+from leadflow.db.database import STATUSES
 from leadflow.delivery import sink
 from leadflow.intake import IntakeError, aliases_for, check_event, deliver
 from leadflow.keys import allowed

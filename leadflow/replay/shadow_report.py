@@ -10,14 +10,14 @@ from typing import Any
 
 from sqlalchemy import and_, select
 
-from leadflow.db.ledger import Ledger
+from leadflow.db.database import Database
 from leadflow.db.schema import events, shadow_decisions
 from leadflow.replay.diff import MAX_EXPLAINED, Result, changed, compared
 
 Step = tuple[str, str, dict[str, Any], dict[str, Any]]  # event id, at (ISO), live brief, shadow brief
 
 
-def steps_by_lead(ledger: Ledger, sha: str) -> dict[str, list[Step]]:
+def steps_by_lead(ledger: Database, sha: str) -> dict[str, list[Step]]:
     """Each lead's recorded steps in the order it took them (first lead seen first)."""
     c = shadow_decisions.c
     query = (select(c.lead, c.event_id, c.at, c.live, c.shadow).where(c.sha == sha)
@@ -58,7 +58,7 @@ def result_of(lead_id: str, steps: Iterator[tuple[str, str, dict[str, Any]]]) ->
     return r
 
 
-def report(ledger: Ledger, sha: str, live_label: str, shadow_label: str) -> dict[str, Any]:
+def report(ledger: Database, sha: str, live_label: str, shadow_label: str) -> dict[str, Any]:
     leads = steps_by_lead(ledger, sha)
     live = [result_of(lead, ((e, at, lv) for e, at, lv, _ in steps)) for lead, steps in leads.items()]
     shadow = [result_of(lead, ((e, at, sh) for e, at, _, sh in steps)) for lead, steps in leads.items()]
@@ -85,7 +85,7 @@ def _parting(a: Result, b: Result, steps: list[Step]) -> dict[str, Any]:
             "event_id": None, "event_type": None, "at": None, "old_fired": [], "new_fired": []}
 
 
-def _emails(ledger: Ledger, leads: list[str]) -> dict[str, str]:
+def _emails(ledger: Database, leads: list[str]) -> dict[str, str]:
     if not leads:
         return {}
     c = events.c

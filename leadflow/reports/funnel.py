@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from sqlalchemy import select
 
-from leadflow.db.ledger import Ledger
+from leadflow.db.database import Database
 from leadflow.db.schema import events, transitions
 from leadflow.reports.charts import from_zero, imgs, png, pyplot
 
@@ -54,7 +54,7 @@ class LeadPath:
         return out
 
 
-def load(ledger: Ledger, since: datetime | None = None, until: datetime | None = None) -> list[LeadPath]:
+def load(ledger: Database, since: datetime | None = None, until: datetime | None = None) -> list[LeadPath]:
     """The leads captured from `since` to before `until`, with their moves and rejections."""
     t, e = transitions.c, events.c
     paths: dict[str, LeadPath] = {}

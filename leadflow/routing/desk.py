@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, select, text, update
 
-from leadflow.db.ledger import Ledger
+from leadflow.db.database import Database
 from leadflow.db.schema import roster_meta, roster_reps, route_credits, task_assignments
 from leadflow.routing.pick import pick
 from leadflow.routing.roster import Away, Rep, Roster, RosterInvalid, parse_roster
@@ -24,7 +24,7 @@ FILE_PROBLEM = "file_problem"
 
 
 class Desk:
-    def __init__(self, ledger: Ledger, roster_file: Path | None = None) -> None:
+    def __init__(self, ledger: Database, roster_file: Path | None = None) -> None:
         self.ledger = ledger
         self.roster_file = roster_file
         self._seen_file: tuple[int, int, str] | None = None  # (mtime_ns, size, sha) last read

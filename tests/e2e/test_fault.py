@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from temporalio.client import Client
 
 from leadflow.codec.keys import new_key_line
-from leadflow.db.ledger import Ledger
+from leadflow.db.database import Database
 from leadflow.delivery.webhook import verify
 from leadflow.intake import list_workflows, send
 from leadflow.settings import Settings
@@ -73,12 +73,12 @@ async def _eventually(check, seconds: float = 30) -> None:
 def test_kill_9_one_of_two_workers_midway(tmp_path):
     async def scenario():
         env, port = await dev_server()
-        ledger_url = pg.new_database()
+        shared_db_url = pg.new_database()
         smtp = SmtpCatcher().__enter__()
         crm = Receiver().__enter__()
         shared = {**os.environ, "TEMPORAL_ADDRESS": f"127.0.0.1:{port}", "TEMPORAL_NAMESPACE": "default",
                   "LEADFLOW_TASK_QUEUE": "fault", "LEADFLOW_POLICY_DIR": str(ROOT / "policies"),
-                  "LEADFLOW_EVAL_PROCESSES": "1", "LEADFLOW_DATABASE_URL": ledger_url,
+                  "LEADFLOW_EVAL_PROCESSES": "1", "LEADFLOW_DATABASE_URL": shared_db_url,
                   "LEADFLOW_SMTP_HOST": "127.0.0.1", "LEADFLOW_SMTP_PORT": str(smtp.port),
                   "LEADFLOW_HANDOFF_WEBHOOK_URL": f"{crm.url}/hooks", "LEADFLOW_WEBHOOK_SECRET": SECRET,
                   "LEADFLOW_SECRET": "fault-link-secret-0123456789abcdef", "LEADFLOW_PUBLIC_URL": "https://leadflow.example",
@@ -130,7 +130,7 @@ def test_kill_9_one_of_two_workers_midway(tmp_path):
                 await asyncio.sleep(0.5)
             assert not pending, f"{len(pending)} leads did not arrive: {list(pending.items())[:5]}"
 
-            ledger = Ledger.open(ledger_url)
+            ledger = Database.open(shared_db_url)
             nurtured = {emails[k] for k, s in expected.items()
                         if s in ("nurturing", "sales-ready", "derailed")}
             hot = [k for k, s in expected.items() if s == "sales-ready"]

@@ -36,7 +36,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.policies import PolicyStore
 from leadflow.archive.events import EventArchive
-from leadflow.db.ledger import Ledger
+from leadflow.db.database import Database
 from leadflow.settings import Settings
 from leadflow.temporal import binary
 from tests.support import pg
@@ -108,7 +108,7 @@ async def measured_harness(tmp_path: Path, pool: Any = None, real_server: bool =
         bind_address=bind, counters_total_suffix=True, durations_as_seconds=True)))
     settings = Settings(home=tmp_path, policy_dir=ROOT / "policies", content_dir_setting=ROOT / "content",
                         task_queue=f"test-{tmp_path.name}", **settings_)
-    ledger = Ledger.open(settings.ledger_url)
+    ledger = Database.open(settings.shared_db_url)
     store = PolicyStore(settings.policy_dir, content_dir=settings.content_dir)
     store.reload()
     if real_server:
@@ -198,7 +198,7 @@ def test_a_database_outage_delays_the_events_it_met_and_loses_none(tmp_path, pos
             return lead.id, sent
 
     lead_id, sent = asyncio.run(scenario())
-    ledger = Ledger.open(postgres.url)
+    ledger = Database.open(postgres.url)
     try:
         archived = [e["id"] for e in EventArchive(ledger).export(lead=lead_id)]
     finally:

@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 
 from leadflow import intake
 from leadflow.crm_auth import Replays, sign
-from leadflow.db.ledger import Ledger
+from leadflow.db.database import Database
 from leadflow.db.schema import roster_reps
 from leadflow.delivery.webhook import signature as outbound_signature
 from leadflow.keys import Keys
@@ -127,7 +127,7 @@ def test_crm_answers_cannot_be_reflected_rewritten_or_replayed(stack):
     refused = _crm(stack, path, extra, sign(CRM_SECRET, "POST", path, extra, now))
     assert refused.status_code == 422 and "event" in refused.text
     # a replay is refused by another API process too: the record is in the shared database
-    other_process = Replays(Ledger.open(stack.settings.ledger_url))
+    other_process = Replays(Database.open(stack.settings.shared_db_url))
     assert other_process.first_time(int(t), mac) is False
     assert other_process.first_time(int(t), "0" * 64) is True
 
@@ -255,7 +255,7 @@ def test_a_key_that_names_its_person_answers_as_that_person_only(stack):
     roster = ana.put("/v1/roster/reps/zed?as=somebody-else", json={
         "name": "Zed", "email": "zed@acme.example", "queues": ["account-executives"], "capacity": 1})
     assert roster.status_code in (200, 201), roster.text
-    ledger = Ledger.open(stack.settings.ledger_url)
+    ledger = Database.open(stack.settings.shared_db_url)
     try:
         with ledger.engine.connect() as db:
             recorded = db.execute(select(roster_reps.c.updated_by)
@@ -295,7 +295,7 @@ def test_a_database_that_never_answers_is_an_error_in_seconds_not_minutes():
         port = silent.getsockname()[1]
         started = time.monotonic()
         with pytest.raises(OperationalError):
-            Ledger.open(f"postgresql+psycopg://leadflow@127.0.0.1:{port}/leadflow")
+            Database.open(f"postgresql+psycopg://leadflow@127.0.0.1:{port}/leadflow")
         assert time.monotonic() - started < 30
 
 

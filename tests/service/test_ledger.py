@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import inspect
 
-from leadflow.db.ledger import Ledger
+from leadflow.db.database import Database
 from tests.support import pg
 
 
@@ -21,13 +21,13 @@ def url(request, tmp_path) -> str:
     return pg.new_database()
 
 
-def claim(ledger: Ledger, key: str, owner: str = "w1", lease: float = 30, now: float | None = None):
+def claim(ledger: Database, key: str, owner: str = "w1", lease: float = 30, now: float | None = None):
     return ledger.claim(key, kind="email", lead="lead-1", target="a@b.example", subject="welcome",
                         owner=owner, lease=lease, message_id=f"<{key}@x>", now=now)
 
 
 def test_a_sent_key_is_never_sent_again_and_a_retry_may_claim_again(url):
-    ledger = Ledger.open(url)
+    ledger = Database.open(url)
     assert claim(ledger, "k1").outcome == "claimed"
     assert claim(ledger, "k1", owner="w2").outcome == "busy"  # the first attempt holds its lease
     ledger.mark("k1", "retrying", "421 try later")
@@ -41,7 +41,7 @@ def test_a_sent_key_is_never_sent_again_and_a_retry_may_claim_again(url):
 
 
 def test_a_lease_that_ran_out_is_taken_over_and_counted(url):
-    ledger = Ledger.open(url)
+    ledger = Database.open(url)
     assert claim(ledger, "k2", lease=10, now=1000).outcome == "claimed"
     assert claim(ledger, "k2", owner="w2", now=1005).outcome == "busy"
     taken = claim(ledger, "k2", owner="w2", now=1011)
@@ -50,7 +50,7 @@ def test_a_lease_that_ran_out_is_taken_over_and_counted(url):
 
 
 def test_many_attempts_at_once_claim_a_key_once(url):
-    ledger = Ledger.open(url)
+    ledger = Database.open(url)
     start = threading.Barrier(8)
 
     def attempt(i: int) -> str:
@@ -63,7 +63,7 @@ def test_many_attempts_at_once_claim_a_key_once(url):
 
 
 def test_suppressions_and_records_keep_the_first_word(url):
-    ledger = Ledger.open(url)
+    ledger = Database.open(url)
     assert ledger.suppressed(" Ana@Acme.example ") is None
     ledger.suppress("ana@acme.example", "unsubscribed", lead="lead-1")
     ledger.suppress("ANA@acme.example", "bounced")
@@ -77,7 +77,7 @@ def test_suppressions_and_records_keep_the_first_word(url):
 
 
 def test_listing_pages_newest_first(url):
-    ledger = Ledger.open(url)
+    ledger = Database.open(url)
     for i in range(5):
         claim(ledger, f"p{i}", now=100 + i)
         ledger.mark(f"p{i}", "sent", now=100 + i)
@@ -98,7 +98,7 @@ def test_listing_pages_newest_first(url):
 
 
 def test_migrations_run_once_when_processes_start_together(url):
-    ledgers = [Ledger(url) for _ in range(4)]
+    ledgers = [Database(url) for _ in range(4)]
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda ledger: ledger.migrate(), ledgers))
     tables = set(inspect(ledgers[0].engine).get_table_names())
@@ -109,7 +109,7 @@ def test_migrations_run_once_when_processes_start_together(url):
 
 
 def test_an_e_mail_to_a_suppressed_address_is_never_claimed(url):
-    ledger = Ledger.open(url)
+    ledger = Database.open(url)
 
     def mail(key: str, to: str):
         return ledger.claim(key, kind="email", lead="lead-1", target=to, subject="welcome", owner="w1",
@@ -133,7 +133,7 @@ def test_a_writer_lock_left_taken_does_not_stop_delivery(tmp_path):
     """Temporal cancels a sync activity by raising in its thread; landing between taking
     SQLite's in-process writer lock and the code that gives it back, it leaves the lock taken.
     Every later delivery of the worker waited for it forever (found by a hung `make test`)."""
-    ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    ledger = Database.open(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
     assert ledger._lock is not None and ledger._lock.acquire()  # taken, and nobody will give it back
     done = threading.Event()
 

@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 import leadflow.api.links as api_links
-from leadflow.db.ledger import Ledger
+from leadflow.db.database import Database
 from leadflow.db.schema import deliveries
 from leadflow.delivery.links import ADDRESS_PER_MINUTE, COUNT_FOR_SECONDS, TOKEN_PER_HOUR, Links, Mail
 from leadflow.delivery.machines import Judge
@@ -81,12 +81,12 @@ def clock(monkeypatch) -> Clock:
     return fake
 
 
-def api_process(ledger_url: str) -> TestClient:
-    """One API process: its own app, its own Ledger on the shared database. The client's address
+def api_process(shared_db_url: str) -> TestClient:
+    """One API process: its own app, its own Database on the shared database. The client's address
     comes from X-Test-Client (uvicorn takes it from the socket or X-Forwarded-For)."""
     app = FastAPI()
     app.include_router(api_links.router)
-    ledger = Ledger.open(ledger_url)
+    ledger = Database.open(shared_db_url)
     app.state.ctx = SimpleNamespace(links=Links(SECRET, BASE), judge=Judge(), ledger=ledger, client=None,
                                     settings=None)
 
@@ -187,7 +187,7 @@ def test_an_old_link_still_works_and_counts_nothing(tmp_path, told, clock):
 
 
 def test_the_ledger_counts_each_hit_once_under_concurrent_processes(url):
-    ledgers = [Ledger.open(url) for _ in range(4)]  # four API processes' connections
+    ledgers = [Database.open(url) for _ in range(4)]  # four API processes' connections
     now = time.time()
     try:
         def hit(i: int) -> str:
@@ -258,7 +258,7 @@ def test_a_crms_answer_is_read_only_so_far_and_the_next_post_still_goes():
 
 def test_a_webhook_urls_login_is_never_shown(url):
     secret_url = "https://leadflow:s3cret@pass@crm.example/hooks?who=ops@acme.example"
-    ledger = Ledger.open(url)
+    ledger = Database.open(url)
     try:
         claim = ledger.claim("handoff-1", kind="handoff", lead="lead-1", target=secret_url, subject="task-1",
                              owner="w1", lease=30)

@@ -15,7 +15,7 @@ import pytest
 
 from activities.policies import PolicyStore
 from leadflow.cli.main import main
-from leadflow.db.ledger import Ledger
+from leadflow.db.database import Database
 from leadflow.governance.registry import FIRST_START, Registry
 from tests.support.temporal_harness import ROOT, api, free_port, harness
 
@@ -57,7 +57,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_a_version_needs_its_tests_one_marketing_and_one_sales_owner_before_it_decides(home, capsys):
-    ledger = Ledger.open(f"sqlite:///{home / 'home' / 'leadflow.sqlite'}")
+    ledger = Database.open(f"sqlite:///{home / 'home' / 'leadflow.sqlite'}")
     store = PolicyStore(ROOT / "policies", content_dir=ROOT / "content", registry=Registry(ledger))
     store.reload()  # a fresh database takes the shipped file, recorded as the first start
     assert store.active().version == 1 and store.rollout() == "pin"
@@ -233,7 +233,7 @@ def test_shadow_decides_beside_the_live_version_and_is_never_acted_on_then_activ
 
 
 def _first_start(db: str, barrier, answers) -> None:
-    ledger = Ledger.open(db)
+    ledger = Database.open(db)
     try:
         store = PolicyStore(ROOT / "policies", content_dir=ROOT / "content", registry=Registry(ledger))
         barrier.wait(timeout=60)  # every process asks the fresh database at the same moment
@@ -250,7 +250,7 @@ def test_processes_starting_together_on_a_fresh_database_activate_the_shipped_fi
     from tests.support import pg
 
     db = f"sqlite:///{tmp_path / 'shared.sqlite'}" if backend == "sqlite" else pg.new_database()
-    Ledger.open(db).close()  # the schema is there; no policy is
+    Database.open(db).close()  # the schema is there; no policy is
     spawn = multiprocessing.get_context("spawn")
     with spawn.Manager() as manager:
         barrier, answers = manager.Barrier(6), manager.Queue()
@@ -262,7 +262,7 @@ def test_processes_starting_together_on_a_fresh_database_activate_the_shipped_fi
         assert [p.exitcode for p in starts] == [0] * 6
         shas = [answers.get(timeout=5) for _ in starts]
     assert len(set(shas)) == 1
-    ledger = Ledger.open(db)
+    ledger = Database.open(db)
     registry = Registry(ledger)
     log = registry.log()
     assert [e["action"] for e in log].count("activated") == 1 and len(log) == 2
@@ -288,7 +288,7 @@ def test_one_person_on_both_lists_of_the_running_version_cannot_approve_alone(tm
     both = V1.replace("sales: [sales-ops@example.com]", "sales: [sales-ops@example.com, both@example.com]")
     both = both.replace("marketing: [marketing-ops@example.com]",
                         "marketing: [marketing-ops@example.com, both@example.com]")
-    ledger = Ledger.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    ledger = Database.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
     registry = Registry(ledger)
     registry.first_start("lead-lifecycle", [checked(both.encode(), "v1.yaml", ROOT / "content")])
     v2 = checked(both.replace("version: 1\n", "version: 2\n", 1).encode(), "v2.yaml", ROOT / "content")

@@ -13,7 +13,7 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from leadflow.cli.main import main
-from leadflow.db.ledger import Ledger
+from leadflow.db.database import Database
 from leadflow.db.schema import roster_reps
 from leadflow.keys import Keys, KeysInvalid
 from leadflow.routing.desk import Desk
@@ -156,7 +156,7 @@ def test_a_key_that_names_its_person_lists_my_tasks_and_a_change_counts_for_the_
     # hand-off tasks as visibility lists them; no worker runs them, the desk assigns them
     stack.run(_task(stack.client, TASKS[1], "account-executives"))
     stack.run(_task(stack.client, TASKS[2], "nobody-works-here"))
-    ledger = Ledger.open(stack.settings.ledger_url)
+    ledger = Database.open(stack.settings.shared_db_url)
     try:
         desk = Desk(ledger, stack.settings.roster_file)
         now = datetime.now(timezone.utc)
@@ -214,7 +214,7 @@ async def _task(client: Client, task_id: str, queue: str) -> None:
 
 
 def _changed_by(stack: Stack) -> dict[str, str]:
-    ledger = Ledger.open(stack.settings.ledger_url)
+    ledger = Database.open(stack.settings.shared_db_url)
     try:
         with ledger.engine.connect() as db:
             return dict(db.execute(select(roster_reps.c.id, roster_reps.c.updated_by)).all())

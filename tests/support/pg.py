@@ -1,5 +1,5 @@
 """A real PostgreSQL server for the tests, started once per test session; each user gets a
-database of its own (`new_database()`, a SQLAlchemy URL that leadflow.db.ledger opens with psycopg).
+database of its own (`new_database()`, a SQLAlchemy URL that leadflow.db.database opens with psycopg).
 
 Where the server comes from:
 

@@ -25,7 +25,7 @@ from temporalio.worker import Replayer
 from activities.delivery import Delivery
 from activities.evaluator_pool import EvaluatorPool
 from activities.policies import PolicyStore
-from leadflow.db.ledger import Ledger
+from leadflow.db.database import Database
 from leadflow.governance.registry import Registry
 from leadflow.settings import Settings
 from leadflow.temporal import binary
@@ -226,7 +226,7 @@ async def harness(tmp_path: Path, policy_dir: Path | None = None,
     settings = Settings(home=tmp_path, policy_dir=policy_dir or ROOT / "policies",
                         content_dir_setting=ROOT / "content",
                         task_queue=f"test-{tmp_path.name}", **settings_)
-    ledger = Ledger.open(settings.ledger_url)
+    ledger = Database.open(settings.shared_db_url)
     store = PolicyStore(settings.policy_dir, content_dir=settings.content_dir,
                         registry=Registry(ledger) if governed else None)
     store.reload()

@@ -64,7 +64,7 @@ def _fired(decision, kind: str) -> set[str]:
 @given(value=values, data_value=values, c=constants, pad=st.sampled_from([0, 40]))
 def test_every_number_compares_as_python_says_in_profile_and_event_data(value, data_value, c, pad):
     policy = _policy(c, pad)
-    assert policy.shapes["fit"].flat == (pad == 0)
+    assert policy.plans["fit"].flat == (pad == 0)
     lead = evaluate(policy, None, event("signup", lead={"x": value}), T0).lead
     d = evaluate(policy, lead, event("page_view", T0, v=data_value), T0)
     assert d.rejected is None

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from activities.evaluation import Catalog, EvaluateBatch
 from activities.evaluator_pool import EvaluatorPool
-from rules import conditions, shape
+from rules import conditions, index_plan
 from rules.conditions import holds
 from rules.engine import EngineError
 from rules.evaluate import evaluate
@@ -37,13 +37,13 @@ def test_seventy_thresholds_a_lead_passes_all_fire(monkeypatch):
     rules = [f"    - {{id: size-{i}, when: {{lead.company_size: {{gte: {10 * i}}}}}, points: 1}}"
              for i in range(70)]
     policy = policy_from(_fit(rules))
-    assert not policy.shapes["fit"].flat
+    assert not policy.plans["fit"].flat
     d = evaluate(policy, None, event("signup", lead={"company_size": 100_000}), T0)
     assert d.lead.fit == 70 and len([f for f in d.fired if f.kind == "fit"]) == 70
     d = evaluate(policy, None, event("signup", lead={"company_size": 235}), T0)
     assert d.lead.fit == 24  # thresholds 0, 10, ... 230
     # The same rules laid out flat, as before: every such lead failed with error 303.
-    monkeypatch.setattr(shape, "FLAT_LIMIT", 10_000)
+    monkeypatch.setattr(index_plan, "FLAT_LIMIT", 10_000)
     flat = policy_from(_fit(rules) + "# flat\n")
     with pytest.raises(EngineError, match="error code: 303"):
         evaluate(flat, None, event("signup", lead={"company_size": 100_000}), T0)
@@ -141,15 +141,15 @@ def test_every_layout_matches_exactly_what_python_reads(whens, leads):
     try:
         # flat, and indexed with an index for every field a rule tests (the smallest allowed)
         for name, limit, smallest in (("flat", 10_000, 6), ("indexed", 0, 1)):
-            saved = shape.FLAT_LIMIT, shape.MIN_INDEX
-            shape.FLAT_LIMIT, shape.MIN_INDEX = limit, smallest
+            saved = index_plan.FLAT_LIMIT, index_plan.MIN_INDEX
+            index_plan.FLAT_LIMIT, index_plan.MIN_INDEX = limit, smallest
             try:
                 layouts.append(policy_from(_fit(rules) + f"# {name}\n"))
             finally:
-                shape.FLAT_LIMIT, shape.MIN_INDEX = saved
+                index_plan.FLAT_LIMIT, index_plan.MIN_INDEX = saved
     except PolicyInvalid:  # a condition that can never hold, or too many alternatives
         assume(False)
-    assert [p.shapes["fit"].flat for p in layouts] == [True, False]
+    assert [p.plans["fit"].flat for p in layouts] == [True, False]
     for policy in layouts:
         by_id = {r.id: r for r in policy.rules.values()}
         for profile in leads:
@@ -157,11 +157,11 @@ def test_every_layout_matches_exactly_what_python_reads(whens, leads):
             values = {f"lead.{k}": v for k, v in profile.items()}
             want = {f"r{i}" for i in range(len(whens)) if _reference(by_id[f"r{i}"].cond, values)}
             got = {f.rule for f in d.fired if f.kind == "fit"}
-            assert got == want, (profile, "flat" if policy.shapes["fit"].flat else "indexed")
+            assert got == want, (profile, "flat" if policy.plans["fit"].flat else "indexed")
 
 
 def test_validation_refuses_the_rule_past_what_one_engine_ruleset_takes(monkeypatch):
-    monkeypatch.setattr(shape, "MAX_RULES", 50)  # 4,000 in truth; the same check, quicker
+    monkeypatch.setattr(index_plan, "MAX_RULES", 50)  # 4,000 in truth; the same check, quicker
     rules = [f"    - {{id: r{i}, when: {{lead.country: c{i}}}, points: 1}}" for i in range(60)]
     text = _fit(rules)
     problem = _the_problem(text)
@@ -182,7 +182,7 @@ def test_long_lists_and_indexed_in_lists_are_taken_by_the_engine():
               "    - {id: not-eu, when: {lead.country: {not_in_list: eu}}, points: 32}"]
     text = _fit(rules) + f"lists: {{eu: {json.dumps(eu)}, world: {json.dumps(world)}}}\n"
     policy = policy_from(text)
-    assert not policy.shapes["fit"].flat
+    assert not policy.plans["fit"].flat
 
     async def go():
         pool = EvaluatorPool(1, deadline=10, load_deadline=60)

@@ -1,4 +1,4 @@
-"""Alembic's environment for the delivery ledger. leadflow runs it itself (leadflow.db.ledger.migrate,
+"""Alembic's environment for the delivery ledger. leadflow runs it itself (leadflow.db.database.migrate,
 on a connection it holds a lock on); `alembic -c delivery/alembic.ini ...` works too, with
 LEADFLOW_DATABASE_URL naming the database."""
 

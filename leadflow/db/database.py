@@ -1,8 +1,9 @@
-"""The delivery ledger: one row per e-mail, hand-off and escalation, shared by every worker.
+"""The shared database: deliveries, suppressions, link hits, the event archive, endings, aliases,
+policy versions and the roster's state, shared by every worker and API process.
 
 SQLite under .leadflow/ is the embedded default; LEADFLOW_DATABASE_URL names PostgreSQL (or
 any database SQLAlchemy speaks) for workers on several machines. Alembic migrates the schema
-when anything opens the ledger.
+when anything opens it.
 
 Exactly-once as far as it goes: an attempt *claims* the delivery's key before it sends and
 *marks* it after. A retried activity finds the mark and sends nothing; a second attempt while the
@@ -73,7 +74,7 @@ class Claim:
     reclaimed: bool = False
 
 
-class Ledger:
+class Database:
     def __init__(self, url: str) -> None:
         self.url = make_url(url)
         self.engine = _engine(url)
@@ -177,7 +178,7 @@ class Ledger:
         return conn
 
     @classmethod
-    def open(cls, url: str) -> Ledger:
+    def open(cls, url: str) -> Database:
         ledger = cls(url)
         ledger.migrate()
         return ledger
@@ -397,7 +398,7 @@ class _Prepared:
         return tuple(values[name] for name in self.order) if self.order is not None else values
 
     def run(self, conn: Any, values: dict[str, Any]) -> list[Any]:
-        """On a driver connection (Ledger._driver)."""
+        """On a driver connection (Database._driver)."""
         cursor = conn.cursor()
         try:
             cursor.execute(self.sql, self.params(values))
@@ -425,7 +426,7 @@ def _engine(url: str) -> Engine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             # no checkpoint inside a commit: the one that crossed 1,000 pages copied them back and
             # synced the file while a lead's evaluation waited on it (the e2e bench's p99);
-            # Ledger's checkpoint thread does it on the side
+            # Database's checkpoint thread does it on the side
             cursor.execute("PRAGMA wal_autocheckpoint=0")
             cursor.execute("PRAGMA journal_size_limit=16777216")  # the log shrinks back after a burst
             cursor.close()

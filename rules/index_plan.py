@@ -53,7 +53,7 @@ Path = tuple[Any, ...]
 
 
 @dataclass(frozen=True)
-class ShapeRule:
+class PlanRule:
     name: str  # the rule's name in the engine
     cond: Cond
     where: Path  # its `when` in the policy file, for problems
@@ -281,7 +281,7 @@ def _range_tests(prop: str, lo: int, hi: int) -> list[dict[str, Any]]:
 
 
 @dataclass
-class PhaseShape:
+class PhasePlan:
     phase: str
     fields: tuple[FieldRef, ...]  # every field the phase's rules read (for the story, too)
     indexes: tuple[_Index, ...]
@@ -347,7 +347,7 @@ def _product(values: Iterable[int]) -> int:
     return out
 
 
-def shape(phase: str, rules: list[ShapeRule]) -> PhaseShape:
+def plan_phase(phase: str, rules: list[PlanRule]) -> PhasePlan:
     """Lay out one phase's rules; raises LimitError for what the engine still cannot take."""
     if len(rules) > MAX_RULES:
         raise LimitError(rules[MAX_RULES].where, f"more than {MAX_RULES} rules of this kind (fit, "
@@ -369,11 +369,11 @@ def shape(phase: str, rules: list[ShapeRule]) -> PhaseShape:
         top = _Node([], rules=[(r.name, weights[r.name]) for r in rules])
         sent = _sent(r.cond for r in rules)
         _check_properties(rules, {r.name: r.cond for r in rules}, 0)
-        return PhaseShape(phase, tuple(fields.values()), (), patterns, top.bound() + 1, True, sent)
+        return PhasePlan(phase, tuple(fields.values()), (), patterns, top.bound() + 1, True, sent)
     return _indexed(phase, rules, weights, fields)
 
 
-def _check_properties(rules: list[ShapeRule], conds: dict[str, Cond | None], index_props: int) -> None:
+def _check_properties(rules: list[PlanRule], conds: dict[str, Cond | None], index_props: int) -> None:
     """One fact holds at most MAX_PROPERTIES: refuse at the rule whose fields go past it."""
     seen: set[str] = set()
     for r in rules:
@@ -387,7 +387,7 @@ def _check_properties(rules: list[ShapeRule], conds: dict[str, Cond | None], ind
                              f"most {MAX_PROPERTIES}: read fewer fields")
 
 
-def _choose(rules: list[ShapeRule]) -> dict[str, _Key | None]:
+def _choose(rules: list[PlanRule]) -> dict[str, _Key | None]:
     """Each rule's most selective indexable test: the one the fewest other rules share (for a
     range: the fewest other ranges on that field that overlap it). An index that would hold
     fewer than MIN_INDEX rules is dropped and its rules choose again."""
@@ -431,8 +431,8 @@ def _choose(rules: list[ShapeRule]) -> dict[str, _Key | None]:
 _RANK = {"value": 0, "prefix": 1, "suffix": 2}
 
 
-def _indexed(phase: str, rules: list[ShapeRule], weights: dict[str, int],
-             fields: dict[str, FieldRef]) -> PhaseShape:
+def _indexed(phase: str, rules: list[PlanRule], weights: dict[str, int],
+             fields: dict[str, FieldRef]) -> PhasePlan:
     chosen = _choose(rules)
     counter = itertools.count()
     indexes: dict[tuple[str, str], _Index] = {}
@@ -513,11 +513,11 @@ def _indexed(phase: str, rules: list[ShapeRule], weights: dict[str, int],
             raise LimitError(r.where, f"the rules of this kind, with one engine rule for each value "
                              f"of an `in` they are filed under, pass the {MAX_RULES} one ruleset of the "
                              "rules engine takes: use fewer values or fewer rules")
-    return PhaseShape(phase, tuple(fields.values()), tuple(indexes.values()), patterns, bound, False,
+    return PhasePlan(phase, tuple(fields.values()), tuple(indexes.values()), patterns, bound, False,
                       _sent(c for c in rests.values() if c is not None), aliases)
 
 
-def _checked(rule: ShapeRule, pattern: dict[str, Any]) -> dict[str, Any]:
+def _checked(rule: PlanRule, pattern: dict[str, Any]) -> dict[str, Any]:
     groups = compounds(pattern)
     if groups > MAX_GROUPS:
         raise LimitError(rule.where, f"its conditions make {groups} groups (every any, ne, not_in "
@@ -573,12 +573,12 @@ def _as_list(engine: dict[str, Any]) -> list[Any]:
     return list(engine["$and"]) if "$and" in engine else [engine]
 
 
-def check(phases: dict[str, list[ShapeRule]]) -> list[LimitError]:
+def check(phases: dict[str, list[PlanRule]]) -> list[LimitError]:
     """What validation reports: every phase shaped, or the first limit each one meets."""
     problems: list[LimitError] = []
     for phase, rules in phases.items():
         try:
-            shape(phase, rules)
+            plan_phase(phase, rules)
         except LimitError as err:
             problems.append(err)
     return problems
