@@ -46,11 +46,17 @@ def require_caller(permission: str) -> Callable[..., Caller]:
             raise HTTPException(401, "an API key is needed: Authorization: Bearer <key>",
                                 headers={"WWW-Authenticate": "Bearer"})
         role, person = holder
-        if not allowed(role, permission):
-            raise HTTPException(403, f"the {role} role may not {permission.replace('_', ' ')}")
+        refuse_unless(role, permission)
         return Caller(role, person)
 
     return check
+
+
+def refuse_unless(role: str, permission: str, what: str = "") -> None:
+    """A 403 unless `role` has `permission`; `what`: how the refusal names it, when the
+    permission's own name would read badly to the person refused (the pages' forms)."""
+    if not allowed(role, permission):
+        raise HTTPException(403, f"the {role} role may not {what or permission.replace('_', ' ')}")
 
 
 def require(permission: str) -> Callable[..., str]:

@@ -1,0 +1,67 @@
+"""Leads by state, a lead's timeline and scores, and "same person as": two leads made one."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from leadflow.api.context import Context
+from leadflow.api.deps import Ctx
+from leadflow.intake import IntakeError, aliases_for, check_event, deliver
+from leadflow.keys import allowed
+from leadflow.operations import leads as lead_ops
+from leadflow.pages.deps import FormText, LeadMerger, LoggedIn, Missing, PageCaller, missing_on
+from leadflow.pages.render import chart, render, timeline
+
+router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
+
+
+@router.get("/leads")
+async def leads_page(request: Request, _: LoggedIn, ctx: Ctx, state: str = "") -> Response:
+    try:
+        rows, _next = await lead_ops.leads(ctx.client, state or None, limit=200)
+    except IntakeError as err:  # a state that cannot be one: the page says so
+        return render(request, "leads.html", status=422, leads=[], state=state, error=str(err))
+    return render(request, "leads.html", leads=rows, state=state, error=None,
+                  states=ctx.store.active().policy.states)
+
+
+@router.get("/leads/{lead}")
+async def lead_page(request: Request, lead: str, caller: LoggedIn, ctx: Ctx) -> Response:
+    return await _lead_view(request, ctx, caller, lead)
+
+
+@router.post("/leads/{lead}/identify")
+async def identify_lead(request: Request, lead: str, caller: LeadMerger, ctx: Ctx, same_as: FormText = ""
+                        ) -> Response:
+    """A person says this lead is also someone known by another address or id: an `identify`
+    event through the intake, as a form or the CRM would send it; the lead page shows the one
+    lead that remains."""
+    found = await lead_ops.lead(ctx.client, lead, await asyncio.to_thread(aliases_for, ctx.settings))
+    if found is None:
+        raise Missing(f"lead {lead}")
+    other = same_as.strip()
+    mine = {k: v for k, v in (found.get("profile") or {}).items() if k in ("email", "external_id") and v}
+    event = {"type": "identify", "lead": mine,
+             "data": {"same_as": {"email" if "@" in other else "external_id": other},
+                      "source": "page", "by": caller.me or caller.role}}
+    try:
+        reached = await deliver(ctx.client, ctx.settings, check_event(event), door="page")
+    except IntakeError as err:  # the lead's page again, saying what was wrong
+        return await _lead_view(request, ctx, caller, lead, error=str(err).removeprefix("bad event: "),
+                                status=422)
+    return RedirectResponse(f"/leads/{reached}", status_code=303)
+
+
+async def _lead_view(request: Request, ctx: Context, caller: PageCaller, lead: str, error: str | None = None,
+                     status: int = 200) -> Response:
+    with missing_on(IntakeError, f"lead {lead}"):  # an id that cannot be a lead's
+        aliases = await asyncio.to_thread(aliases_for, ctx.settings)  # the database: off the loop
+        found = await lead_ops.lead(ctx.client, lead, aliases)
+    if found is None:
+        raise Missing(f"lead {lead}")
+    return render(request, "lead.html", status=status, lead=found, story=timeline(found.get("story", [])),
+                  chart=chart(found.get("score_history", [])), error=error,
+                  merges=allowed(caller.role, "merge_leads"))

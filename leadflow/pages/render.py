@@ -1,0 +1,72 @@
+"""What every page shares: the templates, a page rendered with the session's role, rep and CSRF
+token, and how pages say times, timelines and charts."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timezone
+from importlib import resources
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+HERE = resources.files("leadflow.pages")
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+
+def csrf_token(request: Request) -> str:
+    """The session's CSRF token, made on its first form: every form of the session carries it."""
+    token = request.session.get("csrf")
+    if not token:
+        token = request.session["csrf"] = secrets.token_urlsafe(24)
+    return str(token)
+
+
+def render(request: Request, template: str, status: int = 200, **values: Any) -> HTMLResponse:
+    return templates.TemplateResponse(request, template, {
+        "role": request.session.get("role"), "me": request.session.get("rep"),
+        "csrf": csrf_token(request), **values}, status_code=status)
+
+
+def minute(iso: str) -> str:
+    return iso.replace("T", " ")[:16] if iso else ""
+
+
+def left(seconds: int | None) -> str:
+    if seconds is None:
+        return ""
+    late = seconds < 0
+    hours, rest = divmod(abs(seconds), 3600)
+    text = f"{hours}h {rest // 60:02d}m" if hours else f"{rest // 60}m"
+    return f"overdue by {text}" if late else f"{text} left"
+
+
+def timeline(story: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for entry in reversed(story):
+        when = entry.get("at", "")
+        try:
+            when = datetime.fromisoformat(when.replace("Z", "+00:00")).astimezone(timezone.utc)
+            when = when.strftime("%Y-%m-%d %H:%M")
+        except ValueError:
+            pass
+        out.append({**entry, "when": when, "moved": entry.get("from_state") != entry.get("to_state")})
+    return out
+
+
+def chart(points: list[list[Any]], width: int = 560, height: int = 140) -> dict[str, Any]:
+    """Scores over time as SVG polylines (fit, intent and total), scaled to the box."""
+    if len(points) < 2:
+        return {"width": width, "height": height, "lines": [], "top": 0}
+    top = max(max(p[1:]) for p in points) or 1
+    step = width / (len(points) - 1)
+
+    def line(column: int) -> str:
+        return " ".join(f"{i * step:.1f},{height - (p[column] / top) * (height - 10) - 5:.1f}"
+                        for i, p in enumerate(points))
+
+    return {"width": width, "height": height, "top": round(top),
+            "lines": [("fit", line(1)), ("intent", line(3)), ("total", line(4))],
+            "first": points[0][0][:10], "last": points[-1][0][:10]}
