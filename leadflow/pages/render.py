@@ -43,6 +43,17 @@ def left(seconds: int | None) -> str:
     return f"overdue by {text}" if late else f"{text} left"
 
 
+def age(seconds: float | None) -> str:
+    """How long something has been open: minutes, then hours, then days."""
+    if seconds is None:
+        return ""
+    hours, minutes = divmod(max(0, int(seconds)) // 60, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d {hours}h"
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m"
+
+
 def timeline(story: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for entry in reversed(story):

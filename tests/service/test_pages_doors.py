@@ -1,5 +1,6 @@
 """The pages' doors from outside: who is sent to log in, which forms a stale token or a role
-refuses (and with which words), and what a missing task, lead, rep or message answers."""
+refuses (and with which words), what a missing task, lead, rep or message answers, and an inbox
+that reads its rows from one listing, not from a query to each task."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from temporalio.client import Client, WorkflowHandle
 
 from leadflow.logins import LOGINS
-from tests.support.stack import KEYS, Stack
+from tests.support.stack import KEYS, Stack, until
 
 ANA_KEY = "ana-sales-key-0123456789abcdef"  # a sales key that names its rep: the inbox does not ask
+HOT = {"role": "vp", "budget": 60000, "timeline": "now", "company_size": 300}
 CSRF_REFUSED = "the form is stale or not ours (CSRF token); reload the page"
 PAGES = ["/inbox", "/tasks/handoff-lead-nothing-1", "/roster", "/leads", "/leads/lead-nothing",
          "/deliveries", "/funnel", "/mail", "/mail/nothing"]
@@ -126,3 +129,61 @@ def test_what_is_not_there_is_a_page_saying_so(stack: Stack) -> None:
     assert bad_state.status_code == 422 and 'class="error"' in bad_state.text
     ops, _ = _session(stack, KEYS["ops"])
     assert ops.get("/deliveries", params={"status": "lost"}).status_code == 422
+
+
+def test_the_inbox_lists_its_tasks_without_asking_each_one(stack: Stack, monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """Seven tasks for account-executives: ana (3) and ben (2) take five, two wait for a free
+    rep. The inbox shows them all from one listing: no query to any task's workflow."""
+    admin = stack.http("admin")  # ?wait=true answers with the lead: a key that may read it
+    names = [f"Pat Inbox {n}" for n in range(7)]
+    for n, name in enumerate(names):
+        lead = {"email": f"inbox{n}@pages.example"}
+        admin.post("/v1/events?wait=true", json={"type": "signup", "lead": {**lead, "name": name, **HOT}})
+        admin.post("/v1/events?wait=true", json={"type": "demo_request", "lead": lead})
+    listed = lambda: admin.get("/v1/tasks", params={"queue": "account-executives"}).json()["tasks"]  # noqa: E731
+
+    def routed() -> list[dict[str, Any]] | None:
+        found = listed()
+        return found if len(found) == 7 and all(t["assignment"] for t in found) else None
+
+    tasks = until(routed)
+    assert tasks, listed()
+    assert sorted(t["assignment"] for t in tasks) == ["open"] * 5 + ["waiting"] * 2
+
+    queries: list[str] = []
+    listings: list[str] = []
+    query, list_workflows = WorkflowHandle.query, Client.list_workflows
+
+    def counted_query(self: WorkflowHandle[Any, Any], *args: Any, **kwargs: Any) -> Any:
+        queries.append(self.id)
+        return query(self, *args, **kwargs)
+
+    def counted_listing(self: Client, *args: Any, **kwargs: Any) -> Any:
+        listings.append(str(args[0] if args else kwargs.get("query")))
+        return list_workflows(self, *args, **kwargs)
+
+    monkeypatch.setattr(WorkflowHandle, "query", counted_query)
+    monkeypatch.setattr(Client, "list_workflows", counted_listing)
+    ana, _ = _session(stack, ANA_KEY)
+    inbox = ana.get("/inbox")
+    assert inbox.status_code == 200, inbox.text
+    assert queries == [], f"the inbox asked {len(queries)} tasks one by one: {queries}"
+    assert len(listings) <= 2, listings
+    mine = inbox.text.split('<section class="mine">', 1)[1].split("</section>", 1)[0]
+    waiting = inbox.text.split('<section class="unassigned">', 1)[1].split("</section>", 1)[0]
+    others = inbox.text.split('<section class="others">', 1)[1].split("</section>", 1)[0]
+    assert mine.count("<tr class=") == 3 and "(Ana Ortiz: 3 of 3)" in mine, mine
+    assert waiting.count("<tr class=") == 2 and "waiting: no rep free" in waiting, waiting
+    assert "ana full (3/3), ben full (2/2)" in waiting, waiting
+    assert others.count("<tr class=") == 2 and others.count("Ben Okafor") == 2, others
+    assert len(re.findall(r"<td>\d+m</td>", inbox.text)) == 7, inbox.text  # how long each is open
+    shown = {name for name in names if name in inbox.text}
+    assert shown == set(names), set(names) - shown
+    for task in tasks:
+        assert f'href="/tasks/{task["id"]}"' in inbox.text
+    # the task's own page still asks its task: its SLA, the reason it is sales-ready
+    page = ana.get(f"/tasks/{tasks[0]['id']}")
+    assert page.status_code == 200 and "fit and buying intent agree" in page.text
+    assert re.search(r"4[78]h \d\dm left", page.text), page.text
+    assert tasks[0]["id"] in queries
