@@ -30,6 +30,12 @@ USER_AGENT = "leadflow-webhook/1"
 RETRY_LATER = (408, 425, 429)  # 4xx answers that ask for a retry rather than refuse
 
 
+def bounce_id(key: str) -> str:
+    """The id of the `email_bounce` event a hard bounce of delivery `key` sends its lead: the
+    same on every retry and replay."""
+    return f"bounce-{delivery_digest(key)}"
+
+
 class EmailRequest(BaseModel):
     key: str
     lead: str

@@ -12,8 +12,8 @@ from pydantic import BaseModel, Field
 from rules.compile import CompiledPolicy
 from rules.engine import EngineError
 from rules.evaluate import ChainLimitError, evaluate, iso
+from rules.lifecycle import LeadEnding
 from rules.models import Decision, Event, LeadState, StoryEntry
-from workflows.types import LeadEnding
 
 
 class EvaluateBatch(BaseModel):

@@ -21,10 +21,11 @@ from leadflow.archive.endings import Endings
 from leadflow.archive.events import Taken
 from leadflow.archive.writer import ArchiveWriter
 from leadflow.identity.aliases import Aliases
-from leadflow.identity.merge import merged_log, replay_apart
+from leadflow.identity.merge import replay_apart
 from rules.engine import EngineError
+from rules.identity import merged_log
+from rules.lifecycle import LeadEnding
 from rules.models import Action, Decision, LeadState, Scores, StoryEntry
-from workflows.types import LeadEnding
 
 DEFAULT_RETENTION = 30 * 86400.0  # LEADFLOW_FINAL_RETENTION's default
 

@@ -8,14 +8,14 @@ from typing import Any
 from rules.compile import CompiledPolicy
 from rules.conditions import holds
 from rules.policy import PolicyTest
-from rules.simulate import DEFAULT_START, Trail, offset, run, test_events
+from rules.simulate import DEFAULT_START, LeadResult, offset, run_events, test_events
 
 
 @dataclass
 class CaseResult:
     name: str
     failures: list[str] = field(default_factory=list)
-    trail: Trail | None = None
+    trail: LeadResult | None = None
 
     @property
     def ok(self) -> bool:
@@ -27,7 +27,7 @@ def run_case(policy: CompiledPolicy, case: PolicyTest) -> CaseResult:
     try:
         events = test_events(case.events, case.lead)
         until = DEFAULT_START + offset(case.until) if case.until else None
-        trail = run(policy, events, until)
+        trail = run_events(policy, "test", events, until, record=True)
     except Exception as err:  # a policy error is this case's failure, not the runner's crash
         result.failures.append(f"error: {err}")
         return result
@@ -42,7 +42,7 @@ def run_case(policy: CompiledPolicy, case: PolicyTest) -> CaseResult:
     fail = result.failures.append
 
     if "state" in expect and lead.state != expect["state"]:
-        fail(f"state: expected {expect['state']!r}, got {lead.state!r} (path {' -> '.join(trail.states)})")
+        fail(f"state: expected {expect['state']!r}, got {lead.state!r} (path {' -> '.join(trail.path)})")
     for name, value in expect.get("facts", {}).items():
         if lead.facts.get(name) != value:
             fail(f"facts.{name}: expected {value!r}, got {lead.facts.get(name)!r}")
@@ -67,8 +67,8 @@ def run_case(policy: CompiledPolicy, case: PolicyTest) -> CaseResult:
         fail(f"sent: expected {missing} to be sent; sent: {sent or 'nothing'}")
     if unwanted := [c for c in expect.get("not_sent", []) if c in sent]:
         fail(f"not_sent: {unwanted} went out; sent: {sent}")
-    if "states" in expect and not _in_order(expect["states"], trail.states):
-        fail(f"states: expected the path {expect['states']}, got {trail.states}")
+    if "states" in expect and not _in_order(expect["states"], trail.path):
+        fail(f"states: expected the path {expect['states']}, got {trail.path}")
     return result
 
 

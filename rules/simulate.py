@@ -1,44 +1,217 @@
-"""Run a lead through a policy in simulated time, the way the workflow will in real time.
+"""A lead in virtual time: rules.lifecycle driven by the clock of its own events, the way
+LeadWorkflow and HandoffWorkflow drive it in real time, with the same evaluator (rules.evaluate).
 
-Between events, the `check` events that Decisions asked for (`next_check_at`) are delivered at
-their times. Used by `policy test`, `policy explain` and offline backtests.
-"""
+Between events, what the lifecycle's timers ask for fires at its time: the checks a Decision
+asked for (nurture steps, inactivity), the SLA breaches of an open hand-off, and the end of a run
+that stayed in a final state for the retention (a later event begins the lead's next run). A
+history's own checks and breaches were its recorder's timers and are left out; a sales answer
+applies to the hand-off open at its time, as the inbox would let it (none open: it is skipped).
+
+Used by `policy test` and `explain` (one lead from a policy's examples), by `policy simulate`,
+`diff` and `suggest` (leadflow.replay, many leads side by side) and by merges
+(leadflow.identity.merge). Pure: no I/O, no clock."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from rules import lifecycle
 from rules.compile import CompiledPolicy
 from rules.durations import parse_duration
 from rules.evaluate import evaluate
-from rules.models import Decision, Event, LeadRef, LeadState, StoryEntry
+from rules.lifecycle import DEFAULT_RETENTION, LeadCycle, OpenTask, TaskCycle
+from rules.models import Action, Decision, Event, LeadRef, LeadState, StoryEntry
 
 DEFAULT_START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
-MAX_CHECKS = 10_000
+MAX_TIMERS = 10_000
 
 
 @dataclass
-class Trail:
-    lead: LeadState | None = None
+class LeadResult:
+    """What a lead's history came to. `decisions` (with `record`), `lead` and `lines`
+    stay out of the JSON."""
+
+    lead_id: str
+    email: str | None
+    state: str | None
+    path: list[str]  # every state the lead went through, including those passed within one chain
+    fired: list[str]
+    transitions: list[str] = field(default_factory=list)  # "rule: from -> to", as the lead's story says
+    handoffs: list[dict[str, Any]] = field(default_factory=list)
+    signup_at: str | None = None
+    sales_ready_at: str | None = None
+    events: int = 0
+    ended: int = 0  # runs that ended (a final state, kept for the retention); a later event began the next
+    endings: list[str] = field(default_factory=list)  # the final state of each run that ended
+    skipped: int = 0  # sales answers with no hand-off open
+    rejected: int = 0
+    steps: list[dict[str, Any]] = field(default_factory=list)  # with trace: each evaluation
+    # the lifecycle's steps in order, as the lead's story tells them: each transition ("rule: from
+    # -> to"), each line the lifecycle says (a hand-off opened, a breach), "run ended"
+    lines: list[str] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
+    lead: LeadState | None = None
 
     @property
     def story(self) -> list[StoryEntry]:
         return [entry for d in self.decisions for entry in d.story]
 
-    @property
-    def states(self) -> list[str]:
-        """Every state the lead went through, including those passed within one chain."""
-        path: list[str] = [self.decisions[0].state_before] if self.decisions else []
-        for d in self.decisions:
-            for f in d.fired:
-                move = f.effects.get("transition")
-                if move:
-                    path.append(move.split(" -> ")[1])
-        return path
+    def as_dict(self) -> dict[str, Any]:
+        # by hand, not asdict: that deep-copies the lead and every Decision
+        out = {f.name: getattr(self, f.name) for f in fields(self)
+               if f.name not in ("decisions", "lead", "lines")}
+        if not self.steps:
+            del out["steps"]
+        return out
+
+
+class Simulation:
+    """One lead's lifecycle in virtual time. Feed it events in time order (`take`), then
+    `advance` to the end of the history; `result` says what happened. `retention`: how long a
+    final state keeps the run (None: for ever). `trace`: each evaluation in `result.steps`;
+    `record`: each Decision in `result.decisions`."""
+
+    def __init__(self, policy: CompiledPolicy, lead_id: str, retention: float | None = DEFAULT_RETENTION,
+                 trace: bool = False, record: bool = False, lead: LeadState | None = None) -> None:
+        self.policy, self.lead_id, self.retention = policy, lead_id, retention
+        self.trace, self.record = trace, record
+        self.cycle = LeadCycle(lead=lead, retention=retention)
+        self.task: TaskCycle | None = None
+        # the policy's create_handoff and the Decision that opened the task, while it is open
+        self.opened_by: tuple[Action, Decision] | None = None
+        self.result = LeadResult(lead_id, None, None, [], [], lead=lead)
+        # the lead's identity, without the profile its first event brought: a check or a breach
+        # carries none (it would bring the sign-up's profile back to a lead whose next run began)
+        self.ref: LeadRef | None = None
+        self._timers = 0
+
+    def take(self, event: Event) -> None:
+        """An event from outside at its time (the timers due before it fire first)."""
+        now = event.at or DEFAULT_START
+        if self.ref is None:
+            self.ref = LeadRef(email=event.lead.email, external_id=event.lead.external_id)
+            self.result.email = self.ref.email
+        if event.type in lifecycle.TIMERS:
+            return
+        self.advance(now)
+        if event.type in lifecycle.SALES_ANSWERS:
+            if self.task is None:
+                self.result.skipped += 1
+                return
+            answer = "accepted" if event.type == "sales_accept" else "rejected"
+            self.result.handoffs[-1]["answer"] = answer
+            self.result.handoffs[-1]["answered_at"] = _iso(now)  # frees the rep's place (routing_load)
+            event = event.model_copy(update={"data": {**event.data, "task": self.task.task_id}})
+        self._step(event, now)
+
+    def advance(self, moment: datetime) -> None:
+        """Fire the checks, SLA breaches and the run's end due no later than `moment`, in time order."""
+        while self.cycle.lead is not None:
+            check_at = self.cycle.next_check_at
+            breach_at = self.task.due if self.task is not None else None
+            end_at = lifecycle.ends_at(self.cycle)
+            first = min((t for t in (check_at, breach_at, end_at) if t is not None), default=None)
+            if first is None or first > moment:
+                return
+            if first not in (check_at, breach_at):  # the run completes; a later event begins the next
+                assert self.cycle.lead is not None
+                self.result.endings.append(self.cycle.lead.state)
+                self.result.lines.append("run ended")
+                self.cycle = LeadCycle(retention=self.retention)
+                return
+            self._timers += 1
+            if self._timers > MAX_TIMERS:
+                raise RuntimeError(f"{self.lead_id}: more than {MAX_TIMERS} timers in one simulation")
+            assert self.ref is not None  # a lead exists: some event made it
+            if first == check_at:
+                check = lifecycle.due_check(self.cycle, first)
+                assert check is not None
+                # made here, so valid: built without pydantic's validation (a third of the
+                # evaluations are checks)
+                self._step(Event.model_construct(id=f"check@{first.isoformat()}", type="check", at=first,
+                                                 lead=self.ref, data=check["data"]), first)
+            else:
+                assert self.task is not None
+                taken = lifecycle.breach(self.task, first)
+                handoff = self.result.handoffs[-1]
+                if taken.queue != taken.from_queue:
+                    handoff["escalated_to"] = taken.queue
+                    handoff["escalated_at"] = _iso(first)  # its rep's place frees (routing_load)
+                handoff["breaches"] = taken.n
+                handoff.setdefault("steps", []).append(taken.step)
+                raw = lifecycle.breach_event(self.task.task_id, taken, first)
+                self._step(Event.model_construct(id=raw["id"], type="sla_breach", at=first, lead=self.ref,
+                                                 data=raw["data"]), first)
+
+    def _step(self, event: Event, now: datetime) -> None:
+        result = self.result
+        decision = evaluate(self.policy, self.cycle.lead, event, now)
+        if self.cycle.lead is None and result.endings:  # the lead's next run begins
+            result.path.append(decision.state_before)
+        result.events += 1
+        if self.trace:
+            result.steps.append({"event_id": event.id, "event_type": event.type, "at": _iso(now),
+                                 "state": decision.state, "fired": [f.rule for f in decision.fired]})
+        if self.record:
+            result.decisions.append(decision)
+        if not result.path:
+            result.path.append(decision.state_before)
+            result.signup_at = _iso(now)
+        acts = lifecycle.apply(self.cycle, decision, event.type, event.data, self.lead_id)
+        result.lead = decision.lead
+        if decision.rejected is not None:
+            result.rejected += 1
+            return
+        moves = [f"{e.rule}: {e.from_state} -> {e.to_state}" for e in decision.story if e.rule]
+        result.transitions.extend(moves)
+        result.lines.extend(moves)
+        result.lines.extend(act.why for act in acts if isinstance(act, lifecycle.Say))
+        for fired in decision.fired:
+            result.fired.append(fired.rule)
+            move = fired.effects.get("transition")
+            if move:
+                to = move.split(" -> ")[1]
+                result.path.append(to)
+                if to == "sales-ready" and result.sales_ready_at is None:
+                    result.sales_ready_at = _iso(now)
+        if self.cycle.open_handoff is None:
+            self.task, self.opened_by = None, None
+        for act in acts:
+            if isinstance(act, OpenTask):
+                self.task = lifecycle.open_task(act, now)
+                self.opened_by = (act.action, decision)
+                result.handoffs.append({"task": act.task_id, "queue": act.queue, "at": _iso(now),
+                                        "fit": decision.scores.fit, "intent": decision.scores.intent})
+
+    def finish(self, until: datetime | None) -> LeadResult:
+        """The result once the timers due by `until` (None: none more) have fired."""
+        if until is not None:
+            self.advance(until)
+        result = self.result
+        lead = self.cycle.lead
+        result.state = lead.state if lead is not None else (result.endings[-1] if result.endings else None)
+        result.ended = len(result.endings)
+        return result
+
+
+def simulate_lead(policy: CompiledPolicy, lead_id: str, raws: list[dict[str, Any]],
+                  until: datetime | None = None, trace: bool = False,
+                  retention: float | None = DEFAULT_RETENTION) -> LeadResult:
+    """One lead's events (as the archive exports them: JSON objects with `at`), in their order."""
+    return run_events(policy, lead_id, (Event.model_validate({k: v for k, v in raw.items() if k != "lead_id"})
+                                        for raw in raws), until, trace=trace, retention=retention)
+
+
+def run_events(policy: CompiledPolicy, lead_id: str, events: Iterable[Event], until: datetime | None = None,
+               trace: bool = False, record: bool = False, retention: float | None = DEFAULT_RETENTION,
+               lead: LeadState | None = None) -> LeadResult:
+    sim = Simulation(policy, lead_id, retention, trace=trace, record=record, lead=lead)
+    for event in events:
+        sim.take(event)
+    return sim.finish(until)
 
 
 def offset(text: str) -> timedelta:
@@ -59,37 +232,9 @@ def test_events(spec_events: Iterable[dict[str, Any]], profile: dict[str, Any],
     return events
 
 
-def run(policy: CompiledPolicy, events: Iterable[Event], until: datetime | None = None,
-        lead: LeadState | None = None) -> Trail:
-    trail = Trail(lead)
-    next_check: datetime | None = None
-    ref: LeadRef | None = None
-    checks = 0
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
 
-    def deliver_checks(before: datetime) -> None:
-        nonlocal next_check, checks
-        while next_check is not None and next_check <= before and trail.lead is not None:
-            checks += 1
-            if checks > MAX_CHECKS:
-                raise RuntimeError(f"more than {MAX_CHECKS} scheduled checks in one simulation")
-            at = next_check
-            check = Event(id=f"check@{at.isoformat()}", type="check", at=at, lead=ref,
-                          data={"reason": "scheduled"})
-            _step(check, at)
 
-    def _step(event: Event, now: datetime) -> None:
-        nonlocal next_check
-        decision = evaluate(policy, trail.lead, event, now)
-        trail.decisions.append(decision)
-        trail.lead = decision.lead
-        if decision.rejected is None:
-            next_check = decision.next_check_at
-
-    for event in events:
-        ref = ref or event.lead
-        now = event.at or DEFAULT_START
-        deliver_checks(now)
-        _step(event, now)
-    if until is not None:
-        deliver_checks(until)
-    return trail
+__all__ = ["DEFAULT_START", "LeadResult", "Simulation", "offset", "run_events", "simulate_lead",
+           "test_events"]

@@ -17,6 +17,8 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.delivery import WebhookRequest
     from activities.routing import Assignment, AssignRequest, ReleaseRequest, RoutingActivities
+    from rules import lifecycle
+    from rules.lifecycle import MAX_ESCALATIONS
 
     # The lead starts its hand-offs and signals them; a hand-off signals its lead: each module
     # takes the other whole and reads the class at call time, so either may be imported first.
@@ -32,7 +34,6 @@ with workflow.unsafe.imports_passed_through():
         Withdrawal,
     )
 
-MAX_ESCALATIONS = 3
 # Tasks begun before routing had no rep and escalated at every breach: they replay as they ran.
 ROUTING = "routing-reps"
 ROUTING_TIMEOUT = timedelta(seconds=30)
@@ -88,11 +89,8 @@ class HandoffWorkflow:
                 breaches += 1
                 await self._breach(breaches)
         self._index()
-        kind = "sales_accept" if self.status == "accepted" else "sales_reject"
-        await _tell(task.lead_workflow_id, {
-            "id": f"{self._id()}:{self.status}", "type": kind, "at": workflow.now().isoformat(),
-            "data": {k: v for k, v in self.answer.items() if k in ("reason", "by")} | {"task": self._id()},
-        })
+        await _tell(task.lead_workflow_id,
+                    lifecycle.answer_event(self._id(), self.status, self.answer, workflow.now()))
         # a webhook still retrying belongs to this task: it ends when the CRM has answered
         await workflow.wait_condition(lambda: not self._pushing)
         return self.snapshot()
@@ -104,9 +102,10 @@ class HandoffWorkflow:
         self._record("created", queue=task.queue, reason=task.reason, route=task.route)
         self._index()
         self._count("opened")
-        breaches = 0
-        due = workflow.now() + timedelta(seconds=task.sla_seconds)
-        self.due_at = due.isoformat()
+        cycle = lifecycle.TaskCycle(self._id(), task.queue, task.sla_seconds,
+                                    lifecycle.breach_steps(task.escalate_to, task.breach_steps),
+                                    lifecycle.next_breach(workflow.now(), task.sla_seconds, 0))
+        self.due_at = cycle.due.isoformat() if cycle.due else None
         await self._assign(())
         await self._push("handoff", f"{self._id()}|created", self._id(), {"event": "handoff.created"})
         retry_at: datetime | None = None
@@ -119,8 +118,7 @@ class HandoffWorkflow:
                 if self._back_at is not None and workflow.now() < self._back_at < retry_at:
                     retry_at = self._back_at  # a rep of the queue is back then
                 backoff = min(backoff * 2, MAX_RETRY_SECONDS)
-            dues = [d for d in (due if breaches < MAX_ESCALATIONS else None,
-                                retry_at if self.rep is None else None) if d is not None]
+            dues = [d for d in (cycle.due, retry_at if self.rep is None else None) if d is not None]
             left = (min(dues) - workflow.now()).total_seconds() if dues else None
             if left is None or left > 0:
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -135,11 +133,10 @@ class HandoffWorkflow:
                 if self.rep is not None:
                     backoff = task.routing_retry
             self._wake = False
-            if breaches < MAX_ESCALATIONS and workflow.now() >= due:
-                breaches += 1
-                await self._breach_step(breaches)
-                due = workflow.now() + timedelta(seconds=task.sla_seconds)
-                self.due_at = due.isoformat()
+            if cycle.due is not None and workflow.now() >= cycle.due:
+                cycle.queue = self.queue  # sales may have passed it to another queue meanwhile
+                await self._breach_step(lifecycle.breach(cycle, workflow.now()))
+                self.due_at = cycle.due.isoformat() if cycle.due else self.due_at
         self._index()
         self._count(self.status)
         waiting = await workflow.execute_activity_method(
@@ -150,13 +147,8 @@ class HandoffWorkflow:
                 await workflow.get_external_workflow_handle_for(HandoffWorkflow.run, other).signal(
                     HandoffWorkflow.wake)
         if self.status != "withdrawn":  # a withdrawn task has no answer for its lead
-            kind = "sales_accept" if self.status == "accepted" else "sales_reject"
             lead_id = self.task.lead_workflow_id if self.task else task.lead_workflow_id  # relinked, maybe
-            said = {k: v for k, v in self.answer.items() if k in ("reason", "by")}
-            await _tell(lead_id, {
-                "id": f"{self._id()}:{self.status}", "type": kind, "at": workflow.now().isoformat(),
-                "data": said | {"task": self._id()},
-            })
+            await _tell(lead_id, lifecycle.answer_event(self._id(), self.status, self.answer, workflow.now()))
         await workflow.wait_condition(lambda: not self._pushing)
         return self.snapshot()
 
@@ -196,13 +188,11 @@ class HandoffWorkflow:
             "leadflow_handoffs", "Hand-off tasks opened, answered and breached, by queue").add(
             1, {"event": what, "queue": self.queue})
 
-    async def _breach_step(self, n: int) -> None:
-        """The n-th SLA breach: the policy's n-th step (or, past the last one, only the record)."""
+    async def _breach_step(self, taken: lifecycle.Breach) -> None:
+        """An SLA breach: the step the lifecycle took (or, past the policy's last, only the record)."""
         assert self.task is not None
         self._count("breached")
-        escalate_to = self.task.escalate_to
-        steps = self.task.breach_steps or ([f"escalate:{escalate_to}"] if escalate_to else [])
-        step = steps[n - 1] if n <= len(steps) else ""
+        n, step = taken.n, taken.step
         previous_queue, previous_rep = self.queue, (self.rep or {}).get("rep")
         if step == "reassign":
             self._record("sla_breach", breach=n, step="reassign", from_rep=previous_rep, queue=self.queue)
@@ -210,23 +200,20 @@ class HandoffWorkflow:
             if self.rep is None or self.rep["rep"] == previous_rep:
                 self.log[-1]["why"] = f"no other rep free ({got.get('why', '')})"
         else:
-            if step.startswith("escalate:"):
-                self.queue = step.split(":", 1)[1]
+            self.queue = taken.queue
+            if taken.target:
                 self.status = "escalated"
-            self._record("sla_breach", breach=n, step=step or "none", from_queue=previous_queue,
-                         queue=self.queue)
+            self._record("sla_breach", breach=n, step=step, from_queue=previous_queue, queue=self.queue)
             if self.queue != previous_queue:
                 await self._assign(())
         self._index()
         rep = (self.rep or {}).get("rep")
         await self._push("escalation", f"{self._id()}|breach|{n}", f"{self._id()}:breach:{n}", {
             "event": "handoff.escalated",
-            "escalation": {"breach": n, "step": step or "none", "from_queue": previous_queue,
+            "escalation": {"breach": n, "step": step, "from_queue": previous_queue,
                            "queue": self.queue, "from_rep": previous_rep, "rep": rep}})
-        await _tell(self.task.lead_workflow_id, {
-            "id": f"{self._id()}:breach:{n}", "type": "sla_breach", "at": workflow.now().isoformat(),
-            "data": {"queue": self.queue, "breach": n, "task": self._id(), "step": step or "none",
-                     "rep": rep, "from_rep": previous_rep}})
+        await _tell(self.task.lead_workflow_id,
+                    lifecycle.breach_event(self._id(), taken, workflow.now(), rep=rep, from_rep=previous_rep))
 
     async def _tell_lead(self, why: str) -> None:
         assert self.task is not None

@@ -20,13 +20,12 @@ from temporalio.exceptions import TimeoutError as ActivityTimeout
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from activities.delivery import DeliveryResult, EmailRequest
+    from activities.delivery import DeliveryResult, EmailRequest, bounce_id
     from activities.evaluation import BatchResult, EvaluateBatch
     from activities.lead import LeadActivities, LinkRequest, MergeRequest
-    from leadflow.delivery.links import delivery_digest
-    from leadflow.identity.merge import identity_of, readdress
-    from leadflow.ops import metrics
-    from rules.identity import lead_key, with_id
+    from rules import lifecycle
+    from rules.identity import identity_of, lead_key, readdress, with_id
+    from rules.lifecycle import LeadEnding
     from rules.models import MAX_PROFILE_FIELDS, SIZE_ERRORS, Action, Decision, Event, StoryEntry
 
     # The lead starts its hand-offs and signals them; a hand-off signals its lead: each module
@@ -39,7 +38,6 @@ with workflow.unsafe.imports_passed_through():
         HandoffInput,
         Handover,
         LeadCarry,
-        LeadEnding,
         LeadOptions,
         LeadView,
         MergeOrder,
@@ -80,6 +78,11 @@ MATCHED_BYTES = 2000  # those values together, as JSON
 PENDING_BYTES = 512 * 1024
 EARLIER_LIMIT = 3  # how the lead's earlier runs ended: the newest this many
 EARLIER_STORY = 5  # lines of each earlier run's story kept
+# each failed try of an evaluation outside the policy, by reason (the error's type: ArchiveError,
+# EngineError, timeout, ...)
+EVALUATION_RETRIES = ("leadflow_evaluation_retries",
+                      "Evaluations of a lead's events that failed outside the policy and are tried again, "
+                      "by reason")
 
 
 def seen_key(event_id: str) -> str:
@@ -145,13 +148,6 @@ def score_index_delay(key: str, seconds: float) -> timedelta:
     return timedelta(seconds=seconds * (1 + share))
 
 
-def scheduled_check(due: datetime) -> dict[str, Any]:
-    """The check event the timer asks for. Its time is the due time, not the moment it runs,
-    so its id (a hash of the event) and the delivery keys of what it sends are the same when a
-    workflow task is evaluated again (replay, or a retried task after a worker crash)."""
-    return {"type": "check", "at": due.isoformat(), "data": {"reason": "scheduled"}}
-
-
 async def _signal(sending: Awaitable[None]) -> bool:
     """Signal another workflow of a merge; one that has closed meanwhile has nothing to be told
     (a failed signal must not fail this workflow's task, which would retry it for ever)."""
@@ -178,19 +174,6 @@ def _identity(ref: dict[str, Any]) -> dict[str, Any]:
 
 def _who(ref: dict[str, Any]) -> str:
     return str(ref.get("email") or ref.get("external_id") or "")
-
-
-def _breach_line(data: dict[str, Any]) -> str:
-    """The lead's story line for a breach of its hand-off's SLA, as the step the policy took."""
-    step = data.get("step")
-    if step == "reassign":
-        if data.get("rep") and data.get("rep") != data.get("from_rep"):
-            return f"hand-off SLA breached; passed from {data.get('from_rep')} to {data.get('rep')}"
-        return f"hand-off SLA breached; no other rep free, it stays with {data.get('from_rep') or 'nobody'}"
-    if step == "none":
-        return f"hand-off SLA breached again; still in queue {data.get('queue', '?')}"
-    to = f" ({data['rep']})" if data.get("rep") else ""
-    return f"hand-off SLA breached; escalated to {data.get('queue', '?')}{to}"
 
 
 @workflow.defn(name="LeadWorkflow", sandboxed=False)
@@ -372,11 +355,7 @@ class LeadWorkflow:
         self._woke = True
 
     def _ends_at(self) -> datetime | None:
-        """When this run completes: its lead has stayed in a final state of its policy for the
-        retention, and no hand-off of it is open (its answer comes back to this run)."""
-        if self.c.final_since is None or self.c.retention is None or self.c.open_handoff is not None:
-            return None
-        return self.c.final_since + timedelta(seconds=self.c.retention)
+        return lifecycle.ends_at(self.c)
 
     def _ending_due(self) -> bool:
         ends = self._ends_at()
@@ -406,10 +385,8 @@ class LeadWorkflow:
         now = workflow.now()
         if self._index_score_at is not None and now >= self._index_score_at:
             self._index(now=True)
-        due = self.c.next_check_at
-        if due is not None and now >= due:
-            self.c.next_check_at = None
-            self.c.pending.append({"raw": scheduled_check(due), "check": True})
+        if (check := lifecycle.due_check(self.c, now)) is not None:
+            self.c.pending.append({"raw": check, "check": True})
 
     def _index(self, now: bool = False) -> None:
         """Upsert the lead's search attributes: at once when its state changed (or when `now`),
@@ -636,7 +613,7 @@ class LeadWorkflow:
                                     self.key, reason)
         waiting.reason = reason
         waiting.tries += 1
-        metrics.count(*metrics.EVALUATION_RETRIES, {"reason": kind}, on=workflow.metric_meter())
+        workflow.metric_meter().create_counter(*EVALUATION_RETRIES).add(1, {"reason": kind})
         return float(min(self.options.evaluation_retry_cap, 2.0 ** min(waiting.tries - 1, 20)))
 
     def _recovered(self) -> None:
@@ -658,37 +635,24 @@ class LeadWorkflow:
         return json_size([queued, rest, self.c.pending]) <= PENDING_BYTES
 
     async def _apply(self, decision: Decision, event: Event) -> None:
-        self.c.lead = decision.lead
-        self.c.scores = decision.scores
-        if not decision.final:
-            self.c.final_since = None
-        elif self.c.final_since is None:
-            self.c.final_since = decision.at
+        """Take the Decision into the lead (rules.lifecycle) and do what the lifecycle asks."""
+        acts = lifecycle.apply(self.c, decision, event.type, event.data, self.key)
         self._add_story(decision.story)
         if decision.rejected is not None:
-            self.c.rejected += 1
             return
         s = decision.scores
         self.c.score_history.append((decision.at.isoformat(), s.fit, s.interest, s.intent, s.total))
         del self.c.score_history[:-SCORE_POINTS]
-        self.c.next_check_at = decision.next_check_at
-        if event.type in ("sales_accept", "sales_reject"):
-            self.c.open_handoff = None
-        if event.type == "sla_breach":
-            self._note(event, _breach_line(event.data))
-        for action in decision.actions:
-            await self._act(action, decision, event)
+        for act in acts:
+            if isinstance(act, lifecycle.Say):
+                self._note(event, act.why)
+            elif isinstance(act, lifecycle.OpenTask):
+                await self._open_handoff(act, decision)
+            else:
+                await self._deliver(act.action, decision)
 
-    async def _act(self, action: Action, decision: Decision, event: Event) -> None:
-        if action.kind == "create_handoff":
-            await self._open_handoff(action, decision, event)
-            return
-        if action.kind not in ("send", "disqualify", "escalate"):
-            return
+    async def _deliver(self, action: Action, decision: Decision) -> None:
         request = None
-        if action.kind == "send" and action.content in self.c.received:
-            self._note(event, f"e-mail {action.content} not sent: this person received it before the merge")
-            return
         if action.kind == "send" and action.content:
             lead = decision.lead
             request = EmailRequest(key=action.key, lead=self.key, content=action.content,
@@ -709,33 +673,24 @@ class LeadWorkflow:
         result: DeliveryResult = await delivery.send_email(request, self.options.delivery_timeout)
         if result.status == "bounced":
             self.c.pending.append({"raw": {
-                "id": f"bounce-{delivery_digest(request.key)}", "type": "email_bounce",
+                "id": bounce_id(request.key), "type": "email_bounce",
                 "at": workflow.now().isoformat(),
                 "data": {"hard": True, "content": request.content, "reason": result.detail}}})
         elif result.status in ("failed", "suppressed"):
             what = "not sent" if result.status == "suppressed" else "failed"
             self._say(f"e-mail {request.content} {what}: {result.detail}", "delivery")
 
-    async def _open_handoff(self, action: Action, decision: Decision, event: Event) -> None:
-        if self.c.open_handoff is not None:
-            self._note(event, f"hand-off not created: {self.c.open_handoff} is still open")
-            return
-        self.c.handoff_seq += 1
-        task_id = f"handoff-{self.key}-{self.c.handoff_seq}"
-        lead = decision.lead
+    async def _open_handoff(self, opening: lifecycle.OpenTask, decision: Decision) -> None:
         task = HandoffInput(
-            lead_workflow_id=self.key, lead_email=lead.profile.get("email"),
-            queue=action.queue or "sales", sla_seconds=action.sla_seconds or 48 * 3600,
-            escalate_to=action.escalate_to,
-            reason=action.reason, policy=decision.policy, version=decision.version,
+            lead_workflow_id=self.key, lead_email=decision.lead.profile.get("email"),
+            queue=opening.queue, sla_seconds=opening.sla_seconds, escalate_to=opening.escalate_to,
+            reason=opening.reason, policy=decision.policy, version=decision.version,
             lead_story=self._story_for_sales(decision), index=self.options.index,
-            delivery_timeout=self.options.delivery_timeout, route=action.route,
-            breach_steps=list(action.breach_steps), routing_retry=self.options.routing_retry)
+            delivery_timeout=self.options.delivery_timeout, route=opening.route,
+            breach_steps=opening.breach_steps, routing_retry=self.options.routing_retry)
         await workflow.start_child_workflow(
-            handoff.HandoffWorkflow.run, task, id=task_id, task_queue=workflow.info().task_queue,
+            handoff.HandoffWorkflow.run, task, id=opening.task_id, task_queue=workflow.info().task_queue,
             parent_close_policy=workflow.ParentClosePolicy.ABANDON)
-        self.c.open_handoff = task_id
-        self._note(event, f"hand-off {task_id} opened for queue {task.queue}")
 
     # -- merging ---------------------------------------------------------------------------
 
@@ -803,7 +758,11 @@ class LeadWorkflow:
                           f"{s.total:g}); {before[0]} -> {state}")
         self.c.score_history.append((now.isoformat(), s.fit, s.interest, s.intent, s.total))
         if self.c.open_handoff is None and result.handoff is not None and result.decision is not None:
-            await self._open_handoff(result.handoff, result.decision, event)
+            for act in lifecycle.open_handoff(self.c, result.handoff, self.key):
+                if isinstance(act, lifecycle.OpenTask):
+                    await self._open_handoff(act, result.decision)
+                elif isinstance(act, lifecycle.Say):
+                    self._note(event, act.why)
         self._index(now=True)
 
     async def _hand_over(self, survivor: str) -> LeadEnding:

@@ -11,6 +11,7 @@ from typing import Any, TypeAlias
 from pydantic import BaseModel, Field
 from temporalio.common import RetryPolicy
 
+from rules.lifecycle import LeadEnding
 from rules.models import LeadState, Scores, StoryEntry
 
 # The no-op checkpoint activity may retry for as long as it takes.
@@ -39,26 +40,6 @@ class LeadOptions(BaseModel):
     # After this many failed tries in one run (about four hours at the cap) the waiting events
     # travel to the next run (continue-as-new), so a long outage cannot outgrow the history.
     evaluation_tries_per_run: int = 250
-
-
-class LeadEnding(BaseModel):
-    """How one run of a lead ended: the final state it reached, when, and why (the rule and its
-    reason), with the end of its story. The workflow's result, kept in the shared database too,
-    so the lead's next run (a later event for the same address) knows it, long after Temporal
-    has forgotten the closed run."""
-
-    lead_id: str
-    run_id: str
-    state: str
-    since: datetime  # when the lead reached its final state
-    ended_at: datetime  # when the run completed (after LEADFLOW_FINAL_RETENTION)
-    why: str
-    rule: str | None = None
-    policy: str = ""
-    version: int = 0
-    events: int = 0
-    story: list[StoryEntry] = Field(default_factory=list)  # the run's last lines
-    merged_into: str | None = None  # the lead this one was merged into (state `merged`)
 
 
 class Waiting(BaseModel):

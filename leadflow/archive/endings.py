@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from leadflow.db.database import Database
 from leadflow.db.schema import endings as table
-from workflows.types import LeadEnding
+from rules.lifecycle import LeadEnding
 
 KEPT = 10  # earlier runs a new run is told of, the newest
 

@@ -23,7 +23,7 @@ from leadflow.settings import Settings
 from rules.compile import load_compiled
 from rules.models import Event, LeadRef
 from rules.policytest import run_tests
-from rules.simulate import run
+from rules.simulate import run_events
 from rules.validate import LoadedPolicy, PolicyInvalid, PolicyWarning, load_policy_file
 
 if TYPE_CHECKING:
@@ -416,14 +416,14 @@ def _explain(args: argparse.Namespace) -> int:
         from datetime import datetime
 
         until = Event(type="check", at=datetime.fromisoformat(args.until)).at
-    trail = run(policy, events, until)
+    trail = run_events(policy, "explain", events, until, record=True)
     for d in trail.decisions:
         if args.json:
             print(d.model_dump_json(exclude={"lead"}))
         else:
             print(render_decision(d))
     if trail.lead is not None and not args.json:
-        print(f"final: {trail.lead.state}  path: {' -> '.join(trail.states)}")
+        print(f"final: {trail.lead.state}  path: {' -> '.join(trail.path)}")
     return 0
 
 

@@ -20,13 +20,6 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 # seconds: an evaluation takes well under a millisecond in the engine, a batch a few
 EVALUATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]
 
-# A lead's evaluation that failed for a reason outside its policy (the database, the evaluator
-# processes, a timeout) and waits to be tried again, its events kept: each failed try, by reason
-# (the error's type: ArchiveError, EngineError, timeout, ...). Counted by the lead workflow.
-EVALUATION_RETRIES = ("leadflow_evaluation_retries",
-                      "Evaluations of a lead's events that failed outside the policy and are tried again, "
-                      "by reason")
-
 _meter: MetricMeter | None = None  # this process's runtime's, for code outside workflows/activities
 _bound: str | None = None  # where this process's runtime serves them
 

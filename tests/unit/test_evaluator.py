@@ -11,10 +11,10 @@ import pytest
 from rules import engine
 from rules.evaluate import ChainLimitError, evaluate
 from rules.identity import with_id
+from rules.lifecycle import scheduled_check
 from rules.models import Event
 from rules.scoring import decayed
 from tests.support.policy import CHAIN, MINIMAL, T0, days, event, policy_from
-from workflows.lead import scheduled_check
 
 
 def test_forward_chaining_runs_to_quiescence_in_one_evaluation():

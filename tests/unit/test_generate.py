@@ -13,7 +13,7 @@ from leadflow.replay.generate import generate
 from rules.compile import load_compiled
 from rules.identity import lead_key
 from rules.models import Event, LeadRef
-from rules.simulate import run
+from rules.simulate import run_events
 from tests.support.temporal_harness import ROOT
 
 
@@ -68,7 +68,7 @@ def test_a_history_looks_like_leads_and_the_policy_takes_all_of_it():
     policy = load_compiled(ROOT / "policies" / "lead-lifecycle.v1.yaml")
     finals: Counter[str] = Counter()
     for evs in by_lead.values():
-        trail = run(policy, evs)
+        trail = run_events(policy, "generated", evs, record=True)
         assert not [d.rejected for d in trail.decisions if d.rejected], evs[0].lead.email
         assert trail.lead is not None
         finals[trail.lead.state] += 1

@@ -14,6 +14,7 @@ from temporalio.service import RPCError
 
 from leadflow.intake import IntakeError, check_event
 from rules.identity import lead_key
+from rules.lifecycle import LeadEnding
 from rules.models import (
     MAX_EVENT_BYTES,
     MAX_FIELD_NAME,
@@ -24,7 +25,7 @@ from rules.models import (
 )
 from tests.support.temporal_harness import harness
 from workflows.lead import PENDING_BYTES, SEEN_LIMIT, STORY_BYTES
-from workflows.types import LeadCarry, LeadEnding, LeadOptions
+from workflows.types import LeadCarry, LeadOptions
 
 EMAIL = "max." + "x" * (320 - len("max.@acme.example")) + "@acme.example"  # the longest allowed
 EXTERNAL_ID = "crm-" + "9" * 196  # likewise
