@@ -7,6 +7,7 @@ import asyncio
 import re
 import threading
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -381,10 +382,11 @@ async def list_workflows(client: Client, query: str, limit: int = 200) -> list[d
 
 
 def _row(wf: Any) -> dict[str, Any]:
-    attrs = {pair.key.name: pair.value for pair in wf.typed_search_attributes}
+    attrs = {pair.key.name: pair.value.isoformat() if isinstance(pair.value, datetime) else pair.value
+             for pair in wf.typed_search_attributes}
     return {"id": wf.id, "type": wf.workflow_type, "status": wf.status.name if wf.status else None,
             **{k: attrs.get(k) for k in ("LeadflowState", "LeadflowScore", "LeadflowQueue",
-                                          "LeadflowTaskStatus") if k in attrs}}
+                                          "LeadflowTaskStatus", "LeadflowTaskDue") if k in attrs}}
 
 
 def leads_query(state: str | None) -> str:

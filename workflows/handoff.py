@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
 
 with workflow.unsafe.imports_passed_through():
     from activities.delivery import WebhookRequest
@@ -36,6 +37,8 @@ with workflow.unsafe.imports_passed_through():
 
 # Tasks begun before routing had no rep and escalated at every breach: they replay as they ran.
 ROUTING = "routing-reps"
+# Tasks begun before their due time was indexed upsert only their queue and status.
+DUE_INDEXED = "task-due-indexed"
 ROUTING_TIMEOUT = timedelta(seconds=30)
 MAX_RETRY_SECONDS = 6 * 3600.0  # a waiting task looks at its queue at least this often
 
@@ -100,12 +103,12 @@ class HandoffWorkflow:
         free it waits in the queue until one is. Each SLA breach takes the policy's next step:
         pass the task to the next free rep, or escalate it to another queue."""
         self._record("created", queue=task.queue, reason=task.reason, route=task.route)
-        self._index()
-        self._count("opened")
         cycle = lifecycle.TaskCycle(self._id(), task.queue, task.sla_seconds,
                                     lifecycle.breach_steps(task.escalate_to, task.breach_steps),
                                     lifecycle.next_breach(workflow.now(), task.sla_seconds, 0))
         self.due_at = cycle.due.isoformat() if cycle.due else None
+        self._index()
+        self._count("opened")
         await self._assign(())
         await self._push("handoff", f"{self._id()}|created", self._id(), {"event": "handoff.created"})
         retry_at: datetime | None = None
@@ -135,8 +138,10 @@ class HandoffWorkflow:
             self._wake = False
             if cycle.due is not None and workflow.now() >= cycle.due:
                 cycle.queue = self.queue  # sales may have passed it to another queue meanwhile
-                await self._breach_step(lifecycle.breach(cycle, workflow.now()))
+                taken = lifecycle.breach(cycle, workflow.now())
+                # past the last breach there is no next: the task stays overdue since the last
                 self.due_at = cycle.due.isoformat() if cycle.due else self.due_at
+                await self._breach_step(taken)
         self._index()
         self._count(self.status)
         waiting = await workflow.execute_activity_method(
@@ -324,8 +329,11 @@ class HandoffWorkflow:
 
     def _index(self) -> None:
         if self.task is not None and self.task.index:
-            workflow.upsert_search_attributes([search.TASK_QUEUE.value_set(self.queue),
-                                               search.TASK_STATUS.value_set(self.status)])
+            updates: list[SearchAttributeUpdate[Any]] = [search.TASK_QUEUE.value_set(self.queue),
+                                                         search.TASK_STATUS.value_set(self.status)]
+            if self.due_at and workflow.patched(DUE_INDEXED):
+                updates.append(search.TASK_DUE.value_set(datetime.fromisoformat(self.due_at)))
+            workflow.upsert_search_attributes(updates)
 
     def _id(self) -> str:
         return workflow.info().workflow_id

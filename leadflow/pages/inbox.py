@@ -26,16 +26,17 @@ router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
 
 @router.get("/inbox")
 async def inbox(request: Request, caller: LoggedIn, ctx: Ctx, queue: str = "") -> Response:
-    """The rows come from one listing of the tasks and what the shared database holds (who holds
-    each, who its lead is, the roster), never from a query to each task: a task's SLA and why its
-    lead is sales-ready are on the task's own page."""
+    """The rows come from one listing of the tasks (their queue, status and SLA due time are
+    search attributes) and what the shared database holds (who holds each, who its lead is, the
+    roster), never from a query to each task: why its lead is sales-ready is on the task's page."""
     listed = await task_ops.task_list(ctx.client, ctx.desk)
     roster, load, names = await asyncio.to_thread(_shared, ctx, [t["lead"] for t in listed if t["lead"]])
     queues = sorted({t.get("LeadflowQueue") or "?" for t in listed})
     now = time.time()
     rows = [_row(t, roster, load, names, now) for t in listed
             if not queue or t.get("LeadflowQueue") == queue]
-    rows.sort(key=lambda t: t["opened_at"] or math.inf)  # oldest first: of one SLA, the nearest to it
+    # the nearest SLA first (tasks from before their due time was indexed: the oldest among them)
+    rows.sort(key=lambda t: (t["due"] if t["due"] is not None else math.inf, t["opened_at"] or math.inf))
     me = caller.me
     my_rep = roster.rep(me) if me else None
     mine = [t for t in rows if me and t["rep"] == me]
@@ -57,6 +58,8 @@ def _shared(ctx: Context, leads: list[str]) -> tuple[Roster, dict[str, int], dic
 def _row(task: dict[str, Any], roster: Roster, load: dict[str, int], names: dict[str, str], now: float
          ) -> dict[str, Any]:
     queue = task.get("LeadflowQueue") or ""
+    due_at = task.get("LeadflowTaskDue")
+    due = datetime.fromisoformat(due_at).timestamp() if isinstance(due_at, str) else None
     held_by = roster.rep(task["rep"]) if task["rep"] else None
     # why it waits, as of now (the task said it when it last tried; a rep may have left since)
     waiting = why_none_free(roster, queue, datetime.fromtimestamp(now, timezone.utc), load, ()) \
@@ -65,7 +68,10 @@ def _row(task: dict[str, Any], roster: Roster, load: dict[str, int], names: dict
             "name": names.get(task["lead"] or "") or task["lead"] or task["id"],
             "rep": task["rep"], "rep_name": held_by.name if held_by and held_by.name else task["rep"],
             "assignment": task["assignment"], "waiting": waiting, "opened_at": task["opened_at"],
-            "age": age(now - task["opened_at"]) if task["opened_at"] else ""}
+            "age": age(now - task["opened_at"]) if task["opened_at"] else "",
+            "due": due, "overdue": due is not None and due < now,
+            "left": "" if due is None else f"{age(due - now)} left" if due >= now
+            else f"overdue {age(now - due)}"}
 
 
 @router.post("/inbox/me")

@@ -70,7 +70,9 @@ def test_a_sales_user_works_the_inbox_in_a_browser(tmp_path, shared_server):
             page.click("button[type=submit]")
             expect(page).to_have_url(f"{stack.url}/inbox")
             expect(page.locator("table.tasks")).to_contain_text("Hana Hot")
-            # how long it is open; the time left on its SLA is on its own page
+            # the time left on its SLA (48 h: from the listing's due time) and how long it is open
+            sla = page.locator("table.tasks td.sla").first
+            expect(sla).to_have_text(re.compile(r"^(1d 23h|2d 0h) left$"))
             expect(page.locator("table.tasks")).to_contain_text(re.compile(r"\b\d+m\b"))
             shot("2-inbox")
 
