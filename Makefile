@@ -15,7 +15,7 @@ VENV313 := .venv-3.13
 # is 3.13): the whole suite then runs on 3.13 and no second venv is built
 MAIN313 = $(shell $(BIN)/python -c 'import sys; print(1 if sys.version_info[:2] == (3, 13) else "")' 2>/dev/null)
 
-.PHONY: up check check-unit check-workflows test test-py313 test-venv313 fuzz chaos lint bench bench-e2e bench-size bench-intake bench-delivery bench-backtest bench-retention venv clean
+.PHONY: up check check-unit check-workflows test test-unit-workflows test-service-e2e test-py313 test-venv313 fuzz chaos soak-exits lint bench bench-e2e bench-size bench-intake bench-delivery bench-backtest bench-retention venv clean
 
 $(RUNTIME): pyproject.toml patches/install_durable_rules.py patches/durable-rules-2.0.28-python3.13.patch
 	$(PYTHON) -m venv $(VENV)
@@ -45,9 +45,12 @@ check: $(STAMP)
 check-unit check-workflows: check-%: $(STAMP)
 	$(BIN)/python -m pytest -q -m $*
 
-# What CI runs: everything, the slowest 15 tests named at the end.
-# The Python 3.13 venv builds in the background meanwhile (a minute of pip), its result waited
-# for by test-py313.
+# What CI runs: everything, the slowest 15 tests named at the end of each half of the suite.
+# The two halves run at once, each printing its output when it ends: the tests of `make check`
+# (unit, workflows) and those on an HTTP stack or processes of their own (service, e2e), which
+# mostly wait on servers, retries and subprocesses, so two cores get through both in little more
+# than the longer one's time. The Python 3.13 venv builds in the background meanwhile (a minute
+# of pip), its result waited for by test-py313.
 test: $(STAMP)
 	@rm -f $(VENV313).build.rc $(VENV313).build.pid
 	@if [ -n "$(PY313)" ] && [ -z "$(MAIN313)" ]; then ($(MAKE) --no-print-directory $(VENV313)/.installed-stamp \
@@ -56,8 +59,15 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/leadflow policy validate policies/*.yaml
 	$(BIN)/leadflow policy test policies/*.yaml
-	$(BIN)/python -m pytest -q --durations=15
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-unit-workflows test-service-e2e
 	$(MAKE) --no-print-directory test-py313
+
+# (test's halves; every test has one of the four markers, tests/conftest.py)
+test-unit-workflows: $(STAMP)
+	$(BIN)/python -m pytest -q --durations=15 -m 'unit or workflows'
+
+test-service-e2e: $(STAMP)
+	$(BIN)/python -m pytest -q --durations=15 -m 'service or e2e'
 
 $(VENV313)/.installed-stamp: pyproject.toml patches/install_durable_rules.py patches/durable-rules-2.0.28-python3.13.patch
 	$(PY313) -m venv $(VENV313)
@@ -91,6 +101,12 @@ fuzz: $(STAMP)
 # with SIGKILL; `make test` runs a short version (tests/e2e/test_chaos.py).
 chaos: $(STAMP)
 	$(BIN)/python chaos/run.py
+
+# Every client command 30 times over (LEADFLOW_EXIT_RUNS) with the cores kept busy, an abort at
+# interpreter shutdown being one in many exits; `make test` runs each 6 times
+# (tests/service/test_cli_exit.py).
+soak-exits: $(STAMP)
+	LEADFLOW_EXIT_RUNS=$${LEADFLOW_EXIT_RUNS:-30} $(BIN)/python -m pytest -q tests/service/test_cli_exit.py
 
 # The benches need only what `leadflow up` runs; `make test` runs each one briefly
 # (tests/e2e/test_bench_smoke.py) so none rots unseen.
