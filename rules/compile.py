@@ -32,6 +32,7 @@ from rules.routing import Route
 from rules.validate import LoadedPolicy
 
 Kind = Literal["fit", "engagement", "stage"]
+ROUNDING = 0.01  # scores as rules read them: rounded to two decimals (rules.evaluate)
 HANDOFF_PRIORITY = 1000  # sales' word on a hand-off outranks every policy rule
 
 
@@ -179,7 +180,10 @@ def compile_policy(loaded: LoadedPolicy) -> CompiledPolicy:
                 watches.add(Watch(t.field, float(t.value) + (1.0 if t.op == "gt" else 0.0), sources))
             score = t.field.removeprefix("score.")
             if score in ("interest", "intent", "engagement", "total") and t.op in ("lt", "lte"):
-                level = float(t.value) + (1e-6 if t.op == "lte" else 0.0)
+                # rules read scores rounded to cents (rules.evaluate), so the rule holds once the
+                # exact score is below the level half a cent under the rounded one: a check aimed
+                # at the exact value came a hair early, saw 4.00, and asked for no other
+                level = float(t.value) + (ROUNDING / 2 - 1e-9 if t.op == "lte" else -ROUNDING / 2)
                 watches.add(Watch(score, level, sources))
     tracks = {
         name: CompiledTrack(name, tuple((parse_duration(s.after), s.send) for s in t.steps), t.on_exhausted)

@@ -22,6 +22,7 @@ from rules import lifecycle
 from rules.compile import CompiledPolicy
 from rules.durations import parse_duration
 from rules.evaluate import evaluate
+from rules.identity import identity_of, merged_log, readdress
 from rules.lifecycle import DEFAULT_RETENTION, LeadCycle, OpenTask, TaskCycle
 from rules.models import Action, Decision, Event, LeadRef, LeadState, StoryEntry
 
@@ -49,9 +50,11 @@ class LeadResult:
     skipped: int = 0  # sales answers with no hand-off open
     rejected: int = 0
     steps: list[dict[str, Any]] = field(default_factory=list)  # with trace: each evaluation
-    # the lifecycle's steps in order, as the lead's story tells them: each transition ("rule: from
-    # -> to"), each line the lifecycle says (a hand-off opened, a breach), "run ended"
-    lines: list[str] = field(default_factory=list)
+    # the lifecycle's steps as the lead's story tells them, each with its time, in the story's
+    # order: each transition ("rule: from -> to"), each line the lifecycle says (a hand-off opened,
+    # a breach, a merge), "run ended", "run began"
+    lines: list[tuple[str, str]] = field(default_factory=list)
+    merged_into: str | None = None  # the lead this one was merged into (its state then stays)
     decisions: list[Decision] = field(default_factory=list)
     lead: LeadState | None = None
 
@@ -87,9 +90,13 @@ class Simulation:
         # carries none (it would bring the sign-up's profile back to a lead whose next run began)
         self.ref: LeadRef | None = None
         self._timers = 0
+        # the events this lead took from outside, in every run: what a merge replays (the archive's)
+        self.taken: list[Event] = []
 
     def take(self, event: Event) -> None:
         """An event from outside at its time (the timers due before it fire first)."""
+        if self.result.merged_into is not None:
+            raise ValueError(f"{self.lead_id} was merged into {self.result.merged_into}")
         now = event.at or DEFAULT_START
         if self.ref is None:
             self.ref = LeadRef(email=event.lead.email, external_id=event.lead.external_id)
@@ -105,11 +112,12 @@ class Simulation:
             self.result.handoffs[-1]["answer"] = answer
             self.result.handoffs[-1]["answered_at"] = _iso(now)  # frees the rep's place (routing_load)
             event = event.model_copy(update={"data": {**event.data, "task": self.task.task_id}})
+        self.taken.append(event)
         self._step(event, now)
 
     def advance(self, moment: datetime) -> None:
         """Fire the checks, SLA breaches and the run's end due no later than `moment`, in time order."""
-        while self.cycle.lead is not None:
+        while self.cycle.lead is not None and self.result.merged_into is None:
             check_at = self.cycle.next_check_at
             breach_at = self.task.due if self.task is not None else None
             end_at = lifecycle.ends_at(self.cycle)
@@ -119,7 +127,7 @@ class Simulation:
             if first not in (check_at, breach_at):  # the run completes; a later event begins the next
                 assert self.cycle.lead is not None
                 self.result.endings.append(self.cycle.lead.state)
-                self.result.lines.append("run ended")
+                self.result.lines.append((_iso(first), "run ended"))
                 self.cycle = LeadCycle(retention=self.retention)
                 return
             self._timers += 1
@@ -151,6 +159,7 @@ class Simulation:
         decision = evaluate(self.policy, self.cycle.lead, event, now)
         if self.cycle.lead is None and result.endings:  # the lead's next run begins
             result.path.append(decision.state_before)
+            result.lines.append((_iso(now), "run began"))
         result.events += 1
         if self.trace:
             result.steps.append({"event_id": event.id, "event_type": event.type, "at": _iso(now),
@@ -167,8 +176,9 @@ class Simulation:
             return
         moves = [f"{e.rule}: {e.from_state} -> {e.to_state}" for e in decision.story if e.rule]
         result.transitions.extend(moves)
-        result.lines.extend(moves)
-        result.lines.extend(act.why for act in acts if isinstance(act, lifecycle.Say))
+        at = _iso(now)
+        result.lines.extend((at, move) for move in moves)
+        result.lines.extend((at, act.why) for act in acts if isinstance(act, lifecycle.Say))
         for fired in decision.fired:
             result.fired.append(fired.rule)
             move = fired.effects.get("transition")
@@ -179,12 +189,60 @@ class Simulation:
                     result.sales_ready_at = _iso(now)
         if self.cycle.open_handoff is None:
             self.task, self.opened_by = None, None
+        self._opened(acts, decision, now)
+
+    def _opened(self, acts: list[lifecycle.Act], decision: Decision, now: datetime) -> None:
         for act in acts:
             if isinstance(act, OpenTask):
                 self.task = lifecycle.open_task(act, now)
                 self.opened_by = (act.action, decision)
-                result.handoffs.append({"task": act.task_id, "queue": act.queue, "at": _iso(now),
-                                        "fit": decision.scores.fit, "intent": decision.scores.intent})
+                self.result.handoffs.append({"task": act.task_id, "queue": act.queue, "at": _iso(now),
+                                             "fit": decision.scores.fit, "intent": decision.scores.intent})
+
+    def merge(self, other: Simulation, event: Event) -> None:
+        """`other` is this person too (an `identify` event, `event`): as LeadWorkflow merges, both
+        leads' events so far, addressed to this one, are replayed in time order and make this
+        lead; the other's open hand-off becomes this lead's (or is withdrawn when this lead has
+        its own); both stories are one; the other lead ends. Then `event` is taken as any other."""
+        now = event.at or DEFAULT_START
+        self.advance(now)
+        other.advance(now)
+        at = _iso(now)
+        who = str(other.ref.email or other.ref.external_id) if other.ref else other.lead_id
+        lead = self.cycle.lead
+        identity = identity_of(lead.profile) if lead is not None else {}
+        replay = Simulation(self.policy, self.lead_id, retention=None)
+        for raw in merged_log([e.model_dump(mode="json", exclude_none=True) for e in self.taken],
+                              [e.model_dump(mode="json", exclude_none=True) for e in other.taken], identity):
+            replay.take(Event.model_validate(raw))
+        replay.finish(now)
+        if replay.cycle.lead is not None:
+            self.cycle.lead, self.cycle.scores = replay.cycle.lead, replay.cycle.scores
+        says: list[str] = []
+        theirs = other.task
+        if theirs is not None and self.task is not None:
+            says.append(f"hand-off {theirs.task_id} of {who} withdrawn: "
+                        f"{self.task.task_id} is this person's task")
+        elif theirs is not None:
+            self.task, self.cycle.open_handoff = theirs, theirs.task_id
+            self.result.handoffs.append(other.result.handoffs[-1])
+            says.append(f"hand-off {theirs.task_id} of {who} is this lead's now")
+        # one story, in time order (this lead's lines first where two coincide), as the workflow's
+        self.result.lines = sorted([*self.result.lines, *((at, why) for why in says), *other.result.lines],
+                                   key=lambda line: line[0])
+        self.result.lines.append((at, f"merged with {who}"))
+        self.taken.extend(readdress_event(e, identity) for e in other.taken)
+        if self.cycle.open_handoff is None and replay.opened_by is not None:
+            action, decision = replay.opened_by
+            acts = lifecycle.open_handoff(self.cycle, action, self.lead_id)
+            self.result.lines.extend((at, act.why) for act in acts if isinstance(act, lifecycle.Say))
+            self._opened(acts, decision, now)
+        if self.cycle.lead is not None:
+            self.cycle.lead = self.cycle.lead.model_copy(
+                update={"handoff_open": self.cycle.open_handoff is not None})
+        other.result.merged_into = self.lead_id
+        other.task = None
+        self.take(event)
 
     def finish(self, until: datetime | None) -> LeadResult:
         """The result once the timers due by `until` (None: none more) have fired."""
@@ -193,6 +251,8 @@ class Simulation:
         result = self.result
         lead = self.cycle.lead
         result.state = lead.state if lead is not None else (result.endings[-1] if result.endings else None)
+        if result.merged_into is not None:
+            result.state = "merged"
         result.ended = len(result.endings)
         return result
 
@@ -212,6 +272,44 @@ def run_events(policy: CompiledPolicy, lead_id: str, events: Iterable[Event], un
     for event in events:
         sim.take(event)
     return sim.finish(until)
+
+
+def readdress_event(event: Event, identity: dict[str, Any]) -> Event:
+    """An event of a merged lead as the survivor's (rules.identity.readdress)."""
+    if not identity:
+        return event
+    return Event.model_validate(readdress(event.model_dump(mode="json", exclude_none=True), identity))
+
+
+def simulate_people(policy: CompiledPolicy, leads: dict[str, list[dict[str, Any]]],
+                    until: datetime | None = None, retention: float | None = DEFAULT_RETENTION,
+                    trace: bool = False) -> dict[str, LeadResult]:
+    """Leads whose histories meet: an `identify` event that merged one into another (its
+    `data.merge.lead_id`, as the intake wrote it) merges them here as it did live, and the merged
+    lead's later events go to the survivor. Every lead's events in one time order."""
+    sims = {lead_id: Simulation(policy, lead_id, retention, trace=trace) for lead_id in leads}
+    into: dict[str, str] = {}  # a merged lead: the lead that took it over
+    events = [(Event.model_validate({k: v for k, v in raw.items() if k != "lead_id"}), lead_id)
+              for lead_id, raws in leads.items() for raw in raws]
+    # in time order; a lead's own events in their order (the sort is stable)
+    for event, lead_id in sorted(events, key=lambda item: item[0].at or DEFAULT_START):
+        target = lead_id
+        while target in into:
+            target = into[target]
+        sim = sims[target]
+        if target != lead_id:
+            lead = sim.cycle.lead
+            event = readdress_event(event, identity_of(lead.profile) if lead is not None else {})
+        merge = event.data.get("merge") if event.type == "identify" else None
+        other = merge.get("lead_id") if isinstance(merge, dict) else None
+        while isinstance(other, str) and other in into:
+            other = into[other]
+        if isinstance(other, str) and other != target and other in sims:
+            into[other] = target
+            sim.merge(sims[other], event)
+        else:
+            sim.take(event)
+    return {lead_id: sim.finish(until) for lead_id, sim in sims.items()}
 
 
 def offset(text: str) -> timedelta:
@@ -236,5 +334,5 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-__all__ = ["DEFAULT_START", "LeadResult", "Simulation", "offset", "run_events", "simulate_lead",
-           "test_events"]
+__all__ = ["DEFAULT_START", "LeadResult", "Simulation", "offset", "readdress_event", "run_events",
+           "simulate_lead", "simulate_people", "test_events"]

@@ -16,7 +16,7 @@ from typing import Any
 
 from rules.compile import CompiledPolicy, load_compiled
 from rules.lifecycle import DEFAULT_RETENTION
-from rules.simulate import LeadResult, simulate_lead
+from rules.simulate import LeadResult, simulate_lead, simulate_people
 
 
 def group(lines: Iterable[str], source: str = "log") -> tuple[dict[str, list[dict[str, Any]]],
@@ -51,35 +51,64 @@ def _load(path: str) -> None:
     _POLICY = load_compiled(path)
 
 
-def _run_one(job: tuple[str, list[dict[str, Any]], datetime | None, float | None]) -> dict[str, Any]:
+Job = tuple[dict[str, list[dict[str, Any]]], datetime | None, float | None]
+
+
+def people(leads: dict[str, list[dict[str, Any]]]) -> list[dict[str, list[dict[str, Any]]]]:
+    """The leads in groups that run together: a lead alone, or leads an `identify` event merged
+    (its `data.merge.lead_id`), which one simulation takes in one time order."""
+    parent = {lead_id: lead_id for lead_id in leads}
+
+    def root(lead_id: str) -> str:
+        while parent[lead_id] != lead_id:
+            parent[lead_id] = parent[parent[lead_id]]
+            lead_id = parent[lead_id]
+        return lead_id
+
+    for lead_id, raws in leads.items():
+        for raw in raws:
+            merge = (raw.get("data") or {}).get("merge") if raw.get("type") == "identify" else None
+            other = merge.get("lead_id") if isinstance(merge, dict) else None
+            if isinstance(other, str) and other in parent:
+                parent[root(other)] = root(lead_id)
+    groups: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for lead_id, raws in leads.items():
+        groups.setdefault(root(lead_id), {})[lead_id] = raws
+    return list(groups.values())
+
+
+def _run_one(job: Job) -> list[dict[str, Any]]:
     assert _POLICY is not None
-    lead_id, raws, until, retention = job
-    return simulate_lead(_POLICY, lead_id, raws, until, retention=retention).as_dict()
+    group, until, retention = job
+    if len(group) == 1:
+        ((lead_id, raws),) = group.items()
+        return [simulate_lead(_POLICY, lead_id, raws, until, retention=retention).as_dict()]
+    return [r.as_dict() for r in simulate_people(_POLICY, group, until, retention=retention).values()]
 
 
 def simulate_many(policy_file: str, leads: dict[str, list[dict[str, Any]]], until: datetime | None,
                   processes: int | None = None, progress: Callable[[int], None] | None = None,
                   retention: float | None = DEFAULT_RETENTION) -> list[dict[str, Any]]:
     """Every lead's result, in the log's lead order; leads spread over `processes` (default: every
-    core; 1: in this process). `progress` hears how many events each finished lead had."""
-    jobs = [(lead_id, raws, until, retention) for lead_id, raws in leads.items()]
+    core; 1: in this process); leads merged into one another run together (`people`). `progress`
+    hears how many events each finished group had."""
+    jobs: list[Job] = [(group, until, retention) for group in people(leads)]
     processes = processes or os.cpu_count() or 1
+    results: dict[str, dict[str, Any]] = {}
     if processes <= 1 or len(jobs) < 2:
         _load(policy_file)
-        out = []
         for job in jobs:
-            out.append(_run_one(job))
+            results.update((r["lead_id"], r) for r in _run_one(job))
             if progress:
-                progress(len(job[1]))
-        return out
-    results: dict[str, dict[str, Any]] = {}
+                progress(sum(map(len, job[0].values())))
+        return [results[lead_id] for lead_id in leads]
     context = multiprocessing.get_context("spawn")  # the engine's state is per process: no fork
     with context.Pool(processes, initializer=_load, initargs=(policy_file,)) as pool:
         size = max(1, min(200, len(jobs) // (processes * 8)))
-        for job, result in zip(jobs, pool.imap(_run_one, jobs, chunksize=size), strict=True):
-            results[job[0]] = result
+        for job, done in zip(jobs, pool.imap(_run_one, jobs, chunksize=size), strict=True):
+            results.update((r["lead_id"], r) for r in done)
             if progress:
-                progress(len(job[1]))
+                progress(sum(map(len, job[0].values())))
     return [results[lead_id] for lead_id in leads]
 
 
@@ -130,4 +159,4 @@ class Progress:
         self.stream.flush()
 
 
-__all__ = ["LeadResult", "Progress", "group", "simulate_lead", "simulate_many", "summary"]
+__all__ = ["LeadResult", "Progress", "group", "people", "simulate_lead", "simulate_many", "summary"]

@@ -48,7 +48,7 @@ def test_a_worker_registers_its_search_attributes_on_a_bare_server_and_serves(tm
                 ListSearchAttributesRequest(namespace="default"))
             kinds = {name: after.custom_attributes[name] for name in (k.name for k in search.ALL)}
             assert kinds == {"LeadflowState": 2, "LeadflowScore": 4, "LeadflowQueue": 2,
-                             "LeadflowTaskStatus": 2}  # keyword, double
+                             "LeadflowTaskStatus": 2, "LeadflowTaskDue": 6}  # keyword, double, datetime
             state = await client.get_workflow_handle(sent["lead_id"]).query("state")
             assert state["state"] == "nurturing"
         finally:
