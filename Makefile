@@ -15,7 +15,7 @@ VENV313 := .venv-3.13
 # is 3.13): the whole suite then runs on 3.13 and no second venv is built
 MAIN313 = $(shell $(BIN)/python -c 'import sys; print(1 if sys.version_info[:2] == (3, 13) else "")' 2>/dev/null)
 
-.PHONY: up check check-unit check-workflows test test-unit-workflows test-service-e2e test-py313 test-venv313 fuzz chaos soak-exits lint bench bench-e2e bench-size bench-intake bench-delivery bench-backtest bench-retention venv clean
+.PHONY: up check check-unit check-workflows test test-unit-workflows test-service-e2e test-py313 test-venv313 fuzz chaos soak-exits soak-lifecycle lint bench bench-e2e bench-size bench-intake bench-delivery bench-backtest bench-retention venv clean
 
 $(RUNTIME): pyproject.toml patches/install_durable_rules.py patches/durable-rules-2.0.28-python3.13.patch
 	$(PYTHON) -m venv $(VENV)
@@ -107,6 +107,12 @@ chaos: $(STAMP)
 # (tests/service/test_cli_exit.py).
 soak-exits: $(STAMP)
 	LEADFLOW_EXIT_RUNS=$${LEADFLOW_EXIT_RUNS:-30} $(BIN)/python -m pytest -q tests/service/test_cli_exit.py
+
+# Live workflows against the simulation on 200 generated histories per policy variant
+# (LEADFLOW_LIFECYCLE_EXAMPLES); `make test` runs 12 (tests/workflows/test_lifecycle_agrees.py).
+soak-lifecycle: $(STAMP)
+	LEADFLOW_LIFECYCLE_EXAMPLES=$${LEADFLOW_LIFECYCLE_EXAMPLES:-200} $(BIN)/python -m pytest -q \
+		tests/workflows/test_lifecycle_agrees.py -k same_steps
 
 # The benches need only what `leadflow up` runs; `make test` runs each one briefly
 # (tests/e2e/test_bench_smoke.py) so none rots unseen.
