@@ -18,7 +18,7 @@ from workflows.lead import EVENT_SIGNAL, LeadWorkflow
 from workflows.types import AcceptInput, LeadOptions, LeadView, RejectInput
 
 POLICY = ROOT / "policies" / "lead-lifecycle.v1.yaml"
-LEADS = 300
+LEADS = 150
 DAYS = 30
 RETENTION = 2 * 86400.0  # short, so leads that end (converted, disqualified) come back within the month
 
