@@ -42,8 +42,9 @@ check: $(STAMP)
 	$(BIN)/mypy
 	@$(MAKE) --no-print-directory -j2 --output-sync=target check-unit check-workflows
 
+# (the inner loop tries 4 generated histories per policy variant against the simulation; make test 12)
 check-unit check-workflows: check-%: $(STAMP)
-	$(BIN)/python -m pytest -q -m $*
+	LEADFLOW_LIFECYCLE_EXAMPLES=$${LEADFLOW_LIFECYCLE_EXAMPLES:-4} $(BIN)/python -m pytest -q -m $*
 
 # What CI runs: everything, the slowest 15 tests named at the end of each half of the suite.
 # The two halves run at once, each printing its output when it ends: the tests of `make check`
