@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
+from bench.quick import parse  # noqa: E402
 from leadflow.replay.generate import generate  # noqa: E402
 from leadflow.replay.simulate import simulate_many  # noqa: E402
 
@@ -45,7 +45,7 @@ def main() -> None:
     ap.add_argument("--days", type=float, default=90)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--processes", type=int, default=os.cpu_count() or 1)
-    args = ap.parse_args()
+    args = parse(ap, {"events": 100_000})
     started = time.perf_counter()
     leads = history(args.events, args.days, args.seed)
     events = sum(len(v) for v in leads.values())

@@ -32,10 +32,10 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
 from temporalio.testing import ActivityEnvironment  # noqa: E402
 
 from activities.delivery import Delivery, DeliveryActivities, EmailRequest, WebhookRequest  # noqa: E402
+from bench.quick import parse  # noqa: E402
 from leadflow.db.database import Database  # noqa: E402
 from leadflow.delivery import message  # noqa: E402
 from leadflow.delivery.content import ContentStore  # noqa: E402
@@ -102,7 +102,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--ledger", default="")
-    args = parser.parse_args()
+    args = parse(parser, {"messages": 600, "rounds": 3})
     home = Path(tempfile.mkdtemp(prefix="leadflow-bench-delivery-"))
     smtp_port, http_port = free_port(), free_port()
     servers = [

@@ -36,12 +36,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
 from temporalio.client import Client  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from bench.bare_worker import BareWorkflow, LocalActivityWorkflow  # noqa: E402
+from bench.quick import parse  # noqa: E402
 from leadflow.codec.aesgcm import data_converter  # noqa: E402
 from leadflow.codec.keys import Keyring, new_key_line  # noqa: E402
 from leadflow.temporal import binary  # noqa: E402
@@ -205,7 +205,7 @@ async def main() -> None:
     ap.add_argument("--open", type=int, default=10_000)
     ap.add_argument("--no-codec", action="store_true",
                     help="leadflow without payload encryption (to measure what the codec costs)")
-    args = ap.parse_args()
+    args = parse(ap, {"samples": 600, "rounds": 2, "open": 1000})
 
     port = free_port()
     env = await WorkflowEnvironment.start_local(

@@ -21,9 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-
 import baseline_policy  # noqa: E402
 
+from bench.quick import parse  # noqa: E402
 from rules.compile import load_compiled  # noqa: E402
 from rules.evaluate import evaluate  # noqa: E402
 from rules.models import Event, LeadRef  # noqa: E402
@@ -114,7 +114,7 @@ def main() -> None:
     ap.add_argument("--leads", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--profile", action="store_true", help="print the top of a cProfile run")
-    args = ap.parse_args()
+    args = parse(ap, {"evals": 100_000, "leads": 500})
 
     policy = load_compiled(str(ROOT / "policies" / "lead-lifecycle.v1.yaml"))
     work = workload(args.leads, args.seed)

@@ -29,11 +29,11 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
 from temporalio.client import Client  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
+from bench.quick import parse  # noqa: E402
 from leadflow.codec.aesgcm import data_converter  # noqa: E402
 from leadflow.codec.keys import Keyring, new_key_line  # noqa: E402
 from leadflow.intake import deliver  # noqa: E402
@@ -131,7 +131,7 @@ async def main() -> None:
     ap.add_argument("--samples", type=int, default=300, help="waited events per door")
     ap.add_argument("--senders", type=int, default=4, help="batches in flight, through either door")
     ap.add_argument("--pool", type=int, default=300, help="leads signed up before the rounds")
-    args = ap.parse_args()
+    args = parse(ap, {"rounds": 2, "batches": 4, "samples": 100})
     rng = random.Random(5)
     home = Path(tempfile.mkdtemp(prefix="leadflow-intake-"))
     port = free_port()

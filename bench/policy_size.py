@@ -26,10 +26,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-
 import evaluator  # noqa: E402
 import policy_gen  # noqa: E402
 
+from bench.quick import parse  # noqa: E402
 from rules.compile import CompiledPolicy, compile_policy  # noqa: E402
 from rules.evaluate import evaluate  # noqa: E402
 from rules.models import Event, LeadRef  # noqa: E402
@@ -90,7 +90,7 @@ def main() -> None:
     ap.add_argument("--never", type=int, default=300,
                     help="also measure the smallest policy plus this many rules that never match")
     ap.add_argument("--seed", type=int, default=11)
-    args = ap.parse_args()
+    args = parse(ap, {"rounds": 3})
     sizes = [int(s) for s in args.sizes.split(",")]
 
     policies: dict[int, CompiledPolicy] = {}

@@ -30,11 +30,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
 from temporalio.client import Client  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
+from bench.quick import parse  # noqa: E402
 from leadflow.codec.aesgcm import data_converter  # noqa: E402
 from leadflow.codec.keys import Keyring, new_key_line  # noqa: E402
 from leadflow.intake import check_event, deliver  # noqa: E402
@@ -142,7 +142,7 @@ async def main() -> None:
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--settle", type=float, default=5,
                     help="seconds for completions and index writes to settle before counting")
-    args = ap.parse_args()
+    args = parse(ap, {"leads": 300})
     leads = history(args.leads, args.events_per_lead, args.seed)
     print(f"{len(leads):,} leads, {sum(map(len, leads.values())):,} events", flush=True)
     kept = await run("kept", "30d", leads, args.settle)

@@ -51,6 +51,10 @@ def test_every_bench_has_a_smoke_run():
     shipped = {p.stem for p in (ROOT / "bench").glob("*.py")
                if "json.dumps" in p.read_text() and '__name__ == "__main__"' in p.read_text()}
     assert shipped == set(BENCHES)
+    # and each has the inner loop's short run, `--quick` (bench/quick.py)
+    quick = {p.stem for p in (ROOT / "bench").glob("*.py")
+             if "from bench.quick import parse" in p.read_text()}
+    assert quick == shipped
 
 
 def run(script: Path, args: list[str], tmp: Path) -> tuple[int, str, float]:
