@@ -11,9 +11,10 @@ from datetime import datetime
 from typing import Any
 
 from leadflow.replay.routing_report import RosterChoice, compare_sections, diff_table
-from leadflow.replay.simulate import simulate_lead, summary
+from leadflow.replay.simulate import people, simulate_lead, summary
 from leadflow.reports.charts import img, png, pyplot
 from rules.compile import CompiledPolicy, load_compiled
+from rules.simulate import simulate_people
 
 MAX_EXPLAINED = 200  # changed leads explained event by event (the rest are counted)
 
@@ -52,11 +53,16 @@ def _handoffs(result: dict[str, Any]) -> list[tuple[str, str]]:
     return [(h["queue"], h["at"]) for h in result["handoffs"]]
 
 
-def parting(old: CompiledPolicy, new: CompiledPolicy, lead_id: str, raws: list[dict[str, Any]],
+def parting(old: CompiledPolicy, new: CompiledPolicy, lead_id: str, group: dict[str, list[dict[str, Any]]],
             until: datetime | None) -> Parting:
-    """Run the lead again under both versions, step by step, to the first step that differs."""
-    a = simulate_lead(old, lead_id, raws, until, trace=True)
-    b = simulate_lead(new, lead_id, raws, until, trace=True)
+    """Run the lead again under both versions, step by step, to the first step that differs.
+    `group`: its events, with those of the leads it merged with (leadflow.replay.simulate.people)."""
+    if len(group) == 1:
+        a = simulate_lead(old, lead_id, group[lead_id], until, trace=True)
+        b = simulate_lead(new, lead_id, group[lead_id], until, trace=True)
+    else:
+        a = simulate_people(old, group, until, trace=True)[lead_id]
+        b = simulate_people(new, group, until, trace=True)[lead_id]
     for x, y in zip(a.steps, b.steps, strict=False):
         if (x["state"], x["fired"], x["event_id"]) != (y["state"], y["fired"], y["event_id"]):
             first = x if x["at"] <= y["at"] else y
@@ -88,8 +94,9 @@ def compare(old_file: str, new_file: str, leads: dict[str, list[dict[str, Any]]]
     partings = []
     if pairs:
         po, pn = load_compiled(old_file), load_compiled(new_file)
+        groups = {lead_id: group for group in people(leads) for lead_id in group}
         for a, _ in pairs[:MAX_EXPLAINED]:
-            partings.append(parting(po, pn, a["lead_id"], leads[a["lead_id"]], until).as_dict())
+            partings.append(parting(po, pn, a["lead_id"], groups[a["lead_id"]], until).as_dict())
     report = compared(old_file, new_file, old, new, partings)
     if roster is not None:
         report["routing"] = compare_sections(old, new, roster)

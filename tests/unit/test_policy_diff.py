@@ -81,3 +81,37 @@ def test_a_routing_only_change_shows_the_sales_load_moving_between_reps(tmp_path
                            capture_output=True, text=True, timeout=300)
     assert alone.returncode == 0, alone.stderr
     assert json.loads(alone.stdout)["routing"]["assigned"] == {rep: n["new"] for rep, n in total.items()}
+
+
+def test_where_a_merged_lead_parted_is_found_with_the_lead_it_merged_with(tmp_path: Path):
+    """The personal lead took over the work lead's hand-off: only run together do the two show
+    the shorter SLA breaching it before sales answer."""
+    from datetime import datetime, timezone
+
+    from leadflow.replay.diff import parting
+    from leadflow.replay.simulate import people
+    from rules.compile import load_compiled
+
+    text = OLD.read_text()
+    assert "  sla: 48h\n" in text
+    new = tmp_path / "lead-lifecycle.v2.yaml"
+    new.write_text(text.replace("version: 1\n", "version: 2\n", 1).replace("  sla: 48h\n", "  sla: 12h\n"))
+    hot = {"role": "vp", "budget": 60000, "timeline": "now", "company_size": 300}
+    personal, work = {"email": "ana@gmail.example"}, {"email": "ana@acme.example"}
+    log = {
+        "lead-p": [{"id": "p0", "type": "signup", "at": "2026-02-02T09:00:00Z", "lead": personal},
+                   {"id": "p1", "type": "identify", "at": "2026-02-02T12:00:00Z", "lead": personal,
+                    "data": {"same_as": work, "merge": {"lead_id": "lead-w", "running": True, **work}}},
+                   {"id": "p2", "type": "sales_accept", "at": "2026-02-03T09:00:00Z", "lead": personal,
+                    "data": {"by": "sam"}}],
+        "lead-w": [{"id": "w0", "type": "signup", "at": "2026-02-02T10:00:00Z", "lead": {**work, **hot}},
+                   {"id": "w1", "type": "demo_request", "at": "2026-02-02T11:00:00Z", "lead": work}],
+    }
+    log = {lead: [{**raw, "lead_id": lead} for raw in raws] for lead, raws in log.items()}
+    (group,) = people(log)
+    until = datetime(2026, 2, 5, tzinfo=timezone.utc)
+    parted = parting(load_compiled(str(OLD)), load_compiled(str(new)), "lead-p", group, until)
+    assert parted.event_type == "sla_breach" and parted.at == "2026-02-02T23:00:00Z", parted
+    alone = parting(load_compiled(str(OLD)), load_compiled(str(new)), "lead-p", {"lead-p": log["lead-p"]},
+                    until)
+    assert alone.event_type is None  # without the work lead, there was no hand-off to breach
