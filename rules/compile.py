@@ -29,10 +29,11 @@ from rules.index_plan import PhasePlan, PlanRule, plan_phase
 from rules.models import BUILTIN_EVENTS
 from rules.policy import Effects, Policy
 from rules.routing import Route
+from rules.scoring import SCORE_DIGITS
 from rules.validate import LoadedPolicy
 
 Kind = Literal["fit", "engagement", "stage"]
-ROUNDING = 0.01  # scores as rules read them: rounded to two decimals (rules.evaluate)
+ROUNDING = 10.0 ** -SCORE_DIGITS  # the smallest step of a score as rules read it
 HANDOFF_PRIORITY = 1000  # sales' word on a hand-off outranks every policy rule
 
 

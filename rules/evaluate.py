@@ -41,7 +41,7 @@ from rules.models import (
 )
 from rules.policy import Effects
 from rules.routing import route
-from rules.scoring import compact, crossing_below, engagement
+from rules.scoring import SCORE_DIGITS, compact, crossing_below, engagement
 
 MAX_HISTORY = 500
 LAYOUT = "2"  # how facts are laid out (rules.index_plan) and keyed: a change makes leads forget their fit
@@ -419,8 +419,9 @@ def _scores(policy: CompiledPolicy, contributions: list[Contribution], fit: floa
     interest, intent = engagement(contributions, t, policy.caps)
     total_engagement = min(policy.engagement_cap, interest + intent)
     return {
-        "fit": round(fit, 2), "interest": round(interest, 2), "intent": round(intent, 2),
-        "engagement": round(total_engagement, 2), "total": round(fit + total_engagement, 2),
+        "fit": round(fit, SCORE_DIGITS), "interest": round(interest, SCORE_DIGITS),
+        "intent": round(intent, SCORE_DIGITS), "engagement": round(total_engagement, SCORE_DIGITS),
+        "total": round(fit + total_engagement, SCORE_DIGITS),
         "bant": bant,
     }
 

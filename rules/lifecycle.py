@@ -256,12 +256,11 @@ def breach(task: TaskCycle, now: datetime) -> Breach:
     task.breaches += 1
     n = task.breaches
     step = task.steps[n - 1] if n <= len(task.steps) else "none"
-    taken = Breach(n, step, task.queue, task.queue)
-    if taken.target:
-        task.queue = taken.target
-        taken = Breach(n, step, taken.from_queue, task.queue)
+    from_queue = task.queue
+    if step.startswith("escalate:"):
+        task.queue = step.split(":", 1)[1]
     task.due = next_breach(now, task.sla_seconds, n)
-    return taken
+    return Breach(n, step, from_queue, task.queue)
 
 
 def breach_event(task_id: str, taken: Breach, now: datetime, rep: str | None = None,

@@ -7,6 +7,9 @@ from collections.abc import Iterable, Mapping
 
 from rules.models import Contribution
 
+# Scores as rules read them and Decisions carry them: rounded to this many decimals.
+SCORE_DIGITS = 2
+
 
 def decayed(points: float, age: float, half_life: float) -> float:
     if half_life <= 0:

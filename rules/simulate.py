@@ -24,7 +24,7 @@ from rules.durations import parse_duration
 from rules.evaluate import evaluate
 from rules.identity import identity_of, merged_log, readdress
 from rules.lifecycle import DEFAULT_RETENTION, LeadCycle, OpenTask, TaskCycle
-from rules.models import Action, Decision, Event, LeadRef, LeadState, StoryEntry
+from rules.models import Action, Decision, Event, LeadRef, LeadState
 
 DEFAULT_START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 MAX_TIMERS = 10_000
@@ -50,17 +50,13 @@ class LeadResult:
     skipped: int = 0  # sales answers with no hand-off open
     rejected: int = 0
     steps: list[dict[str, Any]] = field(default_factory=list)  # with trace: each evaluation
-    # the lifecycle's steps as the lead's story tells them, each with its time, in the story's
-    # order: each transition ("rule: from -> to"), each line the lifecycle says (a hand-off opened,
-    # a breach, a merge), "run ended", "run began"
+    # with trace: the lifecycle's steps as the lead's story tells them, each with its time, in the
+    # story's order: each transition ("rule: from -> to"), each line the lifecycle says (a hand-off
+    # opened, a breach, a merge), "run ended", "run began"
     lines: list[tuple[str, str]] = field(default_factory=list)
     merged_into: str | None = None  # the lead this one was merged into (its state then stays)
     decisions: list[Decision] = field(default_factory=list)
     lead: LeadState | None = None
-
-    @property
-    def story(self) -> list[StoryEntry]:
-        return [entry for d in self.decisions for entry in d.story]
 
     def as_dict(self) -> dict[str, Any]:
         # by hand, not asdict: that deep-copies the lead and every Decision
@@ -74,7 +70,8 @@ class LeadResult:
 class Simulation:
     """One lead's lifecycle in virtual time. Feed it events in time order (`take`), then
     `advance` to the end of the history; `result` says what happened. `retention`: how long a
-    final state keeps the run (None: for ever). `trace`: each evaluation in `result.steps`;
+    final state keeps the run (None: for ever). `trace`: each evaluation in `result.steps` and the
+    lifecycle's steps in `result.lines`;
     `record`: each Decision in `result.decisions`."""
 
     def __init__(self, policy: CompiledPolicy, lead_id: str, retention: float | None = DEFAULT_RETENTION,
@@ -127,7 +124,8 @@ class Simulation:
             if first not in (check_at, breach_at):  # the run completes; a later event begins the next
                 assert self.cycle.lead is not None
                 self.result.endings.append(self.cycle.lead.state)
-                self.result.lines.append((_iso(first), "run ended"))
+                if self.trace:
+                    self.result.lines.append((_iso(first), "run ended"))
                 self.cycle = LeadCycle(retention=self.retention)
                 return
             self._timers += 1
@@ -159,7 +157,8 @@ class Simulation:
         decision = evaluate(self.policy, self.cycle.lead, event, now)
         if self.cycle.lead is None and result.endings:  # the lead's next run begins
             result.path.append(decision.state_before)
-            result.lines.append((_iso(now), "run began"))
+            if self.trace:
+                result.lines.append((_iso(now), "run began"))
         result.events += 1
         if self.trace:
             result.steps.append({"event_id": event.id, "event_type": event.type, "at": _iso(now),
@@ -176,9 +175,10 @@ class Simulation:
             return
         moves = [f"{e.rule}: {e.from_state} -> {e.to_state}" for e in decision.story if e.rule]
         result.transitions.extend(moves)
-        at = _iso(now)
-        result.lines.extend((at, move) for move in moves)
-        result.lines.extend((at, act.why) for act in acts if isinstance(act, lifecycle.Say))
+        if self.trace:
+            at = _iso(now)
+            result.lines.extend((at, move) for move in moves)
+            result.lines.extend((at, act.why) for act in acts if isinstance(act, lifecycle.Say))
         for fired in decision.fired:
             result.fired.append(fired.rule)
             move = fired.effects.get("transition")

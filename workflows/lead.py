@@ -317,7 +317,7 @@ class LeadWorkflow:
             recent=[{"type": t, "at": at} for t, at in lead.recent] if lead else [],
             bant=list(lead.bant) if lead else [],
             final_since=self.c.final_since.isoformat() if self.c.final_since else None,
-            ends_at=ends.isoformat() if (ends := self._ends_at()) else None,
+            ends_at=ends.isoformat() if (ends := lifecycle.ends_at(self.c)) else None,
             earlier=[e.model_dump(mode="json") for e in self.c.earlier],
             aliases=list(self.c.aliases),
             waiting=self.c.waiting.says() if self.c.waiting else None,
@@ -335,7 +335,8 @@ class LeadWorkflow:
         """Keep one timer for the earliest of the next check and the next score index.
         A waiting timer that is due no later than needed stays: a check due date moves with
         every event, and a new timer per event (start, then cancel) doubled the history."""
-        dues = [d for d in (self.c.next_check_at, self._index_score_at, self._ends_at()) if d is not None]
+        dues = [d for d in (self.c.next_check_at, self._index_score_at, lifecycle.ends_at(self.c))
+                if d is not None]
         if not dues:
             return
         due = min(dues)
@@ -354,11 +355,8 @@ class LeadWorkflow:
         await workflow.sleep(seconds)
         self._woke = True
 
-    def _ends_at(self) -> datetime | None:
-        return lifecycle.ends_at(self.c)
-
     def _ending_due(self) -> bool:
-        ends = self._ends_at()
+        ends = lifecycle.ends_at(self.c)
         return ends is not None and not self.c.pending and workflow.now() >= ends
 
     async def _end(self) -> LeadEnding:

@@ -18,7 +18,7 @@ from leadflow.keys import allowed
 from leadflow.operations import tasks as task_ops
 from leadflow.pages.deps import FormCaller, FormText, LoggedIn
 from leadflow.pages.render import age, render
-from leadflow.routing.desk import _why_none as why_none_free  # the words routing logs: one wording
+from leadflow.routing.desk import why_none_free  # the words routing logs: one wording
 from leadflow.routing.roster import Roster
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)

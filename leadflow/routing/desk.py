@@ -140,8 +140,8 @@ class Desk:
             chosen, after = pick(free, credits)
             if chosen is None and row.rep is not None and row.queue == queue and row.status == "open":
                 # passed on at a breach, but nobody else is free: it stays where it is
-                return _answer(db, row.rep, queue) | {"kept": True,
-                                                       "why": _why_none(roster, queue, at, counts, exclude)}
+                why = why_none_free(roster, queue, at, counts, exclude)
+                return _answer(db, row.rep, queue) | {"kept": True, "why": why}
             if after:
                 db.execute(self._credit, [{"queue": queue, "rep": rep, "credit": v}
                                           for rep, v in after.items()])
@@ -152,7 +152,7 @@ class Desk:
                 back = [r.away.until for r in roster.in_queue(queue)
                         if r.away is not None and r.away.until is not None and r.away_at(at)]
                 return {"rep": None, "queue": queue, "waiting": True,
-                        "why": _why_none(roster, queue, at, counts, exclude),
+                        "why": why_none_free(roster, queue, at, counts, exclude),
                         "back_at": min(back).isoformat() if back else None}
             return _answer(db, chosen, queue)
 
@@ -213,8 +213,9 @@ def _answer(db: Connection, rep_id: str, queue: str) -> dict[str, Any]:
             "queue": queue, "waiting": False}
 
 
-def _why_none(roster: Roster, queue: str, at: datetime, counts: dict[str, int],
-              exclude: tuple[str, ...]) -> str:
+def why_none_free(roster: Roster, queue: str, at: datetime, counts: dict[str, int],
+                  exclude: tuple[str, ...]) -> str:
+    """Why no rep of the queue takes a task now: routing's log and the inbox say it alike."""
     reps = roster.in_queue(queue)
     if not reps:
         return f"no rep works queue {queue}"

@@ -33,7 +33,8 @@ from rules.identity import lead_key
 from rules.models import LeadRef
 from tests.support import ROOT
 from worker import build_worker, delivery_for
-from workflows.types import LeadOptions
+from workflows.lead import EVENT_SIGNAL, LeadWorkflow
+from workflows.types import LeadOptions, LeadView
 
 HISTORIES = ROOT / "tests" / "workflows" / "histories"
 HOT = {"role": "vp", "budget": 60000, "timeline": "now", "company_size": 300}  # qualifies at once
@@ -93,6 +94,24 @@ class Space:
                 "LEADFLOW_TASK_QUEUE": self.task_queue}
 
 
+class LoopThread:
+    """An event loop running in a thread of its own, so coroutines may be run on it from any
+    thread, with or without a running loop of their own (a sync test, hypothesis's examples)."""
+
+    def __init__(self, name: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, Any], timeout: float = 120) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(30)
+        self._loop.close()
+
+
 class SharedDevServer:
     """One dev server (dev_server(): in memory, leadflow's search attributes) for the whole test
     session, for the tests that need no server of their own (one with its own database, a bare
@@ -103,15 +122,11 @@ class SharedDevServer:
     starts it at the first test that asks, and stops it at the end of the session."""
 
     def __init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="shared-dev-server", daemon=True)
-        self._thread.start()
+        self._loop = LoopThread("shared-dev-server")
+        self._run = self._loop.run
         self._lock = threading.Lock()
         self._taken = 0
         self._env, self.port = self._run(dev_server())
-
-    def _run(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(120)
 
     def space(self, name: str) -> Space:
         """A new namespace (`name-N`) with its task queue `name`."""
@@ -132,16 +147,35 @@ class SharedDevServer:
         try:
             self._run(self._env.shutdown())
         finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(30)
-            self._loop.close()
+            self._loop.stop()
 
 
 def replayer() -> Replayer:
     from workflows.handoff import HandoffWorkflow
-    from workflows.lead import LeadWorkflow
 
     return Replayer(workflows=[LeadWorkflow, HandoffWorkflow], data_converter=pydantic_data_converter)
+
+
+async def start_lead(client: Client, task_queue: str, lead_id: str, event: dict[str, Any],
+                     options: LeadOptions | None = None) -> WorkflowHandle[LeadWorkflow, Any]:
+    """Start (or join) a lead with an event, by signal-with-start as the intake does (the SDK
+    takes the start signal by name only)."""
+    return await client.start_workflow(
+        LeadWorkflow.run, args=[event, options or LeadOptions(index=False)], id=lead_id,
+        task_queue=task_queue, start_signal=EVENT_SIGNAL, start_signal_args=[event])
+
+
+async def settled(handle: WorkflowHandle[LeadWorkflow, Any]) -> LeadView:
+    """The lead once it has taken everything sent to it: a query answers from the workflow's
+    last activation, which may come before a signal's evaluation."""
+    last = LeadView()
+    for _ in range(100):
+        view = await handle.query(LeadWorkflow.state)
+        if view == last:
+            return view
+        last = view
+        await asyncio.sleep(0.05)
+    return last
 
 
 @dataclasses.dataclass
@@ -158,10 +192,8 @@ class Harness:
         query answers from the workflow's last activation, which may precede the evaluation."""
         event = {"id": f"signup-{email}", "type": "signup", "lead": {"email": email, **profile},
                  "data": data or {}}
-        handle = await self.client.start_workflow(
-            "LeadWorkflow", args=[event, options or LeadOptions(index=False)],
-            id=lead_key(LeadRef(email=email)), task_queue=self.settings.task_queue,
-            start_signal="event", start_signal_args=[event])
+        handle = await start_lead(self.client, self.settings.task_queue, lead_key(LeadRef(email=email)),
+                                  event, options)
         for _ in range(200):
             if (await self.state(handle))["events"] >= 1:
                 return handle

@@ -91,23 +91,13 @@ def test_where_a_merged_lead_parted_is_found_with_the_lead_it_merged_with(tmp_pa
     from leadflow.replay.diff import parting
     from leadflow.replay.simulate import people
     from rules.compile import load_compiled
+    from tests.support.people import merged_person
 
     text = OLD.read_text()
     assert "  sla: 48h\n" in text
     new = tmp_path / "lead-lifecycle.v2.yaml"
     new.write_text(text.replace("version: 1\n", "version: 2\n", 1).replace("  sla: 48h\n", "  sla: 12h\n"))
-    hot = {"role": "vp", "budget": 60000, "timeline": "now", "company_size": 300}
-    personal, work = {"email": "ana@gmail.example"}, {"email": "ana@acme.example"}
-    log = {
-        "lead-p": [{"id": "p0", "type": "signup", "at": "2026-02-02T09:00:00Z", "lead": personal},
-                   {"id": "p1", "type": "identify", "at": "2026-02-02T12:00:00Z", "lead": personal,
-                    "data": {"same_as": work, "merge": {"lead_id": "lead-w", "running": True, **work}}},
-                   {"id": "p2", "type": "sales_accept", "at": "2026-02-03T09:00:00Z", "lead": personal,
-                    "data": {"by": "sam"}}],
-        "lead-w": [{"id": "w0", "type": "signup", "at": "2026-02-02T10:00:00Z", "lead": {**work, **hot}},
-                   {"id": "w1", "type": "demo_request", "at": "2026-02-02T11:00:00Z", "lead": work}],
-    }
-    log = {lead: [{**raw, "lead_id": lead} for raw in raws] for lead, raws in log.items()}
+    log = merged_person()
     (group,) = people(log)
     until = datetime(2026, 2, 5, tzinfo=timezone.utc)
     parted = parting(load_compiled(str(OLD)), load_compiled(str(new)), "lead-p", group, until)

@@ -14,6 +14,7 @@ from pathlib import Path
 from leadflow.replay.generate import lines
 from leadflow.replay.simulate import simulate_lead, simulate_many, summary
 from rules.compile import load_compiled
+from tests.support.people import merged_person
 from tests.support.temporal_harness import ROOT
 
 POLICY = ROOT / "policies" / "lead-lifecycle.v1.yaml"
@@ -90,21 +91,9 @@ def test_many_leads_give_the_same_results_on_one_core_and_on_several(tmp_path: P
 def test_leads_an_identify_event_merged_are_simulated_as_one_person_on_any_number_of_cores():
     """As LeadWorkflow merges: the work lead's hand-off becomes the personal lead's, the work lead
     ends `merged`, and its later events reach the survivor; one core or two, the same."""
-    hot = {"role": "vp", "budget": 60000, "timeline": "now", "company_size": 300}
-    personal = {"email": "ana@gmail.example"}
-    work = {"email": "ana@acme.example"}
-    log = {
-        "lead-p": [{"id": "p0", "type": "signup", "at": "2026-02-02T09:00:00Z", "lead": personal},
-                   {"id": "p1", "type": "identify", "at": "2026-02-02T12:00:00Z", "lead": personal,
-                    "data": {"same_as": work, "merge": {"lead_id": "lead-w", "running": True, **work}}},
-                   {"id": "p2", "type": "sales_accept", "at": "2026-02-03T09:00:00Z", "lead": personal,
-                    "data": {"by": "sam"}}],
-        "lead-w": [{"id": "w0", "type": "signup", "at": "2026-02-02T10:00:00Z", "lead": {**work, **hot}},
-                   {"id": "w1", "type": "demo_request", "at": "2026-02-02T11:00:00Z", "lead": work}],
-        "lead-alone": [{"id": "a0", "type": "signup", "at": "2026-02-02T09:30:00Z",
-                        "lead": {"email": "solo@acme.example"}}],
-    }
-    log = {lead: [{**raw, "lead_id": lead} for raw in raws] for lead, raws in log.items()}
+    alone = {"id": "a0", "type": "signup", "at": "2026-02-02T09:30:00Z",
+             "lead": {"email": "solo@acme.example"}, "lead_id": "lead-alone"}
+    log = {**merged_person(), "lead-alone": [alone]}
     until = datetime(2026, 2, 10, tzinfo=timezone.utc)
     one = simulate_many(str(POLICY), log, until, processes=1)
     assert simulate_many(str(POLICY), log, until, processes=2) == one

@@ -9,11 +9,9 @@ with the same steps, the same runs ended in the same states; and two leads said 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import re
-import threading
 from collections.abc import Coroutine
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -22,7 +20,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 
 from leadflow.archive.events import EventArchive
@@ -31,10 +29,10 @@ from rules.compile import load_compiled
 from rules.identity import lead_key
 from rules.models import LeadRef
 from rules.simulate import LeadResult, simulate_people
-from tests.support.temporal_harness import ROOT, harness
+from tests.support.temporal_harness import ROOT, LoopThread, harness, settled, start_lead
 from workflows.handoff import HandoffWorkflow
-from workflows.lead import EVENT_SIGNAL, LeadWorkflow
-from workflows.types import AcceptInput, LeadOptions, LeadView, RejectInput
+from workflows.lead import LeadWorkflow
+from workflows.types import AcceptInput, LeadView, RejectInput
 
 RETENTION = 2 * 86400.0  # short, so leads that end (converted, disqualified) come back within a history
 TAIL = 8 * 86400.0  # after the last event: three SLA breaches of 48 h and a retention fit in it
@@ -79,23 +77,20 @@ class Live:
     all of one test's examples (each example's leads have addresses of their own)."""
 
     def __init__(self, home: Path, policy_dir: Path) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
+        self._loop = LoopThread(f"lifecycle-{policy_dir.name}")
         self._stack = contextlib.AsyncExitStack()
         self.h = self.run(self._stack.enter_async_context(
             harness(home, policy_dir=policy_dir, final_retention=RETENTION)))
         self.examples = 0
 
     def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(600)
+        return self._loop.run(coro, timeout=600)
 
     def close(self) -> None:
         try:
             self.run(self._stack.aclose())
         finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(30)
+            self._loop.stop()
 
 
 @pytest.fixture(scope="module")
@@ -172,27 +167,6 @@ def _events(history: History, start: datetime, tag: str) -> list[dict[str, Any]]
     return [{**e, "at": e["at"].isoformat()} for e in events]
 
 
-async def _settled(handle: WorkflowHandle[LeadWorkflow, Any]) -> LeadView:
-    """The lead once it has taken everything sent to it (a query answers from the last activation)."""
-    last: LeadView | None = None
-    for _ in range(100):
-        view = await handle.query(LeadWorkflow.state)
-        if view == last:
-            return view
-        last = view
-        await asyncio.sleep(0.05)
-    assert last is not None
-    return last
-
-
-async def _start(client: Client, task_queue: str, lead_id: str, event: dict[str, Any]
-                 ) -> WorkflowHandle[LeadWorkflow, Any]:
-    # signal-with-start, as the intake does: the SDK takes the start signal by name only
-    return await client.start_workflow(LeadWorkflow.run, args=[event, LeadOptions(index=False)],
-                                       id=lead_id, task_queue=task_queue,
-                                       start_signal=EVENT_SIGNAL, start_signal_args=[event])
-
-
 async def _live(live: Live, events: list[dict[str, Any]]) -> tuple[dict[str, list[list[str]]], datetime]:
     """Each lead's runs, each run as its steps (see _steps), after the history and its tail; and
     the time then. Each event is sent at its time without its `at`: the lead takes it at the
@@ -212,14 +186,14 @@ async def _live(live: Live, events: list[dict[str, Any]]) -> tuple[dict[str, lis
         lead_id = raw["lead_id"]
         event = {k: v for k, v in raw.items() if k not in ("lead_id", "at")}
         if raw["type"] == "signup":
-            handles[lead_id] = await _start(client, h.settings.task_queue, lead_id, event)
+            handles[lead_id] = await start_lead(client, h.settings.task_queue, lead_id, event)
             continue
         if raw["type"] == "identify":  # as the intake routes it: to the survivor, naming the other
             into[raw["data"]["merge"]["lead_id"]] = lead_id
         lead_id = into.get(lead_id, lead_id)
         handle = handles[lead_id]
         if raw["type"] in ANSWERS:  # as sales would in the inbox: only an open hand-off can be answered
-            task = (await _settled(handle)).open_handoff
+            task = (await settled(handle)).open_handoff
             if task is None:
                 continue
             answering = client.get_workflow_handle_for(HandoffWorkflow.run, task)
@@ -232,12 +206,12 @@ async def _live(live: Live, events: list[dict[str, Any]]) -> tuple[dict[str, lis
         try:
             await handle.signal(LeadWorkflow.event, event)
         except RPCError:  # its run ended: the next begins with this event, as the intake does
-            runs.setdefault(lead_id, []).append(_steps(await _settled(handle)))
-            handles[lead_id] = await _start(client, h.settings.task_queue, lead_id, event)
+            runs.setdefault(lead_id, []).append(_steps(await settled(handle)))
+            handles[lead_id] = await start_lead(client, h.settings.task_queue, lead_id, event)
     await env.sleep(TAIL)
     for merged in into:  # closed, merged into another: its view as it ended
         await client.get_workflow_handle_for(LeadWorkflow.run, merged).result()
-    views = {lead_id: await _settled(handle) for lead_id, handle in handles.items()}
+    views = {lead_id: await settled(handle) for lead_id, handle in handles.items()}
     for lead_id, view in views.items():
         runs.setdefault(lead_id, []).append(_steps(view))
     ended = await env.get_current_time()
@@ -327,7 +301,7 @@ def _agree(live: Live, leads: History) -> dict[str, list[list[str]]]:
     for raw in EventArchive(Database.open(live.h.settings.shared_db_url)).export():
         if raw["lead_id"] in by_lead:
             by_lead[raw["lead_id"]].append(raw)
-    results = simulate_people(policy, by_lead, until, retention=RETENTION)
+    results = simulate_people(policy, by_lead, until, retention=RETENTION, trace=True)
     for lead_id in by_lead:
         simulated = _simulated(results[lead_id])
         if runs[lead_id] != simulated:  # the whole history, unshortened, to replay by hand

@@ -12,10 +12,10 @@ from temporalio.service import RPCError
 
 from leadflow.replay.generate import generate
 from leadflow.replay.simulate import simulate_many
-from tests.support.temporal_harness import ROOT, harness
+from tests.support.temporal_harness import ROOT, harness, settled, start_lead
 from workflows.handoff import HandoffWorkflow
-from workflows.lead import EVENT_SIGNAL, LeadWorkflow
-from workflows.types import AcceptInput, LeadOptions, LeadView, RejectInput
+from workflows.lead import LeadWorkflow
+from workflows.types import AcceptInput, LeadView, RejectInput
 
 POLICY = ROOT / "policies" / "lead-lifecycle.v1.yaml"
 LEADS = 150
@@ -32,12 +32,6 @@ def test_simulate_ends_every_lead_where_the_workflows_do(tmp_path):
             handles: dict[str, Any] = {}
             ended: dict[str, list[str]] = {}  # the transitions of runs that ended
 
-            async def start(lead_id: str, event: dict[str, Any]) -> Any:
-                # signal-with-start, as the intake does (the SDK takes the start signal by name)
-                return await h.client.start_workflow(
-                    LeadWorkflow.run, args=[event, LeadOptions(index=False)], id=lead_id,
-                    task_queue=h.settings.task_queue, start_signal=EVENT_SIGNAL, start_signal_args=[event])
-
             for raw in events:
                 at = datetime.fromisoformat(raw["at"].replace("Z", "+00:00"))
                 ahead = (at - await env.get_current_time()).total_seconds()
@@ -46,7 +40,7 @@ def test_simulate_ends_every_lead_where_the_workflows_do(tmp_path):
                 lead_id = raw["lead_id"]
                 event = {k: v for k, v in raw.items() if k != "lead_id"}
                 if raw["type"] == "signup":
-                    handles[lead_id] = await start(lead_id, event)
+                    handles[lead_id] = await start_lead(h.client, h.settings.task_queue, lead_id, event)
                     continue
                 lead = handles[lead_id]
                 if raw["type"] in ("sales_accept", "sales_reject"):
@@ -67,23 +61,11 @@ def test_simulate_ends_every_lead_where_the_workflows_do(tmp_path):
                     await lead.signal(LeadWorkflow.event, event)
                 except RPCError:  # its run ended: the next begins with this event, as the intake does
                     ended[lead_id] = ended.get(lead_id, []) + _moves(await lead.query(LeadWorkflow.state))
-                    handles[lead_id] = await start(lead_id, event)
+                    handles[lead_id] = await start_lead(h.client, h.settings.task_queue, lead_id, event)
             until = datetime.fromisoformat(events[-1]["at"].replace("Z", "+00:00"))
             states = {lead_id: await settled(handle) for lead_id, handle in handles.items()}
             earlier_moves.update(ended)
             return events, states, until
-
-    async def settled(handle: Any) -> LeadView:
-        """The lead's state once it has taken everything sent to it (a query answers from the last
-        activation, which may come before a signal's evaluation)."""
-        last = LeadView()
-        for _ in range(100):
-            state = await handle.query(LeadWorkflow.state)
-            if state == last:
-                return state
-            last = state
-            await asyncio.sleep(0.05)
-        return last
 
     earlier_moves: dict[str, list[str]] = {}
     events, states, until = asyncio.run(live())
