@@ -192,8 +192,11 @@ class Harness:
         query answers from the workflow's last activation, which may precede the evaluation."""
         event = {"id": f"signup-{email}", "type": "signup", "lead": {"email": email, **profile},
                  "data": data or {}}
-        handle = await start_lead(self.client, self.settings.task_queue, lead_key(LeadRef(email=email)),
-                                  event, options)
+        # by name: its tests read the lead's state and result as JSON objects
+        handle = await self.client.start_workflow(
+            "LeadWorkflow", args=[event, options or LeadOptions(index=False)],
+            id=lead_key(LeadRef(email=email)), task_queue=self.settings.task_queue,
+            start_signal=EVENT_SIGNAL, start_signal_args=[event])
         for _ in range(200):
             if (await self.state(handle))["events"] >= 1:
                 return handle
