@@ -25,14 +25,18 @@ from rules.conditions import (
     state_sources,
 )
 from rules.durations import parse_duration
+from rules.engine import register
 from rules.index_plan import PhasePlan, PlanRule, plan_phase
 from rules.models import BUILTIN_EVENTS
 from rules.policy import Effects, Policy
+from rules.projection import Projection, compile_projection
 from rules.routing import Route
 from rules.scoring import SCORE_DIGITS
 from rules.validate import LoadedPolicy
 
 Kind = Literal["fit", "engagement", "stage"]
+# a fit: its score, BANT letters, and per fit rule matched (rule id, what it matched, its effects)
+FitResult = tuple[float, tuple[str, ...], list[tuple[str, dict[str, Any], dict[str, Any]]]]
 ROUNDING = 10.0 ** -SCORE_DIGITS  # the smallest step of a score as rules read it
 HANDOFF_PRIORITY = 1000  # sales' word on a hand-off outranks every policy rule
 
@@ -111,6 +115,30 @@ class CompiledPolicy:
     @property
     def name(self) -> str:
         return self.policy.policy
+
+    @functools.cached_property
+    def projections(self) -> dict[str, Projection]:
+        """Per phase, its fact's generated builders (rules.projection), made at first use."""
+        return {phase: compile_projection(plan, self.constants) for phase, plan in self.plans.items()}
+
+    @functools.cached_property
+    def handles(self) -> dict[str, int | None]:
+        """Per phase, its engine ruleset in this process (None: the phase has no rules)."""
+        return {phase: register(f"{self.ruleset}/{phase}", definition, self.constants)
+                if definition else None for phase, definition in self.definitions.items()}
+
+    @functools.cached_property
+    def fit_memo(self) -> dict[tuple[str, ...], FitResult]:
+        """rules.evaluate's fit results per fit key and rules matched (see rules.evaluate._fit)."""
+        return {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # generated code and engine handles belong to one process: another makes its own
+        state = dict(self.__dict__)
+        state.pop("projections", None)
+        state.pop("handles", None)
+        state.pop("fit_memo", None)
+        return state
 
     @property
     def version(self) -> int:

@@ -8,6 +8,7 @@ because durable-rules has no negation operator.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -65,7 +66,7 @@ class CountSpec:
     type: str
     window: float
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         return f"s{int(self.window)}"
 

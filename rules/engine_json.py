@@ -17,13 +17,34 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 EXACT_INT = 2**53
 MAX_DOUBLE = 1.7976931348623157e308
 
-_fast = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _made_once() -> Callable[[dict[str, Any]], str]:
+    """The C encoder `JSONEncoder.encode` makes afresh on every call (a good share of the
+    call), made once; where the interpreter has none, or it writes otherwise, the encoder."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return _encoder.encode
+    try:
+        c = make(None, None, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+        probe = {"k": "stage", "a#s": "vp é", "b#n": 12.5, "c": 1, "d#n": True, "e#n": 3}
+        if "".join(c(probe, 0)) != _encoder.encode(probe):
+            return _encoder.encode
+    except Exception:  # another signature: the plain encoder
+        return _encoder.encode
+    return lambda fact: "".join(c(fact, 0))
+
+
+# engine JSON for a flat fact known to hold no number that needs the exact way
+plain_json: Callable[[dict[str, Any]], str] = _made_once()
+_fast = plain_json
 _string = json.JSONEncoder(ensure_ascii=False).encode
 
 

@@ -23,9 +23,7 @@ from typing import Any
 from rules import engine
 from rules.compile import CompiledPolicy, CompiledRule
 from rules.durations import parse_duration
-from rules.engine import register
 from rules.identity import lead_key
-from rules.index_plan import PhasePlan
 from rules.models import (
     SYSTEM_EVENTS,
     Action,
@@ -33,6 +31,7 @@ from rules.models import (
     Decision,
     Event,
     Firing,
+    LeadRef,
     LeadState,
     Scores,
     StoryEntry,
@@ -41,11 +40,12 @@ from rules.models import (
 )
 from rules.policy import Effects
 from rules.routing import route
-from rules.scoring import SCORE_DIGITS, compact, crossing_below, engagement
+from rules.scoring import SCORE_DIGITS, Levels, compact
 
 MAX_HISTORY = 500
 LAYOUT = "2"  # how facts are laid out (rules.index_plan) and keyed: a change makes leads forget their fit
 RECENT = 10
+MEMO = 4096  # engine answers remembered per phase of a policy version
 BUCKET = 60.0  # seconds: counts in windows are exact to the minute
 
 
@@ -117,7 +117,7 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
     person = behaviour and event.data.get("machine") is not True
 
     profile = lead.profile
-    incoming = event.lead.profile()
+    incoming = _profile_of(event.lead)
     if incoming:
         profile = {**profile, **incoming}
         if isinstance(profile.get("email"), str):
@@ -139,33 +139,34 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
     email = profile.get("email")
     if isinstance(email, str) and "@" in email:
         lead_view["email_domain"] = email.rsplit("@", 1)[1]
-    counts = _counts(policy, history, t)
+    counts = _counts(policy, history, t) if policy.counts else {}
     inactive_for = t - (last_activity if last_activity is not None else lead.created)
     contributions = lead.contributions
-
-    sources: dict[str, Any] = {"lead": lead_view, "event": event_view, "facts": w.facts,
-                               "count": counts, "plain": {"inactive_for": inactive_for}}
+    plain: dict[str, Any] = {"inactive_for": inactive_for}
+    projections, handles, plans = policy.projections, policy.handles, policy.plans
 
     def snapshot(phase: str, scores: dict[str, Any]) -> dict[str, Any]:
-        """The values of the fields this phase's rules read (rules.index_plan projects them)."""
-        plain = sources["plain"]
+        """The values of the fields this phase's rules read (rules.projection reads them)."""
         plain["state"], plain["handoff_open"] = w.state, w.handoff_open
         plain["track"] = w.track.name if w.track else ""
         plain["in_state_for"] = t - w.state_since
-        sources["score"], sources["facts"] = scores, w.facts
-        return _project(policy.plans[phase], sources)
+        return projections[phase].values(lead_view, event_view, w.facts, counts, plain, scores)
 
-    def match(phase: str, body: str) -> list[str]:
-        definition = policy.definitions[phase]
-        if not definition:
+    def match(phase: str, values: dict[str, Any]) -> list[str]:
+        handle = handles[phase]
+        if handle is None:
             return []
-        handle = register(f"{policy.ruleset}/{phase}", definition, policy.constants)
-        names = engine.match(handle, body)
-        aliases = policy.plans[phase].aliases  # one engine rule per value of an indexed `in`
+        projection = projections[phase]
+        key = projection.key(values)
+        known = projection.memo.get(key)
+        if known is None:
+            known = engine.match(handle, projection.body(values))
+            if len(projection.memo) >= MEMO:  # bounded: a worker meets new facts for months
+                projection.memo.clear()
+            projection.memo[key] = known
+        names = list(known)
+        aliases = plans[phase].aliases  # one engine rule per value of an indexed `in`
         return list(dict.fromkeys(aliases.get(n, n) for n in names)) if aliases else names
-
-    def encoded(phase: str, values: dict[str, Any]) -> str:
-        return engine.encode(policy.plans[phase].fact(values), policy.constants)
 
     # Fit: a pure function of the fields fit rules read, which rarely change between a lead's
     # events; the lead remembers what matched for which values, and asks the engine again only
@@ -175,34 +176,32 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
     fit_values = snapshot("fit", {})
     fit_key = hashlib.blake2b(f"{LAYOUT}\n{policy.ruleset}\n{tuple(fit_values.values())!r}".encode(),
                               digest_size=12).hexdigest()
-    fit_names = lead.fit_rules if fit_key == lead.fit_key else match("fit", encoded("fit", fit_values))
-    fit_rules = [policy.rules[n] for n in fit_names]
-    fit = min(policy.fit_cap, sum(r.points for r in fit_rules))
-    bant = sorted({r.bant for r in fit_rules if r.bant})
-    for r in fit_rules:
-        w.fired.append(Firing(rule=r.id, kind="fit", priority=0, matched=_matched(r, fit_values),
-                              effects=r.summary, changed=True))
+    fit_names = lead.fit_rules if fit_key == lead.fit_key else match("fit", fit_values)
+    rules = policy.rules
+    fit, bant, fit_firings = _fit(policy, fit_key, fit_names, fit_values)
+    fired = w.fired
+    for rule_id, matched, summary in fit_firings:
+        fired.append(Firing(rule_id, "fit", 0, matched, summary, True))
     if behaviour:  # engagement counts behaviour only
         engagement_values = snapshot("engagement", {})
-        added = [policy.rules[n] for n in match("engagement", encoded("engagement", engagement_values))]
+        added = [rules[n] for n in match("engagement", engagement_values)]
         if added:
             contributions = [*contributions, *(
-                Contribution(rule=r.id, at=at, points=r.points, half_life=r.half_life, signal=r.signal)
-                for r in added)]
+                Contribution(r.id, at, r.points, r.half_life, r.signal) for r in added)]
         for r in added:
-            w.fired.append(Firing(rule=r.id, kind="engagement", priority=0,
-                                  matched=_matched(r, engagement_values), effects=r.summary, changed=True))
+            fired.append(Firing(r.id, "engagement", 0, _matched(r, engagement_values), r.summary, True))
     contributions = compact(contributions, t)
-    scores = _scores(policy, contributions, fit, len(bant), t)
+    levels = Levels(contributions, policy.caps, t)
+    scores = _scores(policy, levels, fit, len(bant))
 
     _advance_track(policy, w, t, event, lead.key)
-    _chain(policy, lambda values: match("stage", encoded("stage", values)), w,
+    _chain(policy, lambda values: match("stage", values), w,
            lambda: snapshot("stage", scores), t, event, event_key, lead.key)
     if event.type in ("sales_accept", "sales_reject"):
         w.handoff_open = False  # after the chain, so the hand-off rules saw it open
     _route_handoffs(policy, w, lead_view, scores)
 
-    after = lead.model_copy(update={
+    after = _copied(lead, {
         "state": w.state, "state_since": w.state_since, "profile": profile, "facts": w.facts,
         "fit": fit, "bant": bant, "fit_key": fit_key, "fit_rules": fit_names,
         "contributions": contributions, "history": history, "recent": recent,
@@ -213,10 +212,47 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
         "policy": policy.name, "version": policy.version, "ruleset": policy.ruleset,
         "event_id": event.id, "event_type": event.type, "at": now, "rejected": None,
         "state_before": lead.state, "state": w.state, "scores": built(Scores, dict(scores)),
-        "fact_changes": w.fact_changes, "actions": w.actions, "fired": w.fired,
-        "next_check_at": _next_check(policy, after, contributions, scores, t), "story": w.story,
+        "fact_changes": w.fact_changes, "actions": w.actions, "fired": fired,
+        "next_check_at": _next_check(policy, after, levels, scores, t), "story": w.story,
         "lead": after, "final": w.state in policy.final_states,
     })
+
+
+def _fit(policy: CompiledPolicy, fit_key: str, names: list[str], values: dict[str, Any]
+         ) -> tuple[float, list[str], list[tuple[str, dict[str, Any], dict[str, Any]]]]:
+    """The fit score, BANT and the fit rules' firings (rule, what it matched, what it did) of
+    the fit values `fit_key` names: remembered per policy version, as most leads' events leave
+    their fit as it was (the key names the values; the rules matched come with it)."""
+    memo_key = (fit_key, *names)
+    known = policy.fit_memo.get(memo_key)
+    if known is not None:
+        return known[0], list(known[1]), known[2]
+    fit_rules = [policy.rules[n] for n in names]
+    # an int 0 when none matched, as the evaluator has always said (the Decision's JSON shows it)
+    fit: float = min(policy.fit_cap, sum(r.points for r in fit_rules))
+    bant = sorted({r.bant for r in fit_rules if r.bant})
+    firings = [(r.id, _matched(r, values), r.summary) for r in fit_rules]
+    if len(policy.fit_memo) >= MEMO:
+        policy.fit_memo.clear()
+    policy.fit_memo[memo_key] = (fit, tuple(bant), firings)
+    return fit, bant, firings
+
+
+def _profile_of(ref: LeadRef) -> dict[str, Any]:
+    """`ref.profile()` (its fields, then its extras, none of them None), read without
+    pydantic's serialiser: the values are the event's own, which nothing changes in place."""
+    extra = ref.__pydantic_extra__
+    fields = ref.__dict__
+    if not extra:
+        return {k: v for k, v in fields.items() if v is not None}
+    return {k: v for k, v in (*fields.items(), *extra.items()) if v is not None}
+
+
+def _copied(lead: LeadState, update: dict[str, Any]) -> LeadState:
+    """`lead.model_copy(update=update)`, without pydantic's generic copy (a few us)."""
+    copy = built(LeadState, {**lead.__dict__, **update})
+    object.__setattr__(copy, "__pydantic_fields_set__", lead.__pydantic_fields_set__ | update.keys())
+    return copy
 
 
 def _chain(policy: CompiledPolicy, match: Callable[[dict[str, Any]], list[str]], w: _Work,
@@ -414,9 +450,8 @@ def _advance_track(policy: CompiledPolicy, w: _Work, t: float, event: Event, key
                                           changed=True))
 
 
-def _scores(policy: CompiledPolicy, contributions: list[Contribution], fit: float, bant: int,
-            t: float) -> dict[str, float]:
-    interest, intent = engagement(contributions, t, policy.caps)
+def _scores(policy: CompiledPolicy, levels: Levels, fit: float, bant: int) -> dict[str, float]:
+    interest, intent = levels.interest, levels.intent
     total_engagement = min(policy.engagement_cap, interest + intent)
     return {
         "fit": round(fit, SCORE_DIGITS), "interest": round(interest, SCORE_DIGITS),
@@ -456,19 +491,7 @@ def _matched(rule: CompiledRule, values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _project(plan: PhasePlan, sources: dict[str, Any]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for f in plan.fields:
-        path = f.path
-        node = sources[f.source].get(path[0])
-        if len(path) > 1:
-            for part in path[1:]:
-                node = node.get(part) if isinstance(node, dict) else None
-        values[f.key] = node
-    return values
-
-
-def _next_check(policy: CompiledPolicy, lead: LeadState, contributions: list[Contribution],
+def _next_check(policy: CompiledPolicy, lead: LeadState, levels: Levels,
                 scores: dict[str, float], t: float) -> datetime | None:
     """When this lead next needs a `check` event: a track step, a time threshold a rule in
     its current state watches, a score falling below a watched level, or a scheduled wake-up."""
@@ -485,8 +508,7 @@ def _next_check(policy: CompiledPolicy, lead: LeadState, contributions: list[Con
         elif watch.field == "in_state_for":
             times.append(lead.state_since + watch.value)
         else:
-            when = crossing_below(contributions, policy.caps, watch.field, watch.value, t,
-                                  scores["fit"])
+            when = levels.crossing_below(watch.field, watch.value, scores["fit"])
             if when is not None:
                 times.append(when)
     future = [x for x in times if x > t]
@@ -503,6 +525,7 @@ def _rejected(policy: CompiledPolicy, lead: LeadState, event: Event, t: float, r
         policy=policy.name, version=policy.version, ruleset=policy.ruleset, event_id=event.id,
         event_type=event.type, at=datetime.fromtimestamp(t, timezone.utc), rejected=reason,
         state_before=lead.state, state=lead.state,
-        scores=built(Scores, dict(_scores(policy, lead.contributions, lead.fit, len(lead.bant), t))),
+        scores=built(Scores, _scores(policy, Levels(lead.contributions, policy.caps, t), lead.fit,
+                                     len(lead.bant))),
         fact_changes={}, actions=[], fired=[], next_check_at=None, story=[entry], lead=lead,
         final=lead.state in policy.final_states)

@@ -69,30 +69,52 @@ def compact(contributions: list[Contribution], now: float) -> list[Contribution]
     return out
 
 
-def crossing_below(
-    contributions: list[Contribution], caps: Mapping[str, float | None], field: str,
-    threshold: float, now: float, fixed: float = 0.0, min_step: float = 3600.0,
-) -> float | None:
-    """A time after `now` to re-check whether score `field` has decayed below `threshold`;
-    None when it is below already or never will be.
+class Levels:
+    """A lead's engagement at `now`, and when a score will have decayed below a level: each sum
+    made once per evaluation, however many rules watch it."""
 
-    Every capped, positive, decaying term falls no faster than the one with the shortest
-    half-life H, so the score at now+d is at least score(now) * 0.5 ** (d / H): re-checking at
-    the d where that bound meets the threshold is never late. The check that follows aims again
-    from there, so the checks converge on the crossing. Engagement points are positive (the
-    schema says so), which this bound relies on.
-    """
-    if field == "total":
-        threshold -= fixed
-        field = "engagement"
-    relevant = [c for c in contributions if field == "engagement" or c.signal == field]
-    interest, intent = engagement(relevant, now, caps)
-    current = interest + intent
-    if current < threshold:
-        return None
-    decaying = [c.half_life for c in relevant if c.half_life > 0]
-    steady_i, steady_t = engagement([c for c in relevant if c.half_life <= 0], now, caps)
-    if not decaying or steady_i + steady_t >= threshold or threshold <= 0:
-        return None
-    shortest = min(decaying)
-    return now + max(min_step, shortest * math.log2(current / threshold))
+    def __init__(self, contributions: list[Contribution], caps: Mapping[str, float | None],
+                 now: float) -> None:
+        self.contributions = contributions
+        self.caps = caps
+        self.now = now
+        self.interest, self.intent = engagement(contributions, now, caps)
+        self._fields: dict[str, tuple[float, float, float | None]] = {}
+
+    def _field(self, field: str) -> tuple[float, float, float | None]:
+        """(the score now, its part that never decays, the shortest half-life in it)."""
+        known = self._fields.get(field)
+        if known is not None:
+            return known
+        if field == "engagement":
+            relevant = self.contributions
+            interest, intent = self.interest, self.intent
+        else:
+            relevant = [c for c in self.contributions if c.signal == field]
+            interest, intent = engagement(relevant, self.now, self.caps)
+        decaying = [c.half_life for c in relevant if c.half_life > 0]
+        steady_i, steady_t = engagement([c for c in relevant if c.half_life <= 0], self.now, self.caps)
+        known = self._fields[field] = (interest + intent, steady_i + steady_t,
+                                       min(decaying) if decaying else None)
+        return known
+
+    def crossing_below(self, field: str, threshold: float, fixed: float = 0.0,
+                       min_step: float = 3600.0) -> float | None:
+        """A time after `now` to re-check whether score `field` has decayed below `threshold`;
+        None when it is below already or never will be.
+
+        Every capped, positive, decaying term falls no faster than the one with the shortest
+        half-life H, so the score at now+d is at least score(now) * 0.5 ** (d / H): re-checking
+        at the d where that bound meets the threshold is never late. The check that follows aims
+        again from there, so the checks converge on the crossing. Engagement points are positive
+        (the schema says so), which this bound relies on.
+        """
+        if field == "total":
+            threshold -= fixed
+            field = "engagement"
+        current, steady, shortest = self._field(field)
+        if current < threshold:
+            return None
+        if shortest is None or steady >= threshold or threshold <= 0:
+            return None
+        return self.now + max(min_step, shortest * math.log2(current / threshold))

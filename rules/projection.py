@@ -1,0 +1,202 @@
+"""A phase's fact, compiled once per policy version into two generated functions.
+
+`values(lead, event, facts, count, plain, score)` reads the fields the phase's rules read (one
+dict display, no walk over field references), and `fact(values)` builds the fact the engine is
+asked about (rules.index_plan.PhasePlan.fact says what goes in it; this is the same, unrolled).
+
+Numbers go into the fact as their *band*: the engine compares a number property only with the
+constants the policy's patterns write for it (`score.total >= 60`, `inactive_for >= 14d`), so
+any two values between the same two constants, or equal to the same constant, get the same
+answer. A value equal to a constant is sent as it is; any other as one fixed point of its
+interval. Facts then repeat (a lead a day older is in the same band of `inactive_for`), so the
+engine's memo (rules.engine) answers most matches without asking the engine, while every
+answer stays what the value itself would get. Values the bands cannot speak for exactly (past
+2**53, not finite, booleans, a property compared with a boolean) are sent as they are.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Callable, Collection, Hashable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from rules.engine_json import EXACT_INT, fact_json, plain_json
+from rules.index_plan import PhasePlan
+
+EXACT = 2.0**53
+_COMPARED = ("$gt", "$gte", "$lt", "$lte", "$neq")
+_NOT_VALUES = ("$ex", "$nex", "$mt")
+
+Values = Callable[[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any],
+                   dict[str, Any]], dict[str, Any]]
+Body = Callable[[dict[str, Any]], str]
+Key = Callable[[dict[str, Any]], Hashable]
+
+
+@dataclass(frozen=True)
+class Projection:
+    values: Values
+    body: Body  # the fact as engine JSON
+    key: Key  # what tells two facts apart, cheaper than their text (see compile_projection)
+    # what the engine answered per key: most facts repeat (see the module's docstring)
+    memo: dict[Hashable, list[str]] = field(default_factory=dict)
+
+
+def _dig(node: Any, path: tuple[str, ...]) -> Any:
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def _written(pattern: Any) -> Iterator[tuple[str, Any]]:
+    """(property, constant) for every value a pattern compares a property with."""
+    if isinstance(pattern, list):
+        for item in pattern:
+            yield from _written(item)
+        return
+    if not isinstance(pattern, dict):
+        return
+    for key, value in pattern.items():
+        if key in ("$and", "$or"):
+            yield from _written(value)
+        elif key in _COMPARED:
+            yield from value.items()
+        elif key not in _NOT_VALUES and not key.startswith("$"):
+            yield key, value
+
+
+class Bands:
+    """The intervals the constants compared with one number property cut the line into."""
+
+    def __init__(self, constants: list[float]) -> None:
+        self.cuts = sorted(set(constants))
+        reps: list[float | None] = []
+        below = self.cuts[0] - 1.0
+        reps.append(below if below < self.cuts[0] else None)
+        for lo, hi in zip(self.cuts, self.cuts[1:], strict=False):
+            mid = lo + (hi - lo) / 2
+            reps.append(mid if lo < mid < hi else None)  # adjacent doubles: nothing lies between
+        above = self.cuts[-1] + 1.0
+        reps.append(above if above > self.cuts[-1] else None)
+        self.reps = reps
+
+    def __call__(self, value: Any) -> Any:
+        kind = value.__class__
+        if kind is float:
+            if not -math.inf < value < math.inf:
+                return value
+        elif kind is not int or not -EXACT <= value <= EXACT:
+            return value  # a boolean, a subclass, or an integer past what a double holds
+        i = bisect.bisect_left(self.cuts, value)
+        if i < len(self.cuts) and self.cuts[i] == value:
+            return value
+        rep = self.reps[i]
+        return value if rep is None else rep
+
+
+def bands_of(plan: PhasePlan) -> dict[str, Bands]:
+    """Per number property of the fact, its bands; a property compared with anything but
+    plain numbers within 2**53 has none (its values are sent as they are)."""
+    written: dict[str, list[Any]] = {}
+    for pattern in plan.patterns.values():
+        for prop, constant in _written(pattern):
+            written.setdefault(prop, []).append(constant)
+    out: dict[str, Bands] = {}
+    for prop, _, kind, _ in plan.sent:
+        constants = written.get(prop)
+        if kind != "n" or not constants or not all(
+                c.__class__ in (int, float) and -EXACT <= c <= EXACT for c in constants):
+            continue
+        out[prop] = Bands([float(c) for c in constants])
+    return out
+
+
+SOURCES = ("lead", "event", "facts", "count", "plain", "score")
+
+
+def compile_projection(plan: PhasePlan, constants: Collection[float]) -> Projection:
+    """The phase's builders, as generated code (tests/unit/test_compiled_evaluator.py holds
+    what they decide to what the reference evaluator decides through PhasePlan.fact)."""
+    namespace: dict[str, Any] = {"_dig": _dig, "_indexes": plan.indexes, "_bisect": bisect.bisect_left,
+                                 "_plain": plain_json, "_exact": fact_json, "_constants": constants,
+                                 "_inf": math.inf, "_E": EXACT, "_EI": EXACT_INT}
+    reads = []
+    for f in plan.fields:
+        first = f"{f.source}.get({f.path[0]!r})"
+        reads.append(f"{f.key!r}: {first if len(f.path) == 1 else f'_dig({first}, {f.path[1:]!r})'}")
+    code = [f"def values({', '.join(SOURCES)}):", f"    return {{{', '.join(reads)}}}", ""]
+
+    bands = bands_of(plan)
+    for n, (prop, _, _, listed) in enumerate(plan.sent):
+        namespace[f"_listed{n}"] = listed
+        if prop in bands:
+            namespace[f"_cuts{n}"], namespace[f"_reps{n}"] = bands[prop].cuts, bands[prop].reps
+
+    def each(emit: Callable[[int, str], list[str]]) -> list[str]:
+        """Per property sent, the lines reading its value `v` and the `emit` lines using it."""
+        out = []
+        for n, (prop, key, kind, _) in enumerate(plan.sent):
+            out += [f"    v = values[{key!r}]", "    if v is not None:"]
+            if kind == "n":
+                out.append("        if isinstance(v, (int, float)):")
+                if prop in bands:  # the band's point: Bands.__call__, unrolled
+                    out += ["            c = v.__class__",
+                            "            if (c is float and -_inf < v < _inf)"
+                            " or (c is int and -_E <= v <= _E):",
+                            f"                i = _bisect(_cuts{n}, v)",
+                            f"                if i == {len(bands[prop].cuts)} or _cuts{n}[i] != v:",
+                            f"                    r = _reps{n}[i]",
+                            "                    if r is not None:",
+                            "                        v = r"]
+                out += ["            " + line for line in emit(n, "n")]
+            elif kind == "s":
+                out += ["        if isinstance(v, str):"] + ["            " + line for line in emit(n, "s")]
+            elif kind == "m":
+                out += ["        try:", f"            if v in _listed{n}:"]
+                out += ["                " + line for line in emit(n, "m")]
+                out += ["        except TypeError:  # an object or list is in no list of scalars",
+                        "            pass"]
+            else:
+                out += ["        " + line for line in emit(n, "")]
+        return out
+
+    def fact_lines(n: int, kind: str) -> list[str]:
+        prop = plan.sent[n][0]
+        if kind != "n":
+            return [f"fact[{prop!r}] = {'v' if kind == 's' else '1'}"]
+        # what rules.engine_json.fact_json looks for: a number it must write the exact way
+        return [f"fact[{prop!r}] = v",
+                "if isinstance(v, float):",
+                "    if not (1e-4 <= abs(v) < 1e16) and v != 0.0:",
+                "        exact = True",
+                "elif not -_EI <= v <= _EI:",
+                "    exact = True"]
+
+    code += ["def body(values):", "    exact = False", f"    fact = {{'k': {plan.phase!r}}}"]
+    code += each(fact_lines)
+    if plan.indexes:  # their entries are small integers
+        code += ["    for index in _indexes:",
+                 "        v = values[index.field_key]",
+                 "        if v is not None:",
+                 "            index.fill(fact, v)"]
+    code += ["    return _exact(fact, _constants) if exact else _plain(fact)", ""]
+
+    if plan.indexes:  # the fact's own text is its key
+        code += ["def key(values):", "    return body(values)"]
+    else:
+        # One entry per property, the same for two facts exactly when their texts would be
+        # equal as the engine reads them: a number keeps its type beside it but for floats
+        # (True, 1 and 1.0 are equal in Python, not in the engine's JSON), a float is itself
+        # (0.0 and -0.0 compare alike everywhere), absent is None.
+        def key_lines(n: int, kind: str) -> list[str]:
+            if kind == "n":
+                return [f"k{n} = v if v.__class__ is float else (v.__class__, v)"]
+            return [f"k{n} = {'v' if kind == 's' else '1'}"]
+
+        code += ["def key(values):"] + [f"    k{n} = None" for n in range(len(plan.sent))]
+        code += each(key_lines)
+        code += [f"    return ({''.join(f'k{n}, ' for n in range(len(plan.sent)))})"]
+    exec("\n".join(code) + "\n", namespace)  # noqa: S102 (our own generated code)
+    return Projection(namespace["values"], namespace["body"], namespace["key"])
