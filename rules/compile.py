@@ -132,12 +132,32 @@ class CompiledPolicy:
         """rules.evaluate's fit results per fit key and rules matched (see rules.evaluate._fit)."""
         return {}
 
+    @functools.cached_property
+    def fit_keys(self) -> dict[tuple[Any, ...], str]:
+        """rules.evaluate's fit key per fit values (see rules.evaluate._fit_key)."""
+        return {}
+
+    @functools.cached_property
+    def _watching(self) -> dict[str, tuple[Watch, ...]]:
+        states = {*self.policy.states, *self.final_states}
+        return {state: tuple(w for w in self.watches if w.states is None or state in w.states)
+                for state in states}
+
+    def watching(self, state: str) -> tuple[Watch, ...]:
+        """The watches a lead in `state` has, in order (a state the policy no longer lists:
+        those of every state)."""
+        known = self._watching.get(state)
+        if known is None:
+            return tuple(w for w in self.watches if w.states is None or state in w.states)
+        return known
+
     def __getstate__(self) -> dict[str, Any]:
         # generated code and engine handles belong to one process: another makes its own
         state = dict(self.__dict__)
         state.pop("projections", None)
         state.pop("handles", None)
-        state.pop("fit_memo", None)
+        for memo in ("fit_memo", "fit_keys", "_watching"):
+            state.pop(memo, None)
         return state
 
     @property

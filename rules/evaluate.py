@@ -15,7 +15,7 @@ evaluation runs in one fresh engine session, deleted before returning:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -40,7 +40,7 @@ from rules.models import (
 )
 from rules.policy import Effects
 from rules.routing import route
-from rules.scoring import SCORE_DIGITS, Levels, compact
+from rules.scoring import SCORE_DIGITS, Levels, compacted
 
 MAX_HISTORY = 500
 LAYOUT = "2"  # how facts are laid out (rules.index_plan) and keyed: a change makes leads forget their fit
@@ -59,6 +59,9 @@ MAIL_STOPS = {
 
 
 ROUTED = "(routing)"  # a hand-off's queue until routing has picked it
+
+
+MAIL_STOP_EVENTS = frozenset({"unsubscribe", "email_bounce"})  # the events mail_stop_of reads
 
 
 def mail_stop_of(event: Event) -> str | None:
@@ -118,7 +121,7 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
 
     profile = lead.profile
     incoming = _profile_of(event.lead)
-    if incoming:
+    if incoming and not _holds(profile, incoming):
         profile = {**profile, **incoming}
         if isinstance(profile.get("email"), str):
             profile["email"] = profile["email"].strip().lower()
@@ -130,10 +133,11 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
             history = _remember(history, event.type, at, t - policy.history_window)
         last_activity = at if last_activity is None else max(last_activity, at)
 
-    w = _Work(lead.state, lead.state_since, dict(lead.facts), lead.track,
-              lead.handoff_open, [x for x in lead.wakeups if x > t], [], profile, lead.mail_stop)
+    w = _Work(lead.state, lead.state_since, dict(lead.facts), lead.track, lead.handoff_open,
+              [x for x in lead.wakeups if x > t] if lead.wakeups else [], [], profile, lead.mail_stop)
     event_key = event.id or f"t{t:.3f}"
-    _stop_mail(policy, w, event, t, event_key, lead.key)
+    if event.type in MAIL_STOP_EVENTS:
+        _stop_mail(policy, w, event, t, event_key, lead.key)
     event_view = {**event.data, "type": event.type}
     lead_view = dict(profile)
     email = profile.get("email")
@@ -152,21 +156,36 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
         plain["in_state_for"] = t - w.state_since
         return projections[phase].values(lead_view, event_view, w.facts, counts, plain, scores)
 
-    def match(phase: str, values: dict[str, Any]) -> list[str]:
+    def answer(phase: str, key: Hashable, body: Callable[[], str]) -> list[str]:
+        """The names of the phase's rules that a fact matches (its key, its engine text)."""
         handle = handles[phase]
         if handle is None:
             return []
         projection = projections[phase]
-        key = projection.key(values)
         known = projection.memo.get(key)
         if known is None:
-            known = engine.match(handle, projection.body(values))
+            known = engine.match(handle, body())
             if len(projection.memo) >= MEMO:  # bounded: a worker meets new facts for months
                 projection.memo.clear()
             projection.memo[key] = known
-        names = list(known)
         aliases = plans[phase].aliases  # one engine rule per value of an indexed `in`
-        return list(dict.fromkeys(aliases.get(n, n) for n in names)) if aliases else names
+        return list(dict.fromkeys(aliases.get(n, n) for n in known)) if aliases else list(known)
+
+    def match(phase: str, values: dict[str, Any]) -> list[str]:
+        projection = projections[phase]
+        return answer(phase, projection.key(values), lambda: projection.body(values))
+
+    stage = projections["stage"]
+
+    def look() -> tuple[list[str], Callable[[], dict[str, Any]]]:
+        """The stage rules the lead as it is now matches, and (for those that fire) the values
+        they read, made only when asked: most evaluations fire no stage rule."""
+        plain["state"], plain["handoff_open"] = w.state, w.handoff_open
+        plain["track"] = w.track.name if w.track else ""
+        plain["in_state_for"] = t - w.state_since
+        sources = (lead_view, event_view, w.facts, counts, plain, scores)
+        names = answer("stage", stage.key_of(*sources), lambda: stage.body(stage.values(*sources)))
+        return names, lambda: stage.values(*sources)
 
     # Fit: a pure function of the fields fit rules read, which rarely change between a lead's
     # events; the lead remembers what matched for which values, and asks the engine again only
@@ -174,8 +193,7 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
     # The key is made of the values themselves (their repr tells 1, 1.0, "1" and True apart):
     # encoding them for the engine only to hash the text cost as much as a match.
     fit_values = snapshot("fit", {})
-    fit_key = hashlib.blake2b(f"{LAYOUT}\n{policy.ruleset}\n{tuple(fit_values.values())!r}".encode(),
-                              digest_size=12).hexdigest()
+    fit_key = _fit_key(policy, fit_values)
     fit_names = lead.fit_rules if fit_key == lead.fit_key else match("fit", fit_values)
     rules = policy.rules
     fit, bant, fit_firings = _fit(policy, fit_key, fit_names, fit_values)
@@ -190,16 +208,17 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
                 Contribution(r.id, at, r.points, r.half_life, r.signal) for r in added)]
         for r in added:
             fired.append(Firing(r.id, "engagement", 0, _matched(r, engagement_values), r.summary, True))
-    contributions = compact(contributions, t)
-    levels = Levels(contributions, policy.caps, t)
+    contributions, worth = compacted(contributions, t)
+    levels = Levels(contributions, policy.caps, t, worth)
     scores = _scores(policy, levels, fit, len(bant))
 
-    _advance_track(policy, w, t, event, lead.key)
-    _chain(policy, lambda values: match("stage", values), w,
-           lambda: snapshot("stage", scores), t, event, event_key, lead.key)
+    if w.track is not None:
+        _advance_track(policy, w, t, event, lead.key)
+    _chain(policy, look, w, t, event, event_key, lead.key)
     if event.type in ("sales_accept", "sales_reject"):
         w.handoff_open = False  # after the chain, so the hand-off rules saw it open
-    _route_handoffs(policy, w, lead_view, scores)
+    if w.actions:
+        _route_handoffs(policy, w, lead_view, scores)
 
     after = _copied(lead, {
         "state": w.state, "state_since": w.state_since, "profile": profile, "facts": w.facts,
@@ -216,6 +235,32 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
         "next_check_at": _next_check(policy, after, levels, scores, t), "story": w.story,
         "lead": after, "final": w.state in policy.final_states,
     })
+
+
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
+def _fit_key(policy: CompiledPolicy, values: dict[str, Any]) -> str:
+    """The digest that names the fit values (with the layout and the ruleset), remembered per
+    policy version for values whose type and value say their repr: texts, integers, booleans,
+    None and non-zero floats (0.0 and -0.0 are equal keys with two reprs); others are hashed."""
+    held = tuple(values.values())
+    memo_key: tuple[Any, ...] | None = None
+    for v in held:
+        kind = v.__class__
+        if kind not in _SCALARS and (kind is not float or v == 0.0):
+            break
+    else:
+        memo_key = (*held, *[v.__class__ for v in held])
+        known = policy.fit_keys.get(memo_key)
+        if known is not None:
+            return known
+    digest = hashlib.blake2b(f"{LAYOUT}\n{policy.ruleset}\n{held!r}".encode(), digest_size=12).hexdigest()
+    if memo_key is not None:
+        if len(policy.fit_keys) >= MEMO:
+            policy.fit_keys.clear()
+        policy.fit_keys[memo_key] = digest
+    return digest
 
 
 def _fit(policy: CompiledPolicy, fit_key: str, names: list[str], values: dict[str, Any]
@@ -238,6 +283,22 @@ def _fit(policy: CompiledPolicy, fit_key: str, names: list[str], values: dict[st
     return fit, bant, firings
 
 
+def _holds(profile: dict[str, Any], incoming: dict[str, Any]) -> bool:
+    """Whether the profile already says all the incoming fields say, as merging them would
+    leave it (the same type and value; the e-mail address as merging normalises it): most
+    events carry only the address the lead already has."""
+    for name, value in incoming.items():
+        held = profile.get(name, _ABSENT)
+        if name == "email" and isinstance(value, str):
+            value = value.strip().lower()
+        if held.__class__ is not value.__class__ or held != value:
+            return False
+    return True
+
+
+_ABSENT = object()
+
+
 def _profile_of(ref: LeadRef) -> dict[str, Any]:
     """`ref.profile()` (its fields, then its extras, none of them None), read without
     pydantic's serialiser: the values are the event's own, which nothing changes in place."""
@@ -255,18 +316,23 @@ def _copied(lead: LeadState, update: dict[str, Any]) -> LeadState:
     return copy
 
 
-def _chain(policy: CompiledPolicy, match: Callable[[dict[str, Any]], list[str]], w: _Work,
-           snapshot: Callable[[], dict[str, Any]], t: float, event: Event, event_key: str,
-           key: str) -> None:
+def _chain(policy: CompiledPolicy, look: Callable[[], tuple[list[str], Callable[[], dict[str, Any]]]],
+           w: _Work, t: float, event: Event, event_key: str, key: str) -> None:
+    """Match, fire the first rule not fired yet, and again while rules change the lead. The
+    values a firing records are those of its round: made at the round's first firing, before
+    anything of the round changed the lead (a rule that changes it ends the round)."""
     fired: set[str] = set()
     chain: list[str] = []
-    current = snapshot()
     while True:
         progressed = False
-        for name in match(current):
+        names, values_now = look()
+        current: dict[str, Any] | None = None
+        for name in names:
             if name in fired:
                 continue
             fired.add(name)
+            if current is None:
+                current = values_now()
             rule = policy.rules[name]
             chain.append(rule.id)
             if len(chain) > policy.max_chain:
@@ -287,7 +353,6 @@ def _chain(policy: CompiledPolicy, match: Callable[[dict[str, Any]], list[str]],
                 break
         if not progressed:
             return
-        current = snapshot()
 
 
 def _apply(policy: CompiledPolicy, w: _Work, fx: Effects, rule_id: str, why: str | None,
@@ -499,9 +564,7 @@ def _next_check(policy: CompiledPolicy, lead: LeadState, levels: Levels,
     track = policy.tracks.get(lead.track.name) if lead.track is not None else None
     if lead.track is not None and track is not None and lead.track.step < len(track.steps):
         times.append(lead.track.started + track.steps[lead.track.step][0])
-    for watch in policy.watches:
-        if watch.states is not None and lead.state not in watch.states:
-            continue
+    for watch in policy.watching(lead.state):
         if watch.field == "inactive_for":
             base = lead.last_activity if lead.last_activity is not None else lead.created
             times.append(base + watch.value)

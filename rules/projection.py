@@ -33,6 +33,8 @@ Values = Callable[[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any
                    dict[str, Any]], dict[str, Any]]
 Body = Callable[[dict[str, Any]], str]
 Key = Callable[[dict[str, Any]], Hashable]
+KeyOf = Callable[[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any],
+                  dict[str, Any]], Hashable]
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class Projection:
     values: Values
     body: Body  # the fact as engine JSON
     key: Key  # what tells two facts apart, cheaper than their text (see compile_projection)
+    key_of: KeyOf  # the key from the sources `values` reads
     # what the engine answered per key: most facts repeat (see the module's docstring)
     memo: dict[Hashable, list[str]] = field(default_factory=dict)
 
@@ -122,10 +125,11 @@ def compile_projection(plan: PhasePlan, constants: Collection[float]) -> Project
     namespace: dict[str, Any] = {"_dig": _dig, "_indexes": plan.indexes, "_bisect": bisect.bisect_left,
                                  "_plain": plain_json, "_exact": fact_json, "_constants": constants,
                                  "_inf": math.inf, "_E": EXACT, "_EI": EXACT_INT}
-    reads = []
+    reads_of = []
     for f in plan.fields:
         first = f"{f.source}.get({f.path[0]!r})"
-        reads.append(f"{f.key!r}: {first if len(f.path) == 1 else f'_dig({first}, {f.path[1:]!r})'}")
+        reads_of.append(first if len(f.path) == 1 else f"_dig({first}, {f.path[1:]!r})")
+    reads = [f"{f.key!r}: {read}" for f, read in zip(plan.fields, reads_of, strict=True)]
     code = [f"def values({', '.join(SOURCES)}):", f"    return {{{', '.join(reads)}}}", ""]
 
     bands = bands_of(plan)
@@ -134,11 +138,11 @@ def compile_projection(plan: PhasePlan, constants: Collection[float]) -> Project
         if prop in bands:
             namespace[f"_cuts{n}"], namespace[f"_reps{n}"] = bands[prop].cuts, bands[prop].reps
 
-    def each(emit: Callable[[int, str], list[str]]) -> list[str]:
+    def each(emit: Callable[[int, str], list[str]], read: Callable[[str], str]) -> list[str]:
         """Per property sent, the lines reading its value `v` and the `emit` lines using it."""
         out = []
         for n, (prop, key, kind, _) in enumerate(plan.sent):
-            out += [f"    v = values[{key!r}]", "    if v is not None:"]
+            out += [f"    v = {read(key)}", "    if v is not None:"]
             if kind == "n":
                 out.append("        if isinstance(v, (int, float)):")
                 if prop in bands:  # the band's point: Bands.__call__, unrolled
@@ -175,7 +179,7 @@ def compile_projection(plan: PhasePlan, constants: Collection[float]) -> Project
                 "    exact = True"]
 
     code += ["def body(values):", "    exact = False", f"    fact = {{'k': {plan.phase!r}}}"]
-    code += each(fact_lines)
+    code += each(fact_lines, lambda key: f"values[{key!r}]")
     if plan.indexes:  # their entries are small integers
         code += ["    for index in _indexes:",
                  "        v = values[index.field_key]",
@@ -184,7 +188,9 @@ def compile_projection(plan: PhasePlan, constants: Collection[float]) -> Project
     code += ["    return _exact(fact, _constants) if exact else _plain(fact)", ""]
 
     if plan.indexes:  # the fact's own text is its key
-        code += ["def key(values):", "    return body(values)"]
+        code += ["def key(values):", "    return body(values)", "",
+                 f"def key_of({', '.join(SOURCES)}):",
+                 f"    return body(values({', '.join(SOURCES)}))"]
     else:
         # One entry per property, the same for two facts exactly when their texts would be
         # equal as the engine reads them: a number keeps its type beside it but for floats
@@ -195,8 +201,13 @@ def compile_projection(plan: PhasePlan, constants: Collection[float]) -> Project
                 return [f"k{n} = v if v.__class__ is float else (v.__class__, v)"]
             return [f"k{n} = {'v' if kind == 's' else '1'}"]
 
-        code += ["def key(values):"] + [f"    k{n} = None" for n in range(len(plan.sent))]
-        code += each(key_lines)
-        code += [f"    return ({''.join(f'k{n}, ' for n in range(len(plan.sent)))})"]
+        ks = [f"    k{n} = None" for n in range(len(plan.sent))]
+        ret = [f"    return ({''.join(f'k{n}, ' for n in range(len(plan.sent)))})", ""]
+        code += ["def key(values):", *ks, *each(key_lines, lambda key: f"values[{key!r}]"), *ret]
+        # the key straight from the sources, without the values' dict (what the chain asks)
+        local = {f.key: f"f{i}" for i, f in enumerate(plan.fields)}
+        code += [f"def key_of({', '.join(SOURCES)}):"]
+        code += [f"    {local[f.key]} = {read}" for f, read in zip(plan.fields, reads_of, strict=True)]
+        code += [*ks, *each(key_lines, local.__getitem__), *ret]
     exec("\n".join(code) + "\n", namespace)  # noqa: S102 (our own generated code)
-    return Projection(namespace["values"], namespace["body"], namespace["key"])
+    return Projection(namespace["values"], namespace["body"], namespace["key"], namespace["key_of"])

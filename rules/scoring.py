@@ -22,21 +22,28 @@ def engagement(
     contributions: Iterable[Contribution], now: float, caps: Mapping[str, float | None]
 ) -> tuple[float, float]:
     """(interest, intent) at `now`; a rule's `cap` bounds what that rule adds in total."""
+    listed = list(contributions)
+    return _summed(listed, [decayed(c.points, now - c.at, c.half_life) for c in listed], caps)
+
+
+def _summed(contributions: list[Contribution], values: list[float], caps: Mapping[str, float | None]
+            ) -> tuple[float, float]:
+    """(interest, intent) of contributions worth `values` now, per rule capped."""
     per_rule: dict[str, list[float]] = {}
     signal: dict[str, str] = {}
-    for c in contributions:
+    for c, value in zip(contributions, values, strict=True):
         bucket = per_rule.setdefault(c.rule, [0.0])
-        bucket[0] += decayed(c.points, now - c.at, c.half_life)
+        bucket[0] += value
         signal[c.rule] = c.signal
     interest = intent = 0.0
-    for rule, (value,) in per_rule.items():
+    for rule, (total,) in per_rule.items():
         cap = caps.get(rule)
         if cap is not None:
-            value = min(value, cap)
+            total = min(total, cap)
         if signal[rule] == "intent":
-            intent += value
+            intent += total
         else:
-            interest += value
+            interest += total
     return interest, intent
 
 
@@ -49,11 +56,18 @@ def compact(contributions: list[Contribution], now: float) -> list[Contribution]
     and keeps a months-long lead at about one record per engagement rule. Contributions from
     the future (clock skew) wait until they are past; dust below 1e-6 points is dropped.
     """
+    return compacted(contributions, now)[0]
+
+
+def compacted(contributions: list[Contribution], now: float) -> tuple[list[Contribution], list[float]]:
+    """`compact`, and what each contribution kept is worth at `now` (each decayed once)."""
     groups: dict[tuple[str, float], list[Contribution]] = {}
     out: list[Contribution] = []
+    worth: list[float] = []
     for c in contributions:
         if c.at > now:
             out.append(c)
+            worth.append(decayed(c.points, now - c.at, c.half_life))
         else:
             groups.setdefault((c.rule, c.half_life), []).append(c)
     for (rule, half_life), group in groups.items():
@@ -64,9 +78,11 @@ def compact(contributions: list[Contribution], now: float) -> list[Contribution]
             points = sum(decayed(c.points, at - c.at, half_life) for c in group)
             merged = Contribution(rule=rule, at=at, points=points, half_life=half_life,
                                   signal=group[0].signal)
-        if decayed(merged.points, now - merged.at, merged.half_life) >= 1e-6:
+        value = decayed(merged.points, now - merged.at, merged.half_life)
+        if value >= 1e-6:
             out.append(merged)
-    return out
+            worth.append(value)
+    return out, worth
 
 
 class Levels:
@@ -74,11 +90,14 @@ class Levels:
     made once per evaluation, however many rules watch it."""
 
     def __init__(self, contributions: list[Contribution], caps: Mapping[str, float | None],
-                 now: float) -> None:
+                 now: float, worth: list[float] | None = None) -> None:
+        """`worth`: what each contribution is worth at `now`, when known (see `compacted`)."""
         self.contributions = contributions
         self.caps = caps
         self.now = now
-        self.interest, self.intent = engagement(contributions, now, caps)
+        if worth is None:
+            worth = [decayed(c.points, now - c.at, c.half_life) for c in contributions]
+        self.interest, self.intent = _summed(contributions, worth, caps)
         self._fields: dict[str, tuple[float, float, float | None]] = {}
 
     def _field(self, field: str) -> tuple[float, float, float | None]:
