@@ -24,6 +24,7 @@ from leadflow.archive.endings import Endings
 from leadflow.archive.events import EventArchive
 from leadflow.archive.writer import ArchiveWriter
 from leadflow.db.database import Database
+from leadflow.delivery.pool import MailPool
 from leadflow.delivery.smtp import Mailer, SmtpConfig
 from leadflow.delivery.webhook import Poster
 from leadflow.governance.registry import Registry
@@ -50,15 +51,17 @@ def delivery_for(settings: Settings, store: PolicyStore, ledger: Database | None
     """The ledger, the SMTP server and the CRM webhooks as settings name them; refuses at start
     what would fail every delivery later."""
     settings.check_delivery()
-    mailer = None
+    mailer, pool, links = None, None, links_of(settings)
     if settings.smtp_host:
-        mailer = Mailer(SmtpConfig(settings.smtp_host, settings.smtp_port, settings.smtp_user,
-                                   settings.smtp_password, settings.smtp_tls,  # type: ignore[arg-type]
-                                   settings.delivery_timeout))
+        smtp = SmtpConfig(settings.smtp_host, settings.smtp_port, settings.smtp_user, settings.smtp_password,
+                          settings.smtp_tls, settings.delivery_timeout)  # type: ignore[arg-type]
+        mailer = Mailer(smtp)
+        if settings.delivery_processes > 0:  # run_worker starts them; else the first e-mail does
+            pool = MailPool(smtp, settings.mail_from, links, settings.delivery_processes)
     return Delivery(ledger=ledger or Database.open(settings.shared_db_url), content=store.content,
-                    links=links_of(settings), sender=settings.mail_from,
+                    links=links, sender=settings.mail_from,
                     mailer=mailer, poster=Poster(settings.delivery_timeout), webhook_for=settings.webhook_for,
-                    webhook_secret=settings.webhook_secret, public_url=settings.public)
+                    webhook_secret=settings.webhook_secret, public_url=settings.public, pool=pool)
 
 
 def build_worker(client: Client, settings: Settings, store: PolicyStore,
@@ -132,12 +135,17 @@ async def run_worker(settings: Settings, client: Client | None = None) -> None:
     if evaluators is not None:
         evaluators.start()
     delivery = delivery_for(settings, store, ledger)
+    if delivery.pool is not None:
+        delivery.pool.start()
     if delivery.mailer is not None and not settings.public.startswith("https://"):
         log.warning("links in e-mail start %s: mail clients offer one-click unsubscribe (RFC 8058) only for "
                     "https links; set LEADFLOW_PUBLIC_URL to where people reach the API over https",
                     settings.public)
+    mail = f"via {settings.smtp_host}"
+    if delivery.pool is not None:
+        mail += f" from {delivery.pool.size} delivery processes"
     log.info("deliveries: ledger %s; e-mail %s; hand-off webhooks %s", _redact(settings.shared_db_url),
-             f"via {settings.smtp_host}" if delivery.mailer else "not sent (no LEADFLOW_SMTP_HOST)",
+             mail if delivery.mailer else "not sent (no LEADFLOW_SMTP_HOST)",
              "configured" if settings.webhook_for("") or settings.handoff_webhook_urls else "none")
     archive = ArchiveWriter(EventArchive(delivery.ledger))
     with concurrent.futures.ThreadPoolExecutor(max_workers=32) as executor:

@@ -2,7 +2,9 @@
 CRM's webhook. Each claims its key in the shared ledger before it sends and marks it after (see
 leadflow.db.database); Temporal retries with backoff what a retry may fix (the activity raises), and
 a final answer (sent, bounced, refused, suppressed, skipped) comes back as a DeliveryResult for
-the workflow to act on. Sync: smtplib and the HTTP client block, on the worker's threads."""
+the workflow to act on. Sync: smtplib and the HTTP client block, on the worker's threads. With a
+MailPool, an e-mail is rendered, written and sent in a process of its own between the claim and
+the mark (leadflow.delivery.pool)."""
 
 from __future__ import annotations
 
@@ -19,9 +21,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from leadflow.db.database import Claim, Database, address_hash
-from leadflow.delivery import message, mime
+from leadflow.delivery import message
 from leadflow.delivery.content import ContentStore, NoTemplate
-from leadflow.delivery.links import Links, Mail, delivery_digest
+from leadflow.delivery.links import Links, delivery_digest
+from leadflow.delivery.pool import Lost, MailPool, compose_and_send, mail_of
 from leadflow.delivery.smtp import Mailer, SendError
 from leadflow.delivery.webhook import Poster, PostError, signature
 from leadflow.ops import metrics
@@ -90,8 +93,11 @@ class Delivery:
     webhook_for: Callable[[str], str]  # queue -> URL ("" when none)
     webhook_secret: str
     public_url: str
+    pool: MailPool | None = None  # e-mail written and sent in processes of its own (else here, by mailer)
 
     def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
         if self.mailer is not None:
             self.mailer.close()
         self.poster.close()
@@ -122,14 +128,18 @@ class DeliveryActivities:
             return done
         try:
             template = d.content.get(req.content)
-            mail = Mail(lead=req.lead, delivery=delivery_digest(req.key), content=req.content,
-                        sent=int(time.time()), address=address_hash(req.to))
-            unsubscribe = d.links.unsubscribe(mail)
-            rendered = template.render(req.profile, unsubscribe)
-            msg = message.build(rendered, key=req.key, sender=d.sender, to=req.to, mail=mail, links=d.links,
-                                unsubscribe_url=unsubscribe)
-            d.mailer.send(msg, mime.mailbox(d.sender) or d.sender, req.to)
+            mail = mail_of(req.key, req.lead, req.content, address_hash(req.to))
+            if d.pool is not None:
+                d.pool.send(template, mail, key=req.key, to=req.to, profile=req.profile)
+            else:
+                compose_and_send(d.mailer, d.links, d.sender, template, mail, key=req.key, to=req.to,
+                                 profile=req.profile)
         except NoTemplate as err:
+            return self._again(req.key, req.max_attempts, str(err))
+        except Lost as err:
+            if err.maybe_sent:  # as if this worker had died: the claim's lease runs out, then a reclaim
+                raise ApplicationError(f"{err}; the SMTP server may have the message",
+                                       type="DeliveryLost") from None
             return self._again(req.key, req.max_attempts, str(err))
         except SendError as err:
             if err.bounce:

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     webhook_secret: str = ""  # signs the hand-off webhooks leadflow sends
     crm_secret: str = ""  # checks the CRM's signed answers (leadflow.crm_auth)
     delivery_timeout: float = Field(10.0, validation_alias="LEADFLOW_DELIVERY_TIMEOUT_SECONDS")
+    # e-mail processes per worker (render, links, message, SMTP; leadflow.delivery.pool); 0 sends
+    # from the worker itself
+    delivery_processes: int = 2
     machine_networks: Listed = ()  # more fetcher networks than leadflow.delivery.machines knows
     machine_open_seconds: float = 2.0
     machine_click_seconds: float = 10.0

@@ -74,6 +74,7 @@ class Template:
     sha: str
     parts: dict[str, Any]  # part -> compiled jinja2 Template
     lead_fields: dict[str, int] = field(default_factory=dict)  # lead.<field> read -> file line
+    source: bytes = field(default=b"", repr=False)  # the file's bytes: what a delivery process compiles
     # jinja2's Template.render merges the environment's globals into every call's context (a walk
     # over a ChainMap, half the time of rendering a part); merged once here instead
     _globals: dict[str, dict[str, Any]] = field(init=False, repr=False)
@@ -129,6 +130,11 @@ def load_template(path: Path, content_id: str | None = None) -> Template:
         raw = path.read_bytes()
     except OSError as err:
         raise ContentInvalid([Problem(file, 1, content_id, err.strerror or str(err))]) from None
+    return parse_template(raw, file, content_id)
+
+
+def parse_template(raw: bytes, file: str, content_id: str) -> Template:
+    """A template from its file's bytes (load_template's work once the file is read)."""
     try:
         doc = load_yaml(raw)
     except YamlError as err:
@@ -168,7 +174,7 @@ def load_template(path: Path, content_id: str | None = None) -> Template:
         parts[part] = env.from_string(source)
     if problems:
         raise ContentInvalid(sorted(problems, key=lambda p: p.line))
-    return Template(content_id, file, hashlib.sha256(raw).hexdigest(), parts, lead_fields)
+    return Template(content_id, file, hashlib.sha256(raw).hexdigest(), parts, lead_fields, raw)
 
 
 def _unknown_names(tree: nodes.Template) -> Iterator[tuple[str, int]]:

@@ -9,6 +9,7 @@ import contextlib
 import smtplib
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -47,18 +48,20 @@ class Mailer:
         self._pool = pool
         self._lock = threading.Lock()
 
-    def send(self, msg: bytes, sender: str, to: str) -> None:
+    def send(self, msg: bytes, sender: str, to: str, committing: Callable[[], None] | None = None) -> None:
+        """`committing` is called just before the message itself goes out: from then on the
+        server may have it, whatever happens to this process (leadflow.delivery.pool)."""
         conn, reused = self._checkout()
         try:
             try:
-                refused = _transact(conn, sender, to, msg)
+                refused = _transact(conn, sender, to, msg, committing)
             except (smtplib.SMTPServerDisconnected, ConnectionError):
                 if not reused:
                     raise
                 # an idle connection the server had closed: nothing was accepted on it
                 _quietly_close(conn)
                 conn, reused = self._connect(), False
-                refused = _transact(conn, sender, to, msg)
+                refused = _transact(conn, sender, to, msg, committing)
         except smtplib.SMTPRecipientsRefused as err:
             self._checkin(conn)
             code, said = next(iter(err.recipients.values()), (0, b""))
@@ -120,11 +123,14 @@ class Mailer:
         return conn
 
 
-def _transact(conn: smtplib.SMTP, sender: str, to: str, msg: bytes) -> dict[str, tuple[int, bytes]]:
+def _transact(conn: smtplib.SMTP, sender: str, to: str, msg: bytes,
+              committing: Callable[[], None] | None = None) -> dict[str, tuple[int, bytes]]:
     """smtplib's sendmail for one recipient, as the same commands and the same errors, without
     its per-message costs where they buy nothing: the address parser for plain addresses and a
     regular expression over the whole message for dot-stuffing. Anything else goes to sendmail."""
     if not (mime.PLAIN.fullmatch(sender) and mime.PLAIN.fullmatch(to)):
+        if committing is not None:  # sendmail's steps are its own: from its first one on
+            committing()
         return conn.sendmail(sender, [to], msg)
     conn.ehlo_or_helo_if_needed()
     size = f" SIZE={len(msg)}" if conn.does_esmtp and conn.has_extn("size") else ""
@@ -141,6 +147,8 @@ def _transact(conn: smtplib.SMTP, sender: str, to: str, msg: bytes) -> dict[str,
         _abandon(conn, code)
         raise smtplib.SMTPDataError(code, said)
     stuffed = (b"." if msg[:1] == b"." else b"") + msg.replace(b"\r\n.", b"\r\n..")
+    if committing is not None:
+        committing()
     conn.send(stuffed + (b".\r\n" if stuffed.endswith(b"\r\n") else b"\r\n.\r\n"))
     code, said = conn.getreply()
     if code != 250:

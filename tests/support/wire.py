@@ -27,6 +27,8 @@ class _Catch:
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,  # noqa: N802
                           options: list[str]) -> str:
+        if self.catcher.hold == "rcpt":
+            await self.catcher.held()
         if address.split("@")[0].startswith("bounce"):
             return "550 5.1.1 no such user here"
         envelope.rcpt_tos.append(address)
@@ -37,13 +39,20 @@ class _Catch:
         msg = email.message_from_bytes(raw, policy=email.policy.default)
         with self.catcher.lock:
             self.catcher.messages.append(msg)  # type: ignore[arg-type]
+        if self.catcher.hold == "data":  # kept, and the sender not told yet
+            await self.catcher.held()
         return "250 kept"
 
 
 class SmtpCatcher:
-    """Keeps every message; a recipient whose name starts with `bounce` is refused with a 550."""
+    """Keeps every message; a recipient whose name starts with `bounce` is refused with a 550.
+    With `hold` ("rcpt" or "data"), it answers no RCPT (or no DATA, the message kept) until
+    `release` is set; `holding` counts the answers held back."""
 
-    def __init__(self) -> None:
+    def __init__(self, hold: str = "") -> None:
+        self.hold = hold
+        self.release = threading.Event()
+        self.holding = 0
         self.messages: list[EmailMessage] = []
         self.lock = threading.Lock()
         self.port = free_port()
@@ -55,6 +64,12 @@ class SmtpCatcher:
 
     def __exit__(self, *exc: object) -> None:
         self.controller.stop()
+
+    async def held(self) -> None:
+        with self.lock:
+            self.holding += 1
+        while not self.release.is_set():
+            await asyncio.sleep(0.01)
 
     def to(self, address: str) -> list[EmailMessage]:
         with self.lock:
