@@ -114,7 +114,7 @@ class LeadActivities:
                 raise ApplicationError(f"the shared database (how earlier runs ended): {err}",
                                        type="DatabaseError") from err
         if self.archive is None or not batch.events:
-            return result
+            return result.slim(batch.lead)
         shadow = self.store.shadow()
         run = None
         if shadow is not None and self.shadow_leads is not None:
@@ -124,7 +124,7 @@ class LeadActivities:
             await self.archive.add(taken)
         except Exception as err:  # the lead must not go on with events the archive lacks
             raise ApplicationError(f"the event archive: {err}", type="ArchiveError") from err
-        return result
+        return result.slim(batch.lead)
 
     async def _decide(self, batch: EvaluateBatch) -> BatchResult:
         """The batch's Decisions. What is not the policy's fault raises a retryable error, so the

@@ -294,7 +294,10 @@ def built(cls: type[_M], values: dict[str, Any]) -> _M:
     return model
 
 
-class Decision(BaseModel):
+class Decided(BaseModel):
+    """A Decision without the lead it leaves: what crosses to the lead workflow, beside the lead's
+    changes (rules.lead_delta), so the workflow's history does not hold the whole lead per event."""
+
     policy: str
     version: int
     ruleset: str
@@ -310,5 +313,8 @@ class Decision(BaseModel):
     fired: list[Firing] = Field(default_factory=list)
     next_check_at: datetime | None = None
     story: list[StoryEntry] = Field(default_factory=list)  # this evaluation's new lines
-    lead: LeadState
     final: bool = False  # the lead is in one of its policy's final states
+
+
+class Decision(Decided):
+    lead: LeadState

@@ -589,7 +589,8 @@ class LeadWorkflow:
             last = result.earlier[-1]
             self._say(f"this address ended before: {last.state} on {last.since.date().isoformat()} "
                       f"({last.why}); a new run begins", "earlier")
-        for (event, ticket), decision, error in zip(admitted, result.decisions, result.errors, strict=True):
+        decisions = result.full(request.lead)
+        for (event, ticket), decision, error in zip(admitted, decisions, result.errors, strict=True):
             if decision is None:
                 self._not_applied(event)
                 self._answer(ticket, self._reject(event.model_dump(mode="json"), f"policy error: {error}"))

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from activities.evaluation import BatchResult
 from rules.compile import CompiledPolicy, compile_policy, load_compiled
 from rules.evaluate import ChainLimitError, evaluate
 from rules.models import Decision, Event, LeadRef, LeadState
@@ -127,7 +128,9 @@ def outcome(run: Any, policy: CompiledPolicy, lead: LeadState | None, event: Eve
 
 
 def same_decisions(policy: CompiledPolicy, history: list[tuple[Event, datetime]]) -> int:
-    """Run both evaluators over the history, each from its own last lead; the count of events."""
+    """Run both evaluators over the history, each from its own last lead; the count of events.
+    Each Decision also crosses to a workflow as it does live (slim, as JSON) and must come back
+    the same, its lead rebuilt from the changes onto the lead the workflow held."""
     ours: LeadState | None = None
     theirs: LeadState | None = None
     for n, (event, now) in enumerate(history):
@@ -136,6 +139,9 @@ def same_decisions(policy: CompiledPolicy, history: list[tuple[Event, datetime]]
         assert mine == expected, f"event {n} ({event.type}) of {policy.name}: decisions differ"
         if decided is None or before is None:
             return n
+        wire = BatchResult(decisions=[decided], errors=[None]).slim(ours).model_dump_json()
+        [back] = BatchResult.model_validate_json(wire).full(ours)
+        assert back is not None and back.model_dump_json() == mine, f"event {n}: the slim result differs"
         ours, theirs = decided.lead, before.lead
     return len(history)
 
