@@ -27,7 +27,7 @@ from rules.conditions import (
 from rules.durations import parse_duration
 from rules.engine import register
 from rules.index_plan import PhasePlan, PlanRule, plan_phase
-from rules.models import BUILTIN_EVENTS
+from rules.models import BUILTIN_EVENTS, Firing
 from rules.policy import Effects, Policy
 from rules.projection import Projection, compile_projection
 from rules.routing import Route
@@ -35,8 +35,8 @@ from rules.scoring import SCORE_DIGITS
 from rules.validate import LoadedPolicy
 
 Kind = Literal["fit", "engagement", "stage"]
-# a fit: its score, BANT letters, and per fit rule matched (rule id, what it matched, its effects)
-FitResult = tuple[float, tuple[str, ...], list[tuple[str, dict[str, Any], dict[str, Any]]]]
+# a fit: its score, BANT letters, and the firings of the fit rules matched
+FitResult = tuple[float, tuple[str, ...], list[Firing]]
 ROUNDING = 10.0 ** -SCORE_DIGITS  # the smallest step of a score as rules read it
 HANDOFF_PRIORITY = 1000  # sales' word on a hand-off outranks every policy rule
 

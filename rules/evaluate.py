@@ -88,7 +88,7 @@ def new_lead(policy: CompiledPolicy, event: Event, now: datetime) -> LeadState:
     )
 
 
-@dataclass
+@dataclass(slots=True)
 class _Work:
     """The lead while one evaluation changes it; becomes a new LeadState at the end."""
 
@@ -198,8 +198,7 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
     rules = policy.rules
     fit, bant, fit_firings = _fit(policy, fit_key, fit_names, fit_values)
     fired = w.fired
-    for rule_id, matched, summary in fit_firings:
-        fired.append(Firing(rule_id, "fit", 0, matched, summary, True))
+    fired += fit_firings
     if behaviour:  # engagement counts behaviour only
         engagement_values = snapshot("engagement", {})
         added = [rules[n] for n in match("engagement", engagement_values)]
@@ -264,10 +263,11 @@ def _fit_key(policy: CompiledPolicy, values: dict[str, Any]) -> str:
 
 
 def _fit(policy: CompiledPolicy, fit_key: str, names: list[str], values: dict[str, Any]
-         ) -> tuple[float, list[str], list[tuple[str, dict[str, Any], dict[str, Any]]]]:
-    """The fit score, BANT and the fit rules' firings (rule, what it matched, what it did) of
-    the fit values `fit_key` names: remembered per policy version, as most leads' events leave
-    their fit as it was (the key names the values; the rules matched come with it)."""
+         ) -> tuple[float, list[str], list[Firing]]:
+    """The fit score, BANT and the fit rules' firings of the fit values `fit_key` names:
+    remembered per policy version, as most leads' events leave their fit as it was (the key
+    names the values; the rules matched come with it). The firings are shared by the Decisions
+    that report them, as their rules' effects always were: nothing changes a fit firing."""
     memo_key = (fit_key, *names)
     known = policy.fit_memo.get(memo_key)
     if known is not None:
@@ -276,7 +276,7 @@ def _fit(policy: CompiledPolicy, fit_key: str, names: list[str], values: dict[st
     # an int 0 when none matched, as the evaluator has always said (the Decision's JSON shows it)
     fit: float = min(policy.fit_cap, sum(r.points for r in fit_rules))
     bant = sorted({r.bant for r in fit_rules if r.bant})
-    firings = [(r.id, _matched(r, values), r.summary) for r in fit_rules]
+    firings = [Firing(r.id, "fit", 0, _matched(r, values), r.summary, True) for r in fit_rules]
     if len(policy.fit_memo) >= MEMO:
         policy.fit_memo.clear()
     policy.fit_memo[memo_key] = (fit, tuple(bant), firings)

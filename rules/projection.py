@@ -117,6 +117,52 @@ def bands_of(plan: PhasePlan) -> dict[str, Bands]:
 
 
 SOURCES = ("lead", "event", "facts", "count", "plain", "score")
+_TRUE, _FALSE = object(), object()  # a boolean's key: never equal to a number's
+UNROLLED = 4  # bands with up to this many cuts are found by comparisons, more by bisection
+
+
+def _key_lines(plan: PhasePlan, bands: dict[str, Bands], read: Callable[[str], str]) -> list[str]:
+    """The body of a function returning the fact's key: one entry per property, equal for two
+    facts exactly when the engine gives them the same answer. A text is itself; a member or
+    presence 1; absent None; a number in bands the code of its band (2i: between cut i-1 and
+    cut i; 2i+1: equal to cut i), since the band is all the engine compares; any other number
+    keeps its type beside it, but floats (True, 1 and 1.0 are equal in Python, not in the
+    engine's JSON; 0.0 and -0.0 compare alike everywhere)."""
+    lines: list[str] = []
+    add = lines.append
+    for n, (prop, key, kind, _) in enumerate(plan.sent):
+        add(f"    v = {read(key)}")
+        if kind == "s":
+            add(f"    k{n} = v if isinstance(v, str) else None")
+        elif kind == "m":
+            add(f"    try:\n        k{n} = 1 if v in _listed{n} else None")
+            add(f"    except TypeError:  # an object or list is in no list of scalars\n        k{n} = None")
+        elif kind == "":
+            add(f"    k{n} = None if v is None else 1")
+        else:
+            add("    c = v.__class__")
+            other = [f"    elif c is bool:\n        k{n} = _T if v else _F",
+                     f"    elif isinstance(v, (int, float)):\n        k{n} = (c, v)",
+                     f"    else:\n        k{n} = None"]
+            band = bands.get(prop)
+            if band is None:
+                add(f"    if c is float:\n        k{n} = v")
+                lines += other
+                continue
+            add("    if (c is float and -_inf < v < _inf) or (c is int and -_E <= v <= _E):")
+            cuts = band.cuts
+            if len(cuts) > UNROLLED:
+                add(f"        i = _bisect(_cuts{n}, v)")
+                add(f"        k{n} = 2 * i + 1 if i < {len(cuts)} and _cuts{n}[i] == v else 2 * i")
+            else:
+                for i, cut in enumerate(cuts):
+                    word = "if" if i == 0 else "elif"
+                    add(f"        {word} v < {cut!r}:\n            k{n} = {2 * i}")
+                    add(f"        elif v == {cut!r}:\n            k{n} = {2 * i + 1}")
+                add(f"        else:\n            k{n} = {2 * len(cuts)}")
+            lines += other
+    add(f"    return ({''.join(f'k{n}, ' for n in range(len(plan.sent)))})")
+    return lines
 
 
 def compile_projection(plan: PhasePlan, constants: Collection[float]) -> Projection:
@@ -192,22 +238,11 @@ def compile_projection(plan: PhasePlan, constants: Collection[float]) -> Project
                  f"def key_of({', '.join(SOURCES)}):",
                  f"    return body(values({', '.join(SOURCES)}))"]
     else:
-        # One entry per property, the same for two facts exactly when their texts would be
-        # equal as the engine reads them: a number keeps its type beside it but for floats
-        # (True, 1 and 1.0 are equal in Python, not in the engine's JSON), a float is itself
-        # (0.0 and -0.0 compare alike everywhere), absent is None.
-        def key_lines(n: int, kind: str) -> list[str]:
-            if kind == "n":
-                return [f"k{n} = v if v.__class__ is float else (v.__class__, v)"]
-            return [f"k{n} = {'v' if kind == 's' else '1'}"]
-
-        ks = [f"    k{n} = None" for n in range(len(plan.sent))]
-        ret = [f"    return ({''.join(f'k{n}, ' for n in range(len(plan.sent)))})", ""]
-        code += ["def key(values):", *ks, *each(key_lines, lambda key: f"values[{key!r}]"), *ret]
-        # the key straight from the sources, without the values' dict (what the chain asks)
         local = {f.key: f"f{i}" for i, f in enumerate(plan.fields)}
-        code += [f"def key_of({', '.join(SOURCES)}):"]
-        code += [f"    {local[f.key]} = {read}" for f, read in zip(plan.fields, reads_of, strict=True)]
-        code += [*ks, *each(key_lines, local.__getitem__), *ret]
+        reads_at = [f"    {local[f.key]} = {read}" for f, read in zip(plan.fields, reads_of, strict=True)]
+        namespace["_T"], namespace["_F"] = _TRUE, _FALSE
+        code += ["def key(values):", *_key_lines(plan, bands, lambda key: f"values[{key!r}]"), ""]
+        # the key straight from the sources, without the values' dict (what the chain asks)
+        code += [f"def key_of({', '.join(SOURCES)}):", *reads_at, *_key_lines(plan, bands, local.__getitem__)]
     exec("\n".join(code) + "\n", namespace)  # noqa: S102 (our own generated code)
     return Projection(namespace["values"], namespace["body"], namespace["key"], namespace["key_of"])
