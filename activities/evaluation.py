@@ -25,50 +25,54 @@ class EvaluateBatch(BaseModel):
     version: int | None = None  # the version the lead is pinned to; None at capture
 
 
+class DecisionDelta(Decided):
+    """A Decision as it crosses to the lead workflow: the lead as what changed of it."""
+
+    final: bool = False
+    lead_changes: dict[str, Any] = Field(default_factory=dict)
+
+
 class BatchResult(BaseModel):
     """One entry per event: its Decision, or (None and) why the policy could not decide.
 
     What the lead workflow receives (and its history keeps) is `slim`: per event the Decision
-    without its lead (`decided`) and the fields of the lead it changed (`changes`,
-    rules.lead_delta), `decisions` left empty; `full` makes the Decisions again. Runs from
-    before received whole Decisions, and replay still reads them."""
+    without its lead, with the fields of the lead it changed (`deltas`, rules.lead_delta),
+    `decisions` left empty; `full` makes the Decisions again. Runs from before received whole
+    Decisions, and replay still reads them."""
 
     decisions: list[Decision | None]
     errors: list[str | None]
     # the worker's LEADFLOW_FINAL_RETENTION: how long a lead in a final state keeps its run
     retention: float | None = None
     earlier: list[LeadEnding] = Field(default_factory=list)  # at a run's first event: how earlier runs ended
-    decided: list[Decided | None] = Field(default_factory=list)
-    changes: list[dict[str, Any] | None] = Field(default_factory=list)
+    deltas: list[DecisionDelta | None] = Field(default_factory=list)
 
     def slim(self, lead: LeadState | None) -> BatchResult:
         """This result as it crosses to the workflow, which holds `lead` (the batch's own)."""
-        decided: list[Decided | None] = []
-        changes: list[dict[str, Any] | None] = []
+        deltas: list[DecisionDelta | None] = []
         for decision in self.decisions:
             if decision is None:
-                decided.append(None)
-                changes.append(None)
+                deltas.append(None)
                 continue
-            decided.append(built(Decided, {name: decision.__dict__[name] for name in DECIDED}))
-            changes.append(lead_changes(lead, decision.lead))
+            said = {name: decision.__dict__[name] for name in DECIDED}
+            deltas.append(built(DecisionDelta, {**said, "final": decision.final,
+                                                "lead_changes": lead_changes(lead, decision.lead)}))
             lead = decision.lead
-        return self.model_copy(update={"decisions": [], "decided": decided, "changes": changes})
+        return self.model_copy(update={"decisions": [], "deltas": deltas})
 
     def full(self, lead: LeadState | None) -> list[Decision | None]:
         """The Decisions, from a result `slim` made for a workflow holding `lead`; a result from
         before slim results existed has them already."""
-        if not self.decided:
+        if not self.deltas:
             return self.decisions
         out: list[Decision | None] = []
-        for decided, changes in zip(self.decided, self.changes, strict=True):
-            if decided is None or changes is None:
+        for delta in self.deltas:
+            if delta is None:
                 out.append(None)
                 continue
-            lead = with_changes(lead, changes)
-            fields = dict(decided.__dict__)
-            final = fields.pop("final")  # after the lead, where the evaluator puts it
-            out.append(built(Decision, {**fields, "lead": lead, "final": final}))
+            lead = with_changes(lead, delta.lead_changes)
+            said = {name: delta.__dict__[name] for name in DECIDED}
+            out.append(built(Decision, {**said, "lead": lead, "final": delta.final}))
         return out
 
 

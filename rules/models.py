@@ -295,8 +295,9 @@ def built(cls: type[_M], values: dict[str, Any]) -> _M:
 
 
 class Decided(BaseModel):
-    """A Decision without the lead it leaves: what crosses to the lead workflow, beside the lead's
-    changes (rules.lead_delta), so the workflow's history does not hold the whole lead per event."""
+    """What a Decision says of the event, without the lead it leaves (and whether that lead is
+    final): activities.evaluation sends a lead workflow this with the lead's changes
+    (rules.lead_delta), so the workflow's history does not hold the whole lead per event."""
 
     policy: str
     version: int
@@ -313,8 +314,8 @@ class Decided(BaseModel):
     fired: list[Firing] = Field(default_factory=list)
     next_check_at: datetime | None = None
     story: list[StoryEntry] = Field(default_factory=list)  # this evaluation's new lines
-    final: bool = False  # the lead is in one of its policy's final states
 
 
 class Decision(Decided):
     lead: LeadState
+    final: bool = False  # the lead is in one of its policy's final states

@@ -29,6 +29,18 @@ def engagement(
 def _summed(contributions: list[Contribution], values: list[float], caps: Mapping[str, float | None]
             ) -> tuple[float, float]:
     """(interest, intent) of contributions worth `values` now, per rule capped."""
+    if len({c.rule for c in contributions}) == len(contributions):
+        # one contribution per rule, as compacting leaves them: the same sums, in the same order
+        interest = intent = 0.0
+        for c, value in zip(contributions, values, strict=True):
+            cap = caps.get(c.rule)
+            if cap is not None:
+                value = min(value, cap)
+            if c.signal == "intent":
+                intent += value
+            else:
+                interest += value
+        return interest, intent
     per_rule: dict[str, list[float]] = {}
     signal: dict[str, str] = {}
     for c, value in zip(contributions, values, strict=True):
@@ -61,6 +73,21 @@ def compact(contributions: list[Contribution], now: float) -> list[Contribution]
 
 def compacted(contributions: list[Contribution], now: float) -> tuple[list[Contribution], list[float]]:
     """`compact`, and what each contribution kept is worth at `now` (each decayed once)."""
+    kinds: set[tuple[str, float]] = set()
+    for c in contributions:
+        kind = (c.rule, c.half_life)
+        if c.at > now or kind in kinds:
+            break
+        kinds.add(kind)
+    else:  # none to merge, none from the future: as the groups below would leave them
+        kept: list[Contribution] = []
+        values: list[float] = []
+        for c in contributions:
+            value = decayed(c.points, now - c.at, c.half_life)
+            if value >= 1e-6:
+                kept.append(c)
+                values.append(value)
+        return kept, values
     groups: dict[tuple[str, float], list[Contribution]] = {}
     out: list[Contribution] = []
     worth: list[float] = []
@@ -112,9 +139,11 @@ class Levels:
             relevant = [c for c in self.contributions if c.signal == field]
             interest, intent = engagement(relevant, self.now, self.caps)
         decaying = [c.half_life for c in relevant if c.half_life > 0]
-        steady_i, steady_t = engagement([c for c in relevant if c.half_life <= 0], self.now, self.caps)
-        known = self._fields[field] = (interest + intent, steady_i + steady_t,
-                                       min(decaying) if decaying else None)
+        steady = 0.0  # what engagement() of no contribution sums to
+        if len(decaying) < len(relevant):
+            steady_i, steady_t = engagement([c for c in relevant if c.half_life <= 0], self.now, self.caps)
+            steady = steady_i + steady_t
+        known = self._fields[field] = (interest + intent, steady, min(decaying) if decaying else None)
         return known
 
     def crossing_below(self, field: str, threshold: float, fixed: float = 0.0,

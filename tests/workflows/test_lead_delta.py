@@ -38,10 +38,10 @@ def test_history_holds_the_lead_once_and_the_workflow_rebuilds_it_exactly(tmp_pa
                     payloads = event.marker_recorded_event_attributes.details["result"].payloads
                     results += [json.loads(p.data) for p in payloads]
             assert len(results) >= 1 + len(kinds)  # a batch per update, the sign-up's own
-            assert all(r["decisions"] == [] and r["decided"] for r in results)
+            assert all(r["decisions"] == [] and r["deltas"] for r in results)
             # the profile crossed once: in the sign-up's changes, the whole lead then
             assert sum(COMPANY in json.dumps(r) for r in results) == 1
-            later = [c for r in results[1:] for c in r["changes"]]
+            later = [d["lead_changes"] for r in results[1:] for d in r["deltas"]]
             assert later and all("profile" not in c and "fit_key" not in c for c in later)
 
 
