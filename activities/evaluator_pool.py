@@ -27,9 +27,11 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from activities.evaluation import BatchResult, Catalog, EvaluateBatch, PolicyError
+from activities.evaluation import BatchResult, Catalog, EvaluateBatch, PolicyError, evaluate_batch
+from rules import engine
 from rules.compile import CompiledPolicy
 from rules.engine import EngineError
+from rules.evaluate import remember
 from rules.models import Decision
 
 log = logging.getLogger("leadflow.evaluator")
@@ -46,7 +48,6 @@ def _serve(conn: multiprocessing.connection.Connection, progress: Any, target: s
     A batch's Decisions go back in one message (a round trip between processes costs more than
     an evaluation); `progress` counts the events done, so the worker can tell which one hangs."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the worker's to handle
-    from rules import engine
     from rules.validate import PolicyInvalid, load_policy_bytes
 
     module, _, name = target.partition(":")
@@ -72,19 +73,22 @@ def _serve(conn: multiprocessing.connection.Connection, progress: Any, target: s
         catalog = Catalog(policies[active], policies.get(pinned) if pinned else None, rollout)
         lead, version = batch.lead, batch.version
         results: list[tuple[str, Any]] = []
-        for event in batch.events:
-            try:
-                decision = evaluate_event(catalog, lead, event, batch.now, version)
-            except PolicyError as err:
-                results.append(("error", str(err)))
-            except EngineError as err:
-                results.append(("engine", str(err)))
-                break
-            else:
-                results.append(("decision", decision))
-                lead, version = decision.lead, decision.version
-            progress.value += 1
-        conn.send(("results", results))
+        with engine.learning() as learned:
+            for event in batch.events:
+                try:
+                    decision = evaluate_event(catalog, lead, event, batch.now, version)
+                except PolicyError as err:
+                    results.append(("error", str(err)))
+                except EngineError as err:
+                    results.append(("engine", str(err)))
+                    break
+                else:
+                    results.append(("decision", decision))
+                    lead, version = decision.lead, decision.version
+                progress.value += 1
+        # what the engine answered goes back too: the worker remembers it, and evaluates the
+        # next facts like these itself (see EvaluatorPool.evaluate)
+        conn.send(("results", results, learned))
 
 
 class Stopped(Exception):
@@ -228,13 +232,14 @@ class EvaluatorPool:
 
     # -- the API -----------------------------------------------------------------------------
 
-    async def _results(self, child: _Child, size: int) -> list[tuple[str, Any]]:
-        """The batch's results, while the child keeps finishing an event every `deadline`."""
+    async def _results(self, child: _Child, size: int) -> tuple[list[tuple[str, Any]], list[Any]]:
+        """The batch's results and the engine answers the child learned, while the child keeps
+        finishing an event every `deadline`."""
         done = 0
         while True:
             try:
-                _, results = await self._recv(child, self.deadline)
-                return cast(list[tuple[str, Any]], results)
+                _, results, learned = await self._recv(child, self.deadline)
+                return cast(list[tuple[str, Any]], results), cast(list[Any], learned)
             except _TIMEOUTS as err:
                 now = child.progress.value
                 if now == done:
@@ -278,7 +283,8 @@ class EvaluatorPool:
                 try:
                     self._send(child, ("batch", catalog.active.sha, pinned, catalog.rollout,
                                        batch.model_copy(update={"events": [e for _, e in pending]})))
-                    results = await self._results(child, len(pending))
+                    results, learned = await self._results(child, len(pending))
+                    _learn(catalog, learned)
                 except ChildDied:  # before the batch started, or after it ended: a new child
                     child = self._replace(child)
                     continue
@@ -303,6 +309,27 @@ class EvaluatorPool:
             if child.busy:  # left mid-exchange (cancelled, say): its reply would meet another batch
                 child = self._replace(child)
             self._give(child)
+
+
+def _learn(catalog: Catalog, learned: list[Any]) -> None:
+    """Remember in this process what a child's engine answered, under the policy version it
+    answered for."""
+    versions = {p.sha: p for p in (catalog.active, catalog.pinned) if p is not None}
+    for sha, phase, key, names in learned:
+        policy = versions.get(sha)
+        if policy is not None:
+            remember(policy, phase, key, names)
+
+
+def evaluate_remembered(catalog: Catalog, batch: EvaluateBatch) -> BatchResult | None:
+    """The batch evaluated in this process if the answers its policy remembers are all it needs
+    (no engine call, so nothing here can hang or crash in C); None when the engine would have to
+    be asked, or anything else went wrong: then a child evaluates it, as it always did."""
+    try:
+        with engine.remembered_only():
+            return evaluate_batch(catalog, batch)
+    except Exception:  # Unremembered, or a failure a child handles and reports as it always has
+        return None
 
 
 def _why(err: Exception, seconds: float, what: str) -> str:

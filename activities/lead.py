@@ -14,7 +14,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.evaluation import BatchResult, EvaluateBatch, evaluate_batch
-from activities.evaluator_pool import EvaluatorPool
+from activities.evaluator_pool import EvaluatorPool, evaluate_remembered
 from activities.policies import NoPolicy, PolicyStore
 from activities.shadow import ShadowLeads, run_shadow
 from leadflow.archive.endings import Endings
@@ -138,6 +138,11 @@ class LeadActivities:
                                    type="NoPolicy") from err
         try:
             if self.evaluators is not None:
+                # most facts repeat: when the policy remembers every answer the batch needs, it
+                # is evaluated here, sparing the round trip to a child (0.4-0.9 ms here)
+                here = evaluate_remembered(catalog, batch)
+                if here is not None:
+                    return here
                 return await self.evaluators.evaluate(catalog, batch)
             return evaluate_batch(catalog, batch)
         except EngineError as err:  # worth a retry: nothing of the batch was applied

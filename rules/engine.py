@@ -19,10 +19,12 @@ it is abandoned for a fresh one, so nothing of it can reach the next lead.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import durable_rules_engine as _engine
@@ -38,6 +40,53 @@ MEMO = 4096  # fact bodies remembered per ruleset
 
 class EngineError(RuntimeError):
     """The engine refused or failed a call; the fact is abandoned with its session."""
+
+
+class Unremembered(EngineError):
+    """Only remembered answers may be used here (`remembered_only`), and this one is not."""
+
+
+# Per call chain (a context variable, so threads and tasks do not see each other's): whether the
+# engine may be asked at all, and where answers it gave are noted for another process to learn.
+_remembered_only: ContextVar[bool] = ContextVar("remembered_only", default=False)
+_learning: ContextVar[list[Any] | None] = ContextVar("learning", default=None)
+
+
+@contextlib.contextmanager
+def remembered_only() -> Iterator[None]:
+    """Within: an evaluation uses the answers its policy remembers and raises Unremembered where
+    the engine would have to be asked. The lead worker evaluates so in its own process, where
+    nothing could stop an engine call that hangs (activities.evaluator_pool)."""
+    token = _remembered_only.set(True)
+    try:
+        yield
+    finally:
+        _remembered_only.reset(token)
+
+
+@contextlib.contextmanager
+def learning() -> Iterator[list[Any]]:
+    """Within: every answer the engine gives an evaluation is noted in the list yielded
+    (rules.evaluate notes what it remembers it under), for the worker to remember too."""
+    noted: list[Any] = []
+    token = _learning.set(noted)
+    try:
+        yield noted
+    finally:
+        _learning.reset(token)
+
+
+def may_ask() -> None:
+    """Raise Unremembered where the engine may not be asked."""
+    if _remembered_only.get():
+        raise Unremembered("the engine would have to be asked")
+
+
+def note(entry: Any) -> None:
+    """Note an answer the engine gave, where answers are being learned."""
+    noted = _learning.get()
+    if noted is not None:
+        noted.append(entry)
 
 
 class _Ruleset:

@@ -147,7 +147,7 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
     inactive_for = t - (last_activity if last_activity is not None else lead.created)
     contributions = lead.contributions
     plain: dict[str, Any] = {"inactive_for": inactive_for}
-    projections, handles, plans = policy.projections, policy.handles, policy.plans
+    projections, plans = policy.projections, policy.plans
 
     def snapshot(phase: str, scores: dict[str, Any]) -> dict[str, Any]:
         """The values of the fields this phase's rules read (rules.projection reads them)."""
@@ -158,16 +158,17 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
 
     def answer(phase: str, key: Hashable, body: Callable[[], str]) -> list[str]:
         """The names of the phase's rules that a fact matches (its key, its engine text)."""
-        handle = handles[phase]
-        if handle is None:
-            return []
         projection = projections[phase]
         known = projection.memo.get(key)
         if known is None:
+            if not policy.definitions[phase]:
+                return []
+            engine.may_ask()
+            handle = policy.handles[phase]
+            assert handle is not None
             known = engine.match(handle, body())
-            if len(projection.memo) >= MEMO:  # bounded: a worker meets new facts for months
-                projection.memo.clear()
-            projection.memo[key] = known
+            remember(policy, phase, key, known)
+            engine.note((policy.sha, phase, key, known))
         aliases = plans[phase].aliases  # one engine rule per value of an indexed `in`
         return list(dict.fromkeys(aliases.get(n, n) for n in known)) if aliases else list(known)
 
@@ -237,6 +238,15 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
 
 
 _SCALARS = frozenset({str, int, bool, type(None)})
+
+
+def remember(policy: CompiledPolicy, phase: str, key: Hashable, names: list[str]) -> None:
+    """Remember the engine's answer for a phase's fact key (from this process's engine, or one
+    an evaluator process learned: rules.engine.learning)."""
+    memo = policy.projections[phase].memo
+    if len(memo) >= MEMO:  # bounded: a worker meets new facts for months
+        memo.clear()
+    memo[key] = names
 
 
 def _fit_key(policy: CompiledPolicy, values: dict[str, Any]) -> str:

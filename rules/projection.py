@@ -117,7 +117,23 @@ def bands_of(plan: PhasePlan) -> dict[str, Bands]:
 
 
 SOURCES = ("lead", "event", "facts", "count", "plain", "score")
-_TRUE, _FALSE = object(), object()  # a boolean's key: never equal to a number's
+class _Flag:
+    """A boolean's place in a key: equal to nothing but itself, and itself again when a key
+    crosses to another process (it pickles as the module's own name)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __reduce__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+_TRUE, _FALSE = _Flag("_TRUE"), _Flag("_FALSE")
 UNROLLED = 4  # bands with up to this many cuts are found by comparisons, more by bisection
 
 
