@@ -109,3 +109,36 @@ def test_a_batch_given_up_midway_never_hands_its_answer_to_the_next_one():
     result = asyncio.run(go())
     assert result.errors == [None] and result.decisions[0].state == "nurturing"
     assert pool.restarts == 1
+
+
+def test_the_worker_evaluates_what_its_policy_remembers_and_asks_a_child_the_rest():
+    """A child's engine answers go back with its Decisions; with them the worker evaluates such
+    a batch itself, to the same Decisions, and never asks its own engine (nothing of the policy
+    is registered with it); a fact never met goes to a child again."""
+    from activities.evaluator_pool import evaluate_remembered
+    from rules import engine
+    from rules.validate import load_policy_bytes
+    from tests.support import ROOT
+
+    raw = (ROOT / "policies" / "lead-lifecycle.v1.yaml").read_bytes()
+    policy = load_policy_bytes(raw + b"\n# a copy of its own\n", "remembered.yaml").compiled
+    catalog = Catalog(policy)
+    hot = {"role": "vp", "budget": 60000, "timeline": "now"}
+    signup = event("signup", T0, lead=hot)
+    batch = EvaluateBatch(lead=None, now=T0, version=None, events=[signup, event("page_view", T0)])
+    assert evaluate_remembered(catalog, batch) is None  # nothing remembered yet
+
+    async def go():
+        pool = EvaluatorPool(1, deadline=30)
+        try:
+            return await pool.evaluate(catalog, batch)
+        finally:
+            pool.close()
+    asked = asyncio.run(go())
+    here = evaluate_remembered(catalog, batch)
+    assert here is not None
+    assert [d.model_dump_json() for d in here.decisions] == [d.model_dump_json() for d in asked.decisions]
+    assert not any(name.startswith(policy.ruleset) for name in engine._rulesets)
+    other = EvaluateBatch(lead=None, now=T0, version=None,
+                          events=[event("signup", T0, email="bo@acme.example", lead={"role": "student"})])
+    assert evaluate_remembered(catalog, other) is None  # a student's facts: never asked yet
