@@ -7,21 +7,28 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import statistics
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable
-from datetime import datetime
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timezone
+from itertools import islice
+from typing import Any, NamedTuple
+
+from pydantic import ValidationError
 
 from rules.compile import CompiledPolicy, load_compiled
 from rules.lifecycle import DEFAULT_RETENTION
-from rules.simulate import LeadResult, simulate_lead, simulate_people
+from rules.models import Event, LeadRef, built
+from rules.simulate import LeadResult, run_events, simulate_lead, simulate_people
 
 
 def group(lines: Iterable[str], source: str = "log") -> tuple[dict[str, list[dict[str, Any]]],
                                                              datetime | None]:
-    """The log's events by lead (first appearance first), and its last event's time."""
+    """The log's events by lead (first appearance first), and its last event's time. Each line is
+    read as the simulation will build its event, without the intake's validation (`_events`): a
+    line of another shape (`_plain`) is validated as the intake would, and refused naming it."""
     leads: dict[str, list[dict[str, Any]]] = {}
     last: datetime | None = None
     for n, line in enumerate(lines, 1):
@@ -35,12 +42,37 @@ def group(lines: Iterable[str], source: str = "log") -> tuple[dict[str, list[dic
             raise ValueError(f"{source}:{n}: an event with `lead_id` and `at` (what `leadflow events "
                              "export` and `leadflow generate` write)")
         try:
-            at = datetime.fromisoformat(str(raw["at"]).replace("Z", "+00:00"))
+            at = _at(str(raw["at"]))
         except ValueError:
             raise ValueError(f"{source}:{n}: at: {raw['at']!r} is not an ISO time") from None
+        if not _plain(raw, line):
+            try:
+                Event.model_validate({k: v for k, v in raw.items() if k != "lead_id"})
+            except ValidationError as err:
+                first = err.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise ValueError(f"{source}:{n}: bad event: {where}: {first['msg']}") from None
         last = at if last is None or at > last else last
         leads.setdefault(raw["lead_id"], []).append(raw)
     return leads, last
+
+
+_FIELDS = frozenset(("id", "type", "at", "lead", "data", "lead_id"))
+_TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}")  # as Event.type's pattern and length
+
+
+def _plain(raw: dict[str, Any], line: str) -> bool:
+    """The line holds an event of the shape `_events` builds from: Event's fields, each of its type
+    (the export's events were validated when taken; the intake's other rules are not asked again),
+    and no NaN or Infinity (JSON has neither; Python's reader takes them)."""
+    kind, id_, lead, data = raw.get("type"), raw.get("id"), raw.get("lead"), raw.get("data")
+    return (raw.keys() <= _FIELDS and isinstance(raw["at"], str)
+            and isinstance(kind, str) and _TYPE.fullmatch(kind) is not None
+            and (id_ is None or isinstance(id_, str))
+            and (lead is None or (isinstance(lead, dict) and isinstance(lead.get("email", ""), str)
+                                  and isinstance(lead.get("external_id", ""), str)))
+            and (data is None or isinstance(data, dict))
+            and "NaN" not in line and "Infinity" not in line)
 
 
 _POLICY: CompiledPolicy | None = None
@@ -51,7 +83,22 @@ def _load(path: str) -> None:
     _POLICY = load_compiled(path)
 
 
-Job = tuple[dict[str, list[dict[str, Any]]], datetime | None, float | None]
+class Batch(NamedTuple):
+    """Groups of leads (`people`) as columns: what crosses to a worker process. Strings, and each
+    event's own `lead` and `data` objects (a lead's repeated `lead` sent once): no models, no
+    per-event dict, so pickling is a fraction of the simulation."""
+
+    leads: list[str]  # lead ids, group after group
+    sizes: list[int]  # leads per group
+    counts: list[int]  # events per lead
+    ids: list[str | None]  # the events, lead after lead
+    types: list[str]
+    ats: list[str]
+    refs: list[dict[str, Any] | None]
+    data: list[dict[str, Any] | None]
+
+
+Job = tuple[Batch, datetime | None, float | None]
 
 
 def people(leads: dict[str, list[dict[str, Any]]]) -> list[dict[str, list[dict[str, Any]]]]:
@@ -77,39 +124,124 @@ def people(leads: dict[str, list[dict[str, Any]]]) -> list[dict[str, list[dict[s
     return list(groups.values())
 
 
-def _run_one(job: Job) -> list[dict[str, Any]]:
+def batches(groups: Iterable[dict[str, list[dict[str, Any]]]], events: int) -> Iterator[Batch]:
+    """The groups as Batches of about `events` events each (a group is never split)."""
+    batch = Batch([], [], [], [], [], [], [], [])
+    names: dict[str, str] = {}  # one string object per event type: pickled once a batch
+    for group in groups:
+        batch.sizes.append(len(group))
+        for lead_id, raws in group.items():
+            batch.leads.append(lead_id)
+            batch.counts.append(len(raws))
+            last: dict[str, Any] | None = None
+            for raw in raws:
+                kind = raw["type"]
+                lead = raw.get("lead")
+                if lead is not None and last is not None and _same(lead, last):
+                    lead = last
+                last = lead
+                batch.ids.append(raw.get("id"))
+                batch.types.append(names.setdefault(kind, kind))
+                batch.ats.append(raw["at"])
+                batch.refs.append(lead)
+                batch.data.append(raw.get("data"))
+        if len(batch.ids) >= events:
+            yield batch
+            batch = Batch([], [], [], [], [], [], [], [])
+    if batch.sizes:
+        yield batch
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, in the same order and of the same types throughout (True is not 1, nor 1.0 1): the
+    one can stand for the other."""
+    if type(a) is not type(b) or a != b:
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same(v, b[k]) for k, v in a.items())
+    if isinstance(a, list):
+        return all(map(_same, a, b))
+    return True
+
+
+# an event as it crosses: (id, type, at, lead, data), the columns of a Batch side by side
+Row = tuple[str | None, str, str, dict[str, Any] | None, dict[str, Any] | None]
+
+
+def _events(rows: Iterable[Row]) -> Iterator[Event]:
+    """A lead's archived events, built without the intake's validation (they were validated when
+    taken; the read checked their shape, `group`): what Event.model_validate makes of each, a few
+    times faster. Events that carry the same `lead` object (`batches`) share its LeadRef: nothing
+    changes an event's lead."""
+    last: dict[str, Any] | None = None
+    ref = LeadRef()
+    for id_, kind, at, lead, data in rows:
+        if lead is not last:
+            ref, last = LeadRef.model_construct(**lead) if lead is not None else LeadRef(), lead
+        yield built(Event, {"id": id_, "type": kind, "at": _at(at), "lead": ref,
+                            # validation's copy: what the simulation does with it stays its own
+                            "data": dict(data) if data is not None else {}})
+
+
+def _raw(row: Row) -> dict[str, Any]:
+    return {k: v for k, v in zip(("id", "type", "at", "lead", "data"), row, strict=True) if v is not None}
+
+
+def _run_batch(job: Job) -> list[dict[str, Any]]:
+    """Each lead's result (`LeadResult.as_dict`), in the batch's order."""
     assert _POLICY is not None
-    group, until, retention = job
-    if len(group) == 1:
-        ((lead_id, raws),) = group.items()
-        return [simulate_lead(_POLICY, lead_id, raws, until, retention=retention).as_dict()]
-    return [r.as_dict() for r in simulate_people(_POLICY, group, until, retention=retention).values()]
+    batch, until, retention = job
+    rows: Iterator[Row] = zip(batch.ids, batch.types, batch.ats, batch.refs, batch.data, strict=True)
+    leads = zip(batch.leads, batch.counts, strict=True)
+    out: list[dict[str, Any]] = []
+    for size in batch.sizes:
+        group = {lead_id: list(islice(rows, n)) for lead_id, n in islice(leads, size)}
+        if size == 1:
+            ((lead_id, events),) = group.items()
+            result = run_events(_POLICY, lead_id, _events(events), until, retention=retention)
+            out.append(result.as_dict())
+        else:  # leads merged into one another: rules.simulate takes them as the archive has them
+            raws = {lead_id: list(map(_raw, events)) for lead_id, events in group.items()}
+            merged = simulate_people(_POLICY, raws, until, retention=retention)
+            out.extend(r.as_dict() for r in merged.values())
+    return out
 
 
 def simulate_many(policy_file: str, leads: dict[str, list[dict[str, Any]]], until: datetime | None,
                   processes: int | None = None, progress: Callable[[int], None] | None = None,
                   retention: float | None = DEFAULT_RETENTION) -> list[dict[str, Any]]:
     """Every lead's result, in the log's lead order; leads spread over `processes` (default: every
-    core; 1: in this process); leads merged into one another run together (`people`). `progress`
-    hears how many events each finished group had."""
-    jobs: list[Job] = [(group, until, retention) for group in people(leads)]
+    core; 1: in this process); leads merged into one another run together (`people`). The leads
+    cross to the workers in Batches (columns) and their events are built there without the
+    intake's validation (`_events`). `progress` hears how many events each finished batch had."""
+    groups = people(leads)
     processes = processes or os.cpu_count() or 1
+    total = sum(map(len, leads.values()))
+    # about 16 batches a process: the last ones finish close together
+    size = max(200, min(5000, total // (processes * 16)))
+    jobs = ((batch, until, retention) for batch in batches(groups, size))
     results: dict[str, dict[str, Any]] = {}
-    if processes <= 1 or len(jobs) < 2:
+    for out, events in _spread(policy_file, jobs, processes if len(groups) > 1 else 1):
+        results.update((r["lead_id"], r) for r in out)
+        if progress:
+            progress(events)
+    return [results[lead_id] for lead_id in leads]
+
+
+def _spread(policy_file: str, jobs: Iterable[Job],
+            processes: int) -> Iterator[tuple[list[dict[str, Any]], int]]:
+    """Each job's results and events, as they finish: in this process, or over `processes`."""
+    if processes <= 1:
         _load(policy_file)
-        for job in jobs:
-            results.update((r["lead_id"], r) for r in _run_one(job))
-            if progress:
-                progress(sum(map(len, job[0].values())))
-        return [results[lead_id] for lead_id in leads]
+        yield from map(_counted, jobs)
+        return
     context = multiprocessing.get_context("spawn")  # the engine's state is per process: no fork
     with context.Pool(processes, initializer=_load, initargs=(policy_file,)) as pool:
-        size = max(1, min(200, len(jobs) // (processes * 8)))
-        for job, done in zip(jobs, pool.imap(_run_one, jobs, chunksize=size), strict=True):
-            results.update((r["lead_id"], r) for r in done)
-            if progress:
-                progress(sum(map(len, job[0].values())))
-    return [results[lead_id] for lead_id in leads]
+        yield from pool.imap_unordered(_counted, jobs)
+
+
+def _counted(job: Job) -> tuple[list[dict[str, Any]], int]:
+    return _run_batch(job), len(job[0].ids)
 
 
 def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -130,7 +262,9 @@ def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _at(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    """An ISO time; one without an offset is UTC (as Event reads it)."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 class Progress:

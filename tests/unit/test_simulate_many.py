@@ -11,9 +11,12 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
+
 from leadflow.replay.generate import lines
 from leadflow.replay.simulate import simulate_lead, simulate_many, summary
 from rules.compile import load_compiled
+from rules.models import Event
 from tests.support.people import merged_person
 from tests.support.temporal_harness import ROOT
 
@@ -103,3 +106,39 @@ def test_leads_an_identify_event_merged_are_simulated_as_one_person_on_any_numbe
     # the work lead's task, taken over and answered: the person converted
     assert [h["task"] for h in survivor["handoffs"]] == ["handoff-lead-w-1"], survivor["handoffs"]
     assert survivor["handoffs"][0]["answer"] == "accepted" and survivor["state"] == "converted", survivor
+
+
+def test_the_read_builds_events_as_validation_would_and_names_a_line_of_another_shape():
+    """`policy simulate` builds its events without the intake's validation (the archive's were
+    validated when taken): each is the Event validation makes, and every lead comes out as it
+    does through simulate_lead, which validates. A line of another shape is refused, named."""
+    from leadflow.replay.simulate import Batch, _events, batches, group, people
+
+    odd = [{"type": "page_view", "at": "2026-03-01T08:00:00", "lead": {"external_id": "crm-1"},
+            "lead_id": "lead-odd"},
+           {"id": "o1", "type": "signup", "at": "2026-03-01T10:00:00+02:00", "data": {"path": "/NaN-guide"},
+            "lead": {"email": "odd@acme.example", "role": "vp", "company_size": 40}, "lead_id": "lead-odd"},
+           # equal in Python to the lead before, not the same: sent and built as its own
+           {"type": "page_view", "at": "2026-03-02T10:00:00Z", "lead_id": "lead-odd",
+            "lead": {"email": "odd@acme.example", "role": "vp", "company_size": 40.0}}]
+    text = [*lines(40, 30, seed=3), *map(json.dumps, odd)]
+    leads, last = group(text)
+    (batch,) = batches(people(leads), 10**6)
+    rows = list(zip(batch.ids, batch.types, batch.ats, batch.refs, batch.data, strict=True))
+    raws = [raw for raws in leads.values() for raw in raws]
+    assert isinstance(batch, Batch) and len(rows) == len(raws) == len(text)
+    for event, raw in zip(_events(rows), raws, strict=True):
+        validated = Event.model_validate({k: v for k, v in raw.items() if k != "lead_id"})
+        assert event == validated and event.model_dump_json() == validated.model_dump_json(), raw
+    policy = load_compiled(str(POLICY))
+    expected = [simulate_lead(policy, lead_id, raws, last).as_dict() for lead_id, raws in leads.items()]
+    assert simulate_many(str(POLICY), leads, last, processes=1) == expected
+
+    for bad, says in [({"type": "Sign Up"}, "bad event: type: String should match pattern"),
+                      ({"data": "x"}, "bad event: data: Input should be a valid dictionary"),
+                      ({"data": {"score": float("nan")}}, "bad event: data: score is nan"),
+                      ({"lead": {"email": 7}}, "bad event: lead.email: Input should be a valid string"),
+                      ({"extra": 1}, "bad event: extra: Extra inputs are not permitted")]:
+        with pytest.raises(ValueError) as refused:
+            group([text[0], "", json.dumps({**odd[1], **bad})], "log.jsonl")
+        assert str(refused.value).startswith(f"log.jsonl:3: {says}"), bad
