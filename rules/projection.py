@@ -116,6 +116,36 @@ def bands_of(plan: PhasePlan) -> dict[str, Bands]:
     return out
 
 
+def texts_of(plan: PhasePlan) -> dict[str, frozenset[str]]:
+    """Per text property of the fact that the patterns only compare for equality, the texts they
+    compare it with: any other text gets the answer every other text gets (a property matched
+    by a prefix or suffix has none: its texts are keys as they are)."""
+    written: dict[str, list[Any]] = {}
+    matched: set[str] = set()
+
+    def walk(pattern: Any) -> None:
+        if isinstance(pattern, list):
+            for item in pattern:
+                walk(item)
+        elif isinstance(pattern, dict):
+            for key, value in pattern.items():
+                if key == "$mt":
+                    matched.update(value)
+                elif key in ("$and", "$or"):
+                    walk(value)
+                elif key == "$neq":
+                    for prop, constant in value.items():
+                        written.setdefault(prop, []).append(constant)
+                elif not key.startswith("$"):
+                    written.setdefault(key, []).append(value)
+
+    for pattern in plan.patterns.values():
+        walk(pattern)
+    return {prop: frozenset(written[prop]) for prop, _, kind, _ in plan.sent
+            if kind == "s" and prop in written and prop not in matched
+            and all(isinstance(c, str) for c in written[prop])}
+
+
 SOURCES = ("lead", "event", "facts", "count", "plain", "score")
 class _Flag:
     """A boolean's place in a key: equal to nothing but itself, and itself again when a key
@@ -134,12 +164,15 @@ class _Flag:
 
 
 _TRUE, _FALSE = _Flag("_TRUE"), _Flag("_FALSE")
+_OTHER = _Flag("_OTHER")  # a text no pattern compares its property with
 UNROLLED = 4  # bands with up to this many cuts are found by comparisons, more by bisection
 
 
-def _key_lines(plan: PhasePlan, bands: dict[str, Bands], read: Callable[[str], str]) -> list[str]:
+def _key_lines(plan: PhasePlan, bands: dict[str, Bands], texts: dict[str, frozenset[str]],
+               read: Callable[[str], str]) -> list[str]:
     """The body of a function returning the fact's key: one entry per property, equal for two
-    facts exactly when the engine gives them the same answer. A text is itself; a member or
+    facts exactly when the engine gives them the same answer. A text is itself, or the same
+    mark for every text its property is never compared with (`texts_of`); a member or
     presence 1; absent None; a number in bands the code of its band (2i: between cut i-1 and
     cut i; 2i+1: equal to cut i), since the band is all the engine compares; any other number
     keeps its type beside it, but floats (True, 1 and 1.0 are equal in Python, not in the
@@ -148,7 +181,9 @@ def _key_lines(plan: PhasePlan, bands: dict[str, Bands], read: Callable[[str], s
     add = lines.append
     for n, (prop, key, kind, _) in enumerate(plan.sent):
         add(f"    v = {read(key)}")
-        if kind == "s":
+        if kind == "s" and prop in texts:
+            add(f"    k{n} = (v if v in _texts{n} else _OTHER) if isinstance(v, str) else None")
+        elif kind == "s":
             add(f"    k{n} = v if isinstance(v, str) else None")
         elif kind == "m":
             add(f"    try:\n        k{n} = 1 if v in _listed{n} else None")
@@ -256,9 +291,14 @@ def compile_projection(plan: PhasePlan, constants: Collection[float]) -> Project
     else:
         local = {f.key: f"f{i}" for i, f in enumerate(plan.fields)}
         reads_at = [f"    {local[f.key]} = {read}" for f, read in zip(plan.fields, reads_of, strict=True)]
-        namespace["_T"], namespace["_F"] = _TRUE, _FALSE
-        code += ["def key(values):", *_key_lines(plan, bands, lambda key: f"values[{key!r}]"), ""]
+        namespace["_T"], namespace["_F"], namespace["_OTHER"] = _TRUE, _FALSE, _OTHER
+        texts = texts_of(plan)
+        for n, (prop, _, _, _) in enumerate(plan.sent):
+            if prop in texts:
+                namespace[f"_texts{n}"] = texts[prop]
+        code += ["def key(values):", *_key_lines(plan, bands, texts, lambda key: f"values[{key!r}]"), ""]
         # the key straight from the sources, without the values' dict (what the chain asks)
-        code += [f"def key_of({', '.join(SOURCES)}):", *reads_at, *_key_lines(plan, bands, local.__getitem__)]
+        code += [f"def key_of({', '.join(SOURCES)}):", *reads_at,
+                 *_key_lines(plan, bands, texts, local.__getitem__)]
     exec("\n".join(code) + "\n", namespace)  # noqa: S102 (our own generated code)
     return Projection(namespace["values"], namespace["body"], namespace["key"], namespace["key_of"])
