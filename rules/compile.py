@@ -112,7 +112,7 @@ class CompiledPolicy:
     routing: tuple[Route, ...] = ()
     breach_steps: tuple[str, ...] = ()  # per SLA breach: `reassign` or `escalate:<queue>`
 
-    @property
+    @functools.cached_property
     def name(self) -> str:
         return self.policy.policy
 
@@ -160,7 +160,7 @@ class CompiledPolicy:
             state.pop(memo, None)
         return state
 
-    @property
+    @functools.cached_property
     def version(self) -> int:
         return self.policy.version
 

@@ -307,6 +307,7 @@ def _holds(profile: dict[str, Any], incoming: dict[str, Any]) -> bool:
 
 
 _ABSENT = object()
+_LEAD_FIELDS = frozenset(LeadState.model_fields)
 
 
 def _profile_of(ref: LeadRef) -> dict[str, Any]:
@@ -322,7 +323,9 @@ def _profile_of(ref: LeadRef) -> dict[str, Any]:
 def _copied(lead: LeadState, update: dict[str, Any]) -> LeadState:
     """`lead.model_copy(update=update)`, without pydantic's generic copy (a few us)."""
     copy = built(LeadState, {**lead.__dict__, **update})
-    object.__setattr__(copy, "__pydantic_fields_set__", lead.__pydantic_fields_set__ | update.keys())
+    held = lead.__pydantic_fields_set__
+    if len(held) != len(_LEAD_FIELDS):  # a lead validated from JSON without every field
+        object.__setattr__(copy, "__pydantic_fields_set__", held | update.keys())
     return copy
 
 
