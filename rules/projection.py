@@ -212,7 +212,15 @@ def _key_lines(plan: PhasePlan, bands: dict[str, Bands], texts: dict[str, frozen
                     add(f"        elif v == {cut!r}:\n            k{n} = {2 * i + 1}")
                 add(f"        else:\n            k{n} = {2 * len(cuts)}")
             lines += other
-    add(f"    return ({''.join(f'k{n}, ' for n in range(len(plan.sent)))})")
+    # an index's part: the entries it adds to the fact (rules.index_plan._Index.fill), all that
+    # the engine reads of the value it indexes
+    parts = [f"k{n}" for n in range(len(plan.sent))]
+    for i, index in enumerate(plan.indexes):
+        add(f"    v = {read(index.field_key)}")
+        add(f"    if v is None:\n        i{i} = None\n    else:")
+        add(f"        i{i} = {{}}\n        _indexes[{i}].fill(i{i}, v)\n        i{i} = tuple(i{i}.items())")
+        parts.append(f"i{i}")
+    add(f"    return ({''.join(f'{part}, ' for part in parts)})")
     return lines
 
 
@@ -284,21 +292,16 @@ def compile_projection(plan: PhasePlan, constants: Collection[float]) -> Project
                  "            index.fill(fact, v)"]
     code += ["    return _exact(fact, _constants) if exact else _plain(fact)", ""]
 
-    if plan.indexes:  # the fact's own text is its key
-        code += ["def key(values):", "    return body(values)", "",
-                 f"def key_of({', '.join(SOURCES)}):",
-                 f"    return body(values({', '.join(SOURCES)}))"]
-    else:
-        local = {f.key: f"f{i}" for i, f in enumerate(plan.fields)}
-        reads_at = [f"    {local[f.key]} = {read}" for f, read in zip(plan.fields, reads_of, strict=True)]
-        namespace["_T"], namespace["_F"], namespace["_OTHER"] = _TRUE, _FALSE, _OTHER
-        texts = texts_of(plan)
-        for n, (prop, _, _, _) in enumerate(plan.sent):
-            if prop in texts:
-                namespace[f"_texts{n}"] = texts[prop]
-        code += ["def key(values):", *_key_lines(plan, bands, texts, lambda key: f"values[{key!r}]"), ""]
-        # the key straight from the sources, without the values' dict (what the chain asks)
-        code += [f"def key_of({', '.join(SOURCES)}):", *reads_at,
-                 *_key_lines(plan, bands, texts, local.__getitem__)]
+    local = {f.key: f"f{i}" for i, f in enumerate(plan.fields)}
+    reads_at = [f"    {local[f.key]} = {read}" for f, read in zip(plan.fields, reads_of, strict=True)]
+    namespace["_T"], namespace["_F"], namespace["_OTHER"] = _TRUE, _FALSE, _OTHER
+    texts = texts_of(plan)
+    for n, (prop, _, _, _) in enumerate(plan.sent):
+        if prop in texts:
+            namespace[f"_texts{n}"] = texts[prop]
+    code += ["def key(values):", *_key_lines(plan, bands, texts, lambda key: f"values[{key!r}]"), ""]
+    # the key straight from the sources, without the values' dict (what the chain asks)
+    code += [f"def key_of({', '.join(SOURCES)}):", *reads_at,
+             *_key_lines(plan, bands, texts, local.__getitem__)]
     exec("\n".join(code) + "\n", namespace)  # noqa: S102 (our own generated code)
     return Projection(namespace["values"], namespace["body"], namespace["key"], namespace["key_of"])
