@@ -50,7 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     e.add_argument("--until", help="let simulated time run to this ISO time, delivering checks")
     e.add_argument("--json", action="store_true", help="print the decisions as JSON lines")
     history = argparse.ArgumentParser(add_help=False)
-    history.add_argument("--events", required=True, help="JSON Lines from `events export` or `generate`")
+    history.add_argument("--events", required=True,
+                         help="JSON Lines from `events export` or `generate`, or plain events that name "
+                              "their lead by email or external_id, each with its `at`")
     history.add_argument("--until", help="let virtual time run to this ISO time (default: the log's last "
                                          "event)")
     history.add_argument("--processes", type=int, default=0, help="processes to spread leads over "

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 from pydantic import ValidationError
 
 from rules.compile import CompiledPolicy, load_compiled
+from rules.identity import lead_key
 from rules.lifecycle import DEFAULT_RETENTION
 from rules.models import Event, LeadRef, built
 from rules.simulate import LeadResult, run_events, simulate_lead, simulate_people
@@ -42,6 +43,8 @@ def group(lines: Iterable[str], source: str = "log") -> tuple[dict[str, list[dic
 def _group(lines: Iterable[str], source: str) -> tuple[dict[str, list[dict[str, Any]]], datetime | None]:
     leads: dict[str, list[dict[str, Any]]] = {}
     last: datetime | None = None
+    # a plain log's external ids that a line names beside an e-mail: that person's lead
+    linked: dict[str, str] = {}
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -49,9 +52,10 @@ def _group(lines: Iterable[str], source: str) -> tuple[dict[str, list[dict[str, 
             raw = json.loads(line)
         except json.JSONDecodeError as err:
             raise ValueError(f"{source}:{n}: not JSON: {err.msg}") from None
-        if not isinstance(raw, dict) or not isinstance(raw.get("lead_id"), str) or not raw.get("at"):
-            raise ValueError(f"{source}:{n}: an event with `lead_id` and `at` (what `leadflow events "
-                             "export` and `leadflow generate` write)")
+        if not isinstance(raw, dict):
+            raise ValueError(f"{source}:{n}: not an event (a JSON object with `type`, `at` and `lead`)")
+        if not raw.get("at"):
+            raise ValueError(f"{source}:{n}: an event needs its time, `at` (an ISO time)")
         try:
             at = _at(str(raw["at"]))
         except ValueError:
@@ -63,9 +67,45 @@ def _group(lines: Iterable[str], source: str) -> tuple[dict[str, list[dict[str, 
                 first = err.errors()[0]
                 where = ".".join(str(p) for p in first["loc"])
                 raise ValueError(f"{source}:{n}: bad event: {where}: {first['msg']}") from None
+        if not isinstance(raw.get("lead_id"), str):
+            raw["lead_id"] = _named(raw, source, n, linked)
         last = at if last is None or at > last else last
         leads.setdefault(raw["lead_id"], []).append(raw)
-    return leads, last
+    return _joined(leads, linked), last
+
+
+def _named(raw: dict[str, Any], source: str, n: int, linked: dict[str, str]) -> str:
+    """The lead of a plain log's line (as a person or a CRM writes events: the lead named by its
+    e-mail or external id, no `lead_id`): the workflow id the intake would start for it."""
+    lead = raw.get("lead")
+    if "lead_id" in raw or not isinstance(lead, dict):
+        raise ValueError(f"{source}:{n}: an event names its lead: `lead_id` (what `leadflow events "
+                         "export` and `leadflow generate` write), or `lead` with an `email` or "
+                         "`external_id`")
+    email, external = lead.get("email"), lead.get("external_id")
+    try:
+        key = lead_key(LeadRef.model_construct(
+            email=email.strip() if isinstance(email, str) else None,
+            external_id=external if isinstance(external, str) else None))
+    except ValueError:
+        raise ValueError(f"{source}:{n}: the event's lead has no `email` and no `external_id`") from None
+    if isinstance(email, str) and email.strip() and isinstance(external, str) and external.strip():
+        linked.setdefault(lead_key(LeadRef.model_construct(external_id=external)), key)
+    return key
+
+
+def _joined(leads: dict[str, list[dict[str, Any]]], linked: dict[str, str]
+            ) -> dict[str, list[dict[str, Any]]]:
+    """One lead per person, as the intake keeps them: the lines that named a person by an
+    external id alone join the lead that a line naming both gave the id to, in time order."""
+    for alone, person in linked.items():
+        if alone == person or alone not in leads or person not in leads:
+            continue
+        moved = leads.pop(alone)
+        for raw in moved:
+            raw["lead_id"] = person
+        leads[person] = sorted([*leads[person], *moved], key=lambda raw: _at(str(raw["at"])))
+    return leads
 
 
 _FIELDS = frozenset(("id", "type", "at", "lead", "data", "lead_id"))

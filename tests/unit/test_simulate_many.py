@@ -88,7 +88,7 @@ def test_many_leads_give_the_same_results_on_one_core_and_on_several(tmp_path: P
     refused = subprocess.run([sys.executable, "-m", "leadflow", "policy", "simulate", str(POLICY),
                               "--events", str(bad)], cwd=ROOT, env=dict(os.environ), capture_output=True,
                              text=True, timeout=60)
-    assert refused.returncode == 1 and f"{bad}:1: an event with `lead_id` and `at`" in refused.stderr
+    assert refused.returncode == 1 and f"{bad}:1: an event needs its time, `at`" in refused.stderr
 
 
 def test_leads_an_identify_event_merged_are_simulated_as_one_person_on_any_number_of_cores():
@@ -142,3 +142,52 @@ def test_the_read_builds_events_as_validation_would_and_names_a_line_of_another_
         with pytest.raises(ValueError) as refused:
             group([text[0], "", json.dumps({**odd[1], **bad})], "log.jsonl")
         assert str(refused.value).startswith(f"log.jsonl:3: {says}"), bad
+
+
+def test_a_plain_log_as_a_person_or_a_crm_writes_it_is_simulated_one_lead_per_person(tmp_path: Path):
+    """Events that name their lead by e-mail or external id, no `lead_id`: each person is the
+    lead the intake would start (`rules.identity.lead_key`); a line naming both joins the lines
+    that named the person by the external id alone; `policy simulate` and `policy diff` read it."""
+    from leadflow.replay.simulate import group
+    from rules.identity import lead_key
+    from rules.models import LeadRef
+
+    hot = {"email": "Ana@Acme.example ", "role": "vp", "budget": 60000, "timeline": "now"}
+    plain = [
+        {"type": "signup", "at": "2026-03-02T09:00:00Z", "lead": hot},
+        {"type": "page_view", "at": "2026-03-02T10:00:00Z", "lead": {"external_id": "crm-7"},
+         "data": {"path": "/pricing"}},
+        {"type": "page_view", "at": "2026-03-03T09:00:00Z", "lead": {"email": "ana@acme.example"},
+         "data": {"path": "/pricing"}},
+        {"type": "signup", "at": "2026-03-04T09:00:00Z",
+         "lead": {"email": "bo@acme.example", "external_id": "crm-7", "role": "manager"}},
+        {"type": "demo_request", "at": "2026-03-05T09:00:00Z", "lead": {"email": "ana@acme.example"}},
+        {"type": "email_open", "at": "2026-03-06T09:00:00Z", "lead": {"external_id": "crm-7"}},
+    ]
+    ana, bo = lead_key(LeadRef(email="ana@acme.example")), lead_key(LeadRef(email="bo@acme.example"))
+    leads, last = group(map(json.dumps, plain), "crm.jsonl")
+    assert list(leads) == [ana, bo]
+    assert [r["type"] for r in leads[bo]] == ["page_view", "signup", "email_open"]  # in time order
+    # the same history in the export's own format decides the same
+    exported = [{**raw, "lead_id": ana if i in (0, 2, 4) else bo} for i, raw in enumerate(plain)]
+    assert simulate_many(str(POLICY), leads, last, processes=1) == \
+        simulate_many(str(POLICY), group(map(json.dumps, exported))[0], last, processes=1)
+
+    for bad, says in [({"type": "page_view", "lead": {"email": "a@b.example"}}, "an event needs its time"),
+                      ({"type": "page_view", "at": "2026-03-02T09:00:00Z", "lead": {"role": "vp"}},
+                       "the event's lead has no `email` and no `external_id`"),
+                      ({"type": "page_view", "at": "2026-03-02T09:00:00Z"}, "an event names its lead")]:
+        with pytest.raises(ValueError) as refused:
+            group([json.dumps(plain[0]), json.dumps(bad)], "crm.jsonl")
+        assert str(refused.value).startswith(f"crm.jsonl:2: {says}"), bad
+
+    log = tmp_path / "crm.jsonl"
+    log.write_text("".join(json.dumps(raw) + "\n" for raw in plain))
+    cli = [sys.executable, "-m", "leadflow"]
+    simulated = subprocess.run([*cli, "policy", "simulate", str(POLICY), "--events", str(log), "--json",
+                                "--processes", "1"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert simulated.returncode == 0, simulated.stderr
+    assert '"sales-ready"' in simulated.stdout or '"converted"' in simulated.stdout, simulated.stdout
+    diffed = subprocess.run([*cli, "policy", "diff", str(POLICY), str(POLICY), "--events", str(log), "--json",
+                             "--processes", "1"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert diffed.returncode == 0, diffed.stderr
