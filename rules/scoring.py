@@ -28,19 +28,20 @@ def engagement(
 
 def _summed(contributions: list[Contribution], values: list[float], caps: Mapping[str, float | None]
             ) -> tuple[float, float]:
-    """(interest, intent) of contributions worth `values` now, per rule capped."""
+    """(interest, intent) of contributions worth `values` now: each rule's total capped (a rule
+    that subtracts, at minus its cap), each signal at least 0."""
     if len({c.rule for c in contributions}) == len(contributions):
         # one contribution per rule, as compacting leaves them: the same sums, in the same order
         interest = intent = 0.0
         for c, value in zip(contributions, values, strict=True):
             cap = caps.get(c.rule)
             if cap is not None:
-                value = min(value, cap)
+                value = _capped(value, cap)
             if c.signal == "intent":
                 intent += value
             else:
                 interest += value
-        return interest, intent
+        return max(0.0, interest), max(0.0, intent)
     per_rule: dict[str, list[float]] = {}
     signal: dict[str, str] = {}
     for c, value in zip(contributions, values, strict=True):
@@ -51,12 +52,17 @@ def _summed(contributions: list[Contribution], values: list[float], caps: Mappin
     for rule, (total,) in per_rule.items():
         cap = caps.get(rule)
         if cap is not None:
-            total = min(total, cap)
+            total = _capped(total, cap)
         if signal[rule] == "intent":
             intent += total
         else:
             interest += total
-    return interest, intent
+    return max(0.0, interest), max(0.0, intent)
+
+
+def _capped(total: float, cap: float) -> float:
+    """A rule's total within its cap: up to it, or down to minus it for a rule that subtracts."""
+    return min(total, cap) if total >= 0 else max(total, -cap)
 
 
 def compact(contributions: list[Contribution], now: float) -> list[Contribution]:
@@ -84,7 +90,7 @@ def compacted(contributions: list[Contribution], now: float) -> tuple[list[Contr
         values: list[float] = []
         for c in contributions:
             value = decayed(c.points, now - c.at, c.half_life)
-            if value >= 1e-6:
+            if abs(value) >= 1e-6:
                 kept.append(c)
                 values.append(value)
         return kept, values
@@ -106,7 +112,7 @@ def compacted(contributions: list[Contribution], now: float) -> tuple[list[Contr
             merged = Contribution(rule=rule, at=at, points=points, half_life=half_life,
                                   signal=group[0].signal)
         value = decayed(merged.points, now - merged.at, merged.half_life)
-        if value >= 1e-6:
+        if abs(value) >= 1e-6:
             out.append(merged)
             worth.append(value)
     return out, worth
@@ -146,6 +152,30 @@ class Levels:
         known = self._fields[field] = (interest + intent, steady, min(decaying) if decaying else None)
         return known
 
+    def _parts(self, field: str) -> tuple[float, float, float, float | None]:
+        """Where some rule subtracts: the score's parts now, per rule capped: what positive rules
+        add that decays, what they add that never does, what negative rules take (all of it, at
+        its value now: it only shrinks towards 0), and the shortest half-life of the first."""
+        relevant = [c for c in self.contributions if field == "engagement" or c.signal == field]
+        totals: dict[str, float] = {}
+        decays: dict[str, float] = {}
+        for c in relevant:
+            totals[c.rule] = totals.get(c.rule, 0.0) + decayed(c.points, self.now - c.at, c.half_life)
+            if c.half_life > 0:
+                decays[c.rule] = min(decays.get(c.rule, math.inf), c.half_life)
+        fading = lasting = taking = 0.0
+        for rule, total in totals.items():
+            cap = self.caps.get(rule)
+            total = _capped(total, cap) if cap is not None else total
+            if total < 0:
+                taking += total
+            elif rule in decays:
+                fading += total
+            else:
+                lasting += total
+        half_lives = [decays[r] for r, t in totals.items() if r in decays and t > 0]
+        return fading, lasting, taking, min(half_lives) if half_lives else None
+
     def crossing_below(self, field: str, threshold: float, fixed: float = 0.0,
                        min_step: float = 3600.0) -> float | None:
         """A time after `now` to re-check whether score `field` has decayed below `threshold`;
@@ -154,8 +184,12 @@ class Levels:
         Every capped, positive, decaying term falls no faster than the one with the shortest
         half-life H, so the score at now+d is at least score(now) * 0.5 ** (d / H): re-checking
         at the d where that bound meets the threshold is never late. The check that follows aims
-        again from there, so the checks converge on the crossing. Engagement points are positive
-        (the schema says so), which this bound relies on.
+        again from there, so the checks converge on the crossing.
+
+        A rule that subtracts only gives back over time: where one has, the bound is what the
+        positive decaying part F falls to, plus what never decays, plus all that negative rules
+        take now (N), and the check is due where F * 0.5 ** (d / H) + lasting + N meets the
+        threshold (each signal floored at 0 only raises the score above that).
         """
         if field == "total":
             threshold -= fixed
@@ -163,6 +197,14 @@ class Levels:
         current, steady, shortest = self._field(field)
         if current < threshold:
             return None
+        if any(c.points < 0 for c in self.contributions):
+            fading, lasting, taking, shortest = self._parts(field)
+            rest = threshold - lasting - taking
+            if shortest is None or rest <= 0 or threshold <= 0:
+                return None  # what could fall never takes the score below the threshold
+            if fading <= rest:  # at the bound already: look again soon
+                return self.now + min_step
+            return self.now + max(min_step, shortest * math.log2(fading / rest))
         if shortest is None or steady >= threshold or threshold <= 0:
             return None
         return self.now + max(min_step, shortest * math.log2(current / threshold))

@@ -7,6 +7,8 @@ import threading
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rules import engine
 from rules.evaluate import ChainLimitError, evaluate
@@ -306,3 +308,70 @@ def test_a_decision_built_on_the_fast_path_is_the_one_pydantic_would_build():
     # what the activity's result becomes on the way through Temporal, and back
     back = Decision.model_validate_json(d.model_dump_json())
     assert back == Decision.model_validate_json(slow.model_dump_json())
+
+
+NEGATIVE = MINIMAL + """\
+scoring:
+  engagement:
+    - {id: blog, on: page_view, when: {event.path: {prefix: /blog}}, points: 4, signal: interest,
+       decay: {half_life: 30d}}
+    - {id: careers, on: page_view, when: {event.path: {prefix: /careers}}, points: -5, signal: interest,
+       cap: 6, decay: {half_life: 1d}}
+"""
+
+
+def test_an_engagement_rule_subtracts_within_its_cap_gives_back_as_it_decays_and_no_signal_goes_below_0():
+    policy = policy_from(NEGATIVE)
+    lead = evaluate(policy, None, event("signup"), T0).lead
+    for path in ("/blog/a", "/blog/b"):
+        lead = evaluate(policy, lead, event("page_view", T0, path=path), T0).lead
+    d = evaluate(policy, lead, event("page_view", T0, path="/careers"), T0)
+    assert d.scores.interest == 3.0  # 8 - 5
+    # two more careers pages take at most the cap, 6 in all, and interest never reads below 0
+    for _ in range(2):
+        d = evaluate(policy, d.lead, event("page_view", T0, path="/careers/x"), T0)
+    assert d.scores.interest == 2.0
+    alone = evaluate(policy, evaluate(policy, None, event("signup", email="bo@acme.example"), T0).lead,
+                     event("page_view", T0, email="bo@acme.example", path="/careers"), T0)
+    assert alone.scores.interest == 0.0
+    # a day on, the 15 careers took have halved (1d), still past the cap of 6; two days on,
+    # they are 3.75, and the blog's 8 points have barely faded (30d)
+    later = evaluate(policy, d.lead, event("check", T0 + days(1)), T0 + days(1))
+    assert later.scores.interest == round(8 * 0.5 ** (1 / 30) - 6, 2)
+    later = evaluate(policy, later.lead, event("check", T0 + days(2)), T0 + days(2))
+    assert later.scores.interest == round(8 * 0.5 ** (2 / 30) - 15 * 0.25, 2)
+
+
+@settings(max_examples=300, deadline=None, database=None, derandomize=True)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d"]),
+                          st.floats(-20, 20).filter(lambda p: abs(p) > 0.01),
+                          st.sampled_from([0.0, 3600.0, 86400.0, 7 * 86400.0]), st.floats(0, 5 * 86400)),
+                min_size=1, max_size=8),
+       st.sampled_from(["interest", "engagement"]), st.floats(0.1, 40))
+def test_a_check_for_a_score_decaying_below_a_level_is_never_late_with_rules_that_subtract(
+        parts, field, threshold):
+    from rules.models import Contribution
+    from rules.scoring import Levels, compact
+
+    now = 10 * 86400.0
+    caps = {"a": 15.0, "b": None, "c": 6.0, "d": None}
+    signals = {"a": "interest", "b": "interest", "c": "intent", "d": "interest"}
+    # a rule's points have one sign and one half-life, as a policy version gives them
+    sign = {rule: 1.0 if points > 0 else -1.0 for rule, points, _, _ in reversed(parts)}
+    half = {rule: h for rule, _, h, _ in reversed(parts)}
+    contributions = compact([Contribution(rule, now - age, sign[rule] * abs(points), half[rule],
+                                          signals[rule]) for rule, points, _, age in parts], now)
+    levels = Levels(contributions, caps, now)
+    when = levels.crossing_below(field, threshold)
+    current = levels.interest + (levels.intent if field == "engagement" else 0.0)
+    if current < threshold:
+        assert when is None
+        return
+    if when is not None and when <= now + 3600:
+        return  # checks come at least an hour apart: a crossing sooner is seen within the hour
+    end = when if when is not None else now + 60 * 86400
+    for step in range(1, 201):
+        t = now + (end - now) * step / 200 - 1e-3
+        later = Levels(contributions, caps, t)
+        score = later.interest + (later.intent if field == "engagement" else 0.0)
+        assert score >= threshold - 1e-9, (t - now, score, when)
