@@ -18,7 +18,17 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 from pydantic import ValidationError as PydanticError
 
-from rules.conditions import Cond, ConditionError, fields_of, impossible, parse_when, state_sources
+from rules.conditions import (
+    All,
+    Any_,
+    Cond,
+    ConditionError,
+    Test,
+    fields_of,
+    impossible,
+    parse_when,
+    state_sources,
+)
 from rules.durations import parse_duration
 from rules.models import BUILTIN_EVENTS, SYSTEM_EVENTS
 from rules.policy import DERIVED_PROFILE, Effects, Policy
@@ -389,7 +399,37 @@ class _Semantics:
         for i, s in enumerate(self.p.states):
             if s not in reached:
                 self.add(("states", i), f"state {s!r} is unreachable: no rule moves a lead there")
+        if "sales-ready" in reached:
+            self._sales_ready_in_reach(stage_conds, edges, extra)
         self._cycles([(s, t, r) for s, t, r, unguarded in edges if unguarded and s])
+
+    def _sales_ready_in_reach(self, stage_conds: list[tuple[int, Cond | None]],
+                              edges: list[tuple[frozenset[str] | None, str, str, bool]],
+                              extra: list[tuple[str, str]]) -> None:
+        """Some lead can reach sales-ready with the scores a lead can have: a rule that needs more
+        than the policy's rules and caps can ever give never fires. (Only for sales-ready: the
+        lifecycle's point; other rules may wait for scores a later version gives.)"""
+        most = score_bounds(self.p)
+        why = {i: reason for i, cond in stage_conds if cond is not None
+               and (reason := beyond(cond, most)) is not None}
+        dead = {self.p.rules[i].id for i in why}
+        reached = {self.p.initial}
+        grew = True
+        while grew:
+            grew = False
+            for sources, target, rule, _ in edges:
+                if rule not in dead and target not in reached and (sources is None or sources & reached):
+                    reached.add(target)
+                    grew = True
+            for target, _ in extra:
+                if target not in reached:
+                    reached.add(target)
+                    grew = True
+        if "sales-ready" in reached:
+            return
+        for i, reason in why.items():
+            if self.p.rules[i].then.transition == "sales-ready":
+                self.add(("rules", i, "when"), f"no lead can ever reach sales-ready: {reason}")
 
     def _cycles(self, edges: list[tuple[frozenset[str], str, str]]) -> None:
         graph: dict[str, list[tuple[str, str]]] = {}
@@ -432,6 +472,44 @@ class _Semantics:
                     self.add(("tests", i, "events", j, "at"), "test times are offsets like +3d")
                 elif at is not None:
                     self._duration(at[1:], ("tests", i, "events", j, "at"))
+
+
+def score_bounds(policy: Policy) -> dict[str, float]:
+    """The most each score can ever be: fit rules' points up to `fit_cap`; a signal's rules'
+    caps (no bound when a rule that adds has none); engagement up to `engagement_cap`."""
+    scoring = policy.scoring
+    fit = min(scoring.fit_cap, sum(r.points for r in scoring.fit if r.points > 0))
+    signal = {"interest": 0.0, "intent": 0.0}
+    for rule in scoring.engagement:
+        if rule.points > 0:
+            signal[rule.signal] += rule.cap if rule.cap is not None else float("inf")
+    engagement = min(scoring.engagement_cap, signal["interest"] + signal["intent"])
+    bant = len({r.bant for r in scoring.fit if r.bant and r.points > 0})
+    return {"fit": fit, **signal, "engagement": engagement, "total": fit + engagement, "bant": bant}
+
+
+def beyond(cond: Cond, most: dict[str, float]) -> str | None:
+    """Why a condition can never hold for the scores a lead can have, if it cannot."""
+    if isinstance(cond, Any_):
+        reasons = [beyond(c, most) for c in cond.items]
+        return reasons[0] if all(reasons) else None
+    for test in cond.items if isinstance(cond, All) else (cond,):
+        if not isinstance(test, Test):
+            if (reason := beyond(test, most)) is not None:
+                return reason
+            continue
+        score = test.field.removeprefix("score.")
+        if score == test.field or score not in most or not isinstance(test.value, (int, float)):
+            continue
+        top = most[score]
+        if (test.op == "gte" and top < test.value) or (test.op == "gt" and top <= test.value) or (
+                test.op == "eq" and top < test.value):
+            return (f"{test.field} {_OPS.get(test.op, test.op)} {test.value:g} needs more than the "
+                    f"{top:g} the policy's rules and caps can give")
+    return None
+
+
+_OPS = {"gte": ">=", "gt": ">", "eq": "="}
 
 
 def unserved_queues(loaded: LoadedPolicy, queues: Iterable[str], roster: str = "the roster"

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from rules.validate import load_policy_bytes
-from tests.support.policy import DEFAULT_POLICY, MINIMAL, ROOT, problems
+from tests.support.policy import DEFAULT_POLICY, MINIMAL, ROOT, policy_from, problems
 
 
 def test_default_policy_is_valid_and_rich():
@@ -210,3 +210,34 @@ def test_roster_apply_warns_of_a_queue_it_leaves_unserved_and_applies(tmp_path, 
     assert f"roster replaced from {new}: 1 reps" in out.out
     assert main(["roster", "show", "--json"]) == 0
     assert [r["id"] for r in json.loads(capsys.readouterr().out)["reps"]] == ["ana"]
+
+
+def test_a_policy_where_no_lead_can_reach_sales_ready_is_refused_at_the_rule_that_asks_too_much():
+    """Scores have bounds (fit rules' points and fit_cap, each signal's rule caps, engagement_cap):
+    a policy whose only way to sales-ready asks for more is refused, saying why; the same policy
+    with a cap high enough, or a second way there, is taken."""
+    base = """\
+policy: capped
+version: 1
+owners: {marketing: [m@example.com], sales: [s@example.com]}
+states: [captured, scored, nurturing, sales-ready, derailed]
+scoring:
+  fit:
+    - {id: vp, when: {lead.role: vp}, points: 30}
+  engagement:
+    - {id: pricing, on: page_view, when: {event.path: {prefix: /pricing}}, points: 15, signal: intent,
+       cap: 45}
+    - {id: careers, on: page_view, when: {event.path: {prefix: /careers}}, points: -5, signal: intent}
+rules:
+  - {id: to-scored, when: {state: captured}, then: {transition: scored}}
+  - {id: to-nurturing, when: {state: scored}, then: {transition: nurturing}}
+  - {id: qualify, when: {state: nurturing, score.intent: {gte: 50}}, then: {transition: sales-ready}}
+  - {id: to-derailed, when: {state: nurturing, inactive_for: {gte: 30d}}, then: {transition: derailed}}
+"""
+    (problem,) = problems(base)
+    assert problem == ("p.yaml:15: qualify: no lead can ever reach sales-ready: score.intent >= 50 needs "
+                       "more than the 45 the policy's rules and caps can give"), problem
+    policy_from(base.replace("cap: 45", "cap: 60"))
+    policy_from(base.replace("score.intent: {gte: 50}", "score.total: {gte: 70}"))  # 30 + 45
+    assert "score.total > 75" in problems(base.replace("score.intent: {gte: 50}", "score.total: {gt: 75}"))[0]
+    policy_from(base + "  - {id: asked, when: {event.type: demo_request}, then: {transition: sales-ready}}\n")
