@@ -384,18 +384,7 @@ class _Semantics:
                 effects = getattr(self.p.handoff, key)
                 if effects and effects.transition:
                     extra.append((effects.transition, f"handoff.{key}"))
-        reached = {self.p.initial}
-        grew = True
-        while grew:
-            grew = False
-            for sources, target, _, _ in edges:
-                if target not in reached and (sources is None or sources & reached):
-                    reached.add(target)
-                    grew = True
-            for target, _ in extra:
-                if target not in reached:
-                    reached.add(target)
-                    grew = True
+        reached = _reach(self.p.initial, edges, extra)
         for i, s in enumerate(self.p.states):
             if s not in reached:
                 self.add(("states", i), f"state {s!r} is unreachable: no rule moves a lead there")
@@ -413,19 +402,7 @@ class _Semantics:
         why = {i: reason for i, cond in stage_conds if cond is not None
                and (reason := beyond(cond, most)) is not None}
         dead = {self.p.rules[i].id for i in why}
-        reached = {self.p.initial}
-        grew = True
-        while grew:
-            grew = False
-            for sources, target, rule, _ in edges:
-                if rule not in dead and target not in reached and (sources is None or sources & reached):
-                    reached.add(target)
-                    grew = True
-            for target, _ in extra:
-                if target not in reached:
-                    reached.add(target)
-                    grew = True
-        if "sales-ready" in reached:
+        if "sales-ready" in _reach(self.p.initial, [e for e in edges if e[2] not in dead], extra):
             return
         for i, reason in why.items():
             if self.p.rules[i].then.transition == "sales-ready":
@@ -472,6 +449,20 @@ class _Semantics:
                     self.add(("tests", i, "events", j, "at"), "test times are offsets like +3d")
                 elif at is not None:
                     self._duration(at[1:], ("tests", i, "events", j, "at"))
+
+
+def _reach(initial: str, edges: list[tuple[frozenset[str] | None, str, str, bool]],
+           extra: list[tuple[str, str]]) -> set[str]:
+    """The states a lead can reach from `initial` by these moves (`extra`: from anywhere)."""
+    reached = {initial, *(target for target, _ in extra)}
+    grew = True
+    while grew:
+        grew = False
+        for sources, target, _, _ in edges:
+            if target not in reached and (sources is None or sources & reached):
+                reached.add(target)
+                grew = True
+    return reached
 
 
 def score_bounds(policy: Policy) -> dict[str, float]:
