@@ -54,8 +54,7 @@ class BatchResult(BaseModel):
             if decision is None:
                 deltas.append(None)
                 continue
-            said = {name: decision.__dict__[name] for name in DECIDED}
-            deltas.append(built(DecisionDelta, {**said, "final": decision.final,
+            deltas.append(built(DecisionDelta, {**_said(decision), "final": decision.final,
                                                 "lead_changes": lead_changes(lead, decision.lead)}))
             lead = decision.lead
         return self.model_copy(update={"decisions": [], "deltas": deltas})
@@ -71,12 +70,16 @@ class BatchResult(BaseModel):
                 out.append(None)
                 continue
             lead = with_changes(lead, delta.lead_changes)
-            said = {name: delta.__dict__[name] for name in DECIDED}
-            out.append(built(Decision, {**said, "lead": lead, "final": delta.final}))
+            out.append(built(Decision, {**_said(delta), "lead": lead, "final": delta.final}))
         return out
 
 
 DECIDED = tuple(Decided.model_fields)
+
+
+def _said(decided: Decided) -> dict[str, Any]:
+    """What a Decision (or its delta) says of its event, field by field, in their order."""
+    return {name: decided.__dict__[name] for name in DECIDED}
 
 
 class PolicyError(Exception):

@@ -44,7 +44,6 @@ def _made_once() -> Callable[[dict[str, Any]], str]:
 
 # engine JSON for a flat fact known to hold no number that needs the exact way
 plain_json: Callable[[dict[str, Any]], str] = _made_once()
-_fast = plain_json
 _string = json.JSONEncoder(ensure_ascii=False).encode
 
 
@@ -89,7 +88,7 @@ def fact_json(fact: dict[str, Any], constants: Collection[float] = ()) -> str:
                 return _exact(fact, constants)  # also NaN and infinities: _exact says which
         elif isinstance(value, int) and not -EXACT_INT <= value <= EXACT_INT:
             return _exact(fact, constants)
-    return _fast(fact)
+    return plain_json(fact)
 
 
 def dumps(value: Any, constants: Collection[float] = ()) -> str:

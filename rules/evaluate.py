@@ -149,12 +149,16 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
     plain: dict[str, Any] = {"inactive_for": inactive_for}
     projections, plans = policy.projections, policy.plans
 
-    def snapshot(phase: str, scores: dict[str, Any]) -> dict[str, Any]:
-        """The values of the fields this phase's rules read (rules.projection reads them)."""
+    def sources(scores: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+        """What rules read, the working lead as it is now (rules.projection reads from them)."""
         plain["state"], plain["handoff_open"] = w.state, w.handoff_open
         plain["track"] = w.track.name if w.track else ""
         plain["in_state_for"] = t - w.state_since
-        return projections[phase].values(lead_view, event_view, w.facts, counts, plain, scores)
+        return lead_view, event_view, w.facts, counts, plain, scores
+
+    def snapshot(phase: str, scores: dict[str, Any]) -> dict[str, Any]:
+        """The values of the fields this phase's rules read."""
+        return projections[phase].values(*sources(scores))
 
     def answer(phase: str, key: Hashable, body: Callable[[], str]) -> list[str]:
         """The names of the phase's rules that a fact matches (its key, its engine text)."""
@@ -181,12 +185,9 @@ def evaluate(policy: CompiledPolicy, lead: LeadState | None, event: Event, now: 
     def look() -> tuple[list[str], Callable[[], dict[str, Any]]]:
         """The stage rules the lead as it is now matches, and (for those that fire) the values
         they read, made only when asked: most evaluations fire no stage rule."""
-        plain["state"], plain["handoff_open"] = w.state, w.handoff_open
-        plain["track"] = w.track.name if w.track else ""
-        plain["in_state_for"] = t - w.state_since
-        sources = (lead_view, event_view, w.facts, counts, plain, scores)
-        names = answer("stage", stage.key_of(*sources), lambda: stage.body(stage.values(*sources)))
-        return names, lambda: stage.values(*sources)
+        read = sources(scores)
+        names = answer("stage", stage.key_of(*read), lambda: stage.body(stage.values(*read)))
+        return names, lambda: stage.values(*read)
 
     # Fit: a pure function of the fields fit rules read, which rarely change between a lead's
     # events; the lead remembers what matched for which values, and asks the engine again only
@@ -243,10 +244,15 @@ _SCALARS = frozenset({str, int, bool, type(None)})
 def remember(policy: CompiledPolicy, phase: str, key: Hashable, names: list[str]) -> None:
     """Remember the engine's answer for a phase's fact key (from this process's engine, or one
     an evaluator process learned: rules.engine.learning)."""
-    memo = policy.projections[phase].memo
-    if len(memo) >= MEMO:  # bounded: a worker meets new facts for months
+    _kept(policy.projections[phase].memo, key, names)
+
+
+def _kept(memo: dict[Any, Any], key: Any, value: Any) -> None:
+    """Put a value in one of a policy version's memos, which stay bounded: a worker meets new
+    facts for months."""
+    if len(memo) >= MEMO:
         memo.clear()
-    memo[key] = names
+    memo[key] = value
 
 
 def _fit_key(policy: CompiledPolicy, values: dict[str, Any]) -> str:
@@ -266,9 +272,7 @@ def _fit_key(policy: CompiledPolicy, values: dict[str, Any]) -> str:
             return known
     digest = hashlib.blake2b(f"{LAYOUT}\n{policy.ruleset}\n{held!r}".encode(), digest_size=12).hexdigest()
     if memo_key is not None:
-        if len(policy.fit_keys) >= MEMO:
-            policy.fit_keys.clear()
-        policy.fit_keys[memo_key] = digest
+        _kept(policy.fit_keys, memo_key, digest)
     return digest
 
 
@@ -287,9 +291,7 @@ def _fit(policy: CompiledPolicy, fit_key: str, names: list[str], values: dict[st
     fit: float = min(policy.fit_cap, sum(r.points for r in fit_rules))
     bant = sorted({r.bant for r in fit_rules if r.bant})
     firings = [Firing(r.id, "fit", 0, _matched(r, values), r.summary, True) for r in fit_rules]
-    if len(policy.fit_memo) >= MEMO:
-        policy.fit_memo.clear()
-    policy.fit_memo[memo_key] = (fit, tuple(bant), firings)
+    _kept(policy.fit_memo, memo_key, (fit, tuple(bant), firings))
     return fit, bant, firings
 
 

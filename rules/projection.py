@@ -1,17 +1,21 @@
-"""A phase's fact, compiled once per policy version into two generated functions.
+"""A phase's fact, compiled once per policy version into generated functions.
 
 `values(lead, event, facts, count, plain, score)` reads the fields the phase's rules read (one
-dict display, no walk over field references), and `fact(values)` builds the fact the engine is
-asked about (rules.index_plan.PhasePlan.fact says what goes in it; this is the same, unrolled).
+dict display, no walk over field references); `body(values)` writes the fact the engine is asked
+about as its JSON (rules.index_plan.PhasePlan.fact says what goes in it; this is the same,
+unrolled); `key(values)`, or `key_of` straight from the sources, gives the fact a key that is
+equal for two facts exactly when the engine answers them alike, and `memo` keeps the answers.
 
 Numbers go into the fact as their *band*: the engine compares a number property only with the
 constants the policy's patterns write for it (`score.total >= 60`, `inactive_for >= 14d`), so
 any two values between the same two constants, or equal to the same constant, get the same
 answer. A value equal to a constant is sent as it is; any other as one fixed point of its
-interval. Facts then repeat (a lead a day older is in the same band of `inactive_for`), so the
-engine's memo (rules.engine) answers most matches without asking the engine, while every
-answer stays what the value itself would get. Values the bands cannot speak for exactly (past
-2**53, not finite, booleans, a property compared with a boolean) are sent as they are.
+interval, and its key is the band's code. A text its property is only compared with for
+equality keys as itself when it is one of those constants, else as one mark. Facts then repeat
+(a lead a day older is in the same band of `inactive_for`; a lead's own company domain says
+nothing to the patterns), so the memo answers most matches without JSON or the engine, while
+every answer stays what the value itself would get. Values the bands cannot speak for exactly
+(past 2**53, not finite, booleans, a property compared with a boolean) go as they are.
 """
 
 from __future__ import annotations
@@ -25,9 +29,7 @@ from typing import Any
 from rules.engine_json import EXACT_INT, fact_json, plain_json
 from rules.index_plan import PhasePlan
 
-EXACT = 2.0**53
-_COMPARED = ("$gt", "$gte", "$lt", "$lte", "$neq")
-_NOT_VALUES = ("$ex", "$nex", "$mt")
+_COMPARED = ("$gt", "$gte", "$lt", "$lte", "$neq", "$mt")
 
 Values = Callable[[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any],
                    dict[str, Any]], dict[str, Any]]
@@ -53,8 +55,9 @@ def _dig(node: Any, path: tuple[str, ...]) -> Any:
     return node
 
 
-def _written(pattern: Any) -> Iterator[tuple[str, Any]]:
-    """(property, constant) for every value a pattern compares a property with."""
+def _written(pattern: Any) -> Iterator[tuple[str, str, Any]]:
+    """(operator, property, constant) for every comparison in a pattern (`eq` for a plain
+    property: value; presence tests compare with nothing and are left out)."""
     if isinstance(pattern, list):
         for item in pattern:
             yield from _written(item)
@@ -65,9 +68,9 @@ def _written(pattern: Any) -> Iterator[tuple[str, Any]]:
         if key in ("$and", "$or"):
             yield from _written(value)
         elif key in _COMPARED:
-            yield from value.items()
-        elif key not in _NOT_VALUES and not key.startswith("$"):
-            yield key, value
+            yield from ((key, prop, constant) for prop, constant in value.items())
+        elif not key.startswith("$"):
+            yield "eq", key, value
 
 
 class Bands:
@@ -85,32 +88,20 @@ class Bands:
         reps.append(above if above > self.cuts[-1] else None)
         self.reps = reps
 
-    def __call__(self, value: Any) -> Any:
-        kind = value.__class__
-        if kind is float:
-            if not -math.inf < value < math.inf:
-                return value
-        elif kind is not int or not -EXACT <= value <= EXACT:
-            return value  # a boolean, a subclass, or an integer past what a double holds
-        i = bisect.bisect_left(self.cuts, value)
-        if i < len(self.cuts) and self.cuts[i] == value:
-            return value
-        rep = self.reps[i]
-        return value if rep is None else rep
-
 
 def bands_of(plan: PhasePlan) -> dict[str, Bands]:
     """Per number property of the fact, its bands; a property compared with anything but
     plain numbers within 2**53 has none (its values are sent as they are)."""
     written: dict[str, list[Any]] = {}
     for pattern in plan.patterns.values():
-        for prop, constant in _written(pattern):
-            written.setdefault(prop, []).append(constant)
+        for op, prop, constant in _written(pattern):
+            if op != "$mt":
+                written.setdefault(prop, []).append(constant)
     out: dict[str, Bands] = {}
     for prop, _, kind, _ in plan.sent:
         constants = written.get(prop)
         if kind != "n" or not constants or not all(
-                c.__class__ in (int, float) and -EXACT <= c <= EXACT for c in constants):
+                c.__class__ in (int, float) and -EXACT_INT <= c <= EXACT_INT for c in constants):
             continue
         out[prop] = Bands([float(c) for c in constants])
     return out
@@ -122,25 +113,12 @@ def texts_of(plan: PhasePlan) -> dict[str, frozenset[str]]:
     by a prefix or suffix has none: its texts are keys as they are)."""
     written: dict[str, list[Any]] = {}
     matched: set[str] = set()
-
-    def walk(pattern: Any) -> None:
-        if isinstance(pattern, list):
-            for item in pattern:
-                walk(item)
-        elif isinstance(pattern, dict):
-            for key, value in pattern.items():
-                if key == "$mt":
-                    matched.update(value)
-                elif key in ("$and", "$or"):
-                    walk(value)
-                elif key == "$neq":
-                    for prop, constant in value.items():
-                        written.setdefault(prop, []).append(constant)
-                elif not key.startswith("$"):
-                    written.setdefault(key, []).append(value)
-
     for pattern in plan.patterns.values():
-        walk(pattern)
+        for op, prop, constant in _written(pattern):
+            if op == "$mt":
+                matched.add(prop)
+            elif op in ("eq", "$neq"):
+                written.setdefault(prop, []).append(constant)
     return {prop: frozenset(written[prop]) for prop, _, kind, _ in plan.sent
             if kind == "s" and prop in written and prop not in matched
             and all(isinstance(c, str) for c in written[prop])}
@@ -200,7 +178,7 @@ def _key_lines(plan: PhasePlan, bands: dict[str, Bands], texts: dict[str, frozen
                 add(f"    if c is float:\n        k{n} = v")
                 lines += other
                 continue
-            add("    if (c is float and -_inf < v < _inf) or (c is int and -_E <= v <= _E):")
+            add("    if (c is float and -_inf < v < _inf) or (c is int and -_EI <= v <= _EI):")
             cuts = band.cuts
             if len(cuts) > UNROLLED:
                 add(f"        i = _bisect(_cuts{n}, v)")
@@ -229,7 +207,7 @@ def compile_projection(plan: PhasePlan, constants: Collection[float]) -> Project
     what they decide to what the reference evaluator decides through PhasePlan.fact)."""
     namespace: dict[str, Any] = {"_dig": _dig, "_indexes": plan.indexes, "_bisect": bisect.bisect_left,
                                  "_plain": plain_json, "_exact": fact_json, "_constants": constants,
-                                 "_inf": math.inf, "_E": EXACT, "_EI": EXACT_INT}
+                                 "_inf": math.inf, "_EI": EXACT_INT}
     reads_of = []
     for f in plan.fields:
         first = f"{f.source}.get({f.path[0]!r})"
@@ -250,10 +228,10 @@ def compile_projection(plan: PhasePlan, constants: Collection[float]) -> Project
             out += [f"    v = {read(key)}", "    if v is not None:"]
             if kind == "n":
                 out.append("        if isinstance(v, (int, float)):")
-                if prop in bands:  # the band's point: Bands.__call__, unrolled
+                if prop in bands:  # the band's point
                     out += ["            c = v.__class__",
                             "            if (c is float and -_inf < v < _inf)"
-                            " or (c is int and -_E <= v <= _E):",
+                            " or (c is int and -_EI <= v <= _EI):",
                             f"                i = _bisect(_cuts{n}, v)",
                             f"                if i == {len(bands[prop].cuts)} or _cuts{n}[i] != v:",
                             f"                    r = _reps{n}[i]",

@@ -84,9 +84,8 @@ def _named(raw: dict[str, Any], source: str, n: int, linked: dict[str, str]) -> 
                          "`external_id`")
     email, external = lead.get("email"), lead.get("external_id")
     try:
-        key = lead_key(LeadRef.model_construct(
-            email=email.strip() if isinstance(email, str) else None,
-            external_id=external if isinstance(external, str) else None))
+        key = lead_key(LeadRef.model_construct(email=email if isinstance(email, str) else None,
+                                               external_id=external if isinstance(external, str) else None))
     except ValueError:
         raise ValueError(f"{source}:{n}: the event's lead has no `email` and no `external_id`") from None
     if isinstance(email, str) and email.strip() and isinstance(external, str) and external.strip():
