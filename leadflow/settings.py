@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     codec_keys: str = ""  # empty: a key made once under home (leadflow.codec.keys)
     codec_origins_setting: Listed = _env("CODEC_CORS_ORIGINS", ())  # see codec_origins
     roster_setting: Path | None = _env("ROSTER")  # see roster_file
+    forms_setting: Path | None = _env("FORMS_DIR")  # see forms_dir
+    # the web origins whose pages may run /c.js and post to /v1/collect and /f/{form}
+    sites: Listed = ()
+    anonymous_retention: float = 30 * 86400.0  # a visitor nobody has named yet keeps its views; a duration
     # where this process serves Prometheus metrics (the worker's, and `make up`'s one process);
     # empty: none. The API serves its own at /metrics on LEADFLOW_HTTP.
     metrics_addr: str = "127.0.0.1:9464"
@@ -106,7 +110,7 @@ class Settings(BaseSettings):
     user: str = ""  # who runs the CLI's policy and roster changes; empty: the operating-system user
     connect: dict[str, Any] = Field({}, exclude=True)  # Temporal's, from its envconfig
 
-    @field_validator("content_dir_setting", "roster_setting", mode="before")
+    @field_validator("content_dir_setting", "roster_setting", "forms_setting", mode="before")
     @classmethod
     def _no_path(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -116,11 +120,18 @@ class Settings(BaseSettings):
     def _listed(cls, value: Any) -> Any:
         return tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(value, str) else value
 
-    @field_validator("codec_origins_setting", mode="before")
+    @field_validator("codec_origins_setting", "sites", mode="before")
     @classmethod
     def _origins(cls, value: Any) -> Any:
-        return tuple(v.strip().rstrip("/") for v in value.split(",") if v.strip()) \
-            if isinstance(value, str) else value
+        if not isinstance(value, str):
+            return value
+        origins = tuple(v.strip().rstrip("/").lower() for v in value.split(",") if v.strip())
+        for origin in origins:
+            scheme, _, rest = origin.partition("://")
+            if scheme not in ("http", "https") or not rest or "/" in rest:
+                raise ValueError(f"{origin!r} is not a web origin: scheme and host, as a browser sends "
+                                 "it in Origin (e.g. https://www.example.com or http://localhost:8080)")
+        return origins
 
     @field_validator("smtp_tls", mode="before")
     @classmethod
@@ -132,7 +143,7 @@ class Settings(BaseSettings):
     def _stripped(cls, value: Any) -> Any:
         return value.strip() if isinstance(value, str) else value
 
-    @field_validator("final_retention", mode="before")
+    @field_validator("final_retention", "anonymous_retention", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value.strip()) if isinstance(value, str) else value
@@ -182,6 +193,11 @@ class Settings(BaseSettings):
     def roster_file(self) -> Path:
         """Sales' roster: LEADFLOW_ROSTER, else roster.yaml beside the policy files."""
         return self.roster_setting or self.policy_dir / "roster.yaml"
+
+    @property
+    def forms_dir(self) -> Path:
+        """Marketing's forms: LEADFLOW_FORMS_DIR, else forms/ beside the policies."""
+        return self.forms_setting or self.policy_dir.resolve().parent / "forms"
 
     @property
     def shared_db_url(self) -> str:

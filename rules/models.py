@@ -22,6 +22,11 @@ from pydantic_core import PydanticCustomError
 # Events the workflow itself produces; they are never engagement and never count as activity.
 SYSTEM_EVENTS = frozenset({"check", "sales_accept", "sales_reject", "sla_breach", "identify"})
 
+# What a CRM says became of a lead (`data.outcome`: won or lost, with its `reason`): kept in its
+# history for the funnel and `policy suggest` to learn from, never evaluated by a policy.
+OUTCOME = "outcome"
+OUTCOMES = ("won", "lost")
+
 BUILTIN_EVENTS = frozenset(
     {
         "signup",

@@ -24,7 +24,7 @@ from rules.durations import parse_duration
 from rules.evaluate import evaluate
 from rules.identity import identity_of, merged_log, readdress
 from rules.lifecycle import DEFAULT_RETENTION, LeadCycle, OpenTask, TaskCycle
-from rules.models import Action, Decision, Event, LeadRef, LeadState
+from rules.models import OUTCOME, Action, Decision, Event, LeadRef, LeadState
 
 DEFAULT_START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 MAX_TIMERS = 10_000
@@ -55,6 +55,7 @@ class LeadResult:
     # opened, a breach, a merge), "run ended", "run began"
     lines: list[tuple[str, str]] = field(default_factory=list)
     merged_into: str | None = None  # the lead this one was merged into (its state then stays)
+    outcome: str | None = None  # what the history's CRM said became of the lead (won, lost), if it did
     decisions: list[Decision] = field(default_factory=list)
     lead: LeadState | None = None
 
@@ -99,6 +100,9 @@ class Simulation:
             self.ref = LeadRef(email=event.lead.email, external_id=event.lead.external_id)
             self.result.email = self.ref.email
         if event.type in lifecycle.TIMERS:
+            return
+        if event.type == OUTCOME:  # a label on the history, not something the lead did
+            self.result.outcome = str(event.data.get("outcome") or "") or None
             return
         self.advance(now)
         if event.type in lifecycle.SALES_ANSWERS:

@@ -72,15 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     df.add_argument("--json", action="store_true", help="the comparison as one JSON object")
     df.add_argument("--roster", help="the sales roster to replay assignment with (default: "
                                      "LEADFLOW_ROSTER, else roster.yaml beside the policies, if it exists)")
-    sg = psub.add_parser("suggest", parents=[history],
-                         help="learn from the paths that led to a sale: findings, and a proposed next "
-                              "version with its diff on the same history (activates nothing)")
-    sg.add_argument("file", help="the policy file in force")
-    sg.add_argument("--out", help="where to write the proposed version (default: "
-                                  "<policy>.v<next>.suggested.yaml here)")
-    sg.add_argument("--min-leads", type=int, default=30, help="leads a finding needs on each side to "
-                                                              "count as sure (default 30)")
-    sg.add_argument("--json", action="store_true", help="findings, changes and the diff as one JSON object")
+    from leadflow.cli import suggest
+
+    suggest.add_command(psub, history)
     from leadflow.cli import governance
 
     governance.add_commands(psub)
@@ -143,6 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from leadflow.cli import roster
 
     roster.add_commands(sub)
+    from leadflow.cli import forms, importing
+
+    importing.add_commands(sub)
+    forms.add_commands(sub)
     lid = sub.add_parser("lead-id", help="the workflow id of a lead")
     lid.add_argument("who")
     args = parser.parse_args(argv)
@@ -152,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.action in ("propose", "approve", "activate", "shadow", "shadow-report", "log"):
                 return governance.run(args)
             return {"validate": _validate, "test": _test, "explain": _explain,
-                    "simulate": _simulate, "diff": _diff, "suggest": _suggest}[args.action](args)
+                    "simulate": _simulate, "diff": _diff, "suggest": suggest.run}[args.action](args)
         if args.command == "content":
             from leadflow.cli.content import content_dir, preview
 
@@ -161,6 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return report.run(args)
         if args.command == "roster":
             return roster.run(args)
+        if args.command == "import":
+            return importing.run(args)
+        if args.command == "form":
+            return forms.run(args)
         if args.command == "lead-id":
             print(_lead_id(args.who))
             return 0
@@ -458,38 +460,6 @@ def _diff(args: argparse.Namespace) -> int:
     if args.report:
         Path(args.report).write_text(html_report(report), encoding="utf-8")
     print(json.dumps(report) if args.json else table(report))
-    return 0
-
-
-def _suggest(args: argparse.Namespace) -> int:
-    from leadflow.replay import suggest
-    from leadflow.replay.diff import compare, table
-    from leadflow.replay.simulate import Progress, simulate_many
-
-    policy = load_compiled(args.file)
-    leads, until = _history(args.events, args.until)
-    progress = Progress(2 * sum(len(events) for events in leads.values()))
-    results = simulate_many(args.file, leads, until, args.processes or None, progress,
-                        retention=_retention())
-    findings, figures = suggest.measure(leads, results, args.min_leads)
-    proposal = suggest.propose(policy, findings, results, args.min_leads)
-    out = Path(args.out or f"{policy.name}.v{proposal.version}.suggested.yaml")
-    out.write_text(proposal.text, encoding="utf-8")
-    failing = [r.name for r in run_tests(load_compiled(str(out))) if not r.ok]
-    new = simulate_many(str(out), leads, until, args.processes or None, progress,
-                        retention=_retention())
-    report = compare(args.file, str(out), leads, results, new, until)
-    if args.json:
-        print(json.dumps({"summary": figures, "findings": [f.as_dict() for f in findings[:200]],
-                          "changes": proposal.changes, "file": str(out), "failing_tests": failing,
-                          "diff": report}))
-        return 0
-    print(suggest.table(figures, findings))
-    print(f"\nproposed {out} (v{proposal.version}; activates nothing: `leadflow policy propose {out}`):")
-    print("\n".join(f"  - {c}" for c in proposal.changes) or "  (no change: nothing sure enough to act on)")
-    if failing:
-        print(f"  its own tests that no longer hold (adjust them or the change): {', '.join(failing)}")
-    print("\nits diff on the same history:\n" + table(report))
     return 0
 
 
