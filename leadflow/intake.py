@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -22,6 +23,8 @@ from leadflow.keys import allowed
 from leadflow.ops import metrics
 from leadflow.seen import SeenEvents
 from leadflow.settings import Settings
+from leadflow.tracking.source import domain_of
+from leadflow.tracking.stitch import stitch, visitor_of
 from rules.identity import lead_key, with_id
 from rules.models import Event, LeadRef
 from workflows.lead import EVENT_SIGNAL, LeadWorkflow
@@ -149,6 +152,11 @@ def admit_for(raw: Any, store: PolicyStore, role: str | None = None) -> tuple[di
     check_door(event, role)
     check_type(event, store)
     return event, key
+
+
+def own_domains(settings: Settings) -> frozenset[str]:
+    """The customer's own sites: a referrer there is no source."""
+    return frozenset(domain_of(site) for site in settings.sites)
 
 
 def lead_of(event: dict[str, Any]) -> str:
@@ -340,9 +348,15 @@ async def send_events(client: Client, settings: Settings, store: PolicyStore, se
                 if (key, event["id"]) in before or event["id"] in passed:
                     results[i] = EventResult(i, "duplicate", key, event["id"])
                     continue
+                views: list[dict[str, Any]] = []
+                if visitor_of(event) is not None:  # a visitor becomes this lead
+                    event, views = await asyncio.to_thread(stitch, aliases.ledger, event, key, time.time(),
+                                                           own_domains(settings))
                 try:
                     reached = await deliver(client, settings, event, merged.get(key, key), routed=True,
                                             door=door)
+                    for view in views:  # after the sign-up that starts the lead, at their own times
+                        await deliver(client, settings, view, reached, routed=True, door="collect")
                 except NoSuchLead as err:
                     results[i] = EventResult(i, "refused", key, event["id"], str(err))
                     refused(reason_of(err))

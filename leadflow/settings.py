@@ -102,6 +102,7 @@ class Settings(BaseSettings):
     # the web origins whose pages may run /c.js and post to /v1/collect and /f/{form}
     sites: Listed = ()
     anonymous_retention: float = 30 * 86400.0  # a visitor nobody has named yet keeps its views; a duration
+    collect_rate: float = 50.0  # /v1/collect calls a second from one client address (bursts of twice that)
     # where this process serves Prometheus metrics (the worker's, and `make up`'s one process);
     # empty: none. The API serves its own at /metrics on LEADFLOW_HTTP.
     metrics_addr: str = "127.0.0.1:9464"

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -21,9 +22,23 @@ if TYPE_CHECKING:
     import uvicorn
 
 from activities.policies import PolicyStore
-from leadflow.api import codec, crm, deliveries, events, health, leads, links, policies, roster, tasks
+from leadflow.api import (
+    codec,
+    collect,
+    crm,
+    deliveries,
+    events,
+    forms,
+    health,
+    leads,
+    links,
+    policies,
+    roster,
+    tasks,
+)
 from leadflow.api.body_limit import BodyLimit
 from leadflow.api.context import Context
+from leadflow.api.sites import site_cors
 from leadflow.codec.aesgcm import AesGcmCodec
 from leadflow.db.database import Database
 from leadflow.delivery.machines import NETWORKS, Judge
@@ -35,6 +50,7 @@ from leadflow.routing.desk import Desk
 from leadflow.seen import SeenEvents
 from leadflow.settings import Settings
 from leadflow.signing import links_of
+from leadflow.tracking.visitors import visitors_of
 
 log = logging.getLogger("leadflow.api")
 
@@ -61,10 +77,12 @@ def create_app(settings: Settings, client: Client | None = None, keys: Keys | No
                                 settings.key_for("page-tokens").encode(), ledger, links_of(settings), judge,
                                 AesGcmCodec(settings.keyring()[0]), Desk(ledger, settings.roster_file))
         watcher = asyncio.create_task(_watch(store, settings.policy_poll_seconds))
+        sweeper = asyncio.create_task(_forget_visitors(ledger, settings.anonymous_retention))
         try:
             yield
         finally:
             watcher.cancel()
+            sweeper.cancel()
             seen.close()
             ledger.close()
 
@@ -73,12 +91,14 @@ def create_app(settings: Settings, client: Client | None = None, keys: Keys | No
                               "Every /v1 route needs `Authorization: Bearer <key>`; roles: intake, sales, "
                               "ops, admin. A key may name the roster rep who holds it (`role/rep:key`): "
                               "`me` in `GET /v1/tasks?rep=me`, and who answers a task when `by` is empty.")
-    for module in (events, leads, tasks, roster, crm, deliveries, policies, health, links, codec):
+    routers = (events, leads, tasks, roster, crm, deliveries, policies, health, links, codec, collect, forms)
+    for module in routers:
         app.include_router(module.router)
     from leadflow.pages import routes as pages
 
     pages.mount(app, settings.key_for("session"), secure=settings.public.startswith("https://"))
     codec_cors(app, settings.codec_origins)
+    site_cors(app, settings)
     app.add_middleware(BodyLimit, limit=settings.max_body)  # added last: the outermost, before all else
 
     @app.exception_handler(IntakeError)
@@ -138,6 +158,20 @@ async def _watch(store: PolicyStore, every: float) -> None:
     while True:
         await asyncio.sleep(every)
         await asyncio.to_thread(store.reload)
+
+
+async def _forget_visitors(ledger: Database, retention: float, every: float = 3600.0) -> None:
+    """Anonymous visitors not seen for LEADFLOW_ANONYMOUS_RETENTION go, with their page views:
+    at start, then hourly (every API process does it; the deletes are the same)."""
+    visitors = visitors_of(ledger)
+    while True:
+        try:
+            gone = await asyncio.to_thread(visitors.sweep, time.time() - retention)
+            if gone:
+                log.info("forgot %d page views of anonymous visitors (LEADFLOW_ANONYMOUS_RETENTION)", gone)
+        except Exception as err:  # the database out of reach: the next round tries again
+            log.warning("anonymous visitors not swept: %s", err)
+        await asyncio.sleep(every)
 
 
 async def serve(settings: Settings, client: Client | None = None) -> None:

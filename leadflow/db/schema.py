@@ -230,3 +230,26 @@ crm_replays = Table(
     Column("mac", String(64), primary_key=True),
     Column("at", Float, nullable=False),
 )
+
+# The tracking script's visitors (leadflow.tracking): a first-party id per browser, what it did
+# while nobody knew who it was, and, once a form, an e-mail click or identify() names it, the
+# lead it is. Anonymous visitors go after LEADFLOW_ANONYMOUS_RETENTION (migration 0010).
+visitors = Table(
+    "visitors", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("first_at", Float, nullable=False),
+    Column("last_at", Float, nullable=False),
+    Column("views", Integer, nullable=False, server_default="0"),  # stored while anonymous
+    Column("lead", String(200), nullable=True),  # rules.identity.lead_key, once known
+    Column("ref", Text, nullable=True),  # the lead's {"email"} or {"external_id"}, JSON
+)
+Index("visitors_anonymous_last", visitors.c.lead, visitors.c.last_at)
+
+visits = Table(
+    "visits", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("visitor", String(64), nullable=False),
+    Column("at", Float, nullable=False),  # when the page was seen, by the browser's clock
+    Column("body", Text, nullable=False),  # the page view's data, JSON
+)
+Index("visits_visitor", visits.c.visitor, visits.c.at)

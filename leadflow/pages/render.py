@@ -12,6 +12,9 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from leadflow.archive.events import EventArchive
+from leadflow.db.database import Database
+
 HERE = resources.files("leadflow.pages")
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 
@@ -65,6 +68,36 @@ def timeline(story: list[dict[str, Any]]) -> list[dict[str, Any]]:
             pass
         out.append({**entry, "when": when, "moved": entry.get("from_state") != entry.get("to_state")})
     return out
+
+
+ACTIVITY = 200  # the newest events a lead page lists
+
+
+def activity(ledger: Database, lead: str) -> list[dict[str, Any]]:
+    """What the lead did, newest first, at the times it happened (a visitor's page views from
+    before it signed up among them): from the event archive, which keeps every event a lead took."""
+    events = sorted(EventArchive(ledger).export(lead=lead), key=_moment)
+    return [{"when": minute(str(e.get("at", ""))), "type": e["type"], "said": _said(e)}
+            for e in reversed(events[-ACTIVITY:])]
+
+
+def _moment(event: dict[str, Any]) -> datetime:
+    try:
+        return datetime.fromisoformat(str(event.get("at", "")).replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.min.replace(tzinfo=timezone.utc)
+
+
+def _said(event: dict[str, Any]) -> str:
+    data = event.get("data") or {}
+    if event["type"] == "page_view":
+        title = f"({data['title']})" if data.get("title") else ""
+        utm = ", ".join(f"{k.removeprefix('utm_')} {v}" for k, v in data.items() if k.startswith("utm_"))
+        return " ".join(x for x in (str(data.get("path", "")), title, utm and f"· {utm}") if x)
+    if event["type"] in ("signup", "form_submit"):
+        source = data.get("source") or (event.get("lead") or {}).get("source")
+        return " · ".join(f"{k} {v}" for k, v in (("form", data.get("form")), ("source", source)) if v)
+    return str(data.get("content") or data.get("path") or data.get("reason") or "")
 
 
 def chart(points: list[list[Any]], width: int = 560, height: int = 140) -> dict[str, Any]:
