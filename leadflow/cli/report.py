@@ -1,4 +1,4 @@
-"""`leadflow report funnel`: the funnel from the live system (report.funnel)."""
+"""`leadflow report funnel`: the funnel from the live system and imported history (report.funnel)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from typing import Any
 def add_commands(sub: Any) -> None:
     rp = sub.add_parser("report", help="reports from the live system")
     rsub = rp.add_subparsers(dest="action", required=True)
-    fn = rsub.add_parser("funnel", help="conversion between states, time in each stage, rejection reasons; "
-                                        "per policy version or week, and per lead source")
+    fn = rsub.add_parser("funnel", help="conversion between states, time in each stage, won and lost, "
+                                        "rejection reasons; per policy version, week or lead source")
     fn.add_argument("--since", help="leads captured at or after this ISO time")
     fn.add_argument("--until", help="leads captured before this ISO time")
-    fn.add_argument("--by", choices=["version", "week"], default="version")
+    fn.add_argument("--by", choices=["version", "week", "source"], default="version",
+                    help="group by the policy version that captured the lead (imported history: "
+                         "`imported`), its capture week, or its lead source")
     fn.add_argument("--out", help="write funnel.html, its PNG charts and funnel.json into this folder")
     fn.add_argument("--json", action="store_true", help="the report as one JSON object")
 

@@ -1,10 +1,18 @@
-"""The funnel, from the live system: how many leads reach each state, how long they stay in
-each stage (median and p90), why sales sent leads back and why leads were disqualified, per
-policy version, per week and per lead source.
+"""The funnel, from the live system and imported history: how many leads reach each state, how
+long they stay in each stage (median and p90), how many were won and lost, why sales sent leads
+back and why leads were disqualified, per policy version, per week and per lead source.
 
 Read from the shared database: the state changes every live Decision made (`transitions`) and
-the event archive (each lead's sign-up says its source; sales rejections say their reason). A
-lead belongs to the week it was captured in and to the version that captured it."""
+the event archive (each lead's sign-up says its source; sales rejections say their reason; an
+`outcome` label says won or lost). A lead belongs to the week it was captured in and to the
+version that captured it. A lead of imported history (`leadflow import`: archived events, no state
+change) was captured at its sign-up, belongs to the group `imported` by version, and was won or
+lost as its outcome label says.
+
+Won and lost: a lead's outcome label when it has one (the CRM knew), else a live lead was won when
+it reached `converted` and lost when it ended `disqualified` or sales sent it back and it has not
+converted since. `rate` is won / leads (the source's lead-to-customer rate); `win_rate` is won /
+(won + lost), of the leads that closed either way."""
 
 from __future__ import annotations
 
@@ -22,9 +30,11 @@ from sqlalchemy import select
 from leadflow.db.database import Database
 from leadflow.db.schema import events, transitions
 from leadflow.reports.charts import from_zero, imgs, png, pyplot
+from rules.models import OUTCOME, OUTCOMES
 
 MAIN_PATH = ("captured", "scored", "nurturing", "sales-ready", "converted")
-By = Literal["version", "week"]
+By = Literal["version", "week", "source"]
+IMPORTED = 0  # the version of a lead that no policy captured: imported history
 
 
 @dataclass
@@ -35,6 +45,26 @@ class LeadPath:
     source: str = "unknown"
     moves: list[tuple[float, str, str, str, str]] = field(default_factory=list)  # at, from, to, rule, why
     rejections: list[str] = field(default_factory=list)
+    outcome: str | None = None  # the latest outcome label (won | lost), if any
+    outcome_at: float = float("-inf")
+
+    @property
+    def won(self) -> bool:
+        return self.outcome == "won" if self.outcome else "converted" in self.reached()
+
+    @property
+    def lost(self) -> bool:
+        if self.outcome:
+            return self.outcome == "lost"
+        ended = self.moves[-1][2] if self.moves else "captured"
+        return ended == "disqualified" or (bool(self.rejections) and ended != "converted")
+
+    def group(self, by: By) -> str:
+        if by == "source":
+            return self.source
+        if by == "week":
+            return self.week
+        return "imported" if self.version == IMPORTED else f"v{self.version}"
 
     @property
     def week(self) -> str:
@@ -55,7 +85,8 @@ class LeadPath:
 
 
 def load(ledger: Database, since: datetime | None = None, until: datetime | None = None) -> list[LeadPath]:
-    """The leads captured from `since` to before `until`, with their moves and rejections."""
+    """The leads captured from `since` to before `until`, with their moves, rejections and
+    outcome labels; leads of imported history (a sign-up archived, no state change) too."""
     t, e = transitions.c, events.c
     paths: dict[str, LeadPath] = {}
     with ledger.engine.connect() as db:
@@ -65,23 +96,31 @@ def load(ledger: Database, since: datetime | None = None, until: datetime | None
             if path is None:
                 path = paths[row.lead] = LeadPath(row.lead, row.at, row.version)
             path.moves.append((row.at, row.from_state, row.to_state, row.rule, row.why))
-        wanted = [p for p in paths.values() if (since is None or p.captured_at >= since.timestamp())
-                  and (until is None or p.captured_at < until.timestamp())]
-        keep = {p.lead for p in wanted}
-        query = select(e.lead, e.type, e.body).where(e.type.in_(("signup", "sales_reject")))
-        for row in db.execute(query.order_by(e.taken_at, e.seq)):
-            if row.lead not in keep:
-                continue
-            body = json.loads(row.body)
-            data = body.get("data") or {}
-            if row.type == "signup" and paths[row.lead].source == "unknown":
-                source = data.get("source") or (body.get("lead") or {}).get("source")
-                if isinstance(source, str) and source:
-                    paths[row.lead].source = source
-            elif row.type == "sales_reject":
-                reason = data.get("reason")
-                paths[row.lead].rejections.append(str(reason).strip() if reason else "(no reason given)")
+        query = select(e.lead, e.type, e.at, e.body).where(e.type.in_(("signup", "sales_reject", OUTCOME)))
+        for taken in db.execute(query.order_by(e.taken_at, e.seq)):
+            path = paths.get(taken.lead)
+            if path is None:
+                if taken.type != "signup":
+                    continue
+                path = paths[taken.lead] = LeadPath(taken.lead, taken.at, IMPORTED)  # history, never live
+            _read(path, taken.type, taken.at, json.loads(taken.body))
+    wanted = [p for p in paths.values() if (since is None or p.captured_at >= since.timestamp())
+              and (until is None or p.captured_at < until.timestamp())]
     return sorted(wanted, key=lambda p: p.captured_at)
+
+
+def _read(path: LeadPath, kind: str, at: float, body: dict[str, Any]) -> None:
+    """What an archived sign-up, sales rejection or outcome label says of its lead."""
+    data = body.get("data") or {}
+    if kind == "signup" and path.source == "unknown":
+        source = data.get("source") or (body.get("lead") or {}).get("source")
+        if isinstance(source, str) and source.strip():
+            path.source = " ".join(source.split()).casefold()
+    elif kind == "sales_reject":
+        reason = data.get("reason")
+        path.rejections.append(str(reason).strip() if reason else "(no reason given)")
+    elif kind == OUTCOME and data.get("outcome") in OUTCOMES and at >= path.outcome_at:
+        path.outcome, path.outcome_at = data["outcome"], at
 
 
 def _states(paths: list[LeadPath]) -> list[str]:
@@ -105,7 +144,11 @@ def _group(paths: list[LeadPath], states: list[str]) -> dict[str, Any]:
              for a, b in zip(main, main[1:], strict=False)}
     to_ready = [next(at for at, _, to, _, _ in p.moves if to == "sales-ready") - p.captured_at
                 for p in paths if "sales-ready" in p.reached()]
-    return {"leads": captured, "reached": {s: reached.get(s, 0) for s in states},
+    won, lost = sum(p.won for p in paths), sum(p.lost for p in paths)
+    return {"leads": captured, "won": won, "lost": lost,
+            "rate": round(won / captured, 4) if captured else None,
+            "win_rate": round(won / (won + lost), 4) if won + lost else None,
+            "reached": {s: reached.get(s, 0) for s in states},
             "share_of_captured": {s: round(reached.get(s, 0) / captured, 4) if captured else 0.0
                                   for s in states},
             "conversion": steps, "days_to_sales_ready": _quantiles(to_ready)}
@@ -123,13 +166,14 @@ def funnel(paths: list[LeadPath], by: By = "version") -> dict[str, Any]:
     groups: dict[str, list[LeadPath]] = defaultdict(list)
     sources: dict[str, list[LeadPath]] = defaultdict(list)
     for p in paths:
-        groups[f"v{p.version}" if by == "version" else p.week].append(p)
+        groups[p.group(by)].append(p)
         sources[p.source].append(p)
     return {"leads": len(paths), "states": states, "overall": _group(paths, states),
             "time_in_stage_days": {s: _quantiles(stays.get(s, [])) for s in states if s in stays},
             "rejection_reasons": dict(Counter(r for p in paths for r in p.rejections).most_common()),
             "disqualification_reasons": dict(disqualified.most_common()),
-            "by": by, "groups": {k: _group(v, states) for k, v in sorted(groups.items())},
+            "by": by, "groups": {k: _group(v, states) for k, v in sorted(
+                groups.items(), key=lambda kv: (-len(kv[1]), kv[0]) if by == "source" else (0, kv[0]))},
             "sources": {k: _group(v, states) for k, v in sorted(sources.items(),
                                                                key=lambda kv: -len(kv[1]))}}
 
@@ -153,11 +197,16 @@ def table(r: dict[str, Any]) -> str:
             out.append(f"  {s:<22} {_num(q['median']):>7}  {_num(q['p90']):>7}  {q['stays']:>12}")
     else:
         out += ["", f"time in stage (days): {NOT_ENOUGH}"]
-    for title, key in ((f"per {r['by']}", "groups"), ("per lead source", "sources")):
-        out += ["", f"{title:<22} leads  sales-ready  converted  median days to sales-ready"]
+    sections = [(f"per {r['by']}", "groups")]
+    if r["by"] != "source":  # else the groups are the sources
+        sections.append(("per lead source", "sources"))
+    for title, key in sections:
+        out += ["", f"{title:<22} leads  sales-ready  converted    won   lost    rate  win rate"
+                    "  median days to sales-ready"]
         for name, g in r[key].items():
             out.append(f"  {name:<20} {g['leads']:>5}  {g['share_of_captured'].get('sales-ready', 0):>10.1%}"
                        f"  {g['share_of_captured'].get('converted', 0):>9.1%}"
+                       f"  {g['won']:>5}  {g['lost']:>5}  {_share(g['rate']):>6}  {_share(g['win_rate']):>8}"
                        f"  {_num(g['days_to_sales_ready']['median']):>8}")
     for title, key in (("why sales sent leads back", "rejection_reasons"),
                        ("why leads were disqualified", "disqualification_reasons")):
@@ -168,6 +217,10 @@ def table(r: dict[str, Any]) -> str:
 
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:g}"
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
 
 
 NOT_ENOUGH = "not enough data yet (no lead has left a stage after time in it)"
