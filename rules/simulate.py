@@ -56,6 +56,9 @@ class LeadResult:
     lines: list[tuple[str, str]] = field(default_factory=list)
     merged_into: str | None = None  # the lead this one was merged into (its state then stays)
     outcome: str | None = None  # what the history's CRM said became of the lead (won, lost), if it did
+    # the highest fit + intent its evaluations reached: how near the policy brought the lead to
+    # sales, to rank leads by (policy suggest's hold-out AUC); interest never hands a lead over
+    peak_score: float = 0.0
     decisions: list[Decision] = field(default_factory=list)
     lead: LeadState | None = None
 
@@ -177,6 +180,7 @@ class Simulation:
         if decision.rejected is not None:
             result.rejected += 1
             return
+        result.peak_score = max(result.peak_score, decision.scores.fit + decision.scores.intent)
         moves = [f"{e.rule}: {e.from_state} -> {e.to_state}" for e in decision.story if e.rule]
         result.transitions.extend(moves)
         if self.trace:
@@ -222,6 +226,7 @@ class Simulation:
         replay.finish(now)
         if replay.cycle.lead is not None:
             self.cycle.lead, self.cycle.scores = replay.cycle.lead, replay.cycle.scores
+        self.result.peak_score = max(self.result.peak_score, replay.result.peak_score)
         says: list[str] = []
         theirs = other.task
         if theirs is not None and self.task is not None:

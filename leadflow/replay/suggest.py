@@ -2,16 +2,18 @@
 own. It reads histories with their outcomes (the policy's own simulation of the log says who
 converted, who sales sent back and why, who derailed and who still nurtures), measures which
 events, content and ordered pairs of steps came before a sale more often than not among the
-leads sales answered (counts, lift and how sure the numbers are at that sample size), and
-writes a proposed next version of the policy with changed points and thresholds. Nothing is
-activated by it: the file goes through `policy propose` and both teams' approval like any other.
+leads whose outcome is known (sales answered their hand-off, or the history's CRM says won or
+lost: `won`), with counts, lift and how sure the numbers are at that sample size, and writes a
+proposed next version of the policy with changed points and thresholds. Nothing is activated by
+it: the file goes through `policy propose` and both teams' approval like any other.
 
 The statistics, plainly:
-- a feature's lift is the sale rate of leads who had it over that of leads who did not;
+- a feature's lift is the win rate of leads who had it over that of leads who did not;
 - the 95% interval of its sale rate is Wilson's; "sure" means at least `min_leads` leads on each
   side and a two-proportion z-test p below 0.01;
-- a threshold is moved only upwards, to the value that best separates the hand-offs sales
-  accepted from those they sent back (Youden's J): leads below today's threshold were never
+- a threshold is moved only upwards, to the value that best separates the hand-offs of leads won
+  from those of leads lost or sent back (Youden's J), when the split is as sure as a finding
+  (`min_leads` hand-offs on each side, p below 0.01): leads below today's threshold were never
   handed over, so the history cannot say what lowering it would do."""
 
 from __future__ import annotations
@@ -20,13 +22,16 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from rules.compile import CompiledPolicy
+from rules.models import OUTCOME
 from rules.policy import EngagementRule
 from rules.validate import LoadedPolicy, PolicyInvalid, load_policy_bytes
 
-SKIP = frozenset({"signup", "sales_accept", "sales_reject", "check", "sla_breach"})
+# what the lead did not do itself (the outcome is the label, never a feature)
+SKIP = frozenset({"signup", "sales_accept", "sales_reject", "check", "sla_breach", OUTCOME})
+ANSWERS = frozenset({"sales_accept", "sales_reject", OUTCOME})
 DETAILS = ("content", "asset", "webinar", "form")
 PAIR_WINDOW = "90d"
 
@@ -117,6 +122,26 @@ def outcome(result: dict[str, Any]) -> str:
     return str(result["state"])
 
 
+def won(result: dict[str, Any]) -> bool | None:
+    """Whether the lead was won: what the history's CRM says when it says it (a deal sales
+    accepted can still be lost, and a lead never handed over can be won elsewhere), else whether
+    sales accepted it in the simulation (converted) or sent it back; None: not known."""
+    label = result.get("outcome")
+    if label == "won":
+        return True
+    if label == "lost":
+        return False
+    told = outcome(result)
+    return True if told == "converted" else False if told == "rejected" else None
+
+
+def before_answer(raws: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A lead's events before sales answered or its outcome was written: what a criterion may
+    read (what came after is the answer, not a reason for it)."""
+    cut = next((i for i, raw in enumerate(raws) if raw["type"] in ANSWERS), len(raws))
+    return raws[:cut]
+
+
 def measure(leads: dict[str, list[dict[str, Any]]], results: list[dict[str, Any]],
             min_leads: int = 30) -> tuple[list[Finding], dict[str, Any]]:
     """Findings, most telling first, and the outcomes they were measured against."""
@@ -124,22 +149,17 @@ def measure(leads: dict[str, list[dict[str, Any]]], results: list[dict[str, Any]
     reasons = Counter(str((raw.get("data") or {}).get("reason", "(none)"))
                       for r in results if outcome(r) == "rejected"
                       for raw in leads[r["lead_id"]] if raw["type"] == "sales_reject")
-    # the leads sales answered: every one of them asked for sales or qualified, so what sets the
-    # sales apart is their path, not the hand-raise every sale needs
-    answered = [r for r in results
-                if any(h.get("answer") in ("accepted", "rejected") for h in r["handoffs"])]
-    total = len(answered)
+    # the leads whose outcome is known: those sales answered asked for sales or qualified, so what
+    # sets the sales apart is their path, not the hand-raise every sale needs; a CRM's outcomes
+    # come with no hand-off, and there every labelled lead tells
+    labelled = [(r, sold) for r in results if (sold := won(r)) is not None]
+    total = len(labelled)
     having: Counter[str] = Counter()
     selling: Counter[str] = Counter()
     sales = 0
-    for r in answered:
-        raws = leads[r["lead_id"]]
-        sold = any(h.get("answer") == "accepted" for h in r["handoffs"])
+    for r, sold in labelled:
         sales += sold
-        # what came before sales answered, not after
-        cut = next((i for i, raw in enumerate(raws) if raw["type"] in ("sales_accept", "sales_reject")),
-                   len(raws))
-        for f in features(raws[:cut]):
+        for f in features(before_answer(leads[r["lead_id"]])):
             having[f] += 1
             if sold:
                 selling[f] += 1
@@ -152,10 +172,14 @@ def measure(leads: dict[str, list[dict[str, Any]]], results: list[dict[str, Any]
         p = p_value(a, n, b, m)
         found.append(Finding(f, n, a, rate, without, lift, wilson(a, n), p,
                              n >= min_leads and m >= min_leads and p < 0.01))
-    found.sort(key=lambda x: (not x.sure, -(x.lift if x.lift is not None else 1e9), -x.leads))
-    return found, {"leads": len(results), "answered": total, "sales": sales,
+    # the name last: the same history gives the same order whatever order its leads came in
+    found.sort(key=lambda x: (not x.sure, -(x.lift if x.lift is not None else 1e9), -x.leads, x.feature))
+    answered = sum(1 for r in results if outcome(r) in ("converted", "rejected"))
+    labels = sum(1 for r in results if r.get("outcome") in ("won", "lost"))
+    return found, {"leads": len(results), "known": total, "won": sales, "answered": answered,
+                   "labelled": labels,
                    "outcomes": dict(outcomes.most_common()), "rejection_reasons": dict(reasons.most_common()),
-                   "sale_rate": round(sales / total, 4) if total else 0.0}
+                   "win_rate": round(sales / total, 4) if total else None}
 
 
 # -- the proposal ----------------------------------------------------------------------------
@@ -193,9 +217,27 @@ def _qualify(loaded: LoadedPolicy) -> tuple[int, dict[str, float]] | None:
     return None
 
 
-def youden(handoffs: list[dict[str, Any]], score: str, current: float) -> tuple[float, float] | None:
+def answered_handoffs(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The lead's hand-offs, each with sales' answer; one sales did not answer (a CRM's history
+    has outcomes, not answers) takes the lead's outcome: won as accepted, lost as rejected."""
+    label = result.get("outcome")
+    told = {"won": "accepted", "lost": "rejected"}.get(label) if isinstance(label, str) else None
+    if told is None:
+        return list(result["handoffs"])
+    return [h if h.get("answer") else {**h, "answer": told} for h in result["handoffs"]]
+
+
+class Cut(NamedTuple):
+    threshold: float
+    j: float  # Youden's J: TPR - FPR
+    p: float  # two-proportion p of the acceptance rates at or above the threshold and below it
+    above: int  # answered hand-offs at or above it
+    below: int
+
+
+def youden(handoffs: list[dict[str, Any]], score: str, current: float) -> Cut | None:
     """The threshold at or above `current` that best separates accepted from rejected hand-offs,
-    and its J (TPR - FPR; 0 at today's threshold, which every hand-off passed)."""
+    its J (0 at today's threshold, which every hand-off passed) and how sure the split is."""
     answered = [(h[score], h["answer"] == "accepted") for h in handoffs
                 if h.get("answer") in ("accepted", "rejected") and score in h]
     yes = sum(1 for _, ok in answered if ok)
@@ -208,7 +250,9 @@ def youden(handoffs: list[dict[str, Any]], score: str, current: float) -> tuple[
         fpr = sum(1 for s, ok in answered if not ok and s >= t) / no
         if tpr - fpr > best[1] + 1e-9:
             best = (t, tpr - fpr)
-    return best
+    kept = [ok for s, ok in answered if s >= best[0]]
+    lost = [ok for s, ok in answered if s < best[0]]
+    return Cut(*best, p_value(sum(kept), len(kept), sum(lost), len(lost)), len(kept), len(lost))
 
 
 def propose(policy: CompiledPolicy, findings: list[Finding], results: list[dict[str, Any]],
@@ -276,23 +320,25 @@ def propose(policy: CompiledPolicy, findings: list[Finding], results: list[dict[
         used.add(i)
 
     # 3. thresholds, upwards only, where they separate accepted from rejected hand-offs
-    handoffs = [h for r in results for h in r["handoffs"]]
+    handoffs = [h for r in results for h in answered_handoffs(r)]
     answered = sum(1 for h in handoffs if h.get("answer") in ("accepted", "rejected"))
     if qualify is not None and answered >= min_leads:
         qi, _ = qualify
         for score, current in limits.items():
             best = youden(handoffs, score, current)
-            if best is None or best[1] < 0.1 or best[0] <= current:
+            # as sure as a finding: a J that noise gives a few hundred hand-offs drops good leads
+            if (best is None or best.j < 0.1 or best.threshold <= current or best.p >= 0.01
+                    or min(best.above, best.below) < min_leads):
                 continue
             line = doc.line_of(("rules", qi, "when", f"score.{score}")) - 1
             pattern = rf"(score\.{score}:\s*\{{\s*gte:\s*)[-\d.]+"
-            new = re.sub(pattern, rf"\g<1>{best[0]:g}", lines[line], count=1)
+            new = re.sub(pattern, rf"\g<1>{best.threshold:g}", lines[line], count=1)
             if new != lines[line]:
                 edits[line] = new
                 rule_id = loaded.policy.rules[qi].id
-                changes.append(f"{rule_id}: score.{score} at least {current:g} -> {best[0]:g} "
-                               f"(separates accepted from rejected hand-offs best: J {best[1]:.2f} over "
-                               f"{answered} answered)")
+                changes.append(f"{rule_id}: score.{score} at least {current:g} -> {best.threshold:g} "
+                               f"(separates accepted from rejected hand-offs best: J {best.j:.2f} over "
+                               f"{answered} answered, p {best.p:.2g})")
 
     version = loaded.policy.version + 1
     vline = doc.line_of(("version",)) - 1
@@ -319,14 +365,16 @@ def _flow(value: Any) -> str:
 
 
 def table(summary: dict[str, Any], findings: list[Finding], limit: int = 25) -> str:
-    out = [f"{summary['leads']} leads; outcomes: "
+    out = [f"{summary['leads']} leads learned from; outcomes: "
            + ", ".join(f"{k} {v}" for k, v in summary["outcomes"].items()),
-           f"sales answered {summary['answered']} of them and accepted {summary['sales']} "
-           f"({summary['sale_rate']:.1%}); what came before their answer:"]
+           f"outcome known for {summary['known']} of them (sales answered {summary['answered']}, the "
+           f"history labels {summary['labelled']} won or lost), won {summary['won']}"
+           + (f" ({summary['win_rate']:.1%})" if summary["win_rate"] is not None else "")
+           + "; what came before their outcome:"]
     if summary["rejection_reasons"]:
         out.append("sent back because: "
                    + "; ".join(f"{k} ({v})" for k, v in summary["rejection_reasons"].items()))
-    out += ["", f"{'before a sale':<52} {'leads':>6} {'sold':>6} {'rate':>6} {'without':>8} {'lift':>5} "
+    out += ["", f"{'before a win':<52} {'leads':>6} {'won':>6} {'rate':>6} {'without':>8} {'lift':>5} "
                 f"{'95% of rate':>13} {'p':>8}"]
     for f in findings[:limit]:
         lift = "-" if f.lift is None else f"{f.lift:.2f}"
