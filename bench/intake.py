@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,49 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.asynccontextmanager
+async def running(api_keys: str, **more: str) -> AsyncIterator[tuple[Client, str]]:
+    """A dev server, a worker (worker.py) and the API (`leadflow serve`) in processes of their own
+    on loopback, with the API keys given and `more` LEADFLOW_* settings (by their names without
+    the prefix); yields a Temporal client on the same codec key and the API's base URL, ready."""
+    home = Path(tempfile.mkdtemp(prefix="leadflow-bench-"))
+    port = free_port()
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=binary("temporal"), port=port, ui=False, search_attributes=search.ALL,
+        data_converter=pydantic_data_converter, dev_server_log_level="error")
+    http_at = f"127.0.0.1:{free_port()}"
+    # leadflow's payloads are encrypted (codec/): the worker, the API and the direct door's client
+    # share one key, so both doors pay for the codec alike
+    keys = new_key_line()
+    environ = {**os.environ, "TEMPORAL_ADDRESS": f"127.0.0.1:{port}", "LEADFLOW_HOME": str(home),
+               "LEADFLOW_HTTP": http_at, "LEADFLOW_API_KEYS": api_keys, "LEADFLOW_CODEC_KEYS": keys,
+               "LEADFLOW_SECRET": secrets.token_urlsafe(32),  # required with a TEMPORAL_ADDRESS
+               **{f"LEADFLOW_{k.upper()}": v for k, v in more.items()}}
+    logs = open(home / "processes.log", "ab")  # noqa: SIM115  # the worker's and the API's output
+    procs = [subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=ROOT, env=environ,
+                              stdout=logs, stderr=subprocess.STDOUT),
+             subprocess.Popen([sys.executable, "-m", "leadflow", "serve"], cwd=ROOT, env=environ,
+                              stdout=logs, stderr=subprocess.STDOUT)]
+    try:
+        client = await Client.connect(f"127.0.0.1:{port}", data_converter=data_converter(Keyring.parse(keys)))
+        async with httpx.AsyncClient(base_url=f"http://{http_at}") as probe:
+            for _ in range(600):
+                try:
+                    if (await probe.get("/readyz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.2)
+        yield client, f"http://{http_at}"
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(30)
+        logs.close()
+        await env.shutdown()
 
 
 def batches(tag: str, count: int, rng: random.Random, pool: list[str]) -> list[list[dict[str, Any]]]:
@@ -133,36 +178,9 @@ async def main() -> None:
     ap.add_argument("--pool", type=int, default=300, help="leads signed up before the rounds")
     args = parse(ap, {"rounds": 2, "batches": 4, "samples": 100})
     rng = random.Random(5)
-    home = Path(tempfile.mkdtemp(prefix="leadflow-intake-"))
-    port = free_port()
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=binary("temporal"), port=port, ui=False, search_attributes=search.ALL,
-        data_converter=pydantic_data_converter, dev_server_log_level="error")
-    http_at = f"127.0.0.1:{free_port()}"
-    # leadflow's payloads are encrypted (codec/): the worker, the API and the direct door's client
-    # share one key, so both doors pay for the codec alike
-    keys = new_key_line()
-    environ = {**os.environ, "TEMPORAL_ADDRESS": f"127.0.0.1:{port}", "LEADFLOW_HOME": str(home),
-               "LEADFLOW_HTTP": http_at, "LEADFLOW_API_KEYS": f"intake:{KEY},admin:{WAIT_KEY}",
-               "LEADFLOW_CODEC_KEYS": keys,
-               "LEADFLOW_SECRET": secrets.token_urlsafe(32)}  # required with a TEMPORAL_ADDRESS
     settings = Settings(task_queue="leadflow")
-    logs = open(home / "processes.log", "ab")  # noqa: SIM115  # the worker's and the API's output
-    procs = [subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=ROOT, env=environ,
-                              stdout=logs, stderr=subprocess.STDOUT),
-             subprocess.Popen([sys.executable, "-m", "leadflow", "serve"], cwd=ROOT, env=environ,
-                              stdout=logs, stderr=subprocess.STDOUT)]
-    http = httpx.AsyncClient(base_url=f"http://{http_at}", headers={"Authorization": f"Bearer {KEY}"},
-                             timeout=120)
-    try:
-        client = await Client.connect(f"127.0.0.1:{port}", data_converter=data_converter(Keyring.parse(keys)))
-        for _ in range(600):
-            try:
-                if (await http.get("/readyz")).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.2)
+    async with running(f"intake:{KEY},admin:{WAIT_KEY}") as (client, base):
+        http = httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {KEY}"}, timeout=120)
         pool = [f"pool-{i}@bench.example" for i in range(args.pool)]
         signups = [{"id": f"pool-{i}", "type": "signup", "lead": {"email": e, "role": "manager"}}
                    for i, e in enumerate(pool)]
@@ -216,14 +234,7 @@ async def main() -> None:
             "submit_p50_ms": round(figures["direct"][0], 2), "submit_p99_ms": round(figures["direct"][1], 2),
             "events": int(totals["http"][0] + totals["direct"][0]), "batch": BATCH, "senders": args.senders,
             "samples": args.samples}))
-    finally:
         await http.aclose()
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(30)
-        logs.close()
-        await env.shutdown()
 
 
 if __name__ == "__main__":

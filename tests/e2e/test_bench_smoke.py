@@ -40,6 +40,8 @@ BENCHES: dict[str, tuple[list[str], set[str]]] = {
     "e2e": (["--leads", "2", "--events", "5", "--samples", "16", "--rounds", "1", "--open", "20"],
             {"events_per_s", "bare_events_per_s", "throughput_ratio", "p50_ms", "p99_ms", "bare_p99_ms",
              "floor_p99_ms", "saturated_p99_ms", "rss_mb_open_leads", "latency_samples"}),
+    "collect": (["--rounds", "1", "--views", "20", "--senders", "4", "--known", "5"],
+                {"collect_views_per_s", "intake_views_per_s", "ratio", "views"}),
     "retention": (["--leads", "10", "--events-per-lead", "2", "--settle", "1"],
                   {"leads", "kept", "ended", "running_ratio", "worker_rss_ratio", "db_ratio"}),
 }
