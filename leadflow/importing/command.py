@@ -26,7 +26,7 @@ from leadflow.importing.rows import Lead, Refused, RowReader
 from leadflow.settings import Settings
 
 CHUNK_ROWS = 2000  # rows a transaction: a few thousand keeps each write short and the total fast
-PROGRESS_ROWS = 10_000  # a file this long shows its progress even when stderr is no terminal
+PROGRESS_LINES = 10_000  # a file this long shows its progress even when stderr is no terminal
 
 
 @dataclass
@@ -156,16 +156,16 @@ def _csv_leads(export: CsvExport, spec: ImportMap, at: datetime | None, summary:
     """The export's leads, CHUNK_ROWS rows at a time; refused rows into the summary."""
     reader = RowReader(spec, export.header, at)
     first: dict[str, int] = {}  # lead -> the line that named it first
-    total = export.rows()
-    shown = not quiet and (sys.stderr.isatty() or total >= PROGRESS_ROWS)
+    total = export.last_line
+    shown = not quiet and (sys.stderr.isatty() or total >= PROGRESS_LINES)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   disable=not shown, transient=sys.stderr.isatty(),
                   console=_stderr()) as progress:
-        bar = progress.add_task("importing rows", total=total)
+        bar = progress.add_task("importing, line", total=total)
         chunk: list[Lead] = []
         for record in export.records():
             summary.rows += 1
-            progress.advance(bar)
+            progress.update(bar, completed=record.line)
             try:
                 if record.cells is None:
                     raise Refused(record.problem)
@@ -183,6 +183,7 @@ def _csv_leads(export: CsvExport, spec: ImportMap, at: datetime | None, summary:
                 chunk = []
         if chunk:
             yield chunk
+        progress.update(bar, completed=total)
     summary.ignored = _ignored(reader)
 
 

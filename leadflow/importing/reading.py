@@ -4,9 +4,9 @@ or JSON Lines.
 CSV: UTF-8 with or without a BOM (another encoding when the map says `encoding:`); `,`, `;`, tab
 or `|` between fields, detected, or the map's `delimiter:`; fields quoted with `"` may hold the
 delimiter, quotes (`""`) and line breaks; the first non-blank record is the header. A record whose
-field count is not the header's is refused at its line; when it ran on over several lines it was
-an unclosed quote, and reading starts again on the line after the one it began on, so one stray
-quote costs one row, not the rest of the file."""
+field count is not the header's is refused at its line. A quote left open runs on until the next
+quote, which then closes inside a field: that record is refused at the line it began on and reading
+starts again on the next line, so one stray quote costs one row, not the rest of the file."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ class CsvExport:
                 yield self.lines[i]
 
         try:
-            return next(csv.reader(feed(), delimiter=self.delimiter)), used
+            return next(csv.reader(feed(), delimiter=self.delimiter, strict=True)), used
         except (csv.Error, StopIteration):
             return None, max(used, 1)
 
@@ -86,22 +86,23 @@ class CsvExport:
                 i += 1
                 continue
             cells, used = self._record(i)
-            if cells is not None and len(cells) > self.width and not "".join(cells[self.width:]).strip():
-                cells = cells[: self.width]  # trailing delimiters, nothing after them
-            if cells is not None and len(cells) == self.width:
-                yield Record(i + 1, cells)
-                i += used
-            elif used > 1:
-                yield Record(i + 1, None, f"an unclosed quote: the record runs on to line {i + used} "
-                                          f"with {len(cells or [])} fields where the header has {self.width}")
+            if cells is None:  # a quote left open, or one closed where no field ends
+                runs = f"; read from here to line {i + used}, no record" if used > 1 else ""
+                yield Record(i + 1, None, "a quote out of place (a quoted field opens and closes with its "
+                                          f"quote, a quote inside it doubled){runs}")
                 i += 1
+                continue
+            if len(cells) > self.width and not "".join(cells[self.width:]).strip():
+                cells = cells[: self.width]  # trailing delimiters, nothing after them
+            if len(cells) == self.width:
+                yield Record(i + 1, cells)
             else:
-                yield Record(i + 1, None, f"{len(cells or [])} fields where the header has {self.width}")
-                i += used
+                yield Record(i + 1, None, f"{len(cells)} fields where the header has {self.width}")
+            i += used
 
-    def rows(self) -> int:
-        """About how many records follow the header (its lines that are not blank), for progress."""
-        return sum(1 for line in self.lines[self._start:] if line.strip())
+    @property
+    def last_line(self) -> int:
+        return len(self.lines)
 
 
 def detect(lines: list[str]) -> str:

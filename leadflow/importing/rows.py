@@ -84,12 +84,14 @@ class RowReader:
             {"type": "signup", "at": created, "lead": {**identity, **{k: v for k, v in profile.items()
                                                                      if v is not None}},
              "data": {"source": source} if source is not None else {}}]
-        for kind, data in self._behaviour(cells):
+        unmapped: list[tuple[str, str]] = []
+        for kind, data in self._behaviour(cells, unmapped):
             raws.append({"type": kind, "at": created + STEP * len(raws), "lead": identity, "data": data})
         outcome = self._outcome(cells, identity, raws[-1]["at"] + STEP)
         if outcome is not None:
             raws.append(outcome)
         events = [self._validated(raw) for raw in raws]
+        self.ignored.update(unmapped)  # of the rows that import
         return Lead(lead_key(events[0].lead), events, source, outcome["data"]["outcome"] if outcome else None)
 
     def _time(self, cells: list[str], column: Column | None, default: datetime | None) -> datetime:
@@ -117,7 +119,8 @@ class RowReader:
         except ValueError as err:
             raise Refused(f"{name} ({cell.column.name if cell.column else name}): {err}") from None
 
-    def _behaviour(self, cells: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    def _behaviour(self, cells: list[str], unmapped: list[tuple[str, str]]
+                   ) -> list[tuple[str, dict[str, Any]]]:
         out: list[tuple[str, dict[str, Any]]] = []
         for spec in self.spec.events:
             text = self._cell(cells, spec.column)
@@ -126,7 +129,7 @@ class RowReader:
             if isinstance(spec, Mapped):
                 meant = spec.values.get(fold(text))
                 if meant is None:
-                    self.ignored[(spec.column.name, text)] += 1
+                    unmapped.append((spec.column.name, text))
                 else:
                     out.append((meant[0], dict(meant[1])))
                 continue
