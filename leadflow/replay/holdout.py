@@ -15,8 +15,8 @@ rest; here the held-out leads are scored three ways:
   outcome), fitted on the learning leads: what a data scientist would build as the reference. It
   picks the held-out leads it rates most likely won, as many as the learning leads' win rate
   says were won (ties at the last place all in): at probability 0.5 a model of a history where
-  one lead in eight is won picks next to none, and its precision and recall would say nothing.
-  Its AUC is from the probabilities.
+  about one lead in seven is won picks next to none, and its precision and recall would say
+  nothing. Its AUC is from the probabilities.
 
 A lead was won when the history's outcome says so, else when sales accepted it in the current
 policy's simulation (`suggest.won`); every other lead was not. The labels are the current run's
