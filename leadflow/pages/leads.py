@@ -13,7 +13,7 @@ from leadflow.intake import IntakeError, aliases_for, check_event, deliver
 from leadflow.keys import allowed
 from leadflow.operations import leads as lead_ops
 from leadflow.pages.deps import FormText, LeadMerger, LoggedIn, Missing, PageCaller, missing_on
-from leadflow.pages.render import activity, chart, render, timeline
+from leadflow.pages.render import activity, chart, consent_of, render, timeline
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
 
@@ -66,4 +66,4 @@ async def _lead_view(request: Request, ctx: Context, caller: PageCaller, lead: s
     return render(request, "lead.html", status=status, lead=found, story=timeline(found.get("story", [])),
                   chart=chart(found.get("score_history", [])), error=error,
                   merges=allowed(caller.role, "merge_leads"), activity=did,
-                  consent=(found.get("profile") or {}).get("consent"))
+                  consent=consent_of(found.get("profile") or {}))

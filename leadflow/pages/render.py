@@ -81,6 +81,11 @@ def activity(ledger: Database, lead: str) -> list[dict[str, Any]]:
             for e in reversed(events[-ACTIVITY:])]
 
 
+def consent_of(profile: dict[str, Any]) -> dict[str, Any]:
+    """What the lead agreed to, as its form recorded it (the profile's consent_* fields)."""
+    return {k.removeprefix("consent_"): v for k, v in profile.items() if k.startswith("consent_")}
+
+
 def _moment(event: dict[str, Any]) -> datetime:
     try:
         return datetime.fromisoformat(str(event.get("at", "")).replace("Z", "+00:00"))

@@ -4,38 +4,15 @@ kept under artifacts/screenshots/."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
-import pytest
-
+from tests.support.browser import CHROMIUM_FLAGS, chromium
 from tests.support.stack import KEYS, Stack
 from tests.support.temporal_harness import ROOT
 
 SHOTS = ROOT / "artifacts" / "screenshots"
 HOT = {"role": "vp", "budget": 60000, "timeline": "now", "company_size": 300}
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def chromium() -> str:
-    """Debian's chromium, installed here when missing (as root; nothing else can)."""
-    found = shutil.which("chromium")
-    if found:
-        return found
-    if os.geteuid() != 0:
-        pytest.skip("chromium is missing and only root may install it (apt-get install -y chromium)")
-    install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    if subprocess.run(install, capture_output=True, env=env).returncode != 0:
-        subprocess.run(["apt-get", "update"], capture_output=True, env=env, check=True)
-        subprocess.run(install, capture_output=True, env=env, check=True)
-    return shutil.which("chromium") or pytest.fail("apt-get installed no chromium")
-
-
 def test_a_sales_user_works_the_inbox_in_a_browser(tmp_path, shared_server):
     from playwright.sync_api import expect, sync_playwright
 
