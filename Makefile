@@ -60,6 +60,7 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/leadflow policy validate policies/*.yaml
 	$(BIN)/leadflow policy test policies/*.yaml
+	$(BIN)/leadflow form validate forms/*.yaml
 	@$(MAKE) --no-print-directory -j2 --output-sync=target test-unit-workflows test-service-e2e
 	$(MAKE) --no-print-directory test-py313
 

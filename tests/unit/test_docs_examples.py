@@ -41,7 +41,7 @@ ROOT = _root()
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SHELLS = {"sh", "bash", "console"}
 SKIP = re.compile(r"<!--\s*docs-test:\s*skip\s*\((?P<why>[^)]+)\)\s*-->")
-COPIED = ("policies", "content", "examples")  # what the examples read, copied into a workspace
+COPIED = ("policies", "content", "examples", "forms")  # what the examples read, copied into a workspace
 BLOCK_TIMEOUT = 120  # seconds; the whole file takes well under 30 s on a quiet 2-core machine
 
 
