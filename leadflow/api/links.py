@@ -22,12 +22,14 @@ import logging
 import time
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from temporalio.service import RPCError
 
 from leadflow.api.context import Context
+from leadflow.api.sites import origin_of
 from leadflow.delivery.links import BadLink, Bounds, Kind, identity, signed_at
 from leadflow.intake import IntakeError, deliver
 from leadflow.pages.routes import templates
@@ -153,7 +155,18 @@ async def click(request: Request, token: str) -> Response:
     if (fetched := await _fetch(request, "click", data)) is not None:
         await _tell(request, data["l"], {"id": fetched["id"], "type": "email_click",
                                          "data": {**fetched["data"], "url": data["u"]}})
-    return RedirectResponse(data["u"], status_code=302, headers=NO_STORE)
+    return RedirectResponse(_named(data["u"], token, _ctx(request).settings.sites), status_code=302,
+                            headers=NO_STORE)
+
+
+def _named(target: str, token: str, sites: tuple[str, ...]) -> str:
+    """A link to one of the customer's sites (LEADFLOW_SITES) carries its token on (`lf_click`):
+    the tracking script there names the visitor as the lead the e-mail went to."""
+    if origin_of(target) not in sites:
+        return target
+    parts = urlsplit(target)
+    query = urlencode([*parse_qsl(parts.query, keep_blank_values=True), ("lf_click", token)])
+    return urlunsplit(parts._replace(query=query))
 
 
 router.add_api_route("/u/{token}", unsubscribe_page, methods=["GET"])

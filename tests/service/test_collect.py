@@ -15,6 +15,8 @@ from sqlalchemy import func, select
 from leadflow.archive.events import EventArchive
 from leadflow.db.database import Database
 from leadflow.db.schema import visitors, visits
+from leadflow.delivery.links import Mail
+from leadflow.signing import links_of
 from leadflow.tracking.visitors import Visitors
 from rules.identity import lead_key
 from rules.models import LeadRef
@@ -101,6 +103,30 @@ async def _scenario(stack: Stack) -> None:
             await asyncio.sleep(0.1)
         else:
             raise AssertionError("the known visitor's page view did not reach its lead")
+        # the same person on another browser, brought back by a nurture e-mail's link: the link to
+        # the site carries its token, and the script there names the visitor with it
+        other = "w-eeeeeeeeeeeeeeeeeeee"
+        await web.post("/v1/collect", json=view("/careers", time.time() - 5, visitor=other), headers=ours)
+        mail = Mail(lead=lead, delivery="d1", content="welcome-guide", sent=int(time.time()))
+        token = links_of(stack.settings).click(mail, f"{SITE}/pricing?ref=mail").rsplit("/", 1)[1]
+        went = await web.get(f"/t/click/{token}", follow_redirects=False)
+        assert went.status_code == 302
+        assert went.headers["location"] == f"{SITE}/pricing?ref=mail&lf_click={token}"
+        named = await web.post("/v1/collect", json={"visitor": other, "type": "identify", "click": token},
+                               headers=ours)
+        assert named.status_code == 204
+        for _ in range(200):
+            if any(e["data"].get("path") == "/careers" for e in archive.export(lead=lead)):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the page view before the click did not reach the lead")
+        # identify() by an address that is no lead names nobody: the views stay anonymous
+        third = "x-ffffffffffffffffffff"
+        await web.post("/v1/collect", json=view("/", time.time(), visitor=third), headers=ours)
+        nobody = {"visitor": third, "type": "identify", "email": "nobody@else.example"}
+        await web.post("/v1/collect", json=nobody, headers=ours)
+        assert stored(ledger) == 1
         ledger.close()
 
 
