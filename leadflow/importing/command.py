@@ -86,7 +86,7 @@ def run_import(args: argparse.Namespace) -> int:
         spec = load_map(args.map_file, terms, columns=kind == "csv")
         summary = Summary(str(path), kind, args.dry_run)
         text = text_of(path, raw, spec.encoding)
-        export = CsvExport(text, spec.delimiter) if kind == "csv" else None
+        export = CsvExport(text, spec.delimiter, str(path)) if kind == "csv" else None
         if export is not None:
             spec.check_header(export.header, path.name)
             if spec.created_at.column is None and at is None:

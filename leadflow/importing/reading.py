@@ -53,12 +53,12 @@ def text_of(path: Path, raw: bytes, encoding: str) -> str:
 class CsvExport:
     """The header, the delimiter and the records after the header."""
 
-    def __init__(self, text: str, delimiter: str | None = None) -> None:
+    def __init__(self, text: str, delimiter: str | None = None, name: str = "the export") -> None:
         self.lines = io.StringIO(text, newline="").readlines()  # \n, \r\n and \r alike, kept
         self.delimiter = delimiter or detect(self.lines)
         self._start = next((i for i, line in enumerate(self.lines) if line.strip()), len(self.lines))
         if self._start == len(self.lines):
-            raise ExportError("the export is empty: no header")
+            raise ExportError(f"{name}: empty, no header")
         header, used = self._record(self._start)
         self.header = header or []
         self._start += used
