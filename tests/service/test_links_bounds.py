@@ -28,6 +28,7 @@ from leadflow.delivery.links import ADDRESS_PER_MINUTE, COUNT_FOR_SECONDS, TOKEN
 from leadflow.delivery.machines import Judge
 from leadflow.delivery.webhook import MAX_ANSWER, Poster, PostError
 from leadflow.operations.deliveries import listing
+from leadflow.settings import Settings
 from tests.support import pg
 
 SECRET = "links-bounds-secret"
@@ -88,7 +89,7 @@ def api_process(shared_db_url: str) -> TestClient:
     app.include_router(api_links.router)
     ledger = Database.open(shared_db_url)
     app.state.ctx = SimpleNamespace(links=Links(SECRET, BASE), judge=Judge(), ledger=ledger, client=None,
-                                    settings=None)
+                                    settings=Settings())
 
     async def asgi(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
