@@ -119,7 +119,8 @@ def outcome(result: dict[str, Any]) -> str:
         return "converted"
     if any(h.get("answer") == "rejected" for h in result["handoffs"]):
         return "rejected"
-    return str(result["state"])
+    # a CRM may label a person whose history holds nothing the policy evaluates
+    return str(result["state"] or "never evaluated")
 
 
 def won(result: dict[str, Any]) -> bool | None:
