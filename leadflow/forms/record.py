@@ -10,14 +10,13 @@ that asks for consent (it is not `true`) and no rule could read into it."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 from urllib.parse import urlsplit
 
 from leadflow.forms.model import CONSENT_FIELD, Form
 from leadflow.forms.submit import Submission
+from leadflow.tracking.stitch import VISITOR  # the tracking script's first-party id, as stitching reads it
 
-VISITOR = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")  # the tracking script's first-party id
 MAX_PAGE = 1_000  # a profile value's cap
 
 

@@ -75,7 +75,7 @@ def _filled(email: str, **more: str) -> dict:
     hidden fields included (loaded ten seconds ago)."""
     return {"email": email, "name": "Ana Lopez", "company": "Acme Corp", "role": "vp",
             "company_size": "250", "timeline": "this-quarter", "consent": "on",
-            "lf_visitor": "v-0123456789abcdef", "lf_started": str(int((time.time() - 10) * 1000)),
+            "lf_visitor": "v-0123456789abcdefXYZ", "lf_started": str(int((time.time() - 10) * 1000)),
             "lf_page": f"{SITE}/pricing?utm_source=newsletter&utm_campaign=spring", **more}
 
 
@@ -111,7 +111,7 @@ def test_the_hosted_page_and_a_post_from_a_site_make_a_scored_lead_with_its_cons
     (welcome,) = asyncio.run(smtp.wait_for("ana@acme.example"))  # single opt-in: marketing mail goes
     assert welcome["X-Leadflow-Content"] == "welcome-guide"
     signup = _archived(stack, lead["lead_id"], "signup")
-    assert signup["data"]["visitor_id"] == "v-0123456789abcdef"
+    assert signup["data"]["visitor_id"] == "v-0123456789abcdefXYZ"
     assert signup["data"]["consent"] == {
         "form": "signup", "version": "2025-01", "text": unescape(re.search(
             r'<label for="f-consent">([^<]+)</label>', html).group(1)),
@@ -144,7 +144,7 @@ def test_bad_input_comes_back_with_the_error_beside_its_field_and_nothing_typed_
         assert 'aria-invalid=true' in field.group(0) and f'aria-describedby="e-{name}' in field.group(0)
     assert 'value="ben(at)acme"' in html and 'value="Bold &amp; &lt;b&gt;Brave&lt;/b&gt;"' in html
     assert 'value="lots"' in html and 'value="this-quarter" selected' in html
-    assert 'name="lf_visitor" value="v-0123456789abcdef"' in html  # the page it came from, kept too
+    assert 'name="lf_visitor" value="v-0123456789abcdefXYZ"' in html  # the page it came from, kept too
     # a field over its length: beside the field, kept; a body over any form's size: 413
     long = _post(stack, "signup", _filled("cy@acme.example", company="x" * 500))
     assert long.status_code == 422 and "At most 200 characters" in long.text and "x" * 500 in long.text
