@@ -80,7 +80,7 @@ def auc(labels: Sequence[bool], scores: Sequence[float]) -> float | None:
 class Figures:
     """How one way of picking leads did on the held-out ones."""
 
-    picked: int
+    picked: int | None  # None: not measured
     precision: float | None
     recall: float | None
     accuracy: float | None
@@ -92,6 +92,9 @@ class Figures:
                                                               ("recall", self.recall),
                                                               ("accuracy", self.accuracy),
                                                               ("roc_auc", self.roc_auc))}}
+
+
+UNMEASURED = Figures(None, None, None, None, None)
 
 
 def figures(labels: Sequence[bool], picked: Sequence[bool], scores: Sequence[float]) -> Figures:
@@ -177,7 +180,9 @@ class Holdout:
 
     def as_dict(self) -> dict[str, Any]:
         return {"fraction": self.fraction, "seed": self.seed, "leads": self.leads, "won": self.won,
-                **{name: None if f is None else f.as_dict()
+                # a row that could not be measured keeps its shape, every figure null: readers
+                # find the same keys in every answer
+                **{name: (f or UNMEASURED).as_dict()
                    for name, f in (("current", self.current), ("proposed", self.proposed),
                                    ("baseline", self.baseline))},
                 "baseline_model": "logistic regression; picks its likeliest held-out leads, as many as "

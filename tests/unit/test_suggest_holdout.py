@@ -203,7 +203,7 @@ def test_a_hold_out_without_a_won_lead_says_what_is_undefined(
     for name in ("current", "proposed"):
         assert figures[name]["recall"] is None and figures[name]["roc_auc"] is None
         assert figures[name]["accuracy"] is not None
-    assert figures["baseline"] is None
+    assert set(figures["baseline"].values()) == {None}  # the row's shape, nothing measured
     assert any("no held-out lead was won" in note for note in figures["notes"])
     assert any("no model to fit" in note for note in figures["notes"])
 
@@ -214,7 +214,10 @@ def test_no_hold_out_says_so_and_a_share_outside_0_1_is_refused(
     log = str(write(tmp_path / "small.jsonl", lines))
     answer = suggest(capsys, tmp_path / "v2.yaml", "--events", log, "--holdout", "0")
     figures = answer["holdout"]
-    assert figures["leads"] == 0 and figures["current"] is None and figures["baseline"] is None
+    assert figures["leads"] == 0
+    for name in ("current", "proposed", "baseline"):
+        assert figures[name] == {"picked": None, "precision": None, "recall": None, "accuracy": None,
+                                 "roc_auc": None}
     assert answer["summary"]["leads"] == 40 and "no hold-out" in figures["notes"][0]
     for share in ("1", "-0.2", "nan", "a third"):
         with pytest.raises(SystemExit) as refused:
