@@ -41,7 +41,9 @@ from rules.models import LeadRef
 
 log = logging.getLogger("leadflow.forms")
 router = APIRouter(include_in_schema=False)
-MAX_BODY = 256 * 1024  # a form's POST: 20 fields of 1,000 characters, percent-encoded, fit
+# a form's POST: 20 fields of 1,000 characters percent-encoded fit many times over; a field far
+# over its length still comes back in the page with its error, as typed
+MAX_BODY = 1024 * 1024
 NO_STORE = {"Cache-Control": "no-store, private"}
 # confirmation e-mails per lead: three, then one every ten minutes, whoever asks for them (a
 # stranger typing someone's address again and again floods nobody's inbox)

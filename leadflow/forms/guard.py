@@ -13,10 +13,11 @@ from leadflow.api.limits import Limiter
 from leadflow.forms.model import Form
 
 Refusal = Literal["honeypot", "too_fast", "rate"]
-# Per client address, all forms together: bursts of 20 (a stand's kiosk, an office behind one
-# address, a person fixing typos), then one every 5 seconds.
-RATE_PER_SECOND = 0.2
-BURST = 20
+# Per client address, all forms together: bursts of 30 (a stand's kiosk, an office behind one
+# address, a person fixing typos), then one every 2 seconds: a flood from one address is held
+# to 30 a minute, and no crowd behind one address waits.
+RATE_PER_SECOND = 0.5
+BURST = 30
 
 
 class Guard:

@@ -73,6 +73,12 @@ class Form:
         self.by_name.update({f.name: f for f in self.fields})
 
 
+def profile_of(raw: dict[str, Any]) -> str:
+    """The profile field a field fills: its `profile:`, else its name; the e-mail field's is
+    `email` whatever its name (`work_email`): the address names the lead."""
+    return str(raw.get("profile") or ("email" if raw["type"] == "email" else raw["name"]))
+
+
 def _option(raw: Any) -> Option:
     if isinstance(raw, dict):
         value = str(raw["value"])
@@ -94,7 +100,7 @@ def build(name: str, data: dict[str, Any]) -> Form:
             # the consent checkbox is required: a submit without it records no consent
             required=bool(raw.get("required", False)) or (raw["name"] == CONSENT_FIELD and "consent" in data),
             max_length=int(raw.get("max_length") or DEFAULT_LENGTH[kind]),
-            profile=str(raw.get("profile") or raw["name"]),
+            profile=profile_of(raw),
             options=tuple(_option(o) for o in raw.get("options", ())),
             min=raw.get("min"), max=raw.get("max"), help=str(raw.get("help", "")),
             placeholder=str(raw.get("placeholder", ""))))

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-from leadflow.forms.model import CONSENT_FIELD, DEFAULT_HONEYPOT, Form, build
+from leadflow.forms.model import CONSENT_FIELD, DEFAULT_HONEYPOT, Form, build, profile_of
 from leadflow.forms.schema import SCHEMA
 from rules.yaml_lines import LoadedYaml, YamlError, load_yaml
 
@@ -144,10 +144,10 @@ class _Checks:
                 self.add((*here, "name"), f"names starting {RESERVED_PREFIX} are the tracking script's")
             if name == honeypot:
                 self.add((*here, "name"), f"{name!r} is the honeypot's name; a person never fills it")
-            profile = f.get("profile", name)
+            profile = profile_of(f)
             if profile in RESERVED_PROFILE:
                 self.add(here, f"the profile field {profile!r} is leadflow's own (it records the consent)")
-            elif profile in profiles:
+            elif profile in profiles and profile != "email":  # the e-mail's own check says that one
                 self.add(here, f"the profile field {profile!r} is filled by another field too")
             profiles.setdefault(profile, i)
             self._kind(here, f)
@@ -168,7 +168,7 @@ class _Checks:
             self.add((*here, "max"), f"max {f['max']} is below min {f['min']}")
         if kind in ("checkbox", "select", "number") and "max_length" in f:
             self.add((*here, "max_length"), f"a {kind} takes no max_length")
-        if (kind == "email") != (f.get("profile", f["name"]) == "email"):
+        if (kind == "email") != (profile_of(f) == "email"):
             self.add(here, "the e-mail field, and it alone, fills the profile field email (the lead's name)")
 
     def _identity(self) -> None:

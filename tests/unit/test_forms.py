@@ -169,3 +169,12 @@ def test_a_form_file_changed_is_served_changed(tmp_path):
     (tmp_path / "b.yaml").write_text("fields: [{name: email, type: dropdown}]\n")  # refused: not served
     store.refresh(now=time.monotonic() + 5)
     assert store.get("a").title == "Two, longer" and store.get("b") is None
+
+
+def test_the_e_mail_field_names_the_lead_whatever_its_name():
+    form = load_form_bytes(b"fields:\n  - {name: work_email, type: email, required: true}\n"
+                           b"  - {name: newsletter, type: checkbox}\n  - {name: note, type: textarea, "
+                           b"profile: need}\n", "contact.yaml", "contact")
+    sub = read(form, {"work_email": "ana@acme.example", "note": "a CRM for 40 people"})
+    assert sub.errors == {}
+    assert sub.profile == {"email": "ana@acme.example", "newsletter": False, "need": "a CRM for 40 people"}
