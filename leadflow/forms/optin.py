@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Any
 
-from itsdangerous import BadData, URLSafeTimedSerializer
+from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import delete
 
 from leadflow.db.database import Database, address_hash
@@ -70,8 +70,10 @@ class OptIn:
         """The link's promise, or BadToken (changed, another form's, or older than LINK_DAYS)."""
         try:
             data: Any = self._signer.loads(token, max_age=LINK_DAYS * 86400)
-        except BadData as err:
-            raise BadToken("expired" if "expired" in str(err).lower() else "bad") from None
+        except SignatureExpired:
+            raise BadToken("expired") from None
+        except BadData:
+            raise BadToken("bad") from None
         if not isinstance(data, dict) or data.get("f") != form.name:
             raise BadToken("bad")
         return Pending(form.name, str(data["l"]), str(data["a"]), str(data["v"]), int(data["t"]))

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import itsdangerous.timed
 import pytest
 
 from leadflow.api.limits import Limiter
@@ -129,7 +130,7 @@ def test_bots_meet_the_honeypot_the_fill_time_and_the_rate():
     assert not too_fast(form, "soon", now)
 
 
-def test_double_opt_in_holds_only_its_own_suppression(tmp_path):
+def test_double_opt_in_holds_only_its_own_suppression(tmp_path, monkeypatch):
     ledger = Database.open(f"sqlite:///{tmp_path}/ledger.db")
     settings = Settings(home=tmp_path, secret="s" * 40, public_url="https://leads.acme.example")
     optin = OptIn(settings, ledger)
@@ -147,6 +148,12 @@ def test_double_opt_in_holds_only_its_own_suppression(tmp_path):
         other = load_form_bytes(b"fields: [{name: email, type: email, required: true}]\n", "b.yaml", "b")
         with pytest.raises(BadToken):  # a link of one form confirms nothing at another
             optin.read(other, link.split("t=")[1])
+        with monkeypatch.context() as past:  # a link signed 31 days ago has expired
+            then = time.time() - 31 * 86400
+            past.setattr(itsdangerous.timed.time, "time", lambda: then)
+            old = optin.link(form, "lead-1", "new@acme.example").split("t=")[1]
+        with pytest.raises(BadToken, match="expired"):
+            optin.read(form, old)
         assert ledger.suppressed("new@acme.example") == "unconfirmed"
         optin.release(pending.address)
         assert ledger.suppressed("new@acme.example") is None
