@@ -67,6 +67,7 @@ async def up(settings: Settings, demo: bool = True, exit_after_demo: bool = Fals
         base = f"http://{host}:{port}"
         print(f"\nsales inbox:  {base}/inbox")
         print(f"e-mail:       {base}/mail" + ("   (the local sink's catch)" if mail else ""))
+        print(f"sign-up form: {base}/f/signup   (forms/signup.yaml; the script for your site: {base}/c.js)")
         print(f"deliveries:   {base}/deliveries   (ops)")
         print(f"funnel:       {base}/funnel   (ops; or leadflow report funnel)")
         print(f"API docs:     {base}/docs   (OpenAPI: {base}/openapi.json)")
