@@ -84,11 +84,15 @@ def _now() -> str:
 
 def _page(request: Request, form: Form, *, values: dict[str, Any] | None = None,
           errors: dict[str, str] | None = None, problem: str = "", status: int = 200,
-          page: str = "", visitor: str = "") -> HTMLResponse:
+          page: str = "", visitor: str = "", sent: bool = False) -> HTMLResponse:
+    """The form's page; `sent`: again, after a submit it could not take, when the person has
+    filled it once already: its fill time is behind them, and a quick fix of one field must
+    not read as a bot's speed."""
     public = _ctx(request).settings.public
+    started = time.time() * 1000 - (form.min_fill_seconds * 1000 + 1 if sent else 0)
     return templates.TemplateResponse(request, "form.html", {
         "form": form, "values": values or {}, "errors": errors or {}, "problem": problem, "public": public,
-        "action": f"{public}/f/{form.name}", "started": int(time.time() * 1000),
+        "action": f"{public}/f/{form.name}", "started": int(started),
         "page": page or _own_url(request, form), "visitor": visitor,
     }, status_code=status, headers=NO_STORE)
 
@@ -175,9 +179,9 @@ async def take(request: Request, form: str) -> Response:
     posted = await _posted(request)
     if isinstance(posted, Response):
         if posted.status_code == 413:
-            return _page(request, found, status=413,
+            return _page(request, found, status=413, sent=True,
                          problem="What you sent is too large to take. Please shorten the longer fields.")
-        return _page(request, found, status=posted.status_code,
+        return _page(request, found, status=posted.status_code, sent=True,
                      problem="Your browser sent something this form cannot read. Please try again.")
     address = request.client.host if request.client else ""
     refusal = _forms(request).guard.refuse(found, posted, address)
@@ -191,13 +195,13 @@ async def take(request: Request, form: str) -> Response:
     sub = submit.read(found, posted)
     if sub.errors:
         return _page(request, found, values=sub.typed, errors=sub.errors, status=422, page=page,
-                     visitor=visitor)
+                     visitor=visitor, sent=True)
     try:
         return await _send(request, found, sub, page=page, visitor=visitor)
     except (RPCError, DBAPIError, PoolTimeout) as err:
         log.warning("form %s: a submit not taken, the service did not answer: %s", found.name,
                     type(err).__name__)
-        return _page(request, found, values=sub.typed, status=503, page=page, visitor=visitor,
+        return _page(request, found, values=sub.typed, status=503, page=page, visitor=visitor, sent=True,
                      problem="We could not take this just now. Please send it again in a moment.")
 
 
@@ -217,7 +221,7 @@ async def _send(request: Request, form: Form, sub: submit.Submission, *, page: s
         if held:
             await asyncio.to_thread(forms.optin.release, address_hash(email))
         log.warning("form %s: a submit refused by the intake: %s", form.name, result.error)
-        return _page(request, form, values=sub.typed, status=422, page=page, visitor=visitor,
+        return _page(request, form, values=sub.typed, status=422, page=page, visitor=visitor, sent=True,
                      problem="We could not take this as it is. Please check what you typed and send it "
                              "again.")
     lead = result.lead_id or key

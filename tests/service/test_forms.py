@@ -151,6 +151,15 @@ def test_bad_input_comes_back_with_the_error_beside_its_field_and_nothing_typed_
     huge = _post(stack, "signup", _filled("cy@acme.example", company="x" * 1_100_000))
     assert huge.status_code == 413 and "too large" in huge.text
     assert stack.http("admin").get("/v1/leads/cy@acme.example").status_code == 404
+    # the person ticks the box they forgot and sends again at once, with what the page gave back:
+    # no bot's speed, the fill time was behind them
+    forgot = _filled("dee@acme.example")
+    del forgot["consent"]
+    again = _post(stack, "signup", forgot)
+    assert again.status_code == 422
+    started = re.search(r'name="lf_started" value="(\d+)"', again.text).group(1)
+    fixed = _post(stack, "signup", {**forgot, "consent": "on", "lf_started": started})
+    assert fixed.status_code == 200 and _lead(stack, "dee@acme.example") is not None
 
 
 def test_bots_are_answered_as_people_are_and_leave_no_lead(stack):
