@@ -45,6 +45,7 @@ def _group(lines: Iterable[str], source: str) -> tuple[dict[str, list[dict[str, 
     last: datetime | None = None
     # a plain log's external ids that a line names beside an e-mail: that person's lead
     linked: dict[str, str] = {}
+    plain: set[str] = set()  # the leads a plain log's lines named
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -69,8 +70,14 @@ def _group(lines: Iterable[str], source: str) -> tuple[dict[str, list[dict[str, 
                 raise ValueError(f"{source}:{n}: bad event: {where}: {first['msg']}") from None
         if not isinstance(raw.get("lead_id"), str):
             raw["lead_id"] = _named(raw, source, n, linked)
+            plain.add(raw["lead_id"])
         last = at if last is None or at > last else last
         leads.setdefault(raw["lead_id"], []).append(raw)
+    # the export's order is the order its leads took their events; a person or a CRM writes
+    # events in any order, and each happened at its `at` (a stable sort: the same time keeps
+    # the line's order)
+    for lead_id in plain:
+        leads[lead_id].sort(key=lambda raw: _at(str(raw["at"])))
     return _joined(leads, linked), last
 
 

@@ -170,8 +170,12 @@ def test_a_plain_log_as_a_person_or_a_crm_writes_it_is_simulated_one_lead_per_pe
     assert [r["type"] for r in leads[bo]] == ["page_view", "signup", "email_open"]  # in time order
     # the same history in the export's own format decides the same
     exported = [{**raw, "lead_id": ana if i in (0, 2, 4) else bo} for i, raw in enumerate(plain)]
-    assert simulate_many(str(POLICY), leads, last, processes=1) == \
-        simulate_many(str(POLICY), group(map(json.dumps, exported))[0], last, processes=1)
+    decided = simulate_many(str(POLICY), leads, last, processes=1)
+    assert decided == simulate_many(str(POLICY), group(map(json.dumps, exported))[0], last, processes=1)
+    # and written newest first, as a CRM may export it: each event at its own time all the same
+    backwards, _ = group(map(json.dumps, reversed(plain)), "crm.jsonl")
+    assert [r["at"] for r in backwards[ana]] == [r["at"] for r in leads[ana]]
+    assert simulate_many(str(POLICY), backwards, last, processes=1) == decided
 
     for bad, says in [({"type": "page_view", "lead": {"email": "a@b.example"}}, "an event needs its time"),
                       ({"type": "page_view", "at": "2026-03-02T09:00:00Z", "lead": {"role": "vp"}},
