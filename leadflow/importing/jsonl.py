@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from leadflow.importing.mapping import ImportMap
@@ -50,6 +51,19 @@ def read_events(lines: Iterable[tuple[int, str]], spec: ImportMap, known: frozen
     return out
 
 
+def in_utc_raw(raw: dict[str, Any]) -> dict[str, Any]:
+    """The line with its `at` in UTC (see rows.in_utc), unless it names its own id."""
+    if raw.get("id") is not None or not isinstance(raw.get("at"), str):
+        return raw
+    try:
+        at = datetime.fromisoformat(raw["at"].replace("Z", "+00:00"))
+    except ValueError:
+        return raw  # the intake's check says what is wrong with it
+    if at.tzinfo is None:
+        return raw
+    return {**raw, "at": at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")}
+
+
 def _checked(line: str, spec: ImportMap, known: frozenset[str] | None) -> dict[str, Any]:
     try:
         raw = json.loads(line)
@@ -73,7 +87,7 @@ def _checked(line: str, spec: ImportMap, known: frozenset[str] | None) -> dict[s
     lead_id = raw.pop("lead_id", None)
     if lead_id is None:
         try:
-            return check_event(raw)
+            return check_event(in_utc_raw(raw))
         except IntakeError as err:
             raise ValueError(str(err)) from None
     if not isinstance(lead_id, str) or not lead_id.strip():

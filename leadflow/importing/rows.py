@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from pydantic import ValidationError
@@ -45,11 +45,19 @@ def source_of(spec: ImportMap, text: str | None) -> str | None:
     return mapped or None
 
 
+def in_utc(event: Event) -> Event:
+    """The event with its time in UTC: its id comes from its content, and one moment written
+    with another offset (a CRM's export in another time zone) must be the same event."""
+    if event.at is None or event.at.utcoffset() == timedelta(0):
+        return event
+    return event.model_copy(update={"at": event.at.astimezone(timezone.utc)})
+
+
 def validated(raw: dict[str, Any], where: Callable[[tuple[Any, ...]], str] | None = None) -> Event:
     """The event as the intake validates it, with its content's id; Refused names the field (as
     `where` says a validation error's place)."""
     try:
-        return with_id(Event.model_validate(raw))
+        return with_id(in_utc(Event.model_validate(raw)))
     except ValidationError as err:
         first = err.errors()[0]
         place = where(first["loc"]) if where else ".".join(str(p) for p in first["loc"]) or "event"

@@ -250,6 +250,15 @@ def test_json_lines_events_import_with_their_lines_refused_and_people_joined(
     assert (summary["leads"], summary["events"], summary["new"]) == (2, 4, 4)
     assert summary["sources"] == {"paid-search": 1, "unknown": 1}
     assert summary["outcomes"] == {"won": 1}
+    # the same moments written in another time zone, and the lines newest first: nothing new
+    lines = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()[:6]]
+    for line in lines:
+        if "at" in line:
+            line["at"] = line["at"].replace("T09:00:00Z", "T10:00:00+01:00").replace("T10:00:00Z",
+                                                                                   "T11:00:00+01:00")
+    log.write_text(_events_of(lines[::-1]), encoding="utf-8")
+    code, out = run(capsys, "import", str(log), "--map", str(spec), "--json")
+    assert (code, json.loads(out)["new"], json.loads(out)["already"]) == (0, 0, 4)
 
 
 @pytest.mark.parametrize(("text", "problem"), [
