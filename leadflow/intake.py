@@ -24,7 +24,7 @@ from leadflow.ops import metrics
 from leadflow.seen import SeenEvents
 from leadflow.settings import Settings
 from leadflow.tracking.source import domain_of
-from leadflow.tracking.stitch import stitch, visitor_of
+from leadflow.tracking.stitch import stitch, touches
 from rules.identity import lead_key, with_id
 from rules.models import Event, LeadRef
 from workflows.lead import EVENT_SIGNAL, LeadWorkflow
@@ -349,7 +349,7 @@ async def send_events(client: Client, settings: Settings, store: PolicyStore, se
                     results[i] = EventResult(i, "duplicate", key, event["id"])
                     continue
                 views: list[dict[str, Any]] = []
-                if visitor_of(event) is not None:  # a visitor becomes this lead
+                if touches(event):  # a visitor becomes this lead, or a sign-up says where it came from
                     event, views = await asyncio.to_thread(stitch, aliases.ledger, event, key, time.time(),
                                                            own_domains(settings))
                 try:

@@ -26,7 +26,7 @@ from leadflow.api.events import read_raw
 from leadflow.api.limits import Limiter
 from leadflow.delivery.links import BadLink
 from leadflow.ops import metrics
-from leadflow.tracking.source import utm_of
+from leadflow.tracking.source import first_touch, utm_of
 from leadflow.tracking.stitch import VISITOR, page_view, ref_of
 from leadflow.tracking.visitors import visitors_of
 from rules.identity import lead_key
@@ -133,38 +133,38 @@ def _at(value: Any, now: float) -> float:
 async def _identify(ctx: Context, visitor: str, body: dict[str, Any], now: float) -> Response:
     """The visitor is a lead that exists: by the e-mail the page says (`leadflow.identify`), or
     by the click token of a nurture e-mail's link that brought it here."""
-    ref: dict[str, str] | None = None
+    profile: dict[str, Any] | None = None
     if isinstance(body.get("click"), str):
         try:
             lead = str(ctx.links.read("click", body["click"])["l"])
         except (BadLink, KeyError):
             return _counted("bad_identify")
-        found = await _profile(ctx, lead)
-        ref = ref_of(found) if found else None
+        profile = await _profile(ctx, lead)
     elif isinstance(body.get("email"), str):
         try:
-            named = LeadRef(email=body["email"][:320])
+            lead = lead_key(LeadRef(email=body["email"][:320]))
         except ValidationError:
             return _counted("bad_identify")
-        lead = lead_key(named)
-        ref = {"email": str(named.email)} if await _profile(ctx, lead) else None
-    if ref is None:
+        profile = await _profile(ctx, lead)
+    if profile is None:
         return _counted("unknown_lead")
-    visitors = visitors_of(ctx.ledger)
-    views = await asyncio.to_thread(visitors.name, visitor, lead, ref, now)
-    await _send(ctx, [page_view(ref, at, view, visitor) for at, view in views])
+    ref = ref_of(profile)
+    views = await asyncio.to_thread(visitors_of(ctx.ledger).name, visitor, lead, ref, now)
+    sent = [page_view(ref, at, view, visitor) for at, view in views]
+    if sent and not profile.get("source"):  # a lead of no known source: this visitor's first touch
+        touch = first_touch(views[0][1], intake.own_domains(ctx.settings))
+        sent[0] = page_view({**ref, **touch}, *views[0], visitor)
+    await _send(ctx, sent)
     return _counted("identified")
 
 
 async def _profile(ctx: Context, lead: str) -> dict[str, Any] | None:
-    """The lead's e-mail and external id, or None when there is no such lead running."""
+    """The lead's profile, or None when there is no such lead running."""
     from leadflow.operations import leads as lead_ops
 
     found = await lead_ops.lead(ctx.client, lead, await asyncio.to_thread(intake.aliases_for, ctx.settings))
-    if not found:
-        return None
-    profile = found.get("profile") or {}
-    return {k: profile[k] for k in ("email", "external_id") if profile.get(k)} or None
+    profile = (found or {}).get("profile") or {}
+    return profile if profile.get("email") or profile.get("external_id") else None
 
 
 async def _send(ctx: Context, views: list[dict[str, Any]]) -> None:

@@ -87,8 +87,16 @@
     markAll();
   }
 
-  var click = new URLSearchParams(location.search).get("lf_click");
-  if (click) { send({type: "identify", click: click}); }
+  var query = new URLSearchParams(location.search), click = query.get("lf_click");
+  if (click) {
+    send({type: "identify", click: click});
+    // the token names the lead: off the address bar, so no form, bookmark or share carries it
+    query.delete("lf_click");
+    var rest = query.toString();
+    try {
+      history.replaceState(history.state, "", location.pathname + (rest ? "?" + rest : "") + location.hash);
+    } catch (e) { /* an old browser keeps it; the form's page then carries it */ }
+  }
 
   window.leadflow = {
     visitor: visitor,

@@ -38,25 +38,35 @@ def page_view(ref: dict[str, str], at: float, body: dict[str, Any], visitor: str
     return with_id(Event.model_validate(raw)).model_dump(mode="json", exclude_none=True)
 
 
+def touches(event: dict[str, Any]) -> bool:
+    """The event may name a visitor, or its sign-up say where it came from (stitch has work)."""
+    data = event.get("data") or {}
+    return visitor_of(event) is not None or (event["type"] == "signup" and "utm_source=" in _page_of(data))
+
+
+def _page_of(data: dict[str, Any]) -> str:
+    page = data.get("page") or (data.get("consent") or {}).get("page")
+    return page if isinstance(page, str) else ""
+
+
 def stitch(ledger: Database, event: dict[str, Any], key: str, now: float, own: frozenset[str] = frozenset()
            ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The event with the lead's source when it names none, and the visitor's anonymous page
-    views to send its lead after it. An event with no visitor id, or not one that names a
-    visitor (a sign-up, a form), is as it was."""
-    visitor = visitor_of(event)
-    if visitor is None or event["type"] not in STITCHING:
-        return event, []
+    """The event, with the lead's source on a sign-up that names none, and the anonymous page
+    views of the visitor it names (a sign-up, a form) to send its lead after it. The source is the
+    first touch: the visitor's first view, else the page the sign-up was made on. Only a sign-up
+    sets it: a later form from another device is no first touch."""
     lead, data = event["lead"], event.get("data") or {}
-    ref = ref_of(lead)
-    views = visitors_of(ledger).name(visitor, key, ref, now)
-    out = [page_view(ref, at, body, visitor) for at, body in views]
-    if lead.get("source") or data.get("source"):
+    visitor = visitor_of(event)
+    views: list[tuple[float, dict[str, Any]]] = []
+    if visitor is not None and event["type"] in STITCHING:
+        views = visitors_of(ledger).name(visitor, key, ref_of(lead), now)
+    out = [page_view(ref_of(lead), at, body, str(visitor)) for at, body in views]
+    if event["type"] != "signup" or lead.get("source") or data.get("source"):
         return event, out
     if views:
         touch = first_touch(views[0][1], own)
-    else:  # nothing kept before (a first page, Global Privacy Control): the form's own page
-        page = data.get("page") or (data.get("consent") or {}).get("page")
-        if not isinstance(page, str) or not page:
-            return event, out
-        touch = first_touch({"utm": utm_of(page), "referrer": data.get("referrer") or ""}, own)
+    elif utm_of(_page_of(data)).get("utm_source"):  # no view kept: the form's own page, if it says
+        touch = first_touch({"utm": utm_of(_page_of(data))}, own)
+    else:
+        return event, out
     return {**event, "lead": {**lead, **touch}, "data": {**data, "source": touch["source"]}}, out

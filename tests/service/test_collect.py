@@ -121,6 +121,39 @@ async def _scenario(stack: Stack) -> None:
             await asyncio.sleep(0.1)
         else:
             raise AssertionError("the page view before the click did not reach the lead")
+        # a later form from that other browser is no first touch: the lead's source stays
+        assert stack.client is not None
+        again = {"type": "form_submit", "lead": {"email": email},
+                 "data": {"visitor_id": other, "form": "signup", "page": f"{SITE}/x?utm_source=elsewhere"}}
+        assert (await web.post("/v1/events", json=again, headers=intake)).status_code == 200
+        # a lead that came with no source takes it from the first view of the visitor identify()
+        # names
+        quiet = {"type": "signup", "lead": {"email": "quiet@acme.example"}}
+        assert (await web.post("/v1/events", json=quiet, headers=intake)).status_code == 200
+        fourth = "y-gggggggggggggggggggg"
+        await web.post("/v1/collect", json=view("/?utm_source=Partner", time.time() - 9, visitor=fourth),
+                       headers=ours)
+        quiet_lead = stack.client.get_workflow_handle(lead_key(LeadRef(email="quiet@acme.example")))
+        for _ in range(100):
+            if (await quiet_lead.query("state"))["events"] >= 1:
+                break
+            await asyncio.sleep(0.1)
+        said = {"visitor": fourth, "type": "identify", "email": "quiet@acme.example"}
+        assert (await web.post("/v1/collect", json=said, headers=ours)).status_code == 204
+        for _ in range(100):
+            if (await quiet_lead.query("state"))["profile"].get("source") == "partner":
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("identify() gave the lead no source")
+        for _ in range(100):  # the form_submit taken, its source left out
+            if any(e["type"] == "form_submit" for e in archive.export(lead=lead)):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the second browser's form did not reach the lead")
+        state = await stack.client.get_workflow_handle(lead).query("state")
+        assert state["profile"]["source"] == "newsletter"
         # identify() by an address that is no lead names nobody: the views stay anonymous
         third = "x-ffffffffffffffffffff"
         await web.post("/v1/collect", json=view("/", time.time(), visitor=third), headers=ours)
