@@ -82,6 +82,10 @@ def run_import(args: argparse.Namespace) -> int:
     store = PolicyStore(settings.policy_dir, settings.policy, settings.content_dir)
     store.reload()
     terms = _terms(store)
+    if not store.versions():  # said, not silent: what the map names reaches the archive unchecked
+        print(f"leadflow: warning: no {settings.policy} policy in {settings.policy_dir.resolve()} "
+              "(LEADFLOW_POLICY_DIR): the map's profile fields and event types are not checked against "
+              "a policy", file=sys.stderr)
     try:
         spec = load_map(args.map_file, terms, columns=kind == "csv")
         summary = Summary(str(path), kind, args.dry_run)
