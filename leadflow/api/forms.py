@@ -148,7 +148,13 @@ async def _posted(request: Request) -> dict[str, str] | Response:
         return Response(status_code=400)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/x-www-form-urlencoded":
-        return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
+        text = body.decode("latin-1")  # percent-escaped: the bytes are ASCII, or taken as they are
+        try:
+            return dict(parse_qsl(text, keep_blank_values=True, errors="strict"))
+        except UnicodeDecodeError:
+            # a page in Latin-1 or Windows-1252 posts its form so (no accept-charset="UTF-8"):
+            # the person's "José" is read as they typed it, not as a replacement mark
+            return dict(parse_qsl(text, keep_blank_values=True, encoding="cp1252", errors="replace"))
     if kind == "multipart/form-data":
         return await _multipart(request, bytes(body))
     return Response(status_code=415)

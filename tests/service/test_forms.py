@@ -13,6 +13,7 @@ import shutil
 import time
 from datetime import datetime
 from html import unescape
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -160,6 +161,13 @@ def test_bad_input_comes_back_with_the_error_beside_its_field_and_nothing_typed_
     started = re.search(r'name="lf_started" value="(\d+)"', again.text).group(1)
     fixed = _post(stack, "signup", {**forgot, "consent": "on", "lf_started": started})
     assert fixed.status_code == 200 and _lead(stack, "dee@acme.example") is not None
+    # a site's page in Latin-1 posts its form in Latin-1: the name as it was typed
+    latin = urlencode({**_filled("jo@acme.example"), "name": "José"}, encoding="latin-1").encode()
+    with httpx.Client(base_url=stack.url, timeout=30) as web:
+        posted = web.post("/f/signup", content=latin, headers={
+            "Origin": SITE, "Content-Type": "application/x-www-form-urlencoded"})
+    assert posted.status_code == 200
+    assert _lead(stack, "jo@acme.example", lambda lead: lead["profile"]["name"] == "José") is not None
 
 
 def test_bots_are_answered_as_people_are_and_leave_no_lead(stack):
