@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from leadflow.db.database import Database
 from leadflow.db.schema import events, transitions
@@ -97,13 +97,20 @@ def load(ledger: Database, since: datetime | None = None, until: datetime | None
                 path = paths[row.lead] = LeadPath(row.lead, row.at, row.version)
             path.moves.append((row.at, row.from_state, row.to_state, row.rule, row.why))
         query = select(e.lead, e.type, e.at, e.body).where(e.type.in_(("signup", "sales_reject", OUTCOME)))
+        unsigned: list[str] = []  # history with an outcome but no sign-up (a CRM's log of events)
         for taken in db.execute(query.order_by(e.taken_at, e.seq)):
             path = paths.get(taken.lead)
             if path is None:
-                if taken.type != "signup":
+                if taken.type == "sales_reject":
                     continue
                 path = paths[taken.lead] = LeadPath(taken.lead, taken.at, IMPORTED)  # history, never live
+                if taken.type == OUTCOME:
+                    unsigned.append(taken.lead)
             _read(path, taken.type, taken.at, json.loads(taken.body))
+        if unsigned:  # captured when its history begins
+            first = select(e.lead, func.min(e.at)).where(e.lead.in_(unsigned)).group_by(e.lead)
+            for lead, at in db.execute(first):
+                paths[lead].captured_at = min(paths[lead].captured_at, at)
     wanted = [p for p in paths.values() if (since is None or p.captured_at >= since.timestamp())
               and (until is None or p.captured_at < until.timestamp())]
     return sorted(wanted, key=lambda p: p.captured_at)

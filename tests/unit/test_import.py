@@ -281,3 +281,22 @@ def test_a_map_problem_is_said_at_its_line_and_nothing_is_imported(
     said = capsys.readouterr().err
     assert said.startswith(str(tmp_path / "map.yaml").removesuffix("map.yaml")) and problem in said, said
     assert archived(home) == 0
+
+
+def test_a_lead_of_history_with_an_outcome_and_no_signup_counts_in_the_funnel(
+        tmp_path: Path, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "crm.jsonl"
+    log.write_text(_events_of([
+        {"type": "page_view", "at": "2026-03-01T09:00:00Z", "lead": {"external_id": "crm-9"},
+         "data": {"path": "/pricing"}},
+        {"type": "outcome", "at": "2026-03-09T09:00:00Z", "lead": {"external_id": "crm-9"},
+         "data": {"outcome": "won"}},
+    ]), encoding="utf-8")
+    spec = tmp_path / "map.yaml"
+    spec.write_text("missing: ['']\n", encoding="utf-8")
+    assert run(capsys, "import", str(log), "--map", str(spec), "--json")[0] == 0
+    code, out = run(capsys, "report", "funnel", "--by", "source", "--json",
+                    "--since", "2026-03-01T00:00:00Z", "--until", "2026-03-02T00:00:00Z")
+    assert code == 0
+    unknown = json.loads(out)["groups"]["unknown"]
+    assert (unknown["leads"], unknown["won"], unknown["lost"]) == (1, 1, 0)  # captured as its history began
