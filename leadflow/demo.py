@@ -3,6 +3,7 @@ one, and one that went quiet (its sign-up is 40 days old, imported from a CRM)."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -45,14 +46,15 @@ def _stories(now: datetime) -> list[tuple[str, list[dict[str, Any]]]]:
     ]
 
 
-async def play(client: Client, settings: Settings, say=print) -> list[dict[str, Any]]:
+async def play(client: Client, settings: Settings, say: Callable[[str], None] = print
+               ) -> list[dict[str, Any]]:
     results = []
     for title, events in _stories(datetime.now(timezone.utc)):
         say(f"\n== {title}")
         outcome: dict[str, Any] = {}
         for event in events:
             outcome = await send(client, settings, event, wait=True, door="demo")
-        lead = client.get_workflow_handle_for(LeadWorkflow.run, outcome["lead_id"])
+        lead = client.get_workflow_handle(outcome["lead_id"])
         state = (await lead.query(LeadWorkflow.state)).model_dump(mode="json")
         path = [state["story"][0]["from_state"]] if state["story"] else []
         path += [s["to_state"] for s in state["story"] if s["rule"]]
@@ -62,7 +64,7 @@ async def play(client: Client, settings: Settings, say=print) -> list[dict[str, 
                 say(f"     {s['event_type']:<13} {s['from_state']} -> {s['to_state']}"
                     f"  [{s['rule'] or '-'}] {s['why']}")
         if state["open_handoff"]:
-            handle = client.get_workflow_handle_for(HandoffWorkflow.run, state["open_handoff"])
+            handle = client.get_workflow_handle(state["open_handoff"])
             task = await handle.query(HandoffWorkflow.snapshot)
             say(f"   task {task.id} for queue {task.queue}, SLA {(task.sla_seconds or 0) / 3600:g}h")
         results.append(state)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
@@ -46,8 +46,9 @@ def codec_caller(request: Request, ctx: Ctx, credentials: Credentials) -> str:
 
 
 UsesCodec = Annotated[str, Depends(codec_caller)]
-ERRORS = {400: answer("a payload that is not base64, or that does not decrypt with the keys at hand"),
-          401: answer("no ops key or session"), 403: answer("the role may not use the codec")}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: answer("a payload that is not base64, or that does not decrypt with the keys at hand"),
+    401: answer("no ops key or session"), 403: answer("the role may not use the codec")}
 
 
 def _from_wire(body: WirePayloads) -> list[Payload]:

@@ -18,7 +18,8 @@ bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: B
 
 
 def context(request: Request) -> Context:
-    return request.app.state.ctx
+    ctx: Context = request.app.state.ctx
+    return ctx
 
 
 Ctx = Annotated[Context, Depends(context)]

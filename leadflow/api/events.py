@@ -37,7 +37,7 @@ def _event_schema() -> dict[str, Any]:
     schema = json.loads(resources.files("rules").joinpath("schemas/event.schema.json").read_text())
     for key in ("$schema", "$id"):
         schema.pop(key, None)
-    return schema
+    return dict(schema)
 
 
 _EVENT = _event_schema()

@@ -42,7 +42,8 @@ BOUNDS = Bounds()  # delivery.links defaults: 90 days, 5 per token per hour, 30 
 
 
 def _ctx(request: Request) -> Context:
-    return request.app.state.ctx
+    ctx: Context = request.app.state.ctx
+    return ctx
 
 
 def _read(request: Request, kind: Kind, token: str) -> dict[str, Any] | None:

@@ -104,7 +104,7 @@ def create_app(settings: Settings, client: Client | None = None, keys: Keys | No
     @app.exception_handler(IntakeError)
     async def intake_error(_: Request, err: IntakeError) -> JSONResponse:
         # in the shape of FastAPI's own 422s: a list of problems, each at a field
-        field, _, message = str(err).partition(": ")
+        field, _colon, message = str(err).partition(": ")
         detail = [{"loc": ["query", field], "msg": message or str(err), "type": "value_error"}]
         return JSONResponse({"detail": detail}, status_code=422)
 

@@ -94,7 +94,8 @@ def _registry(ctx: Ctx) -> Registry:
 
 async def _governed(call: Any, *args: Any) -> dict[str, Any]:
     try:
-        return await asyncio.to_thread(call, *args)  # type: ignore[no-any-return]
+        answer: dict[str, Any] = await asyncio.to_thread(call, *args)
+        return answer
     except ProposalRefused as err:
         raise HTTPException(422, [{"loc": ["body"], "msg": p, "type": "value_error"}
                                   for p in err.problems]) from None

@@ -82,7 +82,8 @@ def _by(given: str, person: str | None) -> str:
 async def task_answer(call: Any, task_id: str) -> dict[str, Any]:
     """A task operation's answer, or the 404 or 409 it comes to (the CRM's routes use it too)."""
     try:
-        return await call
+        answer: dict[str, Any] = await call
+        return answer
     except tasks.NoSuchTask:
         raise HTTPException(404, f"no task {task_id!r}") from None
     except tasks.TaskError as err:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from temporalio.client import Client
 
@@ -164,5 +165,5 @@ def _lines(file: str) -> list[tuple[int, str]]:
 
 def _progress(total: int, quiet: bool) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeRemainingColumn(), console=people.Console(stderr=True),
+                    TimeRemainingColumn(), console=Console(stderr=True),
                     disable=quiet or total < 200, transient=True)

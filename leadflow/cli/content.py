@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from leadflow.cli.errors import UserError
 from leadflow.delivery.content import ContentInvalid, load_template, template_path
@@ -39,7 +40,7 @@ def preview(args: argparse.Namespace, folder: Path) -> int:
     return 0
 
 
-def _lead(path: str | None) -> dict:
+def _lead(path: str | None) -> dict[str, Any]:
     if path is None:
         return {}
     try:

@@ -103,4 +103,6 @@ def unsubscribe_links(header: str) -> list[dict[str, str | None]]:
 
 
 def _parse(path: Path) -> EmailMessage:
-    return email.message_from_bytes(path.read_bytes(), policy=email.policy.default)  # type: ignore[return-value]
+    parsed = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)  # what the default policy makes
+    return parsed
