@@ -253,3 +253,13 @@ visits = Table(
     Column("body", Text, nullable=False),  # the page view's data, JSON
 )
 Index("visits_visitor", visits.c.visitor, visits.c.at)
+
+# The topics of marketing e-mail a person dropped on the preference page (leadflow.delivery.
+# preferences), by the address's keyed hash as the suppression list keeps it: content of a dropped
+# topic is not sent to that address (migration 0011).
+topic_choices = Table(
+    "topic_choices", metadata,
+    Column("address_hash", String(64), primary_key=True),
+    Column("topic", String(40), primary_key=True),
+    Column("at", Float, nullable=False),
+)
