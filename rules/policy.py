@@ -100,6 +100,23 @@ class Nurture(_Model):
     requires_consent: str | None = None
 
 
+class Delivery(_Model):
+    """Manners for marketing e-mail (rules.manners): how many a lead gets per local day and per
+    rolling week, the hours of its own night when none goes out, and where its time zone comes
+    from. Mail the person asked for (`transactional` content) and the service's own mail (double
+    opt-in, hand-offs to reps) keep no manners: they are never held."""
+
+    max_per_day: int | None = None  # in the lead's local calendar day
+    max_per_week: int | None = None  # in any 7 days (168 hours) in a row
+    # a send over a cap: wait for the next slot within the caps, or not go out at all
+    when_capped: Literal["wait", "skip"] = "wait"
+    quiet_hours: str | None = None  # "HH:MM-HH:MM", local; may wrap midnight ("20:00-08:00")
+    timezone_field: str | None = None  # a profile field holding an IANA zone ("America/New_York")
+    country_field: str | None = "country"  # else an ISO 3166 alpha-2 country in this field
+    timezone: str = "UTC"  # else this zone
+    transactional: list[str] = Field(default_factory=list)  # content ids exempt from the above
+
+
 class Breach(_Model):
     """What an SLA breach does: escalate to a queue, or first pass the task to the next free rep
     of its queue and `then` (at the next breach) do what that says."""
@@ -177,4 +194,5 @@ class Policy(_Model):
     nurture: Nurture = Field(default_factory=Nurture)
     handoff: Handoff | None = None
     routing: list[RoutingRule] = Field(default_factory=list)
+    delivery: Delivery | None = None  # None: e-mail goes out whenever a rule sends it
     tests: list[PolicyTest] = Field(default_factory=list)

@@ -7,6 +7,7 @@ tracks and content that exist, unique ids, reachability, unguarded cycles, impos
 from __future__ import annotations
 
 import json
+import zoneinfo
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -34,6 +35,16 @@ from rules.models import BUILTIN_EVENTS, SYSTEM_EVENTS
 from rules.policy import DERIVED_PROFILE, Effects, Policy
 from rules.routing import ROUTING_FIELDS
 from rules.yaml_lines import LoadedYaml, Path, YamlError, load_yaml
+
+
+def known_zone(name: str) -> bool:
+    """Whether the tz database has this zone (read from the system's or the tzdata package's)."""
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
+
 
 REQUIRED_STATES = ("captured", "scored", "nurturing", "sales-ready", "derailed")
 
@@ -239,6 +250,7 @@ class _Semantics:
                 if (effects := getattr(p.handoff, key)) is not None:
                     self._effects(effects, ("handoff", key))
         self._consent()
+        self._delivery()
         self._graph(stage_conds)
         self._tests()
         return self.out
@@ -277,6 +289,36 @@ class _Semantics:
         kind = (self.p.profile or {}).get(field)
         if kind is not None and kind != "boolean":
             self.add(where, f"consent field {field!r} is a {kind} in the profile; consent is a boolean")
+
+    def _delivery(self) -> None:
+        manners = self.p.delivery
+        if manners is None:
+            return
+        if manners.quiet_hours is not None:
+            start, end = manners.quiet_hours.split("-")
+            if start == end:
+                self.add(("delivery", "quiet_hours"), f"quiet hours {manners.quiet_hours!r} are empty: "
+                         "start and end are the same time")
+        if not known_zone(manners.timezone):
+            self.add(("delivery", "timezone"), f"unknown time zone {manners.timezone!r} "
+                     "(an IANA name such as Europe/Berlin)")
+        for key in ("timezone_field", "country_field"):
+            name = getattr(manners, key)
+            if name is None or (key == "country_field" and "country_field" not in manners.model_fields_set
+                                and self.p.profile is not None and name not in self.p.profile):
+                continue  # the default country field counts only where the profile has one
+            self._profile_field(name, ("delivery", key), "field")
+            kind = (self.p.profile or {}).get(name)
+            if kind is not None and kind != "text":
+                self.add(("delivery", key), f"field {name!r} is a {kind} in the profile; a zone or a "
+                         "country is text")
+        for i, content in enumerate(manners.transactional):
+            if content not in self.content:
+                self.add(("delivery", "transactional", i), f"unknown content {content!r}")
+        if manners.max_per_day is not None and manners.max_per_week is not None \
+                and manners.max_per_week < manners.max_per_day:
+            self.add(("delivery", "max_per_day"), f"max_per_day {manners.max_per_day} can never be "
+                     f"reached: max_per_week is {manners.max_per_week}")
 
     def _states(self) -> None:
         seen: set[str] = set()

@@ -241,3 +241,37 @@ rules:
     policy_from(base.replace("score.intent: {gte: 50}", "score.total: {gte: 70}"))  # 30 + 45
     assert "score.total > 75" in problems(base.replace("score.intent: {gte: 50}", "score.total: {gt: 75}"))[0]
     policy_from(base + "  - {id: asked, when: {event.type: demo_request}, then: {transition: sales-ready}}\n")
+
+
+def test_delivery_manners_are_checked_at_their_lines():
+    text = MINIMAL + """\
+content: [welcome]
+profile: {tz: number, country: text}
+delivery:
+  max_per_day: 3
+  max_per_week: 2
+  quiet_hours: "08:00-08:00"
+  timezone: Mars/Olympus_Mons
+  timezone_field: tz
+  transactional: [receipt]
+"""
+    assert problems(text) == [
+        "p.yaml:13: delivery: max_per_day 3 can never be reached: max_per_week is 2",
+        "p.yaml:15: delivery: quiet hours '08:00-08:00' are empty: start and end are the same time",
+        "p.yaml:16: delivery: unknown time zone 'Mars/Olympus_Mons' (an IANA name such as Europe/Berlin)",
+        "p.yaml:17: delivery: field 'tz' is a number in the profile; a zone or a country is text",
+        "p.yaml:18: delivery: unknown content 'receipt'",
+    ]
+    (line,) = problems(MINIMAL + 'delivery: {quiet_hours: "8pm-8am"}\n')
+    assert line.startswith("p.yaml:10: delivery: delivery.quiet_hours: '8pm-8am' does not match")
+
+
+def test_delivery_manners_of_a_sound_policy_pass():
+    loaded = load_policy_bytes((MINIMAL + """\
+content: [welcome]
+profile: {tz: text}
+delivery: {max_per_day: 1, when_capped: skip, quiet_hours: "20:00-08:00", timezone_field: tz,
+           timezone: Europe/Berlin, transactional: [welcome]}
+""").encode(), "p.yaml")
+    manners = loaded.policy.delivery
+    assert manners is not None and manners.country_field == "country" and manners.when_capped == "skip"
