@@ -52,16 +52,18 @@ def delivery_for(settings: Settings, store: PolicyStore, ledger: Database | None
     what would fail every delivery later."""
     settings.check_delivery()
     mailer, pool, links = None, None, links_of(settings)
+    dkim = settings.dkim()  # the key read and tried here, at start
     if settings.smtp_host:
         smtp = SmtpConfig(settings.smtp_host, settings.smtp_port, settings.smtp_user, settings.smtp_password,
                           settings.smtp_tls, settings.delivery_timeout)  # type: ignore[arg-type]
         mailer = Mailer(smtp)
         if settings.delivery_processes > 0:  # run_worker starts them; else the first e-mail does
-            pool = MailPool(smtp, settings.mail_from, links, settings.delivery_processes)
+            pool = MailPool(smtp, settings.mail_from, links, settings.delivery_processes, dkim=dkim)
     return Delivery(ledger=ledger or Database.open(settings.shared_db_url), content=store.content,
                     links=links, sender=settings.mail_from,
                     mailer=mailer, poster=Poster(settings.delivery_timeout), webhook_for=settings.webhook_for,
-                    webhook_secret=settings.webhook_secret, public_url=settings.public, pool=pool)
+                    webhook_secret=settings.webhook_secret, public_url=settings.public, pool=pool,
+                    dkim=dkim)
 
 
 def build_worker(client: Client, settings: Settings, store: PolicyStore,

@@ -14,7 +14,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -29,6 +29,9 @@ from temporalio.envconfig import ClientConfig
 from leadflow.codec.keys import CodecKeysInvalid, Keyring
 from leadflow.codec.keys import load as load_keys
 from rules.durations import parse_duration
+
+if TYPE_CHECKING:
+    from leadflow.delivery.dkim_sign import DkimSigner
 
 TLS_MODES = ("none", "starttls", "tls")
 MIN_SECRET = 32  # characters of LEADFLOW_SECRET
@@ -82,6 +85,10 @@ class Settings(BaseSettings):
     smtp_password: str = ""
     smtp_tls: str = "none"
     mail_from: str = "leadflow <leadflow@localhost>"
+    # DKIM signing of nurture e-mail: all three or none (leadflow.delivery.dkim_sign)
+    dkim_selector: str = ""
+    dkim_domain: str = ""
+    dkim_key: str = ""  # a file: the RSA private key, PEM
     handoff_webhook_url: str = ""
     # per queue, "*" for the rest; a JSON object in the environment
     handoff_webhook_urls: Annotated[dict[str, str], NoDecode] = {}
@@ -289,6 +296,15 @@ class Settings(BaseSettings):
                                 "(and give the same to the CRM)")
         if not self.public.startswith(("http://", "https://")):
             raise SettingsError(f"LEADFLOW_PUBLIC_URL={self.public_url!r}: an http(s) URL")
+
+    def dkim(self) -> DkimSigner | None:
+        """The DKIM signer, its key read and tried now (at start), or None when none is set."""
+        from leadflow.delivery.dkim_sign import DkimKeyError, load
+
+        try:
+            return load(self.dkim_selector, self.dkim_domain, self.dkim_key)
+        except DkimKeyError as err:
+            raise SettingsError(str(err)) from None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -36,6 +36,7 @@ from typing import Any
 
 from leadflow.delivery import message, mime
 from leadflow.delivery.content import Template, parse_template
+from leadflow.delivery.dkim_sign import DkimSigner
 from leadflow.delivery.links import Links, Mail, delivery_digest
 from leadflow.delivery.smtp import Mailer, SendError, SmtpConfig
 
@@ -54,13 +55,16 @@ def mail_of(key: str, lead: str, content: str, address_hash: str) -> Mail:
 
 
 def compose_and_send(mailer: Mailer, links: Links, sender: str, template: Template, mail: Mail, *, key: str,
-                     to: str, profile: dict[str, Any], committing: Callable[[], None] | None = None) -> None:
-    """One e-mail: rendered, its links signed, written, sent. Raises SendError as Mailer.send,
-    or what the template raised."""
+                     to: str, profile: dict[str, Any], committing: Callable[[], None] | None = None,
+                     dkim: DkimSigner | None = None) -> None:
+    """One e-mail: rendered, its links signed, written, DKIM-signed (with `dkim`), sent. Raises
+    SendError as Mailer.send, or what the template raised."""
     unsubscribe = links.unsubscribe(mail)
     rendered = template.render(profile, unsubscribe)
     msg = message.build(rendered, key=key, sender=sender, to=to, mail=mail, links=links,
                         unsubscribe_url=unsubscribe)
+    if dkim is not None:
+        msg = dkim.sign(msg)
     mailer.send(msg, mime.mailbox(sender) or sender, to, committing)
 
 
@@ -94,7 +98,7 @@ def _get(sock: socket.socket) -> Any:
 
 
 def _serve(lanes: list[tuple[socket.socket, Any]], smtp: SmtpConfig, sender: str,
-           links: Links) -> None:
+           links: Links, dkim: DkimSigner | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the worker's to handle
     mailer = Mailer(smtp, pool=len(lanes))
     templates: dict[str, Template] = {}
@@ -120,7 +124,7 @@ def _serve(lanes: list[tuple[socket.socket, Any]], smtp: SmtpConfig, sender: str
             try:
                 template = template_of(mail.content, sha, file, source)
                 compose_and_send(mailer, links, sender, template, mail, key=key, to=to, profile=profile,
-                                 committing=committing)
+                                 committing=committing, dkim=dkim)
                 answer: tuple[Any, ...] = ("sent",)
             except SendError as err:
                 answer = ("refused", err.detail, err.permanent, err.bounce)
@@ -168,8 +172,8 @@ class _Lane:
 
 class MailPool:
     def __init__(self, smtp: SmtpConfig, sender: str, links: Links, processes: int = 2,
-                 lanes: int = LANES) -> None:
-        self.smtp, self.sender, self.links = smtp, sender, links
+                 lanes: int = LANES, dkim: DkimSigner | None = None) -> None:
+        self.smtp, self.sender, self.links, self.dkim = smtp, sender, links, dkim
         self.size = max(1, processes)
         self.lanes = max(1, lanes)
         # the longest an answer can take: every step of an SMTP exchange on its own timeout
@@ -303,8 +307,8 @@ class MailPool:
             ours.settimeout(self.deadline)
             pairs.append((ours, self._context.RawValue("b", WRITING)))
             ends.append((theirs, pairs[-1][1]))
-        process = self._context.Process(target=_serve, args=(ends, self.smtp, self.sender, self.links),
-                                        daemon=True, name="leadflow-delivery")
+        process = self._context.Process(target=_serve, daemon=True, name="leadflow-delivery",
+                                        args=(ends, self.smtp, self.sender, self.links, self.dkim))
         process.start()
         for theirs, _ in ends:
             theirs.close()  # the process's alone: when it dies, our end reads EOF
