@@ -31,10 +31,11 @@ from workflows.lead import EVENT_SIGNAL, LeadWorkflow
 
 MAX_BATCH = 1000
 # Events only leadflow itself produces: a hand-off's answer and its breaches come from the task
-# (HandoffWorkflow), a bounce from the SMTP exchange, checks from the lead's own timers. No door
-# takes them from outside: an intake key sending `sales_accept` would convert any lead while its
-# real task stayed open.
-INTERNAL_EVENTS = frozenset({"check", "sales_accept", "sales_reject", "sla_breach", "email_bounce"})
+# (HandoffWorkflow), a bounce from the SMTP exchange or a returned report (delivery.inbound, which
+# also makes complaints), checks from the lead's own timers. No door takes them from outside: an
+# intake key sending `sales_accept` would convert any lead while its real task stayed open.
+INTERNAL_EVENTS = frozenset({"check", "sales_accept", "sales_reject", "sla_breach", "email_bounce",
+                             "complaint"})
 # Events a door takes only from a caller whose role has the permission named.
 GUARDED_EVENTS = {"identify": "merge_leads"}
 _NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,200}$")  # what may go into a visibility query
@@ -119,8 +120,8 @@ def check_door(event: dict[str, Any], role: str | None) -> None:
     kind = event["type"]
     if kind in INTERNAL_EVENTS:
         raise Forbidden(f"type: {kind!r} is an event only leadflow itself produces (a task's answer, an "
-                        "SLA breach, a bounce, a check); answer a task through /v1/tasks or the CRM's "
-                        "signed routes")
+                        "SLA breach, a bounce, a complaint, a check); answer a task through /v1/tasks or "
+                        "the CRM's signed routes")
     needs = GUARDED_EVENTS.get(kind)
     if needs is not None and role is not None and not allowed(role, needs):
         raise Forbidden(f"type: the {role} role may not send {kind!r} events (it needs "

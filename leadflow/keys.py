@@ -32,6 +32,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # approve a version: an owner of the running version, whichever team's role their key has
     "approve_policies": frozenset({"sales", "ops", "admin"}),
     "read_deliveries": frozenset({"ops", "admin"}),
+    "report_mail": frozenset({"ops", "admin"}),  # bounces and abuse reports (POST /v1/mail/inbound)
     "use_codec": frozenset({"ops", "admin"}),  # read (and write) what Temporal holds encrypted
     "merge_leads": frozenset({"sales", "ops", "admin"}),  # say two ids are one person (pages)
     "manage_roster": frozenset({"sales", "admin"}),  # sales own who works which queue; reading it: read_tasks

@@ -8,6 +8,7 @@ import logging
 from datetime import timedelta
 
 from leadflow.api.main import start as start_api
+from leadflow.delivery import inbound
 from leadflow.delivery.sink import start_sink
 from leadflow.demo import generated_history, play
 from leadflow.keys import demo_keys
@@ -44,7 +45,7 @@ async def up(settings: Settings, demo: bool = True, exit_after_demo: bool = Fals
     mail = None
     if not settings.smtp_host:
         # no mail server at hand: a local sink keeps each e-mail under .leadflow/mail/ (see /mail)
-        mail = start_sink(settings.mail_dir)
+        mail = start_sink(settings.mail_dir, inbound=inbound.for_sink(client, settings))
         settings = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": mail.port,
                                                "smtp_tls": "none", "smtp_user": "", "smtp_password": ""})
         print(f"no LEADFLOW_SMTP_HOST: e-mail goes to a local sink at 127.0.0.1:{mail.port}, "

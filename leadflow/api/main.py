@@ -32,6 +32,7 @@ from leadflow.api import (
     health,
     leads,
     links,
+    mail_inbound,
     policies,
     roster,
     tasks,
@@ -91,7 +92,8 @@ def create_app(settings: Settings, client: Client | None = None, keys: Keys | No
                               "Every /v1 route needs `Authorization: Bearer <key>`; roles: intake, sales, "
                               "ops, admin. A key may name the roster rep who holds it (`role/rep:key`): "
                               "`me` in `GET /v1/tasks?rep=me`, and who answers a task when `by` is empty.")
-    routers = (events, leads, tasks, roster, crm, deliveries, policies, health, links, codec, collect, forms)
+    routers = (events, leads, tasks, roster, crm, deliveries, policies, health, links, codec, collect, forms,
+               mail_inbound)
     for module in routers:
         app.include_router(module.router)
     from leadflow.pages import routes as pages

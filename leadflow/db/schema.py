@@ -37,17 +37,32 @@ ATTENTION = text("status NOT IN ('sending', 'sent')")
 Index("deliveries_attention", deliveries.c.status, deliveries.c.updated_at,
       sqlite_where=ATTENTION, postgresql_where=ATTENTION)
 Index("deliveries_updated", deliveries.c.updated_at)
+Index("deliveries_message_id", deliveries.c.message_id)  # a returned report names its message (0012)
 
 # Addresses that get no marketing e-mail, whatever any policy says: unsubscribed or bounced.
 # Kept as SHA-256 of the trimmed, lower-cased address: the list needs no address in clear.
 suppressions = Table(
     "suppressions", metadata,
     Column("address_hash", String(64), primary_key=True),
-    Column("reason", String(32), nullable=False),  # unsubscribed | bounced
+    Column("reason", String(32), nullable=False),  # unsubscribed | bounced | complaint
     Column("lead", String(200), nullable=False, server_default=""),
     Column("detail", Text, nullable=False, server_default=""),
     Column("at", Float, nullable=False),
 )
+
+# Bounces and complaints that came back after the message left (leadflow.delivery.inbound): a
+# delivery status notification (hard or soft, with its status code) or an abuse report, one row
+# per delivery and kind, so a report sent twice counts once (migration 0012).
+mail_reports = Table(
+    "mail_reports", metadata,
+    Column("key", String(512), primary_key=True),  # the delivery's key
+    Column("kind", String(16), primary_key=True),  # hard | soft | complaint
+    Column("lead", String(200), nullable=False, server_default=""),
+    Column("status", String(16), nullable=False, server_default=""),  # an RFC 3463 code, e.g. 5.1.1
+    Column("detail", Text, nullable=False, server_default=""),
+    Column("at", Float, nullable=False),
+)
+Index("mail_reports_at", mail_reports.c.at)
 
 # Every event a lead evaluated (archive.events): the log that simulation replays. `at` is when
 # the event counted (its own time, else when the lead took it); `taken_at` and `seq` give the

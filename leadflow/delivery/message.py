@@ -50,13 +50,17 @@ def build(rendered: Rendered, *, key: str, sender: str, to: str, mail: Mail, lin
              'style="display:block;border:0;width:1px;height:1px">')
     body = body.replace("</body>", pixel + "</body>") if "</body>" in body else f"{body.rstrip()}\n{pixel}\n"
 
+    mid = message_id(key, sender)
     return mime.compose([
         ("From", mime.address(sender)),
         ("To", mime.address(to)),
         ("Subject", mime.header(rendered.subject)),
         ("Date", _date(mail.sent)),
-        ("Message-ID", message_id(key, sender)),
+        ("Message-ID", mid),
         ("List-Unsubscribe", f"<{unsubscribe_url}>"),
         ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         ("X-Leadflow-Content", mime.clean(mail.content)),
+        # the Message-ID again: some relays (Amazon SES) write their own Message-ID, and a bounce
+        # or an abuse report then finds the delivery by this one (leadflow.delivery.inbound)
+        ("X-Leadflow-Id", mid),
     ], text, body)

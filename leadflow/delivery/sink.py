@@ -1,14 +1,18 @@
 """A local SMTP server that keeps what arrives as .eml files: `make up` sends its e-mail here
 when no LEADFLOW_SMTP_HOST is set, so a new user sees real messages (headers, links and all) on
-the /mail page without a mail server of their own. Never for production: it accepts anything."""
+the /mail page without a mail server of their own. A bounce or an abuse report sent to it (with
+swaks or smtplib) goes where POST /v1/mail/inbound sends one (leadflow.delivery.inbound). Never
+for production: it accepts anything."""
 
 from __future__ import annotations
 
 import email
 import email.policy
 import itertools
+import logging
 import re
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -16,23 +20,37 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
+from leadflow.delivery.inbound import NotAReport, looks_like_report
+
 _NAME = re.compile(r"^[0-9]+-[0-9]+\.eml$")
 _BRACKETED = re.compile(r"<([^<>]*)>")
 # what the page may turn into a link: anything else (javascript:, data:, ...) is shown as text
 LINKABLE = ("http://", "https://", "mailto:")
 _count = itertools.count()
+log = logging.getLogger("leadflow.delivery.sink")
+Inbound = Callable[[bytes], Coroutine[Any, Any, Any]]
 
 
 class _Keep:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, inbound: Inbound | None = None) -> None:
         self.directory = directory
+        self.inbound = inbound
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's name)
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"{time.time_ns()}-{next(_count)}.eml"
         tmp = self.directory / f".{name}"
-        tmp.write_bytes(envelope.original_content or envelope.content)
+        raw = envelope.original_content or envelope.content
+        tmp.write_bytes(raw)
         tmp.rename(self.directory / name)  # readers never see half a message
+        if self.inbound is not None and looks_like_report(raw):
+            try:
+                outcome = await self.inbound(raw)
+                log.info("report in the sink: %s", outcome.as_dict())
+            except NotAReport as err:
+                log.info("a multipart/report in the sink that is no bounce or abuse report: %s", err)
+            except Exception as err:  # noqa: BLE001 - a developer's tool: kept, logged, never refused
+                log.warning("a report in the sink was kept but not taken: %s", err)
         return "250 kept"
 
 
@@ -49,15 +67,17 @@ class Sink:
         self.controller.stop()
 
 
-def start_sink(directory: Path, host: str = "127.0.0.1", port: int = 0) -> Sink:
-    """Listen on host:port (0: a free port) in a thread of its own."""
+def start_sink(directory: Path, host: str = "127.0.0.1", port: int = 0,
+               inbound: Inbound | None = None) -> Sink:
+    """Listen on host:port (0: a free port) in a thread of its own; `inbound` takes the reports
+    (delivery.inbound.for_sink)."""
     if port == 0:
         import socket
 
         with socket.socket() as s:
             s.bind((host, 0))
             port = s.getsockname()[1]
-    controller = Controller(_Keep(directory), hostname=host, port=port)
+    controller = Controller(_Keep(directory, inbound), hostname=host, port=port)
     controller.start()
     return Sink(controller, directory)
 
