@@ -23,9 +23,9 @@ from temporalio.exceptions import ApplicationError
 from leadflow.db.database import Claim, Database, address_hash
 from leadflow.delivery import message
 from leadflow.delivery.content import ContentStore, NoTemplate
-from leadflow.delivery.dkim_sign import DkimSigner
 from leadflow.delivery.links import Links, delivery_digest
 from leadflow.delivery.pool import Lost, MailPool, compose_and_send, mail_of
+from leadflow.delivery.preferences import preferences_of
 from leadflow.delivery.smtp import Mailer, SendError
 from leadflow.delivery.webhook import Poster, PostError, signature
 from leadflow.ops import metrics
@@ -95,7 +95,6 @@ class Delivery:
     webhook_secret: str
     public_url: str
     pool: MailPool | None = None  # e-mail written and sent in processes of its own (else here, by mailer)
-    dkim: DkimSigner | None = None  # signs e-mail sent here (a pool's processes have their own)
 
     def close(self) -> None:
         if self.pool is not None:
@@ -114,6 +113,16 @@ class DeliveryActivities:
     def send_email(self, req: EmailRequest) -> DeliveryResult:
         return _counted("email", self._send_email(req))
 
+    def _dropped_topic(self, req: EmailRequest) -> str | None:
+        """The content's topic, when the person dropped it on the preference page."""
+        try:
+            topic = self.d.content.get(req.content).topic
+        except NoTemplate:
+            return None  # said where the template is rendered, as before
+        if topic is None or not req.to:
+            return None
+        return topic if preferences_of(self.d.ledger).drops(req.to, topic) else None
+
     def _send_email(self, req: EmailRequest) -> DeliveryResult:
         d = self.d
         row = Row(kind="email", lead=req.lead, target=req.to or "", subject=req.content)
@@ -123,6 +132,9 @@ class DeliveryActivities:
             return self._not_sent(req.key, row, "skipped", "the lead has no e-mail address")
         if d.mailer is None:
             return self._not_sent(req.key, row, "skipped", "no SMTP server configured (LEADFLOW_SMTP_HOST)")
+        if (dropped := self._dropped_topic(req)) is not None:
+            return self._not_sent(req.key, row, "suppressed",
+                                  f"the person dropped the topic {dropped!r} (preference page)")
         mid = message.message_id(req.key, d.sender)
         # an unsubscribed or bounced address is never claimed, whatever the lead's policy says
         claim = d.ledger.claim(req.key, **row, owner=_owner(), lease=_lease(), message_id=mid, address=req.to)
@@ -135,7 +147,7 @@ class DeliveryActivities:
                 d.pool.send(template, mail, key=req.key, to=req.to, profile=req.profile)
             else:
                 compose_and_send(d.mailer, d.links, d.sender, template, mail, key=req.key, to=req.to,
-                                 profile=req.profile, dkim=d.dkim)
+                                 profile=req.profile)
         except NoTemplate as err:
             return self._again(req.key, req.max_attempts, str(err))
         except Lost as err:

@@ -184,6 +184,10 @@ class Policy(_Model):
     events: list[str] = Field(default_factory=list)
     lists: dict[str, list[Any]] = Field(default_factory=dict)
     content: list[str] = Field(default_factory=list)
+    # the topics of its marketing e-mail (a template's `topic:`), each of which a person may keep
+    # or drop on the preference page; when listed, every template it sends names one of them
+    # (its transactional content aside)
+    topics: list[str] = Field(default_factory=list)
     # what a lead's profile may hold (field -> text | number | boolean | list); when declared,
     # rules and content templates may read only these (plus the derived fields in DERIVED_PROFILE)
     profile: dict[str, Literal["text", "number", "boolean", "list"]] | None = None

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import logging
 import time
 from datetime import datetime, timezone
@@ -28,9 +29,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from temporalio.service import RPCError
 
+from activities.policies import NoPolicy
 from leadflow.api.context import Context
 from leadflow.api.sites import origin_of
 from leadflow.delivery.links import BadLink, Bounds, Kind, identity, signed_at
+from leadflow.delivery.preferences import preferences_of
 from leadflow.intake import IntakeError, deliver
 from leadflow.pages.routes import templates
 
@@ -76,9 +79,25 @@ async def _tell(request: Request, lead: str, event: dict[str, Any]) -> bool:
 
 
 async def unsubscribe_page(request: Request, token: str) -> Response:
-    if _read(request, "unsubscribe", token) is None:
+    """The preference page: keep or drop each topic of marketing e-mail, or all of it."""
+    data = _read(request, "unsubscribe", token)
+    if data is None:
         return _page(request, 400, state="bad")
-    return _page(request, state="ask", action=request.url.path)
+    return _page(request, state="ask", action=request.url.path, topics=await _topics(request, data))
+
+
+async def _topics(request: Request, data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The topics a person may keep or drop (the active policy's, else its templates'), each
+    with whether this address keeps it."""
+    ctx = _ctx(request)
+    try:
+        names = list(ctx.store.active().policy.topics)
+    except NoPolicy:
+        names = []
+    names = names or ctx.store.content.topics()
+    dropped = await asyncio.to_thread(preferences_of(ctx.ledger).dropped, str(data.get("a", ""))) \
+        if data.get("a") else frozenset()
+    return [{"name": name, "kept": name not in dropped} for name in names]
 
 
 async def unsubscribe(request: Request, token: str) -> Response:
@@ -90,6 +109,8 @@ async def unsubscribe(request: Request, token: str) -> Response:
     form = await request.form()
     via = "one-click" if form.get("List-Unsubscribe") == "One-Click" else "page"
     ctx = _ctx(request)
+    if via == "page" and form.get("save") == "topics":  # RFC 8058's one click always drops all
+        return await _choose(request, data, {str(k) for k in form.getlist("keep")})
     # the address first: whatever happens to the event, no more marketing mail goes to it
     if data.get("a"):
         await asyncio.to_thread(ctx.ledger.suppress_hash, str(data["a"]), "unsubscribed", data["l"],
@@ -100,6 +121,23 @@ async def unsubscribe(request: Request, token: str) -> Response:
     if via == "one-click":
         return Response(status_code=200, headers=NO_STORE)
     return _page(request, state="done")
+
+
+async def _choose(request: Request, data: dict[str, Any], kept: set[str]) -> Response:
+    """The person keeps these topics and drops the others: content of a dropped topic is held
+    back at sending from now on, and the lead hears of it (`preference_changed`: its story, and
+    its policy may react)."""
+    topics = await _topics(request, data)
+    names = [t["name"] for t in topics]
+    dropped = {name for name in names if name not in kept}
+    if data.get("a"):
+        await asyncio.to_thread(preferences_of(_ctx(request).ledger).choose, str(data["a"]), dropped)
+    choice = {"kept": sorted(set(names) - dropped), "dropped": sorted(dropped)}
+    digest = hashlib.sha256(json.dumps([data.get("d"), choice]).encode()).hexdigest()[:16]
+    await _tell(request, data["l"], {"id": f"preferences-{digest}", "type": "preference_changed",
+                                     "data": {**choice, "via": "page", "content": data.get("c")}})
+    return _page(request, state="saved", action=request.url.path,
+                 topics=[{"name": name, "kept": name not in dropped} for name in names])
 
 
 # -- opens and clicks ------------------------------------------------------------------------

@@ -32,7 +32,8 @@ from rules.yaml_lines import YamlError, load_yaml
 log = logging.getLogger("leadflow.content")
 
 PARTS = ("subject", "text", "html")
-OPTIONAL = ("description",)
+OPTIONAL = ("description", "topic")
+TOPIC = re.compile(r"^[a-z][a-z0-9-]{0,39}$")  # what a person keeps or drops on the preference page
 VARIABLES = {"lead": "the lead's profile", "unsubscribe_url": "the lead's own unsubscribe link"}
 MAX_SUBJECT = 250
 # what names a content id, here and in the policy schema (rules/schemas/policy.schema.json,
@@ -75,6 +76,7 @@ class Template:
     parts: dict[str, Any]  # part -> compiled jinja2 Template
     lead_fields: dict[str, int] = field(default_factory=dict)  # lead.<field> read -> file line
     source: bytes = field(default=b"", repr=False)  # the file's bytes: what a delivery process compiles
+    topic: str | None = None  # the preference it belongs to (guides, events): a person may drop it
     # jinja2's Template.render merges the environment's globals into every call's context (a walk
     # over a ChainMap, half the time of rendering a part); merged once here instead
     _globals: dict[str, dict[str, Any]] = field(init=False, repr=False)
@@ -172,9 +174,14 @@ def parse_template(raw: bytes, file: str, content_id: str) -> Template:
         if part == "subject" and "\n" in source.strip():
             problems.append(Problem(file, first, content_id, "subject: one line only"))
         parts[part] = env.from_string(source)
+    topic = doc.data.get("topic")
+    if topic is not None and not (isinstance(topic, str) and TOPIC.match(topic)):
+        problems.append(Problem(file, doc.line_of(("topic",)), content_id,
+                                f"topic: {topic!r} is not a topic's name (a-z, 0-9 and -, e.g. guides)"))
     if problems:
         raise ContentInvalid(sorted(problems, key=lambda p: p.line))
-    return Template(content_id, file, hashlib.sha256(raw).hexdigest(), parts, lead_fields, raw)
+    return Template(content_id, file, hashlib.sha256(raw).hexdigest(), parts, lead_fields, raw,
+                    topic if isinstance(topic, str) else None)
 
 
 def _unknown_names(tree: nodes.Template) -> Iterator[tuple[str, int]]:
@@ -260,10 +267,30 @@ def check_policy_content(loaded: LoadedPolicy, content_dir: Path) -> list[Proble
             continue
         checked.add(content_id)
         try:
-            problems.extend(load_template(file, content_id).problems_for(fields))
+            template = load_template(file, content_id)
         except ContentInvalid as err:
             problems.extend(err.problems)
+            continue
+        problems.extend(template.problems_for(fields))
+        problems.extend(_topic_problems(loaded, template))
     return sorted(set(problems), key=lambda p: (p.file, p.line))
+
+
+def _topic_problems(loaded: LoadedPolicy, template: Template) -> list[Problem]:
+    """With topics listed, a template the policy sends names one of them (its transactional
+    content aside: a person's own requests are no topic to drop)."""
+    topics = loaded.policy.topics
+    transactional = loaded.policy.delivery.transactional if loaded.policy.delivery else []
+    if not topics or template.id in transactional:
+        return []
+    if template.topic is None:
+        return [Problem(template.file, 1, template.id, f"no topic: policy {loaded.policy.policy} lists the "
+                                                       f"topics {', '.join(topics)}; name one with topic:")]
+    if template.topic not in topics:
+        return [Problem(template.file, 1, template.id, f"topic {template.topic!r} is not one of the "
+                                                       f"topics of policy {loaded.policy.policy} "
+                                                       f"({', '.join(topics)})")]
+    return []
 
 
 def content_dir_for(policy_file: Path) -> Path:
@@ -312,6 +339,11 @@ class ContentStore:
         if template is None:
             raise NoTemplate(f"no template for content {content_id!r} in {self.directory}")
         return template
+
+    def topics(self) -> list[str]:
+        """The topics the loaded templates belong to."""
+        with self._lock:
+            return sorted({t.topic for t in self._templates.values() if t.topic})
 
     def digest(self) -> str:
         """Changes when any template file does (for the policy store's re-check)."""

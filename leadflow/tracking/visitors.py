@@ -5,13 +5,13 @@ process reads and writes the same rows, so a visitor known to one is known to al
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, select, update
 
 from leadflow.db.database import Database
+from leadflow.db.per_ledger import per_ledger
 from leadflow.db.schema import visitors, visits
 
 MAX_VIEWS = 200  # page views kept per anonymous visitor; more are dropped (and counted)
@@ -76,14 +76,5 @@ class Visitors:
         return int(gone or 0)
 
 
-_OPEN: dict[int, Visitors] = {}
-_LOCK = threading.Lock()
-
-
 def visitors_of(ledger: Database) -> Visitors:
-    """One Visitors per open database (its statements made once)."""
-    with _LOCK:
-        found = _OPEN.get(id(ledger))
-        if found is None or found.ledger is not ledger:
-            found = _OPEN[id(ledger)] = Visitors(ledger)
-        return found
+    return per_ledger(Visitors, ledger)

@@ -140,3 +140,21 @@ def test_the_content_loader_takes_only_content_ids(layout):
     shipped = sorted(p.stem for p in (ROOT / "content").glob("*.yaml"))
     assert shipped and all(store.get(name).id == name for name in shipped)
     assert leadflow("policy", "validate", str(ROOT / "policies" / "lead-lifecycle.v1.yaml")).returncode == 0
+
+
+def test_with_topics_listed_every_template_sent_names_one_of_them(layout):
+    policy = layout / "policies" / "lead-lifecycle.v1.yaml"
+    webinar, news = layout / "content" / "webinar-invite.yaml", layout / "content" / "whats-new.yaml"
+    webinar.write_text(webinar.read_text().replace("topic: events", "topic: parties"))
+    news.write_text("".join(line for line in news.read_text().splitlines(keepends=True)
+                            if not line.startswith("topic:")))
+    out = leadflow("policy", "validate", str(policy))
+    assert out.returncode == 1
+    assert (f"{webinar}:1: webinar-invite: topic 'parties' is not one of the topics of policy "
+            "lead-lifecycle (guides, events, news)") in out.stderr
+    assert f"{news}:1: whats-new: no topic: policy lead-lifecycle lists the topics" in out.stderr
+    bad = layout / "content" / "case-study.yaml"
+    bad.write_text(bad.read_text().replace("topic: guides", "topic: Big Guides"))
+    with pytest.raises(ContentInvalid) as refused:
+        load_template(bad)
+    assert "topic: 'Big Guides' is not a topic's name" in str(refused.value.problems[0])

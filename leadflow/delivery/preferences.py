@@ -1,0 +1,47 @@
+"""The preference centre's memory: the topics of marketing e-mail (guides, events: a template's
+`topic:`) each person dropped, by the address's hash as the suppression list keeps it. The
+unsubscribe link's page writes it; every e-mail of a dropped topic is held back at sending, as
+an address on the suppression list is, and the lead's story says so."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import delete, select
+
+from leadflow.db.database import Database, address_hash
+from leadflow.db.per_ledger import per_ledger
+from leadflow.db.schema import topic_choices
+
+
+class Preferences:
+    def __init__(self, ledger: Database) -> None:
+        self.ledger = ledger
+        self._add = ledger.insert(topic_choices).on_conflict_do_nothing(
+            index_elements=["address_hash", "topic"])
+
+    def dropped(self, digest: str) -> frozenset[str]:
+        """The topics the address (by its hash) dropped."""
+        with self.ledger.engine.connect() as db:
+            rows = db.execute(select(topic_choices.c.topic).where(topic_choices.c.address_hash == digest))
+            return frozenset(row.topic for row in rows)
+
+    def drops(self, address: str, topic: str) -> bool:
+        t = topic_choices.c
+        with self.ledger.engine.connect() as db:
+            return db.execute(select(t.topic).where(t.address_hash == address_hash(address),
+                                                    t.topic == topic)).first() is not None
+
+    def choose(self, digest: str, dropped: set[str], now: float | None = None) -> None:
+        """The address drops exactly these topics from now on (the others it keeps)."""
+        t = topic_choices.c
+        with self.ledger.writing() as db:
+            db.execute(delete(topic_choices).where(t.address_hash == digest, t.topic.not_in(sorted(dropped))))
+            if dropped:
+                at = time.time() if now is None else now
+                db.execute(self._add, [{"address_hash": digest, "topic": topic, "at": at}
+                                       for topic in sorted(dropped)])
+
+
+def preferences_of(ledger: Database) -> Preferences:
+    return per_ledger(Preferences, ledger)
