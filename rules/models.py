@@ -36,6 +36,7 @@ BUILTIN_EVENTS = frozenset(
         "email_click",
         "email_bounce",
         "unsubscribe",
+        "complaint",  # an abuse report (ARF) about its e-mail: leadflow.delivery.inbound
         "preference_changed",  # the person kept and dropped topics of marketing e-mail
         "content_download",
         "webinar_attended",
