@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from leadflow.cli import people
+from leadflow.cli import deliverability, people
 from leadflow.cli.errors import UserError
 from leadflow.cli.render import render_decision
 from leadflow.settings import Settings
@@ -118,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dl.add_argument("--kind", help="email, handoff or escalation")
     dl.add_argument("--status", help="sending, retrying, sent, failed, bounced, suppressed or skipped")
     dl.add_argument("--limit", type=int, default=200)
+    deliverability.add_commands(sub, as_json)
     evs = sub.add_parser("events", help="the event archive: every event a lead took")
     esub = evs.add_subparsers(dest="action", required=True)
     ex = esub.add_parser("export", help="the events as JSON Lines, in the order their leads took them "
@@ -168,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "deliveries":
             return _deliveries(args)
+        if args.command == "deliverability":
+            return deliverability.run(args)
         if args.command == "events":
             return _export_events(args)
         if args.command == "generate":
