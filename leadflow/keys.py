@@ -36,6 +36,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "use_codec": frozenset({"ops", "admin"}),  # read (and write) what Temporal holds encrypted
     "merge_leads": frozenset({"sales", "ops", "admin"}),  # say two ids are one person (pages)
     "manage_roster": frozenset({"sales", "admin"}),  # sales own who works which queue; reading it: read_tasks
+    # everything held about a person, and removing it (leadflow.people): ops and admin
+    "export_people": frozenset({"ops", "admin"}),
+    "erase_people": frozenset({"ops", "admin"}),
 }
 PERSON = re.compile(r"^[a-z][a-z0-9_-]*$")  # a roster rep id (routing.roster.NAME)
 EMAIL = re.compile(r"^[^@\s:,#/]+@[^@\s:,#/]+\.[^@\s:,#/]+$")  # an owner's address

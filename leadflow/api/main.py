@@ -33,6 +33,7 @@ from leadflow.api import (
     leads,
     links,
     mail_inbound,
+    people,
     policies,
     roster,
     tasks,
@@ -93,7 +94,7 @@ def create_app(settings: Settings, client: Client | None = None, keys: Keys | No
                               "ops, admin. A key may name the roster rep who holds it (`role/rep:key`): "
                               "`me` in `GET /v1/tasks?rep=me`, and who answers a task when `by` is empty.")
     routers = (events, leads, tasks, roster, crm, deliveries, policies, health, links, codec, collect, forms,
-               mail_inbound)
+               mail_inbound, people)
     for module in routers:
         app.include_router(module.router)
     from leadflow.pages import routes as pages

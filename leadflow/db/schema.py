@@ -278,3 +278,15 @@ topic_choices = Table(
     Column("topic", String(40), primary_key=True),
     Column("at", Float, nullable=False),
 )
+
+# People erased (leadflow.people.erase): when, by whom, and a keyed pseudonym of the lead, never
+# an address or a lead id (an id is a plain hash of the address). What was removed, counted.
+erasures = Table(
+    "erasures", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("by", String(320), nullable=False),
+    Column("pseudonym", String(64), nullable=False),
+    Column("counts", Text, nullable=False, server_default="{}"),  # JSON: what went, per place
+)
+Index("erasures_pseudonym", erasures.c.pseudonym)

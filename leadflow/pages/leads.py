@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from leadflow.api.context import Context
@@ -12,10 +13,19 @@ from leadflow.api.deps import Ctx
 from leadflow.intake import IntakeError, aliases_for, check_event, deliver
 from leadflow.keys import allowed
 from leadflow.operations import leads as lead_ops
-from leadflow.pages.deps import FormText, LeadMerger, LoggedIn, Missing, PageCaller, missing_on
+from leadflow.pages.deps import (
+    FormText,
+    LeadMerger,
+    LoggedIn,
+    Missing,
+    PageCaller,
+    form_caller,
+    missing_on,
+)
 from leadflow.pages.render import activity, chart, consent_of, render, timeline
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
+PersonEraser = Annotated[PageCaller, Depends(form_caller("erase_people", "erase people"))]
 
 
 @router.get("/leads")
@@ -55,6 +65,24 @@ async def identify_lead(request: Request, lead: str, caller: LeadMerger, ctx: Ct
     return RedirectResponse(f"/leads/{reached}", status_code=303)
 
 
+@router.post("/leads/{lead}/erase")
+async def erase_person(request: Request, lead: str, caller: PersonEraser, ctx: Ctx, confirm: FormText = ""
+                       ) -> Response:
+    """Ops erase the person this lead is, everywhere (leadflow.people.erase), once the form's box
+    saying so is ticked; the leads page after, where the lead no longer is."""
+    from leadflow.people.erase import erase
+    from leadflow.people.person import NoSuchPerson
+
+    if confirm != "erase":
+        return await _lead_view(request, ctx, caller, lead, status=422,
+                                error="Nothing erased: tick the box that says the person goes for good.")
+    try:
+        await erase(ctx.client, ctx.settings, ctx.ledger, lead, caller.me or caller.by())
+    except NoSuchPerson:
+        raise Missing(f"lead {lead}") from None
+    return RedirectResponse("/leads", status_code=303)
+
+
 async def _lead_view(request: Request, ctx: Context, caller: PageCaller, lead: str, error: str | None = None,
                      status: int = 200) -> Response:
     with missing_on(IntakeError, f"lead {lead}"):  # an id that cannot be a lead's
@@ -66,4 +94,5 @@ async def _lead_view(request: Request, ctx: Context, caller: PageCaller, lead: s
     return render(request, "lead.html", status=status, lead=found, story=timeline(found.get("story", [])),
                   chart=chart(found.get("score_history", [])), error=error,
                   merges=allowed(caller.role, "merge_leads"), activity=did,
+                  erases=allowed(caller.role, "erase_people"),
                   consent=consent_of(found.get("profile") or {}))
