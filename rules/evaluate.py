@@ -489,7 +489,11 @@ def _send(policy: CompiledPolicy, w: _Work, key: str, content: str, track: str |
         withheld = f"the lead {w.mail_stop}"
     elif consent and w.profile.get(consent) is not True:
         withheld = f"no consent: lead.{consent} is not true"
-    w.actions.append(Action(kind="send", key=key, track=track, content=content, withheld=withheld))
+    manners = policy.policy.delivery
+    if manners is not None and (withheld is not None or content in manners.transactional):
+        manners = None
+    w.actions.append(Action(kind="send", key=key, track=track, content=content, withheld=withheld,
+                            manners=manners))
 
 
 def _stop_track(w: _Work, key: str) -> None:

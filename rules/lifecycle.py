@@ -12,13 +12,15 @@ one, and so is the simulation's `LeadCycle`. A hand-off's part is a `TaskCycle`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
+from rules import manners
 from rules.models import Action, Decision, LeadState, Scores, StoryEntry
+from rules.policy import Delivery
 
 # An unanswered hand-off breaches its SLA at most this many times (each breach restarts it).
 MAX_ESCALATIONS = 3
@@ -47,6 +49,18 @@ class Cycle(Protocol):
     handoff_seq: int
     rejected: int
     received: list[str]  # content this person received under another address before a merge
+    # the times of the lead's marketing e-mails of the last week, gone or held, in order; and
+    # the mail held for its slot (rules.manners; both empty under a policy without `delivery:`)
+    booked: list[datetime]
+    held: list[Held]
+
+
+@dataclass
+class Held:
+    """A marketing send waiting for the slot the policy's manners gave it."""
+
+    due: datetime
+    action: Action
 
 
 @dataclass
@@ -62,6 +76,8 @@ class LeadCycle:
     handoff_seq: int = 0
     rejected: int = 0
     received: list[str] = field(default_factory=list)
+    booked: list[datetime] = field(default_factory=list)
+    held: list[Held] = field(default_factory=list)
 
 
 # -- how a run ends --------------------------------------------------------------------------
@@ -118,6 +134,21 @@ class Deliver:
     action: Action
 
 
+@dataclass(frozen=True)
+class Hold(Say):
+    """A marketing send the manners moved to a later slot (it waits in `Cycle.held`)."""
+
+    content: str
+    until: datetime
+
+
+@dataclass(frozen=True)
+class Skip(Say):
+    """A marketing send a cap kept from going out (the policy says `when_capped: skip`)."""
+
+    content: str
+
+
 Act = Say | OpenTask | Deliver
 
 
@@ -167,11 +198,72 @@ def apply(cycle: Cycle, decision: Decision, event_type: str, event_data: dict[st
     for action in decision.actions:
         if action.kind == "create_handoff":
             acts += open_handoff(cycle, action, key)
+        elif action.kind == "stop_track" and cycle.held:
+            acts += drop_held(cycle, action.track)
         elif action.kind in DELIVERED:
             if action.kind == "send" and action.content in cycle.received:
                 acts.append(Say(f"e-mail {action.content} not sent: "
                                 "this person received it before the merge"))
                 continue
+            acts.append(mind(cycle, action, decision.lead, decision.at))
+    return acts
+
+
+def mind(cycle: Cycle, action: Action, lead: LeadState, now: datetime) -> Act:
+    """A send as the policy's manners let it go: now, held for a later slot, or skipped."""
+    if action.kind != "send" or action.manners is None:
+        return Deliver(action)
+    rules = action.manners
+    tz, source = manners.zone_of(rules, lead.profile)
+    cycle.booked[:] = manners.recent(cycle.booked, now)
+    slot = manners.place(rules, cycle.booked, tz, now, held=len(cycle.held))
+    if slot.at is None:
+        why = (f"{len(cycle.held)} e-mails are held already" if len(cycle.held) >= manners.MAX_HELD
+               else _caps(rules))
+        return Skip(f"e-mail {action.content} skipped: {why}", content=str(action.content))
+    cycle.booked.append(slot.at)
+    if not slot.moved(now):
+        return Deliver(action)
+    cycle.held.append(Held(slot.at, action))
+    reasons = [r for r, on in (("quiet hours " + str(rules.quiet_hours), slot.quiet),
+                               (_caps(rules), slot.capped), ("mail held before it", slot.queued)) if on]
+    return Hold(f"e-mail {action.content} held until {manners.local_time(slot.at, tz)} ({source}): "
+                + "; ".join(reasons), content=str(action.content), until=slot.at)
+
+
+def _caps(rules: Delivery) -> str:
+    caps = [f"{n} a {what}" for n, what in ((rules.max_per_day, "day"), (rules.max_per_week, "week"))
+            if n is not None]
+    return "at most " + " and ".join(caps)
+
+
+def next_release(cycle: Cycle) -> datetime | None:
+    """When the first held send is due."""
+    return cycle.held[0].due if cycle.held else None
+
+
+def drop_held(cycle: Cycle, track: str | None) -> list[Act]:
+    """A track stopped (the lead moved on, unsubscribed): its held mail is not sent, and gives
+    back its slot. (A track that ran out is no stop: its last e-mails still go.)"""
+    acts: list[Act] = []
+    for held in [h for h in cycle.held if h.action.track is not None and h.action.track == track]:
+        cycle.held.remove(held)
+        if held.due in cycle.booked:
+            cycle.booked.remove(held.due)
+        acts.append(Say(f"held e-mail {held.action.content} not sent: track {track} stopped"))
+    return acts
+
+
+def release(cycle: Cycle, now: datetime) -> list[Act]:
+    """The held sends due by `now`, in order: each goes out in the slot it was given, unless the
+    lead's mail has stopped since (then it is recorded withheld, as the evaluator does)."""
+    acts: list[Act] = []
+    lead = cycle.lead
+    while cycle.held and cycle.held[0].due <= now:
+        action = cycle.held.pop(0).action
+        if lead is not None and lead.mail_stop is not None:
+            acts.append(Deliver(replace(action, withheld=f"the lead {lead.mail_stop}", manners=None)))
+        else:
             acts.append(Deliver(action))
     return acts
 
@@ -280,7 +372,8 @@ def answer_event(task_id: str, status: str, said: dict[str, Any], now: datetime)
 
 __all__ = [
     "DEFAULT_QUEUE", "DEFAULT_RETENTION", "DEFAULT_SLA", "MAX_ESCALATIONS", "SALES_ANSWERS", "TIMERS",
-    "Act", "Breach", "Cycle", "Deliver", "LeadCycle", "LeadEnding", "OpenTask", "Say", "TaskCycle",
-    "answer_event", "apply", "breach", "breach_event", "breach_line", "breach_steps", "due_check", "ends_at",
-    "next_breach", "open_handoff", "open_task", "scheduled_check",
+    "Act", "Breach", "Cycle", "Deliver", "Held", "Hold", "LeadCycle", "LeadEnding", "OpenTask", "Say",
+    "Skip", "TaskCycle", "answer_event", "apply", "breach", "breach_event", "breach_line", "breach_steps",
+    "due_check", "drop_held", "ends_at", "mind", "next_breach", "next_release", "open_handoff", "open_task",
+    "release", "scheduled_check",
 ]

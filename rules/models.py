@@ -19,6 +19,8 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from rules.policy import Delivery
+
 # Events the workflow itself produces; they are never engagement and never count as activity.
 SYSTEM_EVENTS = frozenset({"check", "sales_accept", "sales_reject", "sla_breach", "identify"})
 
@@ -274,6 +276,9 @@ class Action:
     route: str | None = None  # a hand-off's: the routing rule that chose its queue
     # a hand-off's: what each SLA breach does, in order (`reassign`, `escalate:<queue>`)
     breach_steps: list[str] = dc_field(default_factory=list)
+    # a marketing send's: the policy's delivery manners it keeps (rules.manners); None for mail
+    # that keeps none (no `delivery:`, transactional content, a withheld send)
+    manners: Delivery | None = None
 
 
 @dataclass(slots=True)

@@ -36,7 +36,7 @@ def run_case(policy: CompiledPolicy, case: PolicyTest) -> CaseResult:
     assert lead is not None
     last = trail.decisions[-1]
     fired = [f.rule for d in trail.decisions for f in d.fired]
-    sent = [a.content for d in trail.decisions for a in d.actions if a.kind == "send" and not a.withheld]
+    sent = trail.sent  # what went out by the end: a send the manners held past it or skipped did not
     actions = {a.kind for d in trail.decisions for a in d.actions}
     expect = case.expect
     fail = result.failures.append

@@ -48,6 +48,11 @@ class LeadResult:
     ended: int = 0  # runs that ended (a final state, kept for the retention); a later event began the next
     endings: list[str] = field(default_factory=list)  # the final state of each run that ended
     skipped: int = 0  # sales answers with no hand-off open
+    # marketing e-mails the policy's delivery manners held for a later slot, and kept from going
+    # out (a cap with `when_capped: skip`); `sent` counts the e-mails that went out
+    sends_moved: int = 0
+    sends_skipped: int = 0
+    sent: list[str] = field(default_factory=list)
     rejected: int = 0
     steps: list[dict[str, Any]] = field(default_factory=list)  # with trace: each evaluation
     # with trace: the lifecycle's steps as the lead's story tells them, each with its time, in the
@@ -65,7 +70,7 @@ class LeadResult:
     def as_dict(self) -> dict[str, Any]:
         # by hand, not asdict: that deep-copies the lead and every Decision
         out = {f.name: getattr(self, f.name) for f in fields(self)
-               if f.name not in ("decisions", "lead", "lines")}
+               if f.name not in ("decisions", "lead", "lines", "sent")}
         if not self.steps:
             del out["steps"]
         return out
@@ -125,9 +130,13 @@ class Simulation:
             check_at = self.cycle.next_check_at
             breach_at = self.task.due if self.task is not None else None
             end_at = lifecycle.ends_at(self.cycle)
-            first = min((t for t in (check_at, breach_at, end_at) if t is not None), default=None)
+            release_at = lifecycle.next_release(self.cycle)
+            first = min((t for t in (check_at, breach_at, end_at, release_at) if t is not None), default=None)
             if first is None or first > moment:
                 return
+            if first == release_at:  # before a check due with it, as the workflow wakes to both
+                self._acts(lifecycle.release(self.cycle, first), first)
+                continue
             if first not in (check_at, breach_at):  # the run completes; a later event begins the next
                 assert self.cycle.lead is not None
                 self.result.endings.append(self.cycle.lead.state)
@@ -184,9 +193,8 @@ class Simulation:
         moves = [f"{e.rule}: {e.from_state} -> {e.to_state}" for e in decision.story if e.rule]
         result.transitions.extend(moves)
         if self.trace:
-            at = _iso(now)
-            result.lines.extend((at, move) for move in moves)
-            result.lines.extend((at, act.why) for act in acts if isinstance(act, lifecycle.Say))
+            result.lines.extend((_iso(now), move) for move in moves)
+        self._acts(acts, now)
         for fired in decision.fired:
             result.fired.append(fired.rule)
             move = fired.effects.get("transition")
@@ -198,6 +206,19 @@ class Simulation:
         if self.cycle.open_handoff is None:
             self.task, self.opened_by = None, None
         self._opened(acts, decision, now)
+
+    def _acts(self, acts: list[lifecycle.Act], now: datetime) -> None:
+        """Count and tell what the lifecycle asked for: the e-mails it sent, held and skipped."""
+        result = self.result
+        for act in acts:
+            if isinstance(act, lifecycle.Hold):
+                result.sends_moved += 1
+            elif isinstance(act, lifecycle.Skip):
+                result.sends_skipped += 1
+            elif isinstance(act, lifecycle.Deliver) and act.action.kind == "send" and not act.action.withheld:
+                result.sent.append(str(act.action.content))
+            if self.trace and isinstance(act, lifecycle.Say):
+                result.lines.append((_iso(now), act.why))
 
     def _opened(self, acts: list[lifecycle.Act], decision: Decision, now: datetime) -> None:
         for act in acts:

@@ -7,7 +7,6 @@ tracks and content that exist, unique ids, reachability, unguarded cycles, impos
 from __future__ import annotations
 
 import json
-import zoneinfo
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -31,20 +30,11 @@ from rules.conditions import (
     state_sources,
 )
 from rules.durations import parse_duration
+from rules.manners import zone
 from rules.models import BUILTIN_EVENTS, SYSTEM_EVENTS
 from rules.policy import DERIVED_PROFILE, Effects, Policy
 from rules.routing import ROUTING_FIELDS
 from rules.yaml_lines import LoadedYaml, Path, YamlError, load_yaml
-
-
-def known_zone(name: str) -> bool:
-    """Whether the tz database has this zone (read from the system's or the tzdata package's)."""
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-        return False
-    return True
-
 
 REQUIRED_STATES = ("captured", "scored", "nurturing", "sales-ready", "derailed")
 
@@ -299,7 +289,7 @@ class _Semantics:
             if start == end:
                 self.add(("delivery", "quiet_hours"), f"quiet hours {manners.quiet_hours!r} are empty: "
                          "start and end are the same time")
-        if not known_zone(manners.timezone):
+        if zone(manners.timezone) is None:
             self.add(("delivery", "timezone"), f"unknown time zone {manners.timezone!r} "
                      "(an IANA name such as Europe/Berlin)")
         for key in ("timezone_field", "country_field"):

@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from rules import lifecycle
     from rules.identity import identity_of, lead_key, readdress, with_id
     from rules.lifecycle import LeadEnding
-    from rules.models import MAX_PROFILE_FIELDS, SIZE_ERRORS, Action, Decision, Event, StoryEntry
+    from rules.models import MAX_PROFILE_FIELDS, SIZE_ERRORS, Action, Decision, Event, LeadState, StoryEntry
 
     # The lead starts its hand-offs and signals them; a hand-off signals its lead: each module
     # takes the other whole and reads the class at call time, so either may be imported first.
@@ -231,6 +231,7 @@ class LeadWorkflow:
                 if self._merging_into is not None:
                     continue
             self._due_work()
+            await self._release()
             handled = 0
             while self.c.pending and not self._ready_to_continue_as_new():
                 room = min(EVENTS_PER_TASK - handled, self.options.max_events_per_run - self.run_events)
@@ -321,6 +322,7 @@ class LeadWorkflow:
             earlier=[e.model_dump(mode="json") for e in self.c.earlier],
             aliases=list(self.c.aliases),
             waiting=self.c.waiting.says() if self.c.waiting else None,
+            held=[{"content": h.action.content, "until": h.due.isoformat()} for h in self.c.held],
         )
 
     # -- the loop ----------------------------------------------------------------------------
@@ -332,11 +334,12 @@ class LeadWorkflow:
         self._woke = False
 
     def _arm(self) -> None:
-        """Keep one timer for the earliest of the next check and the next score index.
+        """Keep one timer for the earliest of the next check, the next score index, the run's end
+        and the next held e-mail's slot.
         A waiting timer that is due no later than needed stays: a check due date moves with
         every event, and a new timer per event (start, then cancel) doubled the history."""
-        dues = [d for d in (self.c.next_check_at, self._index_score_at, lifecycle.ends_at(self.c))
-                if d is not None]
+        dues = [d for d in (self.c.next_check_at, self._index_score_at, lifecycle.ends_at(self.c),
+                            lifecycle.next_release(self.c)) if d is not None]
         if not dues:
             return
         due = min(dues)
@@ -648,12 +651,22 @@ class LeadWorkflow:
             elif isinstance(act, lifecycle.OpenTask):
                 await self._open_handoff(act, decision)
             else:
-                await self._deliver(act.action, decision)
+                await self._deliver(act.action, decision.lead)
 
-    async def _deliver(self, action: Action, decision: Decision) -> None:
+    async def _release(self) -> None:
+        """Send the held e-mails whose slot has come (rules.lifecycle.release); none is held
+        under a policy without `delivery:`, so its leads do here what they always did."""
+        if not self.c.held or self.c.lead is None:
+            return
+        for act in lifecycle.release(self.c, workflow.now()):
+            if isinstance(act, lifecycle.Deliver):
+                await self._deliver(act.action, self.c.lead)
+            elif isinstance(act, lifecycle.Say):
+                self._say(act.why, "delivery")
+
+    async def _deliver(self, action: Action, lead: LeadState) -> None:
         request = None
         if action.kind == "send" and action.content:
-            lead = decision.lead
             request = EmailRequest(key=action.key, lead=self.key, content=action.content,
                                    to=lead.profile.get("email"), profile=dict(lead.profile),
                                    withheld=action.withheld)

@@ -11,7 +11,7 @@ from typing import Any, TypeAlias
 from pydantic import BaseModel, Field
 from temporalio.common import RetryPolicy
 
-from rules.lifecycle import LeadEnding
+from rules.lifecycle import Held, LeadEnding
 from rules.models import LeadState, Scores, StoryEntry
 
 # The no-op checkpoint activity may retry for as long as it takes.
@@ -78,6 +78,10 @@ class LeadCarry(BaseModel):
     # the other ids of this person, merged into this lead: {lead_id, email?, external_id?, at}
     aliases: list[dict[str, Any]] = Field(default_factory=list)
     received: list[str] = Field(default_factory=list)  # content sent to either address before a merge
+    # the lead's marketing e-mails of the last week (gone or held) and those held for their slot:
+    # rules.manners, under a policy with `delivery:`
+    booked: list[datetime] = Field(default_factory=list)
+    held: list[Held] = Field(default_factory=list)
     # (time, fit, interest, intent, total) after each scored event, the newest SCORE_POINTS:
     # the lead's page draws them
     score_history: list[tuple[str, float, float, float, float]] = Field(default_factory=list)
@@ -194,6 +198,8 @@ class LeadView(BaseModel):
     aliases: list[dict[str, Any]] = Field(default_factory=list)
     # an evaluation failing outside the policy (the database down): its events wait
     waiting: str | None = None
+    # marketing e-mails the policy's delivery manners hold for a later slot: {content, until}
+    held: list[dict[str, Any]] = Field(default_factory=list)
 
 
 # -- HandoffWorkflow's messages ------------------------------------------------------------------
