@@ -302,7 +302,8 @@ def _counted(job: Job) -> tuple[list[dict[str, Any]], int]:
 
 
 def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Leads per final state, hand-offs per queue per ISO week, and time to sales-ready."""
+    """Leads per final state, hand-offs per queue per ISO week, time to sales-ready, and the
+    e-mails delivery manners moved or skipped."""
     states = Counter(r["state"] for r in results)
     weekly: Counter[tuple[str, str]] = Counter()
     for r in results:
@@ -315,7 +316,10 @@ def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
             "handoffs_per_week": {f"{q} {w}": n for (q, w), n in sorted(weekly.items())},
             "handoffs": sum(len(r["handoffs"]) for r in results),
             "sales_ready": len(days),
-            "median_days_to_sales_ready": round(statistics.median(days), 2) if days else None}
+            "median_days_to_sales_ready": round(statistics.median(days), 2) if days else None,
+            # marketing e-mails the policy's delivery manners moved to a later slot, and skipped
+            "sends_moved": sum(r.get("sends_moved", 0) for r in results),
+            "sends_skipped": sum(r.get("sends_skipped", 0) for r in results)}
 
 
 def _at(text: str) -> datetime:

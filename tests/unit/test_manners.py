@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from leadflow.replay.simulate import summary
 from rules import lifecycle, manners
 from rules.evaluate import evaluate
 from rules.lifecycle import Deliver, Hold, LeadCycle, Skip
@@ -186,6 +187,9 @@ def test_the_simulation_holds_and_counts_what_the_manners_move():
                         until=utc(2026, 1, 9))
     assert result.sent == ["welcome-guide", "receipt"]
     assert (result.sends_moved, result.sends_skipped) == (0, 1)
+    # what `policy simulate` reports of many leads (the JSON's keys, the table's line)
+    figures = summary([result.as_dict(), tokyo.as_dict()])
+    assert (figures["sends_moved"], figures["sends_skipped"]) == (1, 1)
 
 
 def send(content: str, rules: Delivery) -> Action:
