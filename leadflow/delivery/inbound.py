@@ -37,7 +37,7 @@ from datetime import datetime, timezone
 from email.message import Message
 from typing import Any, Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -219,7 +219,9 @@ def find(ledger: Database, report: Report) -> Found | None:
                 return Found(row.key, row.lead, row.subject, row.target, row.status, "message id")
         if report.recipient:
             row = db.execute(select(*columns).where(
-                c.kind == "email", c.target == report.recipient, c.status.in_(("sent", "bounced")))
+                # the report's address is lower-cased; the lead's as it was given
+                c.kind == "email", func.lower(c.target) == report.recipient,
+                c.status.in_(("sent", "bounced")))
                 .order_by(c.updated_at.desc()).limit(1)).first()
             if row is not None:
                 return Found(row.key, row.lead, row.subject, row.target, row.status, "address")

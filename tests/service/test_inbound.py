@@ -7,11 +7,15 @@ mail is withheld, the local sink of `make up` takes a report by SMTP the same wa
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import smtplib
 from datetime import timedelta
 
+import dkim  # type: ignore[import-untyped]
 import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 
 from leadflow.cli.main import main as cli
@@ -147,3 +151,36 @@ def test_bounces_and_complaints_come_back_to_their_leads(tmp_path, monkeypatch, 
 def _send(port: int, raw: bytes) -> None:
     with smtplib.SMTP("127.0.0.1", port, timeout=10) as conn:
         conn.sendmail("MAILER-DAEMON@mx.example.org", ["news@acme.example"], raw)
+
+
+def test_mail_from_the_delivery_processes_is_dkim_signed(tmp_path):
+    """The worker's delivery processes sign (the harness runs them, as a worker does): the bytes
+    the SMTP server received verify against the key's DNS record."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = tmp_path / "dkim.pem"
+    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+    public = key.public_key().public_bytes(serialization.Encoding.DER,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+
+    def dns(name: bytes, timeout: int = 5) -> bytes | None:
+        return record if name == b"mail2026._domainkey.acme.example." else None
+
+    async def scenario():
+        sink = start_sink(tmp_path / "caught")  # keeps the bytes as they came
+        try:
+            async with harness(tmp_path, smtp_host="127.0.0.1", smtp_port=sink.port, mail_from=SENDER,
+                               dkim_selector="mail2026", dkim_domain="acme.example", dkim_key=str(pem)) as h:
+                assert h.delivery.pool is not None and h.delivery.pool.dkim is not None
+                lead = await h.signup("signed@example.org", role="manager")
+                (row,) = await h.delivered(lead.id, "email")
+                assert row["status"] == "sent"
+        finally:
+            sink.stop()
+        (raw,) = [p.read_bytes() for p in (tmp_path / "caught").glob("*.eml")]
+        assert raw.startswith(b"DKIM-Signature:") and b"s=mail2026" in raw
+        assert dkim.verify(raw, dnsfunc=dns)
+        assert not dkim.verify(raw.replace(b"Subject: ", b"Subject: Re: ", 1), dnsfunc=dns)
+
+    asyncio.run(scenario())

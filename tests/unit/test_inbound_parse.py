@@ -5,9 +5,12 @@ the recipient redacted as providers do)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from leadflow.delivery.inbound import NotAReport, looks_like_report, parse
+from leadflow.db.database import Database
+from leadflow.delivery.inbound import NotAReport, act, looks_like_report, parse
 
 OURS = "<3f2a9c0e1b7d4a6f8e5c2b1a0d9e8f7a6b5c4d3e@acme.example>"
 
@@ -141,3 +144,39 @@ def test_anything_else_is_refused_saying_what_it_is() -> None:
         parse(b"From: a@b.example\r\nSubject: hello\r\n\r\njust mail\r\n")
     assert not looks_like_report(b"From: a@b.example\r\nSubject: hello\r\n\r\njust mail\r\n")
     assert looks_like_report(dsn("failed", "5.1.1")) and looks_like_report(arf())
+
+
+def test_a_report_without_headers_finds_the_newest_mail_to_its_address_once(tmp_path) -> None:
+    """act() on a real ledger: a DSN that returns no headers falls back to the address (as the
+    lead gave it, in any case), the newest e-mail sent to it; posted twice, it tells the lead once."""
+    ledger = Database.open(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    try:
+        for n, (key, content) in enumerate((("k-old", "welcome-guide"), ("k-new", "case-study"))):
+            ledger.claim(key, kind="email", lead="lead-ana", target="Ana@Example.org", subject=content,
+                         owner="test", lease=60, message_id=f"<{key}@acme.example>",
+                         address="Ana@Example.org", now=1000.0 + n)
+            ledger.mark(key, "sent", message_id=f"<{key}@acme.example>", now=1000.0 + n)
+        told: list[tuple[str, dict]] = []
+
+        async def tell(lead: str, event: dict) -> bool:
+            told.append((lead, event))
+            return True
+
+        boundary = b"--RAA14128.773615765/mx.example.org"
+        bare = dsn("failed", "5.1.1").split(boundary + b"\r\nContent-Type: text/rfc822")[0]
+        bare += boundary + b"--\r\n"
+        report = parse(bare)
+        assert report.ids == () and report.recipient == "ana@example.org"
+        first = asyncio.run(act(ledger, report, tell, now=2000.0))
+        assert first.found and first.matched_by == "address" and first.delivery == "k-new"
+        assert first.done == ["address suppressed (bounced)", "delivery marked bounced",
+                              "email_bounce sent to the lead"]
+        assert ledger.get("k-new")["status"] == "bounced" and ledger.get("k-old")["status"] == "sent"
+        assert ledger.suppressed("ana@example.org") == "bounced"
+        (lead, event), = told
+        assert lead == "lead-ana" and event["type"] == "email_bounce" and event["data"]["hard"] is True
+        assert event["data"]["status"] == "5.1.1" and event["data"]["content"] == "case-study"
+        again = asyncio.run(act(ledger, report, tell, now=2001.0))
+        assert "taken before" in again.why and len(told) == 1
+    finally:
+        ledger.close()
