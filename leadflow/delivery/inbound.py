@@ -39,7 +39,6 @@ from typing import Any, Literal
 
 from sqlalchemy import func, select, update
 from temporalio.client import Client
-from temporalio.service import RPCError
 
 from leadflow.db.database import Database
 from leadflow.db.schema import deliveries, mail_reports
@@ -304,21 +303,35 @@ async def act(ledger: Database, report: Report, tell: Tell, now: float | None = 
         event = {"id": f"bounce-{digest}" if report.hard else f"soft-bounce-{digest}", "type": "email_bounce",
                  "at": at, "data": {"hard": report.hard, "content": found.content, "status": report.status,
                                     "reason": report.diagnostic[:300], "via": "dsn"}}
-    if await tell(found.lead, event):
+    try:
+        told = await tell(found.lead, event)
+    except BaseException:
+        # Temporal did not answer: forgotten, so the same report posted again does it all again
+        # (the event's id keeps the lead from taking it twice)
+        await asyncio.to_thread(_forget, ledger, found.key, kind)
+        raise
+    if told:
         out.done.append(f"{event['type']} sent to the lead")
     else:
         out.why = f"the lead did not take {event['type']} (see the log)"
     return out
 
 
+def _forget(ledger: Database, key: str, kind: str) -> None:
+    with ledger.writing() as db:
+        db.execute(mail_reports.delete().where(mail_reports.c.key == key, mail_reports.c.kind == kind))
+
+
 def telling(client: Client, settings: Settings) -> Tell:
-    """`tell` for act(): the event delivered to its lead as leadflow's own (no door's check)."""
+    """`tell` for act(): the event delivered to its lead as leadflow's own (no door's check). A
+    lead that is no more is logged (a retry would not find it either); Temporal not answering
+    raises, and the API answers 503."""
 
     async def tell(lead: str, event: dict[str, Any]) -> bool:
         try:
             await deliver(client, settings, event, key=lead, door="inbound")
             return True
-        except (IntakeError, RPCError) as err:
+        except IntakeError as err:
             log.warning("%s for %s not passed on: %s", event["type"], lead, err,
                         extra={"lead_id": lead, "event_id": event.get("id")})
             return False

@@ -11,6 +11,7 @@ import pytest
 
 from leadflow.db.database import Database
 from leadflow.delivery.inbound import NotAReport, act, looks_like_report, parse
+from leadflow.delivery.links import delivery_digest
 
 OURS = "<3f2a9c0e1b7d4a6f8e5c2b1a0d9e8f7a6b5c4d3e@acme.example>"
 
@@ -178,5 +179,31 @@ def test_a_report_without_headers_finds_the_newest_mail_to_its_address_once(tmp_
         assert event["data"]["status"] == "5.1.1" and event["data"]["content"] == "case-study"
         again = asyncio.run(act(ledger, report, tell, now=2001.0))
         assert "taken before" in again.why and len(told) == 1
+    finally:
+        ledger.close()
+
+
+def test_a_report_whose_lead_could_not_be_told_is_taken_again_when_posted_again(tmp_path) -> None:
+    ledger = Database.open(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    try:
+        ledger.claim("k1", kind="email", lead="lead-ana", target="ana@example.org", subject="welcome-guide",
+                     owner="test", lease=60, message_id=OURS, address="ana@example.org")
+        ledger.mark("k1", "sent", message_id=OURS)
+        told: list[dict] = []
+
+        async def down(lead: str, event: dict) -> bool:
+            raise ConnectionError("Temporal did not answer")
+
+        async def up(lead: str, event: dict) -> bool:
+            told.append(event)
+            return True
+
+        report = parse(arf(recipient=""))
+        with pytest.raises(ConnectionError):
+            asyncio.run(act(ledger, report, down))
+        assert ledger.suppressed("ana@example.org") == "complaint"  # kept, whatever came after
+        again = asyncio.run(act(ledger, report, up))
+        assert again.matched_by == "message id" and again.done[-1] == "complaint sent to the lead"
+        assert [e["id"] for e in told] == [f"complaint-{delivery_digest('k1')}"]
     finally:
         ledger.close()
