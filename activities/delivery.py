@@ -23,6 +23,7 @@ from temporalio.exceptions import ApplicationError
 from leadflow.db.database import Claim, Database, address_hash
 from leadflow.delivery import message
 from leadflow.delivery.content import ContentStore, NoTemplate
+from leadflow.delivery.dkim_sign import DkimSigner
 from leadflow.delivery.links import Links, delivery_digest
 from leadflow.delivery.pool import Lost, MailPool, compose_and_send, mail_of
 from leadflow.delivery.preferences import preferences_of
@@ -95,6 +96,7 @@ class Delivery:
     webhook_secret: str
     public_url: str
     pool: MailPool | None = None  # e-mail written and sent in processes of its own (else here, by mailer)
+    dkim: DkimSigner | None = None  # signs e-mail sent here (a pool's processes have their own)
 
     def close(self) -> None:
         if self.pool is not None:
@@ -147,7 +149,7 @@ class DeliveryActivities:
                 d.pool.send(template, mail, key=req.key, to=req.to, profile=req.profile)
             else:
                 compose_and_send(d.mailer, d.links, d.sender, template, mail, key=req.key, to=req.to,
-                                 profile=req.profile)
+                                 profile=req.profile, dkim=d.dkim)
         except NoTemplate as err:
             return self._again(req.key, req.max_attempts, str(err))
         except Lost as err:
