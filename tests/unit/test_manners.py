@@ -4,7 +4,10 @@ exempt mail, and what the simulation counts."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from leadflow.replay.simulate import summary
 from rules import lifecycle, manners
@@ -199,3 +202,38 @@ def send(content: str, rules: Delivery) -> Action:
 def policy_lead() -> LeadState:
     """A lead of the smallest policy, as its sign-up leaves it."""
     return evaluate(policy_from(MINIMAL), None, event("signup", utc(2026, 1, 1)), utc(2026, 1, 1)).lead
+
+
+ZONES = ["America/New_York", "Asia/Tokyo", "Europe/Berlin", "Australia/Sydney", "Asia/Kolkata",
+         "America/Sao_Paulo", "Pacific/Auckland", "UTC"]
+HOURS = ["20:00-08:00", "22:30-06:15", "12:00-13:00", "00:00-07:00", "01:30-03:30"]
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(zone=st.sampled_from(ZONES), quiet=st.sampled_from([None, *HOURS]),
+       day=st.sampled_from([None, 1, 2]), week=st.sampled_from([None, 2, 3, 5]),
+       # minutes from a start that puts every DST change of 2026 within reach
+       start=st.integers(0, 365 * 24 * 60),
+       gaps=st.lists(st.integers(0, 3 * 24 * 60), min_size=1, max_size=12))
+def test_every_slot_keeps_the_manners_and_mail_keeps_its_order(zone: str, quiet: str | None, day: int | None,
+                                                              week: int | None, start: int, gaps: list[int]):
+    rules = Delivery(quiet_hours=quiet, max_per_day=day, max_per_week=week, timezone=zone)
+    tz = manners.zone(zone)
+    assert tz is not None
+    span = manners.quiet_span(rules)
+    booked: list[datetime] = []
+    now = utc(2026, 1, 1) + timedelta(minutes=start)
+    for gap in gaps:
+        now += timedelta(minutes=gap)
+        slot = manners.place(rules, booked, tz, now, held=0)
+        assert slot.at is not None and slot.at >= now and all(slot.at >= b for b in booked)
+        if span is not None:
+            assert manners.quiet_until(slot.at, span, tz) is None, slot
+        if day is not None:
+            local = slot.at.astimezone(tz).date()
+            assert sum(b.astimezone(tz).date() == local for b in booked) < day
+        if week is not None:
+            assert sum(slot.at - manners.WEEK < b for b in booked) < week
+        # only what the manners ask for moves a send: one moved by nothing else went at once
+        assert slot.moved(now) == (slot.quiet or slot.capped or slot.queued)
+        booked.append(slot.at)
