@@ -77,7 +77,8 @@ async def erase_person(request: Request, lead: str, caller: PersonEraser, ctx: C
         return await _lead_view(request, ctx, caller, lead, status=422,
                                 error="Nothing erased: tick the box that says the person goes for good.")
     try:
-        await erase(ctx.client, ctx.settings, ctx.ledger, lead, caller.me or caller.by())
+        by = caller.person or caller.me or f"page ({caller.role})"  # the record says who, never empty
+        await erase(ctx.client, ctx.settings, ctx.ledger, lead, by)
     except NoSuchPerson:
         raise Missing(f"lead {lead}") from None
     return RedirectResponse("/leads", status_code=303)
