@@ -100,6 +100,6 @@ def run(args: argparse.Namespace) -> int:
               "flag": flag(row)} for row in rows]
     people.show(args.json, rows, lambda: people.rows("deliverability", shown, [
         ("day", "day"), ("content", "content"), ("sent", "sent"), ("bounced_hard", "hard"),
-        ("bounced_soft", "soft"), ("bounces", "bounce rate"), ("complaints", "complaints"),
-        ("complained", "complaint rate"), ("flag", "complaints")]))
+        ("bounced_soft", "soft"), ("bounces", "bounced"), ("complaints", "complaints"),
+        ("complained", "complained"), ("flag", "flag")]))
     return 0
