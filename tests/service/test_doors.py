@@ -62,7 +62,7 @@ def test_an_intake_key_moves_no_lead_it_must_not(stack):
     merged any two leads; ?wait=true read the lead back."""
     intake_key = stack.http("intake")
     lead = {"email": "victim@acme.example"}
-    for kind in ("sales_accept", "sales_reject", "sla_breach", "email_bounce", "check"):
+    for kind in ("sales_accept", "sales_reject", "sla_breach", "email_bounce", "complaint", "check"):
         single = intake_key.post("/v1/events", json={"type": kind, "lead": lead, "data": {"by": "x"}})
         assert single.status_code == 403, (kind, single.text)
         assert kind in single.json()["detail"][0]["msg"], single.text
