@@ -55,18 +55,21 @@ BUCKET = 60.0  # seconds: counts in windows are exact to the minute
 MAIL_STOPS = {
     "unsubscribed": "asked for no more e-mail: every track stopped, no marketing e-mail again",
     "bounced": "the address bounced hard: every track stopped, no marketing e-mail again",
+    "complained": "reported the e-mail as spam: every track stopped, no marketing e-mail again",
 }
 
 
 ROUTED = "(routing)"  # a hand-off's queue until routing has picked it
 
 
-MAIL_STOP_EVENTS = frozenset({"unsubscribe", "email_bounce"})  # the events mail_stop_of reads
+MAIL_STOP_EVENTS = frozenset({"unsubscribe", "email_bounce", "complaint"})  # the events mail_stop_of reads
 
 
 def mail_stop_of(event: Event) -> str | None:
     if event.type == "unsubscribe":
         return "unsubscribed"
+    if event.type == "complaint":  # an abuse report (leadflow.delivery.inbound)
+        return "complained"
     if event.type == "email_bounce" and event.data.get("hard", True) is not False:
         return "bounced"  # a soft bounce says `hard: false`
     return None

@@ -65,6 +65,7 @@ BUCKET = 60.0  # seconds: counts in windows are exact to the minute
 MAIL_STOPS = {
     "unsubscribed": "asked for no more e-mail: every track stopped, no marketing e-mail again",
     "bounced": "the address bounced hard: every track stopped, no marketing e-mail again",
+    "complained": "reported the e-mail as spam: every track stopped, no marketing e-mail again",
 }
 
 
@@ -74,6 +75,8 @@ ROUTED = "(routing)"  # a hand-off's queue until routing has picked it
 def mail_stop_of(event: Event) -> str | None:
     if event.type == "unsubscribe":
         return "unsubscribed"
+    if event.type == "complaint":
+        return "complained"
     if event.type == "email_bounce" and event.data.get("hard", True) is not False:
         return "bounced"  # a soft bounce says `hard: false`
     return None

@@ -54,6 +54,17 @@ def test_a_hard_bounce_stops_mail_and_a_soft_one_does_not():
     assert hard.lead.mail_stop == "bounced" and hard.lead.track is None
 
 
+def test_a_complaint_stops_mail_for_good_whatever_the_policy_says():
+    policy = policy_from(CARELESS)
+    lead = evaluate(policy, None, event("signup"), T0).lead
+    lead = evaluate(policy, lead, event("page_view", T0), T0).lead
+    complained = evaluate(policy, lead, event("complaint", T0 + days(1)), T0 + days(1))
+    assert complained.lead.mail_stop == "complained" and complained.lead.track is None
+    assert any(s.rule == "mail.complained" for s in complained.story)
+    later = evaluate(policy, complained.lead, event("reply", T0 + days(2)), T0 + days(2))
+    assert sends([later]) == [("again", "the lead complained")]
+
+
 def test_consent_the_policy_asks_for_withholds_sends_until_it_is_given():
     text = CARELESS.replace("  tracks:\n", "  requires_consent: consent\n  tracks:\n", 1)
     policy = policy_from(text)
