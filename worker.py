@@ -19,6 +19,7 @@ from activities.evaluator_pool import EvaluatorPool
 from activities.lead import LeadActivities
 from activities.legacy import LegacyDelivery
 from activities.policies import PolicyStore
+from activities.prune import PruneActivities
 from activities.routing import RoutingActivities
 from leadflow.archive.endings import Endings
 from leadflow.archive.events import EventArchive
@@ -36,6 +37,7 @@ from leadflow.signing import links_of
 from leadflow.temporal import connect, ensure_search_attributes
 from workflows.handoff import HandoffWorkflow
 from workflows.lead import LeadWorkflow
+from workflows.prune import PruneWorkflow, schedule_pruning
 
 log = logging.getLogger("leadflow.worker")
 
@@ -76,11 +78,12 @@ def build_worker(client: Client, settings: Settings, store: PolicyStore,
     sends = DeliveryActivities(delivery)
     routes = RoutingActivities(Desk(delivery.ledger, settings.roster_file))
     legacy = LegacyDelivery(sends)  # runs begun before deliveries were real call it until they continue
+    prune = PruneActivities(delivery.ledger)
     return Worker(client, task_queue=settings.task_queue,
-                  workflows=[LeadWorkflow, HandoffWorkflow],
+                  workflows=[LeadWorkflow, HandoffWorkflow, PruneWorkflow],
                   activities=[acts.evaluate_events, acts.checkpoint, acts.record_ending, sends.send_email,
                               sends.post_webhook, legacy.deliver, routes.assign_rep, routes.release_rep,
-                              acts.link_alias, acts.merge_leads],
+                              acts.link_alias, acts.merge_leads, prune.prune_archive, prune.prune_ledger],
                   activity_executor=executor,
                   # an e-mail or webhook under way when the worker stops gets to finish and be
                   # marked, rather than be cut off and sent again by the next worker
@@ -133,6 +136,7 @@ async def run_worker(settings: Settings, client: Client | None = None) -> None:
             log.info("metrics: http://%s/metrics", settings.metrics_addr)
         client = await connect(settings, runtime)
     await ensure_search_attributes(client, settings.namespace)
+    await schedule_pruning(client, settings)  # LEADFLOW_RETENTION_*: on, changed or off
     evaluators = evaluator_pool(settings)
     if evaluators is not None:
         evaluators.start()

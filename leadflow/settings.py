@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 TLS_MODES = ("none", "starttls", "tls")
 MIN_SECRET = 32  # characters of LEADFLOW_SECRET
+MIN_RETENTION = 86400.0  # seconds: LEADFLOW_RETENTION_* below a day are refused
 
 
 def derive(root: str, use: str) -> str:
@@ -109,6 +110,9 @@ class Settings(BaseSettings):
     # the web origins whose pages may run /c.js and post to /v1/collect and /f/{form}
     sites: Listed = ()
     anonymous_retention: float = 30 * 86400.0  # a visitor nobody has named yet keeps its views; a duration
+    # how long the event archive and the ended deliveries are kept (workflows.prune); None: for good
+    retention_events: float | None = None
+    retention_deliveries: float | None = None
     collect_rate: float = 50.0  # /v1/collect calls a second from one client address (bursts of twice that)
     # where this process serves Prometheus metrics (the worker's, and `make up`'s one process);
     # empty: none. The API serves its own at /metrics on LEADFLOW_HTTP.
@@ -155,6 +159,17 @@ class Settings(BaseSettings):
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value.strip()) if isinstance(value, str) else value
+
+    @field_validator("retention_events", "retention_deliveries", mode="before")
+    @classmethod
+    def _retention(cls, value: Any) -> Any:
+        # 0 is refused rather than read as "off": LEADFLOW_FINAL_RETENTION=0s means "at once",
+        # and a retention under a day is a typo more often than a wish (it would also prune a
+        # delivery's row while Temporal may still retry its activity)
+        seconds = parse_duration(value.strip()) if isinstance(value, str) else value
+        if seconds is not None and seconds < MIN_RETENTION:
+            raise ValueError("a duration of a day or more (e.g. 400d); leave it unset to keep everything")
+        return seconds
 
     @field_validator("handoff_webhook_urls", mode="before")
     @classmethod
