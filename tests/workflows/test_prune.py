@@ -118,9 +118,11 @@ def test_the_worker_schedules_pruning_which_takes_old_rows_only(tmp_path, shared
         assert result.archive.rows == {"events": 7, "transitions": 1, "shadow_decisions": 1,
                                        "shadow_leads": 1}
         assert result.ledger.rows == {"deliveries": 5}
-        # a worker started again with the same settings changes the schedule, not adds one
+        # a worker started again changes the schedule, not adds one, and leaves ops' pause be
+        await schedule.pause(note="paused by ops")
         assert await schedule_pruning(client, on) == "updated"
         assert (await schedules(client)).count(SCHEDULE_ID) == 1
+        assert (await schedule.describe()).schedule.state.paused
         off = Settings(home=tmp_path, task_queue=space.task_queue)
         assert await schedule_pruning(client, off) == "deleted"
         assert SCHEDULE_ID not in await schedules(client)
