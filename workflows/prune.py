@@ -106,7 +106,12 @@ async def schedule_pruning(client: Client, settings: Settings) -> str:
     try:
         return await _schedule(client, settings)
     except RPCError as err:
-        log.error("retention: schedule %s not made as LEADFLOW_RETENTION_* ask: %s", SCHEDULE_ID, err)
+        if settings.retention_events is None and settings.retention_deliveries is None:
+            # nothing asked for: a server without schedules (the time-skipping test server) or
+            # a key that may not see them has none of ours to delete either
+            log.warning("retention off; schedule %s not looked for: %s", SCHEDULE_ID, err)
+        else:
+            log.error("retention: schedule %s not made as LEADFLOW_RETENTION_* ask: %s", SCHEDULE_ID, err)
         return "failed"
 
 

@@ -14,7 +14,9 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import select
 from temporalio.client import Client, ScheduleActionStartWorkflow, ScheduleHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import ActivityEnvironment
+from temporalio.worker import Replayer
 
 from activities.prune import PruneActivities, PruneRequest
 from leadflow.db.database import Database
@@ -22,7 +24,7 @@ from leadflow.db.schema import deliveries, events, shadow_decisions, shadow_lead
 from leadflow.settings import Settings, SettingsError
 from tests.support import ROOT
 from worker import run_worker
-from workflows.prune import SCHEDULE_ID, PruneResult, schedule_pruning
+from workflows.prune import SCHEDULE_ID, PruneResult, PruneWorkflow, schedule_pruning
 
 DAY = 86400.0
 T = TypeVar("T")
@@ -110,6 +112,8 @@ def test_the_worker_schedules_pruning_which_takes_old_rows_only(tmp_path, shared
             recent = await beside(worker, until(lambda: _recent(schedule)))
             run = client.get_workflow_handle(recent[0].action.workflow_id, result_type=PruneResult)
             result = await beside(worker, run.result())
+            await Replayer(workflows=[PruneWorkflow], data_converter=pydantic_data_converter).replay_workflow(
+                await run.fetch_history())
         finally:
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
