@@ -15,7 +15,7 @@ VENV313 := .venv-3.13
 # is 3.13): the whole suite then runs on 3.13 and no second venv is built
 MAIN313 = $(shell $(BIN)/python -c 'import sys; print(1 if sys.version_info[:2] == (3, 13) else "")' 2>/dev/null)
 
-.PHONY: up check check-unit check-workflows test test-unit-workflows test-service-e2e test-py313 test-venv313 fuzz chaos soak-exits soak-lifecycle lint bench bench-e2e bench-size bench-intake bench-collect bench-delivery bench-backtest bench-retention venv clean
+.PHONY: up check check-unit check-workflows test test-unit-workflows test-service-e2e test-py313 test-venv313 fuzz chaos soak-exits soak-lifecycle lint bench bench-e2e bench-size bench-intake bench-collect bench-delivery bench-backtest bench-retention bench-prune venv clean
 
 $(RUNTIME): pyproject.toml patches/install_durable_rules.py patches/durable-rules-2.0.28-python3.13.patch
 	$(PYTHON) -m venv $(VENV)
@@ -141,6 +141,9 @@ bench-backtest: $(RUNTIME)
 
 bench-retention: $(RUNTIME)
 	$(BIN)/python bench/retention.py
+
+bench-prune: $(RUNTIME)
+	$(BIN)/python bench/prune.py
 
 clean:
 	rm -rf $(VENV) $(VENV313) .leadflow *.egg-info

@@ -6,7 +6,7 @@ while a thread writes leads' batches to the archive as the evaluation does
 transaction) and the intake writes' latency with and without the pruning beside them. Last
 line: one JSON object.
 
-    .venv/bin/python bench/prune.py [--events 200000] [--batch 5000] [--url sqlite:///...]
+    .venv/bin/python bench/prune.py [--events 200000] [--batch 5000] [--quiet 3] [--url sqlite:///...]
 
 --url: the database (default: a fresh SQLite file in a temporary folder; a PostgreSQL URL is
 used as it is and its archive and ledger emptied first)."""
@@ -27,9 +27,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from sqlalchemy import func, select  # noqa: E402
 from temporalio.testing import ActivityEnvironment  # noqa: E402
 
-from activities.prune import PruneActivities, PruneRequest  # noqa: E402
+from activities.prune import ARCHIVE, LEDGER, PruneActivities, PruneRequest  # noqa: E402
+from bench.quick import parse  # noqa: E402
 from leadflow.archive.events import EventArchive, Taken  # noqa: E402
 from leadflow.db.database import Database  # noqa: E402
 from leadflow.db.schema import deliveries, events, transitions  # noqa: E402
@@ -101,7 +103,7 @@ def latency(waits: list[float]) -> dict[str, float]:
             "max_ms": round(1000 * ordered[-1], 2)}
 
 
-def measure(url: str, n: int, batch: int, seed: int) -> dict[str, Any]:
+def measure(url: str, n: int, batch: int, seed: int, quiet_seconds: float) -> dict[str, Any]:
     ledger = Database.open(url)
     try:
         if ledger.engine.dialect.name != "sqlite":
@@ -115,7 +117,7 @@ def measure(url: str, n: int, batch: int, seed: int) -> dict[str, Any]:
         archive = EventArchive(ledger)
         quiet = Intake(archive)
         quiet.start()
-        time.sleep(3)
+        time.sleep(quiet_seconds)
         quiet.stop.set()
         quiet.join()
         busy = Intake(archive)
@@ -132,14 +134,22 @@ def measure(url: str, n: int, batch: int, seed: int) -> dict[str, Any]:
         ledger_s = time.perf_counter() - begin
         busy.stop.set()
         busy.join()
-        return {"database": ledger.engine.dialect.name, "events": n, "filled_s": round(filled, 1),
-                "batch_rows": batch,
+        with ledger.engine.connect() as db:  # what a prune that stopped early would have left
+            left_over = sum(db.execute(select(func.count()).select_from(t.table).where(
+                t.age < before, *([t.only] if t.only is not None else []))).scalar_one()
+                for t in (*ARCHIVE, *LEDGER))
+        assert left_over == 0, f"{left_over} rows older than the cutoff left"
+        return {"bench": "prune", "database": ledger.engine.dialect.name, "events": n,
+                "filled_s": round(filled, 1), "batch_rows": batch,
                 "archive": {"rows": pruned.rows, "batches": pruned.batches, "seconds": round(archive_s, 2),
                             "longest_batch_ms": round(1000 * pruned.longest, 1)},
                 "ledger": {"rows": ledger_done.rows, "batches": ledger_done.batches,
                            "seconds": round(ledger_s, 2),
                            "longest_batch_ms": round(1000 * ledger_done.longest, 1)},
-                "intake_quiet": latency(quiet.waits), "intake_while_pruning": latency(busy.waits)}
+                "intake_quiet": latency(quiet.waits), "intake_while_pruning": latency(busy.waits),
+                "longest_batch_ms": round(1000 * max(pruned.longest, ledger_done.longest), 1),
+                "intake_p99_ms": latency(busy.waits)["p99_ms"],
+                "intake_max_ms": latency(busy.waits)["max_ms"], "left_over": left_over}
     finally:
         ledger.close()
 
@@ -150,10 +160,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5000)
     parser.add_argument("--url", default="")
     parser.add_argument("--seed", type=int, default=7)
-    args = parser.parse_args()
+    parser.add_argument("--quiet", type=float, default=3.0, help="seconds of intake measured with no pruning")
+    args = parse(parser, {"events": 50_000, "quiet": 1.0})
     with tempfile.TemporaryDirectory() as tmp:
         url = args.url or f"sqlite:///{tmp}/leadflow.sqlite"
-        result = measure(url, args.events, args.batch, args.seed)
+        result = measure(url, args.events, args.batch, args.seed, args.quiet)
     for part in ("archive", "ledger"):
         got = result[part]
         print(f"{part}: {sum(got['rows'].values()):,} rows in {got['batches']} batches, {got['seconds']} s; "

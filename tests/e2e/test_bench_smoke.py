@@ -44,6 +44,8 @@ BENCHES: dict[str, tuple[list[str], set[str]]] = {
                 {"collect_views_per_s", "intake_views_per_s", "ratio", "views"}),
     "retention": (["--leads", "10", "--events-per-lead", "2", "--settle", "1"],
                   {"leads", "kept", "ended", "running_ratio", "worker_rss_ratio", "db_ratio"}),
+    "prune": (["--events", "2000", "--batch", "500", "--quiet", "0.3"],
+              {"longest_batch_ms", "intake_p99_ms", "intake_max_ms", "left_over"}),
 }
 # figures that must be exactly 1: two ways of computing the same thing agreed
 AGREEMENTS = {"evaluator": "agreement", "policy_size": "same_final_states", "backtest": "agreement"}
