@@ -282,7 +282,9 @@ async def act(ledger: Database, report: Report, tell: Tell, now: float | None = 
         detail = (f"abuse report ({report.diagnostic})" if report.kind == "complaint"
                   else f"bounce {report.status}: {report.diagnostic}")
         await asyncio.to_thread(ledger.suppress, address, reason, found.lead if found else "", detail)
-        out.done.append(f"address suppressed ({reason})")
+        # the list keeps its first reason: say the one it holds (a complaint after a bounce)
+        kept = await asyncio.to_thread(ledger.suppressed, address) or reason
+        out.done.append(f"address suppressed ({kept})")
     if found is None:
         out.why = ("no delivery in the ledger matches the report (no X-Leadflow-Id or Message-ID of "
                    "ours, no e-mail sent to its recipient)")

@@ -23,7 +23,7 @@ from leadflow.db.schema import mail_reports
 from leadflow.delivery.inbound import for_sink
 from leadflow.delivery.sink import start_sink
 from tests.service.test_delivery import _until  # a lead's state, once it holds
-from tests.support.temporal_harness import api, free_port, harness
+from tests.support.temporal_harness import ROOT, api, free_port, harness
 from tests.support.wire import SmtpCatcher
 
 SENDER = "Acme <news@acme.example>"
@@ -64,11 +64,20 @@ def headers_of(msg) -> str:
 
 
 def test_bounces_and_complaints_come_back_to_their_leads(tmp_path, monkeypatch, capsys):
+    # the default policy with one rule more: a reply gets the case study, outside any track
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    text = (ROOT / "policies" / "lead-lifecycle.v1.yaml").read_text()
+    (policies / "lead-lifecycle.v1.yaml").write_text(text.replace(
+        "  - id: hard-bounce\n",
+        "  - {id: answer-reply, when: {event.type: reply}, then: {send: case-study}}\n"
+        "  - id: hard-bounce\n", 1))
+
     async def scenario():
         with SmtpCatcher() as smtp:
             settings = {"http": f"127.0.0.1:{free_port()}", "smtp_host": "127.0.0.1", "smtp_port": smtp.port,
                         "mail_from": SENDER, "api_keys": f"ops:{OPS},intake:{INTAKE}"}
-            async with harness(tmp_path, **settings) as h, api(h) as base, \
+            async with harness(tmp_path, policy_dir=policies, **settings) as h, api(h) as base, \
                     httpx.AsyncClient(base_url=base, timeout=30) as web:
                 gone = await h.signup("gone@example.org", role="manager")
                 angry = await h.signup("angry@example.org", role="manager")
@@ -107,11 +116,21 @@ def test_bounces_and_complaints_come_back_to_their_leads(tmp_path, monkeypatch, 
                 st = await _until(h, angry, lambda s: any(e["type"] == "complaint" for e in s["recent"]),
                                   "the lead takes the complaint")
                 assert st["rejected"] == 0  # a type every policy knows (rules.models.BUILTIN_EVENTS)
-                # the track's next mail is withheld by the suppression list, whatever the policy says
-                await h.env.sleep(timedelta(days=8))
+                assert st["track"] is None  # the complaint stopped it
+                # the policy's next marketing mail is withheld, and recorded so
+                await angry.signal("event", {"id": "r1", "type": "reply",
+                                             "lead": {"email": "angry@example.org"}})
                 later = await h.delivered(angry.id, "email", until=lambda rows: len(rows) >= 2)
-                assert later[0]["status"] == "sent"
-                assert all(r["status"] == "suppressed" and "complaint" in r["detail"] for r in later[1:])
+                assert [(r["subject"], r["status"]) for r in later] == [("welcome-guide", "sent"),
+                                                                        ("case-study", "suppressed")]
+                assert "complained" in later[1]["detail"]
+                # and the address itself is refused by the ledger, whatever any lead asks
+                refused_claim = h.delivery.ledger.claim(
+                    "another-lead|x", kind="email", lead="another-lead", target="angry@example.org",
+                    subject="whats-new", owner="test", lease=60, address="ANGRY@example.org")
+                assert (refused_claim.outcome, refused_claim.status) == ("final", "suppressed")
+                assert "complaint" in refused_claim.detail
+                await h.env.sleep(timedelta(days=8))  # the track's steps: none of them goes out
                 assert len(smtp.to("angry@example.org")) == 1
 
                 plain = await web.post("/v1/mail/inbound", content=b"From: a@b.example\r\n\r\nhello\r\n",
