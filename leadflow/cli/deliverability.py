@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # the CLI imports the database only for the commands that ope
 
 DEFAULT_DAYS = 30
 WATCH, LIMIT = 0.001, 0.003  # complaint rates: Gmail's aim for bulk senders, and its line
+ALL = "ALL"  # a day's row for all content (content ids are lower case: the policy schema's contentId)
 
 
 def add_commands(sub: Any, as_json: argparse.ArgumentParser) -> None:
@@ -27,7 +28,8 @@ def add_commands(sub: Any, as_json: argparse.ArgumentParser) -> None:
 
 def figures(ledger: Database, since: float) -> list[dict[str, Any]]:
     """Per day (UTC, of sending) and content, newest day first: what went to a mail server (sent,
-    or refused there as a hard bounce) and what came of it."""
+    or refused there as a hard bounce) and what came of it. Each day begins with its row for all
+    content (`content` ALL): providers judge a sender's day, not one template's."""
     from sqlalchemy import func, select
 
     from leadflow.db.schema import deliveries, mail_reports
@@ -42,15 +44,16 @@ def figures(ledger: Database, since: float) -> list[dict[str, Any]]:
     with ledger.engine.connect() as db:
         for key, content, status, at, kind in db.execute(query):
             day = datetime.fromtimestamp(at, timezone.utc).date().isoformat()
-            row = rows.setdefault((day, content),
-                                  {"day": day, "content": content, "keys": set(), "hard": set()})
-            row["keys"].add(key)
-            if status == "bounced":  # refused in the SMTP exchange, or a DSN said so later
-                row["hard"].add(key)
+            for what in (ALL, content):
+                row = rows.setdefault((day, what), {"keys": set(), "hard": set()})
+                row["keys"].add(key)
+                if status == "bounced":  # refused in the SMTP exchange, or a DSN said so later
+                    row["hard"].add(key)
             if kind is not None:
                 reports[key].add(kind)
     out = []
-    for (day, content), row in sorted(rows.items(), key=lambda item: (item[0][0], item[0][1]), reverse=True):
+    by_content = sorted(rows.items(), key=lambda item: (item[0][1] != ALL, item[0][1]))
+    for (day, content), row in sorted(by_content, key=lambda item: item[0][0], reverse=True):
         keys, hard = row["keys"], row["hard"]
         soft = sum(1 for k in keys if "soft" in reports[k] and k not in hard)
         complaints = sum(1 for k in keys if "complaint" in reports[k])

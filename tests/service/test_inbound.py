@@ -165,6 +165,9 @@ def test_bounces_and_complaints_come_back_to_their_leads(tmp_path, monkeypatch, 
     welcome = next(r for r in rows if r["content"] == "welcome-guide")
     assert welcome["sent"] == 2 and welcome["bounced_hard"] == 1 and welcome["bounced_soft"] == 1
     assert welcome["complaints"] == 1 and welcome["complaint_rate"] == 0.5 and welcome["bounce_rate"] == 1.0
+    # the day's row for all content comes first; the case study was withheld, so not counted
+    assert rows[0]["content"] == "ALL" and {k: rows[0][k] for k in ("sent", "complaints")} == {
+        "sent": 2, "complaints": 1}
 
 
 def _send(port: int, raw: bytes) -> None:
