@@ -48,7 +48,8 @@ def codec_caller(request: Request, ctx: Ctx, credentials: Credentials) -> str:
 UsesCodec = Annotated[str, Depends(codec_caller)]
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: answer("a payload that is not base64, or that does not decrypt with the keys at hand"),
-    401: answer("no ops key or session"), 403: answer("the role may not use the codec")}
+    401: answer("no ops key or session"), 403: answer("the role may not use the codec"),
+    413: answer("a body over LEADFLOW_HTTP_MAX_BODY")}
 
 
 def _from_wire(body: WirePayloads) -> list[Payload]:

@@ -15,6 +15,12 @@ from schemathesis.specs.openapi.checks import response_schema_conformance, statu
 from tests.support.stack import KEYS, Stack
 
 
+@schemathesis.serializer("message/rfc822")
+def _raw_message(_ctx: object, value: object) -> bytes:
+    """POST /v1/mail/inbound takes a raw message: what was generated, as bytes (text or not)."""
+    return value if isinstance(value, bytes) else str(value).encode("utf-8", "surrogatepass")
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, shared_server):
     with Stack(tmp_path_factory.mktemp("schema"), queue="schema", server=shared_server) as s:
