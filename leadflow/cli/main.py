@@ -142,6 +142,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     importing.add_commands(sub)
     forms.add_commands(sub)
+    from leadflow.cli import person
+
+    person.add_commands(sub)
     lid = sub.add_parser("lead-id", help="the workflow id of a lead")
     lid.add_argument("who")
     args = parser.parse_args(argv)
@@ -164,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return importing.run(args)
         if args.command == "form":
             return forms.run(args)
+        if args.command == "person":
+            return person.run(args)
         if args.command == "lead-id":
             print(_lead_id(args.who))
             return 0
