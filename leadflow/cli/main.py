@@ -501,6 +501,8 @@ def _simulate(args: argparse.Namespace) -> int:
     median = figures["median_days_to_sales_ready"]
     print(f"\nsales-ready: {figures['sales_ready']} leads; median time from sign-up: "
           f"{'-' if median is None else f'{median} days'}")
+    print(f"e-mails under delivery manners: {figures['sends_moved']} moved to a later slot, "
+          f"{figures['sends_skipped']} skipped")
     print("\n" + routing_report.table(figures["routing"]))
     return 0
 

@@ -247,7 +247,7 @@ def test_every_slot_keeps_the_manners_and_mail_keeps_its_order(zone: str, quiet:
 
 def test_policy_simulate_counts_the_moves_alike_on_any_number_of_cores(tmp_path: Path):
     """The shipped policy with manners over a generated history: the same leads moved and skipped
-    in one process and in two, reported by `policy simulate --json`."""
+    in one process and in two, reported by `policy simulate --json` and in its table."""
     shipped = (ROOT / "policies" / "lead-lifecycle.v1.yaml").read_text()
     policy = tmp_path / "lead-lifecycle.v1.yaml"
     policy.write_text(shipped + 'delivery: {max_per_day: 1, max_per_week: 2, when_capped: skip, '
@@ -266,3 +266,6 @@ def test_policy_simulate_counts_the_moves_alike_on_any_number_of_cores(tmp_path:
     reported = json.loads(said.stdout)
     assert (reported["sends_moved"], reported["sends_skipped"]) == (figures["sends_moved"],
                                                                      figures["sends_skipped"])
+    table = subprocess.run(cli, cwd=ROOT, capture_output=True, text=True, timeout=300).stdout
+    assert (f"e-mails under delivery manners: {figures['sends_moved']} moved to a later slot, "
+            f"{figures['sends_skipped']} skipped") in table
