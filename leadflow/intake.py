@@ -23,6 +23,7 @@ from leadflow.keys import allowed
 from leadflow.ops import metrics
 from leadflow.seen import SeenEvents
 from leadflow.settings import Settings
+from leadflow.temporal import described
 from leadflow.tracking.source import domain_of
 from leadflow.tracking.stitch import stitch, touches
 from rules.identity import lead_key, with_id
@@ -179,13 +180,10 @@ def aliases_for(settings: Settings) -> Aliases:
 
 async def _status(client: Client, key: str) -> str | None:
     """running, closed (a run that ended), or None: no such lead."""
-    try:
-        described = await client.get_workflow_handle(key).describe()
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
-    return "running" if described.status == WorkflowExecutionStatus.RUNNING else "closed"
+    found = await described(client, key)
+    if found is None:
+        return None
+    return "running" if found.status == WorkflowExecutionStatus.RUNNING else "closed"
 
 
 async def route(client: Client, settings: Settings, event: dict[str, Any], key: str
@@ -266,13 +264,7 @@ async def deliver(client: Client, settings: Settings, event: dict[str, Any], key
 
 async def ended(client: Client, key: str) -> bool:
     """The lead's workflow exists and its last run has closed (it ended in a final state)."""
-    try:
-        described = await client.get_workflow_handle(key).describe()
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            return False
-        raise
-    return described.status is not None and described.status != WorkflowExecutionStatus.RUNNING
+    return await _status(client, key) == "closed"
 
 
 async def decide(client: Client, settings: Settings, event: dict[str, Any], door: str = "api"

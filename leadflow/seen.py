@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from temporalio.service import RPCError, RPCStatusCode
+from leadflow.temporal import described
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -123,13 +123,7 @@ class SeenEvents:
 
         async def exists(lead: str) -> bool:
             async with gate:
-                try:
-                    await client.get_workflow_handle(merged.get(lead, lead)).describe()
-                except RPCError as err:
-                    if err.status == RPCStatusCode.NOT_FOUND:
-                        return False
-                    raise
-                return True
+                return await described(client, merged.get(lead, lead)) is not None
 
         there = dict(zip(leads, await asyncio.gather(*(exists(lead) for lead in leads)), strict=True))
         gone = {pair for pair in known if not there[pair[0]]}

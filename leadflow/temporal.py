@@ -10,9 +10,10 @@ from pathlib import Path
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionDescription
 from temporalio.converter import DataConverter
 from temporalio.runtime import Runtime
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from leadflow.codec.aesgcm import data_converter
@@ -21,6 +22,16 @@ from leadflow.settings import Settings
 from workflows import search
 
 log = logging.getLogger("leadflow.temporal")
+
+
+async def described(client: Client, workflow_id: str) -> WorkflowExecutionDescription | None:
+    """The workflow's description, or None when the server knows no workflow of that id."""
+    try:
+        return await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
 
 
 def binary(name: str) -> str:

@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from leadflow.api.context import Context
 from leadflow.api.limits import Limiter
@@ -36,6 +36,7 @@ from leadflow.forms.store import FormStore
 from leadflow.intake import IntakeError, deliver, route, send_events
 from leadflow.ops import metrics
 from leadflow.pages.render import templates
+from leadflow.temporal import described
 from rules.identity import lead_key
 from rules.models import LeadRef
 
@@ -250,13 +251,7 @@ async def _exists(request: Request, key: str) -> bool:
     `form_submit` (a derailed lead is re-engaged by one), else a `signup` starts it."""
     ctx = _ctx(request)
     target, _ = await route(ctx.client, ctx.settings, {"type": "form_submit"}, key)
-    try:
-        await ctx.client.get_workflow_handle(target).describe()
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            return False
-        raise
-    return True
+    return await described(ctx.client, target) is not None
 
 
 # -- double opt-in's link ----------------------------------------------------------------------

@@ -21,6 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from leadflow.db.database import Database
 from leadflow.db.schema import deliveries, task_assignments
+from leadflow.temporal import described
 
 GAP = 3  # hand-off numbers probed past the last one found: numbers are given in turn from 1
 WAIT = 60.0  # seconds the server may take to let go of a deleted execution
@@ -94,13 +95,8 @@ async def delete(client: Client, workflow_ids: Iterable[str], wait: float = WAIT
 
 
 async def _current_run(client: Client, workflow_id: str) -> str | None:
-    try:
-        described = await client.get_workflow_handle(workflow_id).describe()
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
-    return described.run_id
+    found = await described(client, workflow_id)
+    return found.run_id if found is not None else None
 
 
 async def _delete(client: Client, workflow_id: str, run_id: str) -> None:
