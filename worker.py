@@ -61,7 +61,7 @@ def delivery_for(settings: Settings, store: PolicyStore, ledger: Database | None
         mailer = Mailer(smtp)
         if settings.delivery_processes > 0:  # run_worker starts them; else the first e-mail does
             pool = MailPool(smtp, settings.mail_from, links, settings.delivery_processes, dkim=dkim)
-    return Delivery(ledger=ledger or Database.open(settings.shared_db_url), content=store.content,
+    return Delivery(ledger=ledger or Database.of(settings), content=store.content,
                     links=links, sender=settings.mail_from,
                     mailer=mailer, poster=Poster(settings.delivery_timeout), webhook_for=settings.webhook_for,
                     webhook_secret=settings.webhook_secret, public_url=settings.public, pool=pool,
@@ -117,7 +117,7 @@ async def run_worker(settings: Settings, client: Client | None = None) -> None:
     settings.check_delivery()  # before anything starts: a setting every delivery would fail on
     if (problem := settings.check_secret()) is not None:  # refused outside the embedded setup
         log.warning("%s", problem)
-    ledger = await asyncio.to_thread(Database.open, settings.shared_db_url)
+    ledger = await asyncio.to_thread(Database.of, settings)
     # the shared database decides the active version; the folder is only read on first start
     store = PolicyStore(settings.policy_dir, settings.policy, settings.content_dir, Registry(ledger))
     await asyncio.to_thread(store.reload)

@@ -81,7 +81,7 @@ def generated_history(settings: Settings, leads: int = 300, days: float = 30, se
     from rules.compile import compile_policy
     from rules.validate import load_policy_bytes
 
-    ledger = Database(settings.shared_db_url)  # the worker has migrated it and activated a version
+    ledger = Database.of(settings)
     try:
         registry = Registry(ledger)
         state = registry.state(settings.policy)

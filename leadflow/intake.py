@@ -174,7 +174,7 @@ def aliases_for(settings: Settings) -> Aliases:
     url = settings.shared_db_url
     with _ALIASES_LOCK:
         if url not in _ALIASES:
-            _ALIASES[url] = Aliases(Database.open(url))
+            _ALIASES[url] = Aliases(Database.of(settings))
         return _ALIASES[url]
 
 

@@ -67,7 +67,7 @@ def create_app(settings: Settings, client: Client | None = None, keys: Keys | No
         if (problem := settings.check_secret()) is not None:  # refused outside the embedded setup
             log.warning("%s", problem)
         settings.check_crm()
-        ledger = await asyncio.to_thread(Database.open, settings.shared_db_url)
+        ledger = await asyncio.to_thread(Database.of, settings)
         store = PolicyStore(settings.policy_dir, settings.policy, settings.content_dir, Registry(ledger))
         await asyncio.to_thread(store.reload)
         seen = SeenEvents.of(settings)  # scoped to the Temporal server (and database) of these settings

@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from leadflow.settings import Settings
 
     since = since_of(args.since, time.time())
-    ledger = Database.open(Settings.from_env().shared_db_url)
+    ledger = Database.of(Settings.from_env())
     try:
         rows = figures(ledger, since)
     finally:

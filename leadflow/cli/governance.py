@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     from leadflow.db.database import Database
 
-    ledger = Database.open(settings.shared_db_url)
+    ledger = Database.of(settings)
     try:
         registry = Registry(ledger)
         if args.action == "log":

@@ -223,7 +223,7 @@ def _deliveries(args: argparse.Namespace) -> int:
     from leadflow.db.database import Database
     from leadflow.operations.deliveries import listing
 
-    ledger = Database.open(Settings.from_env().shared_db_url)
+    ledger = Database.of(Settings.from_env())
     try:
         rows = listing(ledger, lead=_lead_id(args.lead) if args.lead else None, status=args.status,
                        kind=args.kind, limit=args.limit)
@@ -241,7 +241,7 @@ def _export_events(args: argparse.Namespace) -> int:
     from leadflow.db.database import Database
 
     since, until = _when(args.since, "--since"), _when(args.until, "--until")
-    ledger = Database.open(Settings.from_env().shared_db_url)
+    ledger = Database.of(Settings.from_env())
     try:
         out = sys.stdout
         for event in EventArchive(ledger).export(since, until, _lead_id(args.lead) if args.lead else None):

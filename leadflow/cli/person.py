@@ -47,7 +47,7 @@ async def _run(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     client = await connect(settings)
-    ledger = await asyncio.to_thread(Database.open, settings.shared_db_url)
+    ledger = await asyncio.to_thread(Database.of, settings)
     try:
         if args.action == "export":
             from leadflow.people.export import export

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from leadflow.reports.funnel import funnel, load, table, write
     from leadflow.settings import Settings
 
-    ledger = Database.open(Settings.from_env().shared_db_url)
+    ledger = Database.of(Settings.from_env())
     try:
         figures = funnel(load(ledger, _when(args.since, "--since"), _when(args.until, "--until")), args.by)
     finally:

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         # not refused (the queue may be staffed next)
         for warning in queue_warnings(roster, args.file, policies_in(settings.policy_dir)):
             print(warning, file=sys.stderr)
-    ledger = Database.open(settings.shared_db_url)
+    ledger = Database.of(settings)
     try:
         desk = Desk(ledger, settings.roster_file)
         if args.action == "show":

@@ -65,7 +65,7 @@ def _archive(until: str | None) -> tuple[dict[str, list[dict[str, Any]]], Any]:
     from leadflow.settings import Settings
 
     try:
-        ledger = Database.open(Settings.from_env().shared_db_url)
+        ledger = Database.of(Settings.from_env())
         try:
             leads, last = group((json.dumps(event) for event in EventArchive(ledger).export()), "archive")
         finally:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import hmac
 import logging
 import threading
 import time
@@ -24,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from alembic import command
 from alembic.config import Config
@@ -50,6 +51,9 @@ from sqlalchemy.engine import make_url
 from leadflow.db.schema import ATTENTION, deliveries, link_hits, suppressions
 from leadflow.delivery.webhook import masked
 
+if TYPE_CHECKING:
+    from leadflow.settings import Settings
+
 CONNECT_TIMEOUT = 5  # seconds to reach a PostgreSQL server
 POOL_TIMEOUT = 10  # seconds to wait for a pooled connection
 HOT = 8  # PostgreSQL: autocommit connections a process keeps for claim, mark and the suppression check
@@ -60,7 +64,13 @@ FINAL = ("sent", "failed", "bounced", "suppressed", "skipped")
 STATUSES = ("sending", "retrying", *FINAL)
 
 
+PSEUDONYM_USE = "addresses"  # Settings.key_for(use): the key of the addresses the database keeps
+
+
 def address_hash(address: str) -> str:
+    """The address's SHA-256: what a signed link carries (an unsubscribe, a confirmation). Never
+    stored as it is: anyone holding the database could hash a list of addresses and match it.
+    The database keeps Database.pseudonym of it."""
     return hashlib.sha256(address.strip().lower().encode()).hexdigest()
 
 
@@ -76,8 +86,11 @@ class Claim:
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, keys: Sequence[str] = ()) -> None:
+        """`keys`: Settings.keys_for(PSEUDONYM_USE), the current key first; none given, they are
+        read from the environment when first needed."""
         self.url = make_url(url)
+        self._keys = tuple(keys)
         self.engine = _engine(url)
         # SQLite takes one writer at a time; a writer that finds the file locked sleeps in its busy
         # handler (1 ms, 2 ms, 5 ms ...). Threads of one process queue on a lock instead.
@@ -102,21 +115,12 @@ class Database:
                                              "claimed_by", "lease_until", "message_id", "created_at",
                                              "updated_at")}).on_conflict_do_nothing(index_elements=["key"])
             .returning(c.key))
-        # the same, unless the address is on the suppression list (one statement for an e-mail)
-        claim_cols = ("key", "kind", "lead", "target", "subject", "status", "attempts", "claimed_by",
-                      "lease_until", "message_id", "created_at", "updated_at")
-        unless = select(*(bindparam(col, type_=deliveries.c[col].type) for col in claim_cols)).where(
-            ~select(suppressions.c.address_hash).where(
-                suppressions.c.address_hash == bindparam("h")).exists())
-        self._claim_mail = _Prepared(self.engine, self._insert(deliveries).from_select(claim_cols, unless)
-                                     .on_conflict_do_nothing(index_elements=["key"]).returning(c.key))
         self._mark = _Prepared(self.engine, update(deliveries).where(c.key == bindparam("k")).values(
             status=bindparam("status"), detail=bindparam("detail"), updated_at=bindparam("now"),
             lease_until=bindparam("zero"),
             sent_at=case((bindparam("sent", type_=Boolean), bindparam("now")), else_=c.sent_at),
             message_id=func.coalesce(bindparam("mid", type_=String), c.message_id)))
-        self._suppressed = _Prepared(self.engine, select(suppressions.c.reason).where(
-            suppressions.c.address_hash == bindparam("h")))
+        self._by_address: tuple[_Prepared, _Prepared] | None = None  # Database._address_statements
         self._link_sweep_at = 0.0  # when count_link_hit next clears the windows that are over
 
     @contextlib.contextmanager
@@ -239,11 +243,54 @@ class Database:
             conn.autocommit = True
         return conn
 
+    @property
+    def keys(self) -> tuple[str, ...]:
+        if not self._keys:
+            from leadflow.settings import Settings  # the settings import this module's callers
+
+            self._keys = Settings.from_env().keys_for(PSEUDONYM_USE)
+        return self._keys
+
+    def pseudonym(self, digest: str) -> str:
+        """What the database keeps of an address (its address_hash): a keyed hash, which nobody
+        without LEADFLOW_SECRET can match against a list of addresses."""
+        return _keyed(self.keys[0], digest)
+
+    def pseudonyms(self, digest: str) -> list[str]:
+        """The same under every key still accepted (LEADFLOW_OLD_SECRETS): a suppression kept
+        before a rotation still holds."""
+        return [_keyed(key, digest) for key in self.keys]
+
+    def _address_statements(self) -> tuple[_Prepared, _Prepared]:
+        """The claim of an e-mail (a row, unless the address is on the suppression list: one
+        statement) and the suppression check, with a slot per key."""
+        if self._by_address is None:
+            c = deliveries.c
+            slots: list[Any] = [bindparam(f"h{i}", type_=String) for i in range(len(self.keys))]
+            claim_cols = ("key", "kind", "lead", "target", "subject", "status", "attempts", "claimed_by",
+                          "lease_until", "message_id", "created_at", "updated_at")
+            kept = suppressions.c.address_hash.in_(slots)
+            unless = select(*(bindparam(col, type_=deliveries.c[col].type) for col in claim_cols)).where(
+                ~select(suppressions.c.address_hash).where(kept).exists())
+            self._by_address = (
+                _Prepared(self.engine, self._insert(deliveries).from_select(claim_cols, unless)
+                          .on_conflict_do_nothing(index_elements=["key"]).returning(c.key)),
+                _Prepared(self.engine, select(suppressions.c.reason).where(kept).order_by(suppressions.c.at)))
+        return self._by_address
+
+    def _slots(self, address: str) -> dict[str, str]:
+        return {f"h{i}": h for i, h in enumerate(self.pseudonyms(address_hash(address)))}
+
     @classmethod
-    def open(cls, url: str) -> Database:
-        ledger = cls(url)
+    def open(cls, url: str, keys: Sequence[str] = ()) -> Database:
+        ledger = cls(url, keys)
         ledger.migrate()
         return ledger
+
+    @classmethod
+    def of(cls, settings: Settings) -> Database:
+        """The shared database these settings name, opened with their keys."""
+        return cls.open(settings.shared_db_url, settings.keys_for(PSEUDONYM_USE))
 
     def _checkpoints(self, every: float = 2.0) -> None:
         """Copy the write-ahead log back into the database now and then, without holding up
@@ -274,6 +321,8 @@ class Database:
             config = Config()
             config.set_main_option("script_location", str(resources.files("leadflow.db") / "migrations"))
             config.attributes["connection"] = connection
+            # migration 0014 keys what was kept plain (asked only when there is some)
+            config.attributes["pseudonym_key"] = lambda: self.keys[0]
             command.upgrade(config, "head")
             connection.commit()
 
@@ -314,7 +363,7 @@ class Database:
         if address is None:
             inserted = self._run(self._claim_new, values)
         else:
-            inserted = self._run(self._claim_mail, {**values, "h": address_hash(address)})
+            inserted = self._run(self._address_statements()[0], {**values, **self._slots(address)})
         if inserted:
             return Claim("claimed", "sending", message_id=message_id)
         if address is not None and (reason := self.suppressed(address)):
@@ -373,12 +422,12 @@ class Database:
         """The same by the address's hash (what an unsubscribe link carries, not the address)."""
         with self._write() as db:
             db.execute(self._insert(suppressions).values(
-                address_hash=digest, reason=reason, lead=lead, detail=detail[:2000],
+                address_hash=self.pseudonym(digest), reason=reason, lead=lead, detail=detail[:2000],
                 at=time.time() if now is None else now,
             ).on_conflict_do_nothing(index_elements=["address_hash"]))
 
     def suppressed(self, address: str) -> str | None:
-        rows = self._run(self._suppressed, {"h": address_hash(address)})
+        rows = self._run(self._address_statements()[1], self._slots(address))
         return rows[0][0] if rows else None
 
     # -- opens and clicks --------------------------------------------------------------------
@@ -449,6 +498,10 @@ def _shown(row: Any) -> dict[str, Any]:
     out = dict(row)
     out["target"], out["detail"] = masked(out["target"]), masked(out["detail"])
     return out
+
+
+def _keyed(key: str, digest: str) -> str:
+    return hmac.new(key.encode(), digest.encode(), hashlib.sha256).hexdigest()
 
 
 class _Prepared:

@@ -359,7 +359,7 @@ def for_sink(client: Client, settings: Settings) -> Callable[[bytes], Coroutine[
 
     async def here(raw: bytes) -> Outcome:
         if not opened:
-            opened.append(await asyncio.to_thread(Database.open, settings.shared_db_url))
+            opened.append(await asyncio.to_thread(Database.of, settings))
         return await receive(raw, opened[0], telling(client, settings))
 
     async def take(raw: bytes) -> Outcome:

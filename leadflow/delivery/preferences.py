@@ -1,5 +1,6 @@
 """The preference centre's memory: the topics of marketing e-mail (guides, events: a template's
-`topic:`) each person dropped, by the address's hash as the suppression list keeps it. The
+`topic:`) each person dropped, by the address's keyed hash as the suppression list keeps it
+(Database.pseudonym). The
 unsubscribe link's page writes it; every e-mail of a dropped topic is held back at sending, as
 an address on the suppression list is, and the lead's story says so."""
 
@@ -23,23 +24,29 @@ class Preferences:
     def dropped(self, digest: str) -> frozenset[str]:
         """The topics the address (by its hash) dropped."""
         with self.ledger.engine.connect() as db:
-            rows = db.execute(select(topic_choices.c.topic).where(topic_choices.c.address_hash == digest))
+            rows = db.execute(select(topic_choices.c.topic).where(
+                topic_choices.c.address_hash.in_(self.ledger.pseudonyms(digest))))
             return frozenset(row.topic for row in rows)
 
     def drops(self, address: str, topic: str) -> bool:
         t = topic_choices.c
         with self.ledger.engine.connect() as db:
-            return db.execute(select(t.topic).where(t.address_hash == address_hash(address),
-                                                    t.topic == topic)).first() is not None
+            return db.execute(select(t.topic).where(
+                t.address_hash.in_(self.ledger.pseudonyms(address_hash(address))), t.topic == topic)
+            ).first() is not None
 
     def choose(self, digest: str, dropped: set[str], now: float | None = None) -> None:
         """The address drops exactly these topics from now on (the others it keeps)."""
         t = topic_choices.c
+        keyed = self.ledger.pseudonym(digest)
         with self.ledger.writing() as db:
-            db.execute(delete(topic_choices).where(t.address_hash == digest, t.topic.not_in(sorted(dropped))))
+            # what an earlier key kept goes too: the choice is written anew under the current one
+            db.execute(delete(topic_choices).where(t.address_hash.in_(self.ledger.pseudonyms(digest)),
+                                                   t.address_hash != keyed))
+            db.execute(delete(topic_choices).where(t.address_hash == keyed, t.topic.not_in(sorted(dropped))))
             if dropped:
                 at = time.time() if now is None else now
-                db.execute(self._add, [{"address_hash": digest, "topic": topic, "at": at}
+                db.execute(self._add, [{"address_hash": keyed, "topic": topic, "at": at}
                                        for topic in sorted(dropped)])
 
 

@@ -87,7 +87,7 @@ class OptIn:
     def release(self, digest: str) -> None:
         """Lift the `unconfirmed` suppression of the address whose hash is `digest` (no other)."""
         with self.ledger.writing() as db:
-            db.execute(delete(suppressions).where(suppressions.c.address_hash == digest,
+            db.execute(delete(suppressions).where(suppressions.c.address_hash.in_(self.ledger.pseudonyms(digest)),
                                                   suppressions.c.reason == UNCONFIRMED))
 
     def send(self, form: Form, *, to: str, lead: str, key: str) -> str:

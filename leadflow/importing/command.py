@@ -152,7 +152,7 @@ def _ledger(settings: Settings, dry_run: bool) -> Database | None:
     url = settings.shared_db_url
     if dry_run and url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
         return None
-    return Database.open(url)
+    return Database.of(settings)
 
 
 def _csv_leads(export: CsvExport, spec: ImportMap, at: datetime | None, summary: Summary,

@@ -108,7 +108,7 @@ async def measured_harness(tmp_path: Path, pool: Any = None, real_server: bool =
         bind_address=bind, counters_total_suffix=True, durations_as_seconds=True)))
     settings = Settings(home=tmp_path, policy_dir=ROOT / "policies", content_dir_setting=ROOT / "content",
                         task_queue=f"test-{tmp_path.name}", **settings_)
-    ledger = Database.open(settings.shared_db_url)
+    ledger = Database.of(settings)
     store = PolicyStore(settings.policy_dir, content_dir=settings.content_dir)
     store.reload()
     if real_server:

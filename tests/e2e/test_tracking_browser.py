@@ -90,7 +90,7 @@ def test_a_visitor_browses_a_site_with_the_script_and_signs_up_with_its_form(tmp
             Stack(tmp_path, queue="tracking", server=shared_server, sites=(shop.origin,)) as stack, \
             sync_playwright() as pw:
         shop.leadflow = stranger.leadflow = stack.url
-        ledger = Database.open(stack.settings.shared_db_url)
+        ledger = Database.of(stack.settings)
         browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
         visitor = browser.new_context().new_page()
 

@@ -38,7 +38,7 @@ def test_page_views_wait_for_their_visitor_then_join_the_lead_before_its_signup(
 
 async def _scenario(stack: Stack) -> None:
     async with httpx.AsyncClient(base_url=stack.url) as web:
-        ledger = Database.open(stack.settings.shared_db_url)
+        ledger = Database.of(stack.settings)
         script = await web.get("/c.js")
         assert script.status_code == 200 and "javascript" in script.headers["content-type"]
         assert len(gzip.compress(script.content)) < 5 * 1024

@@ -127,7 +127,7 @@ def test_crm_answers_cannot_be_reflected_rewritten_or_replayed(stack):
     refused = _crm(stack, path, extra, sign(CRM_SECRET, "POST", path, extra, now))
     assert refused.status_code == 422 and "event" in refused.text
     # a replay is refused by another API process too: the record is in the shared database
-    other_process = Replays(Database.open(stack.settings.shared_db_url))
+    other_process = Replays(Database.of(stack.settings))
     assert other_process.first_time(int(t), mac) is False
     assert other_process.first_time(int(t), "0" * 64) is True
 
@@ -255,7 +255,7 @@ def test_a_key_that_names_its_person_answers_as_that_person_only(stack):
     roster = ana.put("/v1/roster/reps/zed?as=somebody-else", json={
         "name": "Zed", "email": "zed@acme.example", "queues": ["account-executives"], "capacity": 1})
     assert roster.status_code in (200, 201), roster.text
-    ledger = Database.open(stack.settings.shared_db_url)
+    ledger = Database.of(stack.settings)
     try:
         with ledger.engine.connect() as db:
             recorded = db.execute(select(roster_reps.c.updated_by)

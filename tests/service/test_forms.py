@@ -197,7 +197,7 @@ def test_double_opt_in_holds_marketing_mail_until_the_link_is_followed(stack, sm
     link = re.search(r"(http://\S+/f/news/confirm\?t=\S+)", mail.get_body(("plain",)).get_content()).group(1)
     lead = _lead(stack, email, lambda lead: lead["state"] == "nurturing")
     assert lead["profile"]["consent"] is False and lead["profile"]["consent_version"] == "news-3"
-    ledger = Database.open(stack.settings.shared_db_url)
+    ledger = Database.of(stack.settings)
     try:
         rows = until(lambda: [r for r in ledger.list(lead=lead["lead_id"]) if r["subject"] == "welcome-guide"
                               and r["status"] not in ("sending", "retrying")])
@@ -228,7 +228,7 @@ def test_double_opt_in_holds_marketing_mail_until_the_link_is_followed(stack, sm
 
 def _archived(stack: Stack, lead: str, kind: str) -> dict:
     """The lead's event of `kind` as the event archive keeps it."""
-    ledger = Database.open(stack.settings.shared_db_url)
+    ledger = Database.of(stack.settings)
     try:
         def read():
             with ledger.engine.connect() as db:

@@ -156,7 +156,7 @@ def test_a_key_that_names_its_person_lists_my_tasks_and_a_change_counts_for_the_
     # hand-off tasks as visibility lists them; no worker runs them, the desk assigns them
     stack.run(_task(stack.client, TASKS[1], "account-executives"))
     stack.run(_task(stack.client, TASKS[2], "nobody-works-here"))
-    ledger = Database.open(stack.settings.shared_db_url)
+    ledger = Database.of(stack.settings)
     try:
         desk = Desk(ledger, stack.settings.roster_file)
         now = datetime.now(timezone.utc)
@@ -214,7 +214,7 @@ async def _task(client: Client, task_id: str, queue: str) -> None:
 
 
 def _changed_by(stack: Stack) -> dict[str, str]:
-    ledger = Database.open(stack.settings.shared_db_url)
+    ledger = Database.of(stack.settings)
     try:
         with ledger.engine.connect() as db:
             return dict(db.execute(select(roster_reps.c.id, roster_reps.c.updated_by)).all())

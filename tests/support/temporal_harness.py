@@ -261,7 +261,7 @@ async def harness(tmp_path: Path, policy_dir: Path | None = None,
     settings = Settings(home=tmp_path, policy_dir=policy_dir or ROOT / "policies",
                         content_dir_setting=ROOT / "content",
                         task_queue=f"test-{tmp_path.name}", **settings_)
-    ledger = Database.open(settings.shared_db_url)
+    ledger = Database.of(settings)
     store = PolicyStore(settings.policy_dir, content_dir=settings.content_dir,
                         registry=Registry(ledger) if governed else None)
     store.reload()

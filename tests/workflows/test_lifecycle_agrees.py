@@ -314,7 +314,7 @@ def _agree(live: Live, leads: History) -> dict[str, list[list[str]]]:
     policy = load_compiled(str(live.h.settings.policy_dir / "lead-lifecycle.v1.yaml"))
     # what `leadflow events export` writes, through what `policy simulate` runs
     by_lead: dict[str, list[dict[str, Any]]] = {lead_id: [] for lead_id in runs}
-    for raw in EventArchive(Database.open(live.h.settings.shared_db_url)).export():
+    for raw in EventArchive(Database.of(live.h.settings)).export():
         if raw["lead_id"] in by_lead:
             by_lead[raw["lead_id"]].append(raw)
     results = simulate_people(policy, by_lead, until, retention=RETENTION, trace=True)

@@ -117,7 +117,7 @@ def test_caps_and_quiet_hours_hold_mail_in_the_lead_s_own_time_zone(tmp_path: Pa
             until = await h.env.get_current_time()
             policy = load_compiled(str(h.settings.policy_dir / "lead-lifecycle.v1.yaml"))
             by_lead: dict[str, list[dict[str, Any]]] = {lead_id: [] for lead_id in ids.values()}
-            for raw in EventArchive(Database.open(h.settings.shared_db_url)).export():
+            for raw in EventArchive(Database.of(h.settings)).export():
                 if raw["lead_id"] in by_lead:
                     by_lead[raw["lead_id"]].append(raw)
             results = simulate_people(policy, by_lead, until, trace=True)

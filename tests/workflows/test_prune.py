@@ -99,7 +99,7 @@ def test_the_worker_schedules_pruning_which_takes_old_rows_only(tmp_path, shared
         on = Settings(home=tmp_path, policy_dir=ROOT / "policies", content_dir_setting=ROOT / "content",
                       task_queue=space.task_queue, eval_processes=0, delivery_processes=0, delivery_timeout=1,
                       retention_events=30 * DAY, retention_deliveries=30 * DAY)
-        ledger = Database.open(on.shared_db_url)
+        ledger = Database.of(on)
         fill(ledger, time.time())
         worker = asyncio.create_task(run_worker(on, client))
         try:
