@@ -10,7 +10,8 @@ In this order, so nothing written after a step brings back what it removed:
    decisions and shadow leads, endings, aliases, task assignments and stitched visitors with
    their views are deleted; their delivery rows stay for counts, under a pseudonym, with the
    address, subject of a webhook (a task id names the lead), the SMTP reply and message id
-   emptied; a suppression of their address stays as its hash alone (its lead and reply emptied).
+   emptied; a suppression of their address stays as its keyed hash alone (its lead and reply
+   emptied; Database.pseudonym).
    Then SQLite's log is checkpointed and truncated (deleted rows are zeroed in place, the
    engine's `secure_delete` pragma) or, on PostgreSQL, the touched tables are vacuumed.
 4. The intake's seen table (its own SQLite file) forgets their event ids, the same way.
@@ -18,7 +19,7 @@ In this order, so nothing written after a step brings back what it removed:
 6. A record of the erasure is kept: when, by whom, a keyed pseudonym, and what went.
 
 An event that names them afterwards starts a new lead that knows nothing of the old one; the
-suppression, kept by the address's hash, still stops marketing mail to it."""
+suppression, kept by the address's keyed hash, still stops marketing mail to it."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, or_, select, text, update
+from sqlalchemy.exc import DBAPIError
 from temporalio.client import Client
 
 from leadflow.db.database import Database, address_hash
@@ -61,8 +63,9 @@ log = logging.getLogger("leadflow.people")
 
 LATE_WRITES = 1.0  # seconds for a terminated run's last archive write to land
 IN_FLIGHT_WAIT = 90.0  # seconds at most for a delivery attempt that was sending (its lease)
-TOUCHED = ("events", "transitions", "shadow_decisions", "shadow_leads", "lead_endings", "lead_aliases",
-           "task_assignments", "visitors", "visits", "deliveries", "suppressions", "mail_reports", "erasures")
+# the tables that may hold a person (an erasure's own record does not)
+HOLDING = ("events", "transitions", "shadow_decisions", "shadow_leads", "lead_endings", "mail_reports",
+           "lead_aliases", "task_assignments", "visits", "visitors", "deliveries", "suppressions")
 
 
 async def erase(client: Client, settings: Settings, ledger: Database, who: str, by: str) -> dict[str, Any]:
@@ -85,11 +88,13 @@ async def erase(client: Client, settings: Settings, ledger: Database, who: str, 
     await asyncio.sleep(LATE_WRITES)
     for place, n in (await asyncio.to_thread(_database, ledger, person, tasks, key, name)).items():
         counts[place] += n
-    await asyncio.to_thread(_compact, ledger)
+    # every table that may hold them, those where nothing was found now too: an earlier update or
+    # delete (a stitched visitor's views, a delivery's earlier status) left its row's old version
+    await asyncio.to_thread(_compact, ledger, list(HOLDING))
     counts["seen"] = await asyncio.to_thread(forget_seen, settings.home / SEEN_FILE, person.leads)
     counts["mail"] = await asyncio.to_thread(forget_mail, settings.mail_dir, person.addresses)
     done = await asyncio.to_thread(erasures.record, ledger, by, name, counts)
-    await asyncio.to_thread(_compact, ledger)
+    await asyncio.to_thread(_compact, ledger, [])  # the record names nobody: its log only
     log.info("person erased (pseudonym %s) by %s: %s", name, by, counts)
     return done
 
@@ -110,7 +115,7 @@ def _settled(ledger: Database, leads: list[str], wait: float = IN_FLIGHT_WAIT) -
 
 def _database(ledger: Database, person: Person, tasks: list[str], key: str, name: str) -> dict[str, int]:
     leads = person.leads
-    hashes = [address_hash(a) for a in sorted(person.addresses)]
+    hashes = [h for a in sorted(person.addresses) for h in ledger.pseudonyms(address_hash(a))]
     counts: dict[str, int] = {}
     with ledger.writing() as db:
         for label, table in (("events", events), ("transitions", transitions),
@@ -143,10 +148,11 @@ def _database(ledger: Database, person: Person, tasks: list[str], key: str, name
     return counts
 
 
-def _compact(ledger: Database) -> None:
+def _compact(ledger: Database, touched: list[str]) -> None:
     """What the deletes left behind: SQLite zeroes deleted rows in place (secure_delete, set on
     every connection: leadflow.db.database) but keeps the pages' earlier versions in its log
-    until a checkpoint; PostgreSQL keeps dead rows until a vacuum."""
+    until a checkpoint; PostgreSQL keeps dead rows until a vacuum, and what it logged of them (the
+    rows, a page's image) in its write-ahead log until a checkpoint lets the segment go."""
     if ledger.engine.dialect.name == "sqlite":
         with ledger.engine.connect() as db:
             for _ in range(20):  # busy: a reader held an old snapshot; it lets go within moments
@@ -158,8 +164,23 @@ def _compact(ledger: Database) -> None:
         return
     if ledger.engine.dialect.name == "postgresql":
         with ledger.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
-            for table in TOUCHED:
-                db.execute(text(f"VACUUM {table}"))
+            # VACUUM FULL, not VACUUM: a plain vacuum frees a dead row's space but leaves its bytes
+            # in the page until something is written over them (measured: the event archive's
+            # file still held the person's name). FULL writes each table anew, without them,
+            # holding its lock meanwhile: an archive write waits (and is retried), the intake's
+            # door does not (docs/people.md#postgresql)
+            for table in touched:
+                db.execute(text(f"VACUUM (FULL) {table}"))
+            # the log segments that held the rows closed and past the checkpoint's start: removed
+            # (with wal_recycle off), or recycled, overwritten as the log goes on
+            for statement in ("SELECT pg_switch_wal()", "CHECKPOINT"):
+                try:
+                    db.execute(text(statement))
+                except DBAPIError as err:  # a role without pg_checkpoint (or superuser)
+                    log.warning("after an erasure, PostgreSQL refused %s (%s): the erased rows' bytes "
+                                "stay in its log until its own next checkpoint", statement,
+                                str(err.orig).strip().splitlines()[0])
+                    return
 
 
 def forget_seen(path: Path, leads: list[str]) -> int:

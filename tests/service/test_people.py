@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from leadflow.db.database import Database
+from leadflow.db.database import Database, address_hash
 from leadflow.delivery.sink import message, messages, start_sink
 from leadflow.ops.logs import JsonLines, configure
 from leadflow.people.erasures import KEY_USE, pseudonym
@@ -106,7 +106,10 @@ def _found(home: Path, needles: list[bytes]) -> dict[str, list[str]]:
     hits: dict[str, list[str]] = {}
     for path in sorted(home.rglob("*")):
         if path.is_file():
-            data = path.read_bytes().lower()
+            try:
+                data = path.read_bytes().lower()
+            except FileNotFoundError:  # a server's file it removed as we looked
+                continue
             found = [n.decode() for n in needles if n.lower() in data]
             if found:
                 hits[str(path.relative_to(home))] = found
@@ -144,10 +147,25 @@ def _rows_naming(url: str, needles: list[bytes]) -> list[tuple[str, str]]:
     return found
 
 
+def _relations(url: str, files: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The PostgreSQL server's files named by the relation each holds (for a failure's message)."""
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as db:
+            def name(path: str) -> str:
+                node = path.rsplit("/", 1)[-1].split(".")[0].split("_")[0]
+                found = db.execute(text("SELECT relname FROM pg_class WHERE relfilenode = :n"),
+                                   {"n": int(node)}).scalar() if node.isdigit() else None
+                return f"{path} ({found})"
+            return {name(path): needles for path, needles in files.items()}
+    finally:
+        engine.dispose()
+
+
 def _scenario(stack: Stack, home: Path, logs: Kept) -> None:
     admin, ops = stack.http("admin"), stack.http("ops")
     mail = home / "mail"
-    ledger = Database.open(stack.settings.shared_db_url)
+    ledger = Database.of(stack.settings)
     try:
         # two pages seen before anyone knew who it was, stitched to the lead by the sign-up
         now = time.time()
@@ -240,7 +258,7 @@ def _scenario(stack: Stack, home: Path, logs: Kept) -> None:
     assert ops.delete(f"/v1/people/{WORK}").status_code == 404  # nothing left to erase
 
     # the record: when, by whom, a keyed pseudonym (never the address nor the lead id)
-    ledger = Database.open(stack.settings.shared_db_url)
+    ledger = Database.of(stack.settings)
     try:
         from leadflow.people.erasures import of
 
@@ -257,11 +275,16 @@ def _scenario(stack: Stack, home: Path, logs: Kept) -> None:
     assert (home / "temporal.db").exists() and (home / "intake.sqlite").exists()
     assert (home / "leadflow.sqlite").exists() or stack.settings.database_url
     assert _found(home, personal) == {}
-    # leadflow's database as it answers (on PostgreSQL its files are the server's: docs/people.md)
+    if stack.settings.database_url:  # the PostgreSQL server's files: tables, indexes, its log
+        on_disk = _found(pg.data_directory(), personal)
+        assert on_disk == {}, _relations(stack.settings.database_url, on_disk)
+    # leadflow's database as it answers
     lead_ids = [personal_id.encode(), work_id.encode()]
-    assert _rows_naming(stack.settings.shared_db_url, [*personal, *lead_ids]) == []
+    # the suppression that stays is a keyed hash: the address's plain SHA-256 is nowhere either
+    digests = [address_hash(a).encode() for a in (PERSONAL, WORK)]
+    assert _rows_naming(stack.settings.shared_db_url, [*personal, *lead_ids, *digests]) == []
     # nor their lead ids (a plain hash of the address) in leadflow's own files
-    ids_left = _found(home, lead_ids)
+    ids_left = _found(home, [*lead_ids, *digests])
     assert [f for f in ids_left if not f.startswith("temporal.db")] == [], ids_left
     said = [line for line in logs.lines if any(n.decode().lower() in line.lower() for n in personal)]
     assert said == [], said[:5]
@@ -279,7 +302,7 @@ def _scenario(stack: Stack, home: Path, logs: Kept) -> None:
     fresh = _lead(stack, PERSONAL)
     assert fresh["lead_id"] == personal_id and fresh["aliases"] == [] and fresh["events"] == 1
     assert fresh["profile"].get("company") is None and fresh["open_handoff"] is None
-    ledger = Database.open(stack.settings.shared_db_url)
+    ledger = Database.of(stack.settings)
     try:
         def held() -> list[dict[str, Any]]:
             return [d for d in ledger.list(lead=personal_id) if d["kind"] == "email"]

@@ -91,7 +91,20 @@ def _start_pgserver() -> Any:
     atexit.register(shutil.rmtree, folder, ignore_errors=True)  # runs after the stop below
     srv = pgserver.get_server(folder, cleanup_mode="stop")
     atexit.register(srv.cleanup)
+    for sql in WAL_SETTINGS:
+        srv.psql(sql)
     return srv
+
+
+# An erasure's bytes leave the log's files at a checkpoint only when old segments are removed, not
+# recycled (docs/people.md#postgresql asks the same of a server that erases people)
+WAL_SETTINGS = ("ALTER SYSTEM SET wal_recycle = off;", "SELECT pg_reload_conf();")
+
+
+def data_directory() -> Path:
+    """The server's files (its data directory), for the tests that read what is on disk."""
+    srv = server()
+    return Path(srv.pgdata) if hasattr(srv, "pgdata") else Path(srv.data)
 
 
 class _NoPostgres(Exception):
@@ -179,7 +192,7 @@ class _SystemServer:
             conf.write(f"\n# leadflow's tests (tests/support/pg.py)\nlisten_addresses = ''\n"
                        f"port = {cls.PORT}\n"
                        f"unix_socket_directories = '{folder}'\nfsync = off\n"
-                       "synchronous_commit = off\nfull_page_writes = off\n")
+                       "synchronous_commit = off\nfull_page_writes = off\nwal_recycle = off\n")
         srv._run("pg_ctl", "-D", str(srv.data), "-l", str(folder / "server.log"), "-w", "-t", "60", "start")
         return srv
 
