@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from leadflow.archive.events import EventArchive
 from leadflow.db.database import Database
+from leadflow.pages.render import templates
 from rules.compile import load_compiled
 from rules.simulate import simulate_people
 from tests.support.temporal_harness import ROOT, Harness, harness
@@ -76,6 +77,10 @@ def test_caps_and_quiet_hours_hold_mail_in_the_lead_s_own_time_zone(tmp_path: Pa
             welcome_at = _morning(start, "America/New_York", days=1)
             assert [(m["content"], datetime.fromisoformat(m["until"])) for m in view["held"]] == [
                 ("welcome-guide", welcome_at)]
+            # the lead's page says what waits, and till when
+            page = templates.env.get_template("lead.html").render(lead=view, story=[], chart={"lines": []},
+                                                                   activity=[], consent={})
+            assert f"<b>welcome-guide</b> until {welcome_at:%Y-%m-%d %H:%M} UTC" in page
             assert not h.delivery.ledger.list(lead=ids[ny], kind="email")
             await _sleep_until(h, welcome_at - timedelta(minutes=5))
             assert not h.delivery.ledger.list(lead=ids[ny], kind="email")
