@@ -8,8 +8,8 @@ batches, as long as the batch took, gives the writers waiting behind it their tu
 
 The archive is the events and what was made of them: the funnel's transitions and a shadow
 version's Decisions and leads. The ledger gives up only deliveries that ended (FINAL): one still
-`sending` or `retrying` keeps its claim. Suppressions are never pruned: they are the promise not
-to mail an address again."""
+`sending` or `retrying` keeps its claim; bounce and complaint reports go by their own age.
+Suppressions are never pruned: they are the promise not to mail an address again."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from sqlalchemy.types import UserDefinedType
 from temporalio import activity
 
 from leadflow.db.database import FINAL, Database
-from leadflow.db.schema import deliveries, events, shadow_decisions, shadow_leads, transitions
+from leadflow.db.schema import deliveries, events, mail_reports, shadow_decisions, shadow_leads, transitions
 
 BATCH_ROWS = 5000  # rows a write transaction deletes (measured: docs/operations.md#retention)
 BUDGET_SECONDS = 240.0  # work per activity call before handing back to the workflow
@@ -55,7 +55,9 @@ class Target:
 
 ARCHIVE = (Target(events, events.c.at), Target(transitions, transitions.c.at),
            Target(shadow_decisions, shadow_decisions.c.at), Target(shadow_leads, shadow_leads.c.updated_at))
-LEDGER = (Target(deliveries, deliveries.c.updated_at, deliveries.c.status.in_(FINAL)),)
+# a bounce or complaint report goes with the deliveries of its time (its suppression stays)
+LEDGER = (Target(deliveries, deliveries.c.updated_at, deliveries.c.status.in_(FINAL)),
+          Target(mail_reports, mail_reports.c.at))
 
 
 class PruneRequest(BaseModel):
@@ -129,7 +131,7 @@ class PruneActivities:
 
     @activity.defn(name="prune_ledger")
     async def prune_ledger(self, request: PruneRequest) -> Pruned:
-        """Deliveries that ended before the cutoff."""
+        """Deliveries that ended before the cutoff, and bounce and complaint reports as old."""
         return await self._prune(LEDGER, request)
 
     async def _prune(self, targets: Sequence[Target], request: PruneRequest) -> Pruned:

@@ -20,7 +20,15 @@ from temporalio.worker import Replayer
 
 from activities.prune import PruneActivities, PruneRequest
 from leadflow.db.database import Database
-from leadflow.db.schema import deliveries, events, shadow_decisions, shadow_leads, suppressions, transitions
+from leadflow.db.schema import (
+    deliveries,
+    events,
+    mail_reports,
+    shadow_decisions,
+    shadow_leads,
+    suppressions,
+    transitions,
+)
 from leadflow.settings import Settings, SettingsError
 from tests.support import ROOT
 from worker import run_worker
@@ -46,6 +54,8 @@ def fill(ledger: Database, now: float) -> None:
                                                    "shadow": "{}"})
             db.execute(shadow_leads.insert(), {"sha": tag, "lead": "lead-1", "state": "{}", "updated_at": at})
             db.execute(suppressions.insert(), {"address_hash": tag, "reason": "unsubscribed", "at": at})
+            db.execute(mail_reports.insert(), {"key": f"{tag}-sent", "kind": "hard", "lead": "lead-1",
+                                               "at": at})
             for status in ("sent", "failed", "bounced", "suppressed", "skipped", "sending", "retrying"):
                 db.execute(deliveries.insert(), {"key": f"{tag}-{status}", "kind": "email", "lead": "lead-1",
                                                  "status": status, "created_at": at, "updated_at": at})
@@ -58,13 +68,14 @@ def left(ledger: Database) -> dict[str, list[Any]]:
                 "shadow_decisions": sorted(db.execute(select(shadow_decisions.c.event_id)).scalars()),
                 "shadow_leads": sorted(db.execute(select(shadow_leads.c.sha)).scalars()),
                 "suppressions": sorted(db.execute(select(suppressions.c.address_hash)).scalars()),
+                "mail_reports": sorted(db.execute(select(mail_reports.c.key)).scalars()),
                 "deliveries": sorted(db.execute(select(deliveries.c.key)).scalars())}
 
 
 # what a 30-day retention leaves of fill(): the new rows, the old suppression, and the old
 # deliveries still on their way
 KEPT = {"events": [f"new-{i}" for i in range(7)], "transitions": ["new-0"], "shadow_decisions": ["new-0"],
-        "shadow_leads": ["new"], "suppressions": ["new", "old"],
+        "shadow_leads": ["new"], "suppressions": ["new", "old"], "mail_reports": ["new-sent"],
         "deliveries": sorted(["old-retrying", "old-sending"] + [f"new-{s}" for s in (
             "sent", "failed", "bounced", "suppressed", "skipped", "sending", "retrying")])}
 
@@ -121,7 +132,7 @@ def test_the_worker_schedules_pruning_which_takes_old_rows_only(tmp_path, shared
         assert left(ledger) == KEPT
         assert result.archive.rows == {"events": 7, "transitions": 1, "shadow_decisions": 1,
                                        "shadow_leads": 1}
-        assert result.ledger.rows == {"deliveries": 5}
+        assert result.ledger.rows == {"deliveries": 5, "mail_reports": 1}
         # a worker started again changes the schedule, not adds one, and leaves ops' pause be
         await schedule.pause(note="paused by ops")
         assert await schedule_pruning(client, on) == "updated"
@@ -164,7 +175,7 @@ def test_batches_stop_at_the_cutoff_whatever_the_batch(tmp_path, backend):
         archive = asyncio.run(ActivityEnvironment().run(acts.prune_archive, by_two))
         ledger_done = asyncio.run(ActivityEnvironment().run(acts.prune_ledger, by_two))
         assert archive.rows["events"] == 7 and archive.batches == 4 + 1 + 1 + 1
-        assert ledger_done.rows == {"deliveries": 5} and ledger_done.done
+        assert ledger_done.rows == {"deliveries": 5, "mail_reports": 1} and ledger_done.done
         assert left(ledger) == KEPT
         # a budget spent hands back with rows left; the next call goes on from there
         fill_more = [{"lead": "lead-2", "id": f"x{i}", "type": "page_view", "at": before - 1, "taken_at": 0,
