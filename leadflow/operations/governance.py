@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from leadflow.governance.checks import checked
-from leadflow.governance.registry import Approvals, NotFound, Registry, Rollout, State, rollout_of
+from leadflow.governance.registry import Approvals, NotFound, Registry, Rollout, State, Version, rollout_of
 from rules.validate import load_policy_bytes
 
 
@@ -26,7 +26,7 @@ def approve(registry: Registry, name: str, version: int, who: str, detail: str =
     """`who` approves: the person a door has established (the API key's or page session's person,
     or `--as` on the database itself, with `detail` saying how). The owners who may approve are
     those of the version that runs now: a file cannot name its own approvers."""
-    owners = _owners(registry, name, version)
+    owners = approvers(registry, name, version)
     teams, approvals = registry.approve(name, version, who, owners, detail)
     return {"policy": name, "version": version, "approved_by": who.strip().lower(), "as": teams.split(","),
             "approvals": _approvals(approvals), "can_activate": approvals.enough()}
@@ -37,8 +37,12 @@ def activate(registry: Registry, name: str, version: int, who: str,
     found = registry.version(name, version)
     if found is None:
         raise NotFound(f"{name} v{version} has not been proposed (`leadflow policy propose FILE`)")
-    chosen: Rollout = rollout or rollout_of(load_policy_bytes(found.text, found.file).policy)
-    return state(registry.activate(name, version, who, chosen))
+    return state(registry.activate(name, version, who, rollout or rollout_for(found)))
+
+
+def rollout_for(version: Version) -> Rollout:
+    """What an activation does to running leads unless told: the version's own `rollout`."""
+    return rollout_of(load_policy_bytes(version.text, version.file).policy)
 
 
 def shadow(registry: Registry, name: str, version: int | None, who: str) -> dict[str, Any]:
@@ -50,7 +54,7 @@ def state(s: State) -> dict[str, Any]:
             "activated_at": s.activated_at, "shadow": s.shadow_version, "shadow_sha256": s.shadow_sha}
 
 
-def _owners(registry: Registry, name: str, version: int) -> dict[str, list[str]]:
+def approvers(registry: Registry, name: str, version: int) -> dict[str, list[str]]:
     """The owners of the version active now (a change of owners is approved by the owners it
     replaces); with none active yet, the proposed file's own."""
     found = registry.version(name, version)

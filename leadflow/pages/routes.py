@@ -1,6 +1,7 @@
 """Pages for people, rendered on the server (Jinja2, no JavaScript, nothing fetched from outside):
 the sales inbox, a task with the lead's story, leads by state and a lead's timeline, the sales
-roster; for ops the deliveries and the funnel; and the e-mail `make up`'s local SMTP sink caught.
+roster, the policy desk; for ops the deliveries and the funnel; and the e-mail `make up`'s local
+SMTP sink caught.
 
 A person logs in with an API key; the session cookie is signed and holds the role (and the
 roster rep the key names), never the key. Every form carries a CSRF token bound to the session.
@@ -13,7 +14,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
-from leadflow.pages import inbox, leads, login, mail, ops, roster, tasks
+from leadflow.pages import inbox, leads, login, mail, ops, policies, roster, tasks
 from leadflow.pages.deps import PageAnswer
 from leadflow.pages.render import HERE, templates
 from leadflow.pages.render import chart as _chart
@@ -21,7 +22,8 @@ from leadflow.pages.render import timeline as _timeline
 
 # named here for what renders outside the pages (leadflow.api.links) and tests of the templates
 __all__ = ["_chart", "_timeline", "mount", "templates"]
-ROUTERS = (login.router, inbox.router, tasks.router, roster.router, leads.router, ops.router, mail.router)
+ROUTERS = (login.router, inbox.router, tasks.router, roster.router, leads.router, ops.router, policies.router,
+           mail.router)
 
 
 def mount(app: FastAPI, secret: str, secure: bool = False) -> None:

@@ -15,14 +15,20 @@ from temporalio.client import Client, WorkflowHandle
 
 from leadflow.logins import LOGINS
 from tests.support.stack import KEYS, Stack, until
+from tests.support.temporal_harness import ROOT
 
 ANA_KEY = "ana-sales-key-0123456789abcdef"  # a sales key that names its rep: the inbox does not ask
 HOT = {"role": "vp", "budget": 60000, "timeline": "now", "company_size": 300}
 CSRF_REFUSED = "the form is stale or not ours (CSRF token); reload the page"
 PAGES = ["/inbox", "/tasks/handoff-lead-nothing-1", "/roster", "/leads", "/leads/lead-nothing",
-         "/deliveries", "/funnel", "/mail", "/mail/nothing"]
+         "/deliveries", "/funnel", "/mail", "/mail/nothing", "/policies", "/policies/lead-lifecycle",
+         "/policies/lead-lifecycle/v1", "/policies/lead-lifecycle/v1/report", "/policies/lead-lifecycle/log"]
+DESK_FORMS = ["/policies/lead-lifecycle/proposals", "/policies/lead-lifecycle/suggestion",
+              "/policies/lead-lifecycle/v1/activation", "/policies/lead-lifecycle/v1/rollback"]
 FORMS = ["/inbox/me", "/tasks/handoff-lead-nothing-1/accept", "/tasks/handoff-lead-nothing-1/reject",
-         "/tasks/handoff-lead-nothing-1/reassign", "/roster/ana", "/leads/lead-nothing/identify"]
+         "/tasks/handoff-lead-nothing-1/reassign", "/roster/ana", "/leads/lead-nothing/identify",
+         "/policies/lead-lifecycle/v1/approval", *DESK_FORMS]
+V1 = (ROOT / "policies" / "lead-lifecycle.v1.yaml").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +115,50 @@ def test_a_form_refuses_a_stale_token_then_a_role_without_the_permission(stack: 
     chosen = sales.post("/inbox/me", data={"csrf": sales_token, "rep": "ben"})
     assert (chosen.status_code, chosen.headers["location"]) == (303, "/inbox")
     assert "sales · ben" in sales.get("/inbox").text
+
+
+def test_the_policy_desk_doors(stack: Stack) -> None:
+    """Sales read the desk and approve, never propose or activate; a key naming nobody cannot
+    approve; a file uploaded is checked as the text area is; what is not there says so."""
+    sales, sales_token = _session(stack, KEYS["sales"])
+    assert sales.get("/policies").headers["location"] == "/policies/lead-lifecycle"
+    desk = sales.get("/policies/lead-lifecycle")
+    assert desk.status_code == 200 and 'data-rule="qualify"' in desk.text
+    assert 'class="proposal"' not in desk.text
+    for path in DESK_FORMS:
+        refused = sales.post(path, data={"csrf": sales_token, "confirm": "activate"})
+        assert (refused.status_code, refused.json()) == (
+            403, {"detail": "the sales role may not propose or activate policies"}), path
+    nobody = sales.post("/policies/lead-lifecycle/v1/approval", data={"csrf": sales_token})
+    assert nobody.status_code == 422 and "Your key names no person" in nobody.text
+    for path in ("/policies/lead-lifecycle/v9", "/policies/nothing", "/policies/nothing/log"):
+        missing = sales.get(path)
+        assert missing.status_code == 404 and "There is no policy" in missing.text, path
+
+    ops, ops_token = _session(stack, KEYS["ops"])
+    slip = V1.replace("version: 1\n", "version: 7\n", 1).replace("points: 25}", "points: many}", 1)
+    refused = ops.post("/policies/lead-lifecycle/proposals", data={"csrf": ops_token, "text": V1},
+                       files={"upload": ("mine.yaml", slip.encode(), "application/yaml")})
+    assert refused.status_code == 422 and 'class="bad"' in refused.text
+    line = next(n for n, text in enumerate(slip.splitlines(), 1) if "points: many}" in text)
+    assert re.search(rf'<tr id="line-{line}" class="bad">', refused.text), refused.text[-3000:]
+    empty = ops.post("/policies/lead-lifecycle/proposals", data={"csrf": ops_token, "text": "  "})
+    assert empty.status_code == 422 and "Nothing to propose" in empty.text
+    other = ops.post("/policies/lead-lifecycle/proposals", data={
+        "csrf": ops_token, "text": V1.replace("policy: lead-lifecycle", "policy: another", 1)})
+    assert other.status_code == 422 and "not &#39;lead-lifecycle&#39;" in other.text
+    taken = ops.post("/policies/lead-lifecycle/proposals", data={
+        "csrf": ops_token, "text": V1.replace("half_life: 21d", "half_life: 20d")})
+    assert taken.status_code == 409 and "proposed before with other content" in taken.text
+    good = V1.replace("version: 1\n", "version: 7\n", 1)
+    proposed = ops.post("/policies/lead-lifecycle/proposals", data={"csrf": ops_token},
+                        files={"upload": ("v7.yaml", good.encode(), "application/yaml")})
+    assert (proposed.status_code, proposed.headers["location"]) == (303, "/policies/lead-lifecycle/v7")
+    page = ops.get("/policies/lead-lifecycle/v7")
+    assert page.status_code == 200 and "v7.yaml" in page.text and "(the same text)" not in page.text
+    early = ops.post("/policies/lead-lifecycle/v7/activation",
+                     data={"csrf": ops_token, "confirm": "activate"})
+    assert early.status_code == 422 and "no approval yet" in early.text
 
 
 def test_what_is_not_there_is_a_page_saying_so(stack: Stack) -> None:

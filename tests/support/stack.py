@@ -36,7 +36,8 @@ def until(check: Callable[[], Any], seconds: float = 30) -> Any:
 
 class Stack:
     def __init__(self, home: Path, queue: str = "stack", codec_keys: str = "", database: bool = False,
-                 worker: bool = True, server: SharedDevServer | None = None, **settings_: Any) -> None:
+                 worker: bool = True, server: SharedDevServer | None = None, governed: bool = False,
+                 **settings_: Any) -> None:
         """As production runs: every client (the worker's, the API's, the test's, a CLI's with the
         same LEADFLOW_HOME) on the settings' codec, its key `codec_keys` or made under `home`.
         `database`: the server keeps its state in `home`/temporal.db. `worker`: False for tests of
@@ -44,7 +45,9 @@ class Stack:
         session's shared dev server (tests/conftest.py's `shared_server`) instead of one of the
         stack's own; the stack then takes a namespace of its own there (`space`) for its worker,
         its API and the test's client; the settings still name the embedded server at its port,
-        `space.environ()` is what a CLI beside it needs. `settings_`: more Settings."""
+        `space.environ()` is what a CLI beside it needs. `governed`: the worker takes the active
+        version from the shared database and looks again every half second, as `worker.py` does
+        (otherwise the newest file decides). `settings_`: more Settings."""
         assert not (server and database), "a server of its own keeps its state in home/temporal.db"
         given: dict[str, Any] = {"api_keys": ",".join(f"{role}:{key}" for role, key in KEYS.items()),
                                  **settings_}
@@ -52,6 +55,7 @@ class Stack:
                                  http=f"127.0.0.1:{free_port()}", codec_keys=codec_keys, **given)
         self.database = database
         self.worker = worker
+        self.governed = governed
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._serve, name="stack", daemon=True)
         self._ready = threading.Event()
@@ -114,7 +118,14 @@ class Stack:
                 database=self.settings.home / "temporal.db" if self.database else None)
             self.settings = self.settings.model_copy(update={"dev_port": self.settings_port})
             self.client = await connect(self.settings)
-        store = PolicyStore(self.settings.policy_dir, content_dir=self.settings.content_dir)
+        registry = None
+        if self.governed:
+            from leadflow.db.database import Database
+            from leadflow.governance.registry import Registry
+
+            registry = Registry(await asyncio.to_thread(Database.of, self.settings))
+        store = PolicyStore(self.settings.policy_dir, content_dir=self.settings.content_dir,
+                            registry=registry)
         store.reload()
         if self.worker:
             from worker import build_worker
@@ -131,8 +142,14 @@ class Stack:
                         if serving.done():
                             serving.result()
                         await asyncio.sleep(0.05)
+                    if self.governed:
+                        from worker import watch_policies
+
+                        watching = asyncio.create_task(watch_policies(store, 0.5))
                     self._ready.set()
                     await self._stop.wait()
+                    if self.governed:
+                        watching.cancel()
                     server.should_exit = True
                     await serving
         finally:
