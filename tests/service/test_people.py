@@ -126,7 +126,8 @@ def test_a_person_exported_then_erased_leaves_nothing_but_their_suppression(tmp_
     try:
         with Stack(home, queue="people", database=True, smtp_host="127.0.0.1", smtp_port=sink.port,
                    mail_from="Acme <hello@acme.example>", delivery_processes=0, **shared) as stack:
-            _scenario(stack, home, logs)
+            # the commands are the same whatever the database: run on one of the two
+            _scenario(stack, home, logs, commands=backend == "sqlite")
     finally:
         sink.stop()
 
@@ -162,7 +163,7 @@ def _relations(url: str, files: dict[str, list[str]]) -> dict[str, list[str]]:
         engine.dispose()
 
 
-def _scenario(stack: Stack, home: Path, logs: Kept) -> None:
+def _scenario(stack: Stack, home: Path, logs: Kept, commands: bool) -> None:
     admin, ops = stack.http("admin"), stack.http("ops")
     mail = home / "mail"
     ledger = Database.of(stack.settings)
@@ -232,14 +233,15 @@ def _scenario(stack: Stack, home: Path, logs: Kept) -> None:
     assert handoff["id"] == task and handoff["status"] in ("open", "escalated") and handoff["log"]
     assert document["aliases"][0]["email"] == WORK and document["merges"][0]["alias"] == work_id
     assert [v["visitor"] for v in document["visitors"]] == [VISITOR]
-    cli = _cli(stack, "person", "export", PERSONAL)
-    assert cli.returncode == 0, cli.stderr
-    from_cli = json.loads(cli.stdout)
-    for doc in (from_cli, document):
-        doc.pop("exported_at")
-        for h in doc["handoffs"]:  # a task's due time moves as it is read; the rest is the same
-            h.pop("waiting", None)
-    assert from_cli == document
+    if commands:
+        cli = _cli(stack, "person", "export", PERSONAL)
+        assert cli.returncode == 0, cli.stderr
+        from_cli = json.loads(cli.stdout)
+        for doc in (from_cli, document):
+            doc.pop("exported_at")
+            for h in doc["handoffs"]:  # a task's due time moves as it is read; the rest is the same
+                h.pop("waiting", None)
+        assert from_cli == document
 
     # the erasure: ops only, from the lead's page, after the box is ticked
     assert stack.http("sales").delete(f"/v1/people/{WORK}").status_code == 403
@@ -315,6 +317,8 @@ def _scenario(stack: Stack, home: Path, logs: Kept) -> None:
     ported = ops.get(f"/v1/people/{PERSONAL}/export").json()
     assert [e["type"] for e in ported["events"]] == ["signup"] and ported["lead_ids"] == [personal_id]
 
+    if not commands:
+        return
     # the operator's command: asks unless told, says so when there is nobody, erases the other person
     unasked = _cli(stack, "person", "erase", OTHER)
     assert unasked.returncode == 1 and "--yes" in unasked.stderr, unasked.stderr
