@@ -156,6 +156,12 @@ def test_the_policy_desk_doors(stack: Stack) -> None:
     assert (proposed.status_code, proposed.headers["location"]) == (303, "/policies/lead-lifecycle/v7")
     page = ops.get("/policies/lead-lifecycle/v7")
     assert page.status_code == 200 and "v7.yaml" in page.text and "(the same text)" not in page.text
+    # suggest's proposal opens in the text area, numbered as the next version, nothing proposed yet
+    suggested = ops.post("/policies/lead-lifecycle/suggestion", data={"csrf": ops_token})
+    assert suggested.status_code == 200 and 'class="note"' in suggested.text
+    area = re.search(r'<textarea id="text" name="text"[^>]*>(.*?)</textarea>', suggested.text, re.S)
+    assert area is not None and "\nversion: 8\n" in area[1]
+    assert ops.get("/policies/lead-lifecycle/v8").status_code == 404
     early = ops.post("/policies/lead-lifecycle/v7/activation",
                      data={"csrf": ops_token, "confirm": "activate"})
     assert early.status_code == 422 and "no approval yet" in early.text
