@@ -28,7 +28,7 @@ from rules.durations import parse_duration
 from rules.engine import register
 from rules.index_plan import PhasePlan, PlanRule, plan_phase
 from rules.models import BUILTIN_EVENTS, Firing
-from rules.policy import Effects, Policy
+from rules.policy import Effects, Policy, Send
 from rules.projection import Projection, compile_projection
 from rules.routing import Route
 from rules.scoring import SCORE_DIGITS
@@ -69,7 +69,7 @@ class CompiledRule:
 @dataclass(frozen=True)
 class CompiledTrack:
     name: str
-    steps: tuple[tuple[float, str], ...]
+    steps: tuple[tuple[float, Send], ...]  # (after, content id or A/B variants)
     on_exhausted: Effects | None
 
 

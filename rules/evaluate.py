@@ -18,6 +18,7 @@ import hashlib
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 from rules import engine
@@ -38,9 +39,10 @@ from rules.models import (
     TrackState,
     built,
 )
-from rules.policy import Effects
+from rules.policy import Effects, Send, Variants
 from rules.routing import route
 from rules.scoring import SCORE_DIGITS, Levels, compacted
+from rules.variants import AbStep, rule_send, track_step
 
 MAX_HISTORY = 500
 LAYOUT = "2"  # how facts are laid out (rules.index_plan) and keyed: a change makes leads forget their fit
@@ -418,8 +420,11 @@ def _apply(policy: CompiledPolicy, w: _Work, fx: Effects, rule_id: str, why: str
         _stop_track(w, f"{key}|{event_key}|{rule_id}")
         changed = True
     if fx.send:
-        _send(policy, w, f"{key}|{event_key}|{rule_id}|{fx.send}", fx.send)
-        summary["send"] = fx.send
+        content, ab = _chosen(policy, w, fx.send, partial(rule_send, rule_id), key, t, event)
+        _send(policy, w, f"{key}|{event_key}|{rule_id}|{content}", content, ab_test=ab)
+        summary["send"] = content
+        if ab is not None:
+            summary["ab_test"] = ab
     if fx.handoff is not None:
         if w.handoff_open:
             summary["handoff"] = "already open"
@@ -483,7 +488,23 @@ def _stop_mail(policy: CompiledPolicy, w: _Work, event: Event, t: float, event_k
                           effects=summary, changed=True))
 
 
-def _send(policy: CompiledPolicy, w: _Work, key: str, content: str, track: str | None = None) -> None:
+def _chosen(policy: CompiledPolicy, w: _Work, send: Send, ab_of: Callable[[Variants], AbStep], lead: str,
+            t: float, event: Event) -> tuple[str, str | None]:
+    """The content a send names and, for an A/B test, the test's name: the variant is this
+    lead's (rules.variants), and its story says which, whether or not the e-mail goes out."""
+    if isinstance(send, str):
+        return send, None
+    ab = ab_of(send)
+    content = ab.choose(lead)
+    w.story.append(StoryEntry(
+        at=iso(t), event_id=event.id, event_type=event.type, from_state=w.state, to_state=w.state,
+        rule=None, policy=policy.name, version=policy.version, why=ab.told(content),
+        matched={"ab_test": ab.name, "variant": content, "split": ab.shares()}))
+    return content, ab.name
+
+
+def _send(policy: CompiledPolicy, w: _Work, key: str, content: str, track: str | None = None,
+          ab_test: str | None = None) -> None:
     """A send action; withheld (recorded, never sent) from a lead that stopped mail or gave no
     consent that the policy asks for."""
     withheld = None
@@ -496,7 +517,7 @@ def _send(policy: CompiledPolicy, w: _Work, key: str, content: str, track: str |
     if manners is not None and (withheld is not None or content in manners.transactional):
         manners = None
     w.actions.append(Action(kind="send", key=key, track=track, content=content, withheld=withheld,
-                            manners=manners))
+                            manners=manners, ab_test=ab_test))
 
 
 def _stop_track(w: _Work, key: str) -> None:
@@ -516,8 +537,9 @@ def _advance_track(policy: CompiledPolicy, w: _Work, t: float, event: Event, key
         return
     step = w.track.step
     while step < len(track.steps) and w.track.started + track.steps[step][0] <= t:
-        _send(policy, w, f"{key}|track:{track.name}@{w.track.ref()}|step:{step}",
-              track.steps[step][1], track.name)
+        content, ab = _chosen(policy, w, track.steps[step][1], partial(track_step, track.name, step), key, t,
+                              event)
+        _send(policy, w, f"{key}|track:{track.name}@{w.track.ref()}|step:{step}", content, track.name, ab)
         step += 1
     if step == w.track.step:
         return

@@ -279,6 +279,9 @@ class Action:
     # a marketing send's: the policy's delivery manners it keeps (rules.manners); None for mail
     # that keeps none (no `delivery:`, transactional content, a withheld send)
     manners: Delivery | None = None
+    # a send of an A/B test: the test's name (rules.variants.AbStep.name); `content` is the
+    # variant this lead got
+    ab_test: str | None = None
 
 
 @dataclass(slots=True)

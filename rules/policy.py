@@ -31,12 +31,23 @@ class HandoffSpec(_Model):
     sla: str | None = None
 
 
+class Variants(_Model):
+    """An A/B test of content: each lead gets one of these content ids, in these shares (whole
+    percentages adding up to 100, one per variant, in order); which one: rules.variants."""
+
+    variants: list[str]
+    split: list[int]
+
+
+Send = str | Variants  # one content id, or an A/B test of several
+
+
 class Effects(_Model):
     transition: str | None = None
     set: dict[str, Scalar] = Field(default_factory=dict)
     track: str | None = None
     stop_track: bool = False
-    send: str | None = None
+    send: Send | None = None
     handoff: bool | HandoffSpec | None = None
     disqualify: str | None = None
     schedule: str | None = None
@@ -84,7 +95,7 @@ class StageRule(_Model):
 
 class TrackStep(_Model):
     after: str
-    send: str
+    send: Send
 
 
 class Track(_Model):

@@ -53,6 +53,8 @@ class LeadResult:
     sends_moved: int = 0
     sends_skipped: int = 0
     sent: list[str] = field(default_factory=list)
+    # the e-mails of A/B tests that went out: (test, the variant this lead got), in order
+    ab_sends: list[tuple[str, str]] = field(default_factory=list)
     rejected: int = 0
     steps: list[dict[str, Any]] = field(default_factory=list)  # with trace: each evaluation
     # with trace: the lifecycle's steps as the lead's story tells them, each with its time, in the
@@ -73,6 +75,8 @@ class LeadResult:
                if f.name not in ("decisions", "lead", "lines", "sent")}
         if not self.steps:
             del out["steps"]
+        if not self.ab_sends:  # the results of a policy without A/B tests read as they did
+            del out["ab_sends"]
         return out
 
 
@@ -192,8 +196,9 @@ class Simulation:
         result.peak_score = max(result.peak_score, decision.scores.fit + decision.scores.intent)
         moves = [f"{e.rule}: {e.from_state} -> {e.to_state}" for e in decision.story if e.rule]
         result.transitions.extend(moves)
-        if self.trace:
-            result.lines.extend((_iso(now), move) for move in moves)
+        if self.trace:  # with the lines no rule made (which variant of an A/B test the lead got)
+            result.lines.extend((_iso(now), f"{e.rule}: {e.from_state} -> {e.to_state}" if e.rule else e.why)
+                                for e in decision.story)
         self._acts(acts, now)
         for fired in decision.fired:
             result.fired.append(fired.rule)
@@ -217,6 +222,8 @@ class Simulation:
                 result.sends_skipped += 1
             elif isinstance(act, lifecycle.Deliver) and act.action.kind == "send" and not act.action.withheld:
                 result.sent.append(str(act.action.content))
+                if act.action.ab_test is not None:
+                    result.ab_sends.append((act.action.ab_test, str(act.action.content)))
             if self.trace and isinstance(act, lifecycle.Say):
                 result.lines.append((_iso(now), act.why))
 

@@ -32,8 +32,9 @@ from rules.conditions import (
 from rules.durations import parse_duration
 from rules.manners import zone
 from rules.models import BUILTIN_EVENTS, SYSTEM_EVENTS
-from rules.policy import DERIVED_PROFILE, Effects, Policy
+from rules.policy import DERIVED_PROFILE, Effects, Policy, Send
 from rules.routing import ROUTING_FIELDS
+from rules.variants import SHARES
 from rules.yaml_lines import LoadedYaml, Path, YamlError, load_yaml
 
 REQUIRED_STATES = ("captured", "scored", "nurturing", "sales-ready", "derailed")
@@ -226,8 +227,7 @@ class _Semantics:
             last = -1.0
             for j, step in enumerate(track.steps):
                 here = ("nurture", "tracks", name, "steps", j)
-                if step.send not in self.content:
-                    self.add((*here, "send"), f"unknown content {step.send!r}")
+                self._send(step.send, (*here, "send"))
                 after = self._duration(step.after, (*here, "after"))
                 if after is not None and after < last:
                     self.add((*here, "after"), "steps must be in order of `after`")
@@ -384,8 +384,8 @@ class _Semantics:
             self.add((*path, "transition"), f"unknown state {effects.transition!r}")
         if effects.track and effects.track not in self.tracks:
             self.add((*path, "track"), f"unknown track {effects.track!r}")
-        if effects.send and effects.send not in self.content:
-            self.add((*path, "send"), f"unknown content {effects.send!r}")
+        if effects.send:
+            self._send(effects.send, (*path, "send"))
         if effects.disqualify and "disqualified" not in self.states:
             self.add((*path, "disqualify"), "disqualify needs a 'disqualified' state")
         if effects.disqualify and effects.transition:
@@ -396,6 +396,33 @@ class _Semantics:
             spec = effects.handoff
             if isinstance(spec, bool) or not (spec.queue and spec.sla):
                 self.add((*path, "handoff"), "hand-off needs a queue and an SLA (or a handoff: section)")
+
+    def _send(self, send: Send, path: Path) -> None:
+        """One known content id, or an A/B test: at least two known variants, each once, and one
+        share per variant, whole percentages above 0 adding up to 100."""
+        if isinstance(send, str):
+            if send not in self.content:
+                self.add(path, f"unknown content {send!r}")
+            return
+        variants, split = send.variants, send.split
+        if len(variants) < 2:
+            self.add((*path, "variants"), f"an A/B test needs at least 2 variants, not {len(variants)} "
+                     "(one content: `send: <id>`)")
+        seen: set[str] = set()
+        for i, variant in enumerate(variants):
+            if variant in seen:
+                self.add((*path, "variants", i), f"variant {variant!r} listed twice")
+            elif variant not in self.content:
+                self.add((*path, "variants", i), f"unknown content {variant!r}")
+            seen.add(variant)
+        if len(split) != len(variants):
+            self.add((*path, "split"), f"{len(split)} share(s) for {len(variants)} variants: one share per "
+                     "variant, in the same order")
+        for i, share in enumerate(split):
+            if share <= 0:
+                self.add((*path, "split", i), f"share {share}: a share is a whole percentage above 0")
+        if sum(split) != SHARES:
+            self.add((*path, "split"), f"the shares add up to {sum(split)}, not {SHARES}")
 
     def _graph(self, stage_conds: list[tuple[int, Cond | None]]) -> None:
         """Reachability from the initial state, and cycles of rules guarded by state alone."""

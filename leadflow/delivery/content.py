@@ -25,7 +25,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from leadflow.delivery import linkify
 from leadflow.delivery.watched import Watched, log_notes
 from rules.conditions import ConditionError, fields_of, parse_when
-from rules.policy import DERIVED_PROFILE, Effects, Policy
+from rules.policy import DERIVED_PROFILE, Effects, Policy, Send
 from rules.validate import LoadedPolicy, Problem, owner_of
 from rules.yaml_lines import YamlError, load_yaml
 
@@ -229,10 +229,11 @@ def profile_fields(policy: Policy) -> set[str]:
 
 
 def sent_content(policy: Policy) -> Iterator[tuple[str, tuple[Any, ...]]]:
-    """Every content id the policy may send, with where it says so."""
+    """Every content id the policy may send, with where it says so: each variant of an A/B
+    test at its own place, so its template is checked like any other."""
     for name, track in policy.nurture.tracks.items():
         for j, step in enumerate(track.steps):
-            yield step.send, ("nurture", "tracks", name, "steps", j, "send")
+            yield from _ids(step.send, ("nurture", "tracks", name, "steps", j, "send"))
         if track.on_exhausted:
             yield from _effects_send(track.on_exhausted, ("nurture", "tracks", name, "on_exhausted"))
     for i, rule in enumerate(policy.rules):
@@ -245,7 +246,14 @@ def sent_content(policy: Policy) -> Iterator[tuple[str, tuple[Any, ...]]]:
 
 def _effects_send(effects: Effects, path: tuple[Any, ...]) -> Iterator[tuple[str, tuple[Any, ...]]]:
     if effects.send:
-        yield effects.send, (*path, "send")
+        yield from _ids(effects.send, (*path, "send"))
+
+
+def _ids(send: Send, path: tuple[Any, ...]) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    if isinstance(send, str):
+        yield send, path
+    else:
+        yield from ((variant, (*path, "variants", i)) for i, variant in enumerate(send.variants))
 
 
 def check_policy_content(loaded: LoadedPolicy, content_dir: Path) -> list[Problem]:

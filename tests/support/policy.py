@@ -62,3 +62,18 @@ def days(n: float) -> timedelta:
 
 def default_policy() -> CompiledPolicy:
     return compile_policy(load_policy_bytes(DEFAULT_POLICY.read_bytes(), str(DEFAULT_POLICY)))
+
+
+# The shipped policy with an A/B test of its welcome e-mail (the awareness track's first step):
+# welcome-guide against welcome-checklist. Its own tests still name welcome-guide; tests of A/B
+# runs read what the evaluator sent, not those.
+WELCOME = "{after: 0d, send: welcome-guide}"
+AB_WELCOME = ("welcome-guide", "welcome-checklist")
+
+
+def ab_policy_text(split: str = "50, 50") -> str:
+    shipped = DEFAULT_POLICY.read_text()
+    assert WELCOME in shipped and "\ncontent: [welcome-guide," in shipped
+    variants = f"{{variants: [{', '.join(AB_WELCOME)}], split: [{split}]}}"
+    return shipped.replace(WELCOME, f"{{after: 0d, send: {variants}}}") \
+        .replace("\ncontent: [welcome-guide,", "\ncontent: [welcome-guide, welcome-checklist,")

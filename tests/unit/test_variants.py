@@ -1,0 +1,186 @@
+"""A/B tests of nurture content (issue 27, point 4): a send that names variants is refused at
+its line when it is wrong, each lead gets one variant for good (a pure function of its id and
+the step), `policy simulate` counts the sends per variant, and the figures of a test are the
+database's own counts, with a verdict that needs the evidence to be there."""
+
+from __future__ import annotations
+
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from leadflow.delivery.content import check_policy_content
+from rules.evaluate import evaluate
+from rules.identity import lead_key
+from rules.models import LeadRef
+from rules.simulate import run_events
+from rules.validate import PolicyInvalid, load_policy_bytes
+from rules.variants import ab_steps, choose
+from tests.support.policy import AB_WELCOME, MINIMAL, ROOT, T0, ab_policy_text, days, event, policy_from
+
+A, B = AB_WELCOME
+
+# -- refused at the line ----------------------------------------------------------------------
+
+BROKEN = MINIMAL.replace("rules:\n", "content: [a, b, c]\nrules:\n") + """\
+  - {id: start, priority: 9, when: {state: scored}, then: {track: t}}
+  - {id: answer, when: {event.type: reply}, then: {send: {variants: [a, c], split: [70, 20]}}}  # @sum-rule
+nurture:
+  tracks:
+    t:
+      steps:
+        - after: 0d
+          send:
+            variants: [a]  # @too-few
+            split: [100]
+        - after: 1d
+          send:
+            variants:
+              - a
+              - a  # @twice
+              - zz  # @unknown
+            split: [40, 30, 30]
+        - after: 2d
+          send:
+            variants: [a, b]
+            split: [50]  # @one-each
+        - after: 3d
+          send:
+            variants: [a, b]
+            split:
+              - 100
+              - 0  # @zero
+        - {after: 4d, send: {variants: [b, c], split: [50, 49]}}  # @sum-step
+"""
+
+
+def _at(text: str, marker: str) -> int:
+    return next(n for n, line in enumerate(text.splitlines(), 1) if line.endswith(f"# @{marker}"))
+
+
+def test_a_wrong_a_b_send_is_refused_at_its_line():
+    text = textwrap.dedent(BROKEN)
+    with pytest.raises(PolicyInvalid) as refused:
+        load_policy_bytes(text.encode(), "p.yaml")
+    said = {str(p) for p in refused.value.problems}
+    assert said == {
+        f"p.yaml:{_at(text, 'too-few')}: track t: an A/B test needs at least 2 variants, not 1 "
+        "(one content: `send: <id>`)",
+        f"p.yaml:{_at(text, 'twice')}: track t: variant 'a' listed twice",
+        f"p.yaml:{_at(text, 'unknown')}: track t: unknown content 'zz'",
+        f"p.yaml:{_at(text, 'one-each')}: track t: 1 share(s) for 2 variants: one share per variant, "
+        "in the same order",
+        f"p.yaml:{_at(text, 'one-each')}: track t: the shares add up to 50, not 100",
+        f"p.yaml:{_at(text, 'zero')}: track t: share 0: a share is a whole percentage above 0",
+        f"p.yaml:{_at(text, 'sum-step')}: track t: the shares add up to 99, not 100",
+        f"p.yaml:{_at(text, 'sum-rule')}: answer: the shares add up to 90, not 100",
+    }, said
+    # what the schema says: whole percentages, both keys, nothing else
+    for send, message in [("{variants: [a, b], split: [50.5, 49.5]}", "split.0: 50.5 is not of type"),
+                          ("{variants: [a, b]}", "'split' is a required property"),
+                          ("{variants: [a, b], split: [50, 50], weights: [1, 1]}", "unknown key(s)"),
+                          ("{variants: [a, ../b], split: [50, 50]}", "variants.1: '../b' does not match")]:
+        bad = text.replace("{variants: [b, c], split: [50, 49]}", send)
+        with pytest.raises(PolicyInvalid) as refused:
+            load_policy_bytes(bad.encode(), "p.yaml")
+        assert any(str(p).startswith(f"p.yaml:{_at(bad, 'sum-step')}: track t: ") and message in str(p)
+                   for p in refused.value.problems), refused.value.problems
+
+
+def test_every_variant_needs_its_template_and_keeps_the_topics(tmp_path: Path):
+    (tmp_path / "policies").mkdir()
+    content = tmp_path / "content"
+    content.mkdir()
+    for template in (ROOT / "content").glob("*.yaml"):
+        if template.stem != B:
+            (content / template.name).write_text(template.read_text())
+    file = tmp_path / "policies" / "ab.yaml"
+    file.write_text(ab_policy_text())
+    loaded = load_policy_bytes(file.read_bytes(), str(file))
+    line = _line_with(file, "variants: [welcome-guide, welcome-checklist]")
+    (missing,) = check_policy_content(loaded, content)
+    assert str(missing) == (f"{file}:{line}: track awareness: content {B!r} has no template: "
+                            f"{content / f'{B}.yaml'} does not exist")
+    shipped = (ROOT / "content" / f"{B}.yaml").read_text()
+    (content / f"{B}.yaml").write_text(shipped.replace("topic: guides", "topic: gossip"))
+    (topic,) = check_policy_content(loaded, content)
+    assert "topic 'gossip' is not one of the topics of policy lead-lifecycle" in str(topic)
+    (content / f"{B}.yaml").write_text(shipped)
+    assert check_policy_content(loaded, content) == []
+
+
+def _line_with(path: Path, needle: str) -> int:
+    return next(n for n, line in enumerate(path.read_text().splitlines(), 1) if needle in line)
+
+
+# -- one variant per lead, for good -----------------------------------------------------------
+
+LEADS = [lead_key(LeadRef(email=f"person{i}@company{i % 37}.example")) for i in range(400)]
+
+
+@pytest.mark.parametrize("split", [(50, 50), (70, 30)])
+def test_the_split_holds_within_five_points_over_400_leads(split: tuple[int, int]):
+    got = Counter(choose(lead, "track:awareness|step:0", AB_WELCOME, split) for lead in LEADS)
+    for variant, share in zip(AB_WELCOME, split, strict=True):
+        assert abs(got[variant] / len(LEADS) - share / 100) <= 0.05, got
+
+
+def test_a_new_split_moves_only_the_leads_it_must():
+    before = {lead: choose(lead, "track:awareness|step:0", AB_WELCOME, (50, 50)) for lead in LEADS}
+    after = {lead: choose(lead, "track:awareness|step:0", AB_WELCOME, (70, 30)) for lead in LEADS}
+    assert all(after[lead] == A for lead in LEADS if before[lead] == A)
+    moved = [lead for lead in LEADS if before[lead] != after[lead]]
+    assert 0 < len(moved) <= 0.3 * len(LEADS)
+    # another step is another draw: a lead's variant at one step says nothing of the next
+    other = {lead: choose(lead, "track:awareness|step:1", AB_WELCOME, (50, 50)) for lead in LEADS}
+    assert 0.35 < sum(other[lead] == before[lead] for lead in LEADS) / len(LEADS) < 0.65
+
+
+def test_the_evaluator_sends_each_lead_its_variant_every_time():
+    policy = policy_from(ab_policy_text())
+    (ab,) = ab_steps(policy.policy)
+    assert (ab.name, ab.track, ab.step, ab.shares()) == ("awareness[0]", "awareness", 0, {A: 50, B: 50})
+    got: Counter[str] = Counter()
+    for i in range(60):
+        email = f"reader{i}@shop.example"
+        signup = event("signup", T0, email, lead={"role": "manager"})
+        first = evaluate(policy, None, signup, T0)
+        (send,) = [a for a in first.actions if a.kind == "send"]
+        lead = first.lead.key
+        assert (send.content, send.ab_test) == (ab.choose(lead), "awareness[0]")
+        assert send.key == f"{lead}|track:awareness@{signup.id}|step:0" and ab.sent_by(send.key, send.content)
+        (line,) = [s for s in first.story if s.rule is None]
+        assert line.why == f"A/B test awareness[0]: {send.content} (of {A} 50%, {B} 50%)"
+        assert line.matched == {"ab_test": "awareness[0]", "variant": send.content, "split": {A: 50, B: 50}}
+        # the same event again (a workflow task retried after a crash, a replay): the same Decision
+        assert evaluate(policy, None, signup, T0).model_dump_json() == first.model_dump_json()
+        # and a whole history run twice through the lifecycle sends the same, the A/B line in its story
+        trail = run_events(policy, lead, [signup], T0 + days(4), trace=True)
+        again = run_events(policy, lead, [signup], T0 + days(4), trace=True)
+        assert trail.sent == again.sent == [send.content, "case-study"]
+        assert trail.ab_sends == [("awareness[0]", send.content)]
+        assert (T0.isoformat().replace("+00:00", "Z"), line.why) in trail.lines
+        got[send.content] += 1
+    assert set(got) == set(AB_WELCOME)
+
+
+def test_a_rule_may_send_variants_too():
+    text = ab_policy_text().replace(
+        "  - id: start-nurture\n",
+        "  - id: asked-for-more\n    priority: 90\n    when: {event.type: reply}\n"
+        "    then: {send: {variants: [case-study, customer-story], split: [30, 70]}}\n"
+        "  - id: start-nurture\n")
+    policy = policy_from(text)
+    (rule,) = [ab for ab in ab_steps(policy.policy) if ab.rule]
+    assert (rule.name, rule.seed, rule.shares()) == ("asked-for-more", "rule:asked-for-more",
+                                                     {"case-study": 30, "customer-story": 70})
+    signup = event("signup", T0, "asker@shop.example", lead={"role": "manager"})
+    lead = evaluate(policy, None, signup, T0).lead
+    decided = evaluate(policy, lead, event("reply", T0 + days(1), "asker@shop.example"), T0 + days(1))
+    (send,) = [a for a in decided.actions if a.kind == "send"]
+    assert (send.content, send.ab_test) == (rule.choose(lead.key), "asked-for-more")
+    assert rule.sent_by(send.key, send.content) and not rule.sent_by(send.key, "whats-new")
+    (firing,) = [f for f in decided.fired if f.rule == "asked-for-more"]
+    assert firing.effects == {"send": send.content, "ab_test": "asked-for-more"}
