@@ -35,7 +35,8 @@ def test_a_database_kept_plain_is_keyed_when_migrated_and_still_suppresses(tmp_p
     old = Database(url)
     with old._migration_lock() as connection:
         config = Config()
-        config.set_main_option("script_location", str(Path(__file__).parents[2] / "leadflow/db/migrations"))
+        migrations = Path(__file__).parents[2] / "leadflow" / "db" / "migrations"
+        config.set_main_option("script_location", str(migrations))
         config.attributes["connection"] = connection
         command.upgrade(config, "0013")
         connection.commit()
@@ -43,7 +44,8 @@ def test_a_database_kept_plain_is_keyed_when_migrated_and_still_suppresses(tmp_p
     with sqlite3.connect(path) as db:
         db.execute("INSERT INTO suppressions (address_hash, reason, lead, detail, at) "
                    "VALUES (?, 'unsubscribed', '', '', 1)", (_plain(GONE),))
-        db.execute("INSERT INTO topic_choices (address_hash, topic, at) VALUES (?, 'events', 1)", (_plain(KEPT),))
+        db.execute("INSERT INTO topic_choices (address_hash, topic, at) VALUES (?, 'events', 1)",
+                   (_plain(KEPT),))
 
     settings = Settings(home=tmp_path, secret="s" * 40)
     ledger = Database.open(url, settings.keys_for(PSEUDONYM_USE))
@@ -51,10 +53,11 @@ def test_a_database_kept_plain_is_keyed_when_migrated_and_still_suppresses(tmp_p
         kept = _kept_hashes(path, "suppressions") | _kept_hashes(path, "topic_choices")
         assert not kept & {_plain(GONE), _plain(KEPT)}, "a plain SHA-256 of an address is still kept"
         assert ledger.suppressed(GONE) == "unsubscribed" and ledger.suppressed(KEPT) is None
-        assert preferences_of(ledger).drops(KEPT, "events") and not preferences_of(ledger).drops(KEPT, "guides")
+        choices = preferences_of(ledger)
+        assert choices.drops(KEPT, "events") and not choices.drops(KEPT, "guides")
         # the claim of an e-mail reads the same list
-        claim = ledger.claim("d-1", kind="email", lead="l", target=GONE, subject="welcome", owner="w", lease=30,
-                             address=GONE)
+        claim = ledger.claim("d-1", kind="email", lead="l", target=GONE, subject="welcome", owner="w",
+                             lease=30, address=GONE)
         assert claim.status == "suppressed"
         # another secret's database would not match these rows: the key is what makes them speak
         other = Database(url, (Settings(home=tmp_path, secret="t" * 40).key_for(PSEUDONYM_USE),))
@@ -86,7 +89,8 @@ def test_a_rotated_secret_keeps_every_suppression_and_choice(tmp_path: Path) -> 
         assert len(_kept_hashes(tmp_path / "leadflow.sqlite", "topic_choices")) == 1
     finally:
         ledger.close()
-    dropped_old = Database(after.shared_db_url, (after.key_for(PSEUDONYM_USE),))  # LEADFLOW_OLD_SECRETS emptied too soon
+    # LEADFLOW_OLD_SECRETS emptied too soon
+    dropped_old = Database(after.shared_db_url, (after.key_for(PSEUDONYM_USE),))
     try:
         assert dropped_old.suppressed(GONE) is None  # why docs/people.md says to keep the old secret
     finally:
