@@ -473,7 +473,7 @@ def _diff(args: argparse.Namespace) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     from leadflow.replay import routing_report
-    from leadflow.replay.simulate import Progress, simulate_many, summary
+    from leadflow.replay.simulate import Progress, per_variant, simulate_many, summary
 
     load_compiled(args.file)  # refuse a bad policy before any process starts
     roster = routing_report.choose_roster(args.roster)
@@ -503,6 +503,8 @@ def _simulate(args: argparse.Namespace) -> int:
           f"{'-' if median is None else f'{median} days'}")
     print(f"e-mails under delivery manners: {figures['sends_moved']} moved to a later slot, "
           f"{figures['sends_skipped']} skipped")
+    for test, sent in figures["ab_sends"].items():
+        print(f"A/B test {test}, e-mails sent per variant: {per_variant(sent)}")
     print("\n" + routing_report.table(figures["routing"]))
     return 0
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from leadflow.replay.routing_report import RosterChoice, compare_sections, diff_table
-from leadflow.replay.simulate import people, simulate_lead, summary
+from leadflow.replay.simulate import people, per_variant, simulate_lead, summary
 from leadflow.reports.charts import img, png, pyplot
 from rules.compile import CompiledPolicy, load_compiled
 from rules.simulate import simulate_people
@@ -132,6 +132,10 @@ def table(report: dict[str, Any]) -> str:
     t = report["median_days_to_sales_ready"]
     out += ["", f"hand-offs in all: {report['old']['handoffs']} -> {report['new']['handoffs']} "
                 f"({report['handoffs_change']:+d}); median days to sales-ready: {t['old']} -> {t['new']}"]
+    old_ab, new_ab = report["old"].get("ab_sends", {}), report["new"].get("ab_sends", {})
+    for test in sorted({*old_ab, *new_ab}):
+        out.append(f"A/B test {test}, e-mails sent per variant: {per_variant(old_ab.get(test, {}))} -> "
+                   f"{per_variant(new_ab.get(test, {}))}")
     if "routing" in report:
         out += ["", diff_table(report["routing"])]
     if report["partings"]:

@@ -302,8 +302,8 @@ def _counted(job: Job) -> tuple[list[dict[str, Any]], int]:
 
 
 def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Leads per final state, hand-offs per queue per ISO week, time to sales-ready, and the
-    e-mails delivery manners moved or skipped."""
+    """Leads per final state, hand-offs per queue per ISO week, time to sales-ready, the
+    e-mails delivery manners moved or skipped, and the e-mails of each A/B test per variant."""
     states = Counter(r["state"] for r in results)
     weekly: Counter[tuple[str, str]] = Counter()
     for r in results:
@@ -319,7 +319,24 @@ def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
             "median_days_to_sales_ready": round(statistics.median(days), 2) if days else None,
             # marketing e-mails the policy's delivery manners moved to a later slot, and skipped
             "sends_moved": sum(r.get("sends_moved", 0) for r in results),
-            "sends_skipped": sum(r.get("sends_skipped", 0) for r in results)}
+            "sends_skipped": sum(r.get("sends_skipped", 0) for r in results),
+            "ab_sends": ab_sends(results)}
+
+
+def ab_sends(results: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per A/B test (rules.variants), the e-mails that went out per variant, by name."""
+    counted: Counter[tuple[str, str]] = Counter()
+    for r in results:
+        counted.update((test, variant) for test, variant in r.get("ab_sends", ()))
+    out: dict[str, dict[str, int]] = {}
+    for (test, variant), n in sorted(counted.items()):
+        out.setdefault(test, {})[variant] = n
+    return out
+
+
+def per_variant(sent: dict[str, int]) -> str:
+    """One A/B test's sends for a line of a table: `welcome-a 201, welcome-b 199`."""
+    return ", ".join(f"{variant} {n}" for variant, n in sent.items()) or "none"
 
 
 def _at(text: str) -> datetime:

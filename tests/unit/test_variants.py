@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from leadflow.delivery.content import check_policy_content
+from leadflow.replay.generate import generate
+from leadflow.replay.simulate import simulate_many, summary
 from rules.evaluate import evaluate
 from rules.identity import lead_key
 from rules.models import LeadRef
@@ -184,3 +186,20 @@ def test_a_rule_may_send_variants_too():
     assert rule.sent_by(send.key, send.content) and not rule.sent_by(send.key, "whats-new")
     (firing,) = [f for f in decided.fired if f.rule == "asked-for-more"]
     assert firing.effects == {"send": send.content, "ab_test": "asked-for-more"}
+
+
+def test_simulate_counts_the_sends_of_each_variant_as_the_leads_get_them(tmp_path: Path):
+    file = tmp_path / "ab.yaml"
+    file.write_text(ab_policy_text("70, 30"))
+    leads: dict[str, list[dict[str, object]]] = {}
+    for raw in generate(120, 10, seed=5):
+        leads.setdefault(str(raw["lead_id"]), []).append(raw)
+    results = simulate_many(str(file), leads, None, processes=1)
+    (ab,) = ab_steps(policy_from(file.read_text()).policy)
+    sent = [(r["lead_id"], test, variant) for r in results for test, variant in r.get("ab_sends", ())]
+    assert len(sent) > 100 and {test for _, test, _ in sent} == {"awareness[0]"}
+    # each lead got the variant its id alone gives it
+    assert all(variant == ab.choose(str(lead)) for lead, _, variant in sent)
+    expected = Counter(variant for _, _, variant in sent)
+    assert summary(results)["ab_sends"] == {"awareness[0]": dict(sorted(expected.items()))}
+    assert expected[A] > expected[B] > 0  # 70/30, and both sides met
