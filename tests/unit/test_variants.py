@@ -5,21 +5,29 @@ database's own counts, with a verdict that needs the evidence to be there."""
 
 from __future__ import annotations
 
+import json
+import re
+import sqlite3
 import textwrap
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from leadflow.db.database import Database
 from leadflow.delivery.content import check_policy_content
+from leadflow.delivery.links import delivery_digest
+from leadflow.governance.registry import Registry
 from leadflow.replay.generate import generate
 from leadflow.replay.simulate import simulate_many, summary
+from leadflow.reports.proportions import Rate, wilson
+from leadflow.reports.variants import NoAbTest, VariantFigures, figures, report, variant_figures, verdict
 from rules.evaluate import evaluate
 from rules.identity import lead_key
 from rules.models import LeadRef
 from rules.simulate import run_events
 from rules.validate import PolicyInvalid, load_policy_bytes
-from rules.variants import ab_steps, choose
+from rules.variants import AbStep, ab_steps, choose
 from tests.support.policy import AB_WELCOME, MINIMAL, ROOT, T0, ab_policy_text, days, event, policy_from
 
 A, B = AB_WELCOME
@@ -203,3 +211,108 @@ def test_simulate_counts_the_sends_of_each_variant_as_the_leads_get_them(tmp_pat
     expected = Counter(variant for _, _, variant in sent)
     assert summary(results)["ab_sends"] == {"awareness[0]": dict(sorted(expected.items()))}
     assert expected[A] > expected[B] > 0  # 70/30, and both sides met
+
+
+# -- the figures, against the database's own rows ----------------------------------------------
+
+STEP = AbStep("awareness[0]", "track:awareness|step:0", AB_WELCOME, (50, 50), track="awareness", step=0)
+
+
+def _key(lead: str, step: int = 0, track: str = "awareness", origin: str = "e1") -> str:
+    return f"{lead}|track:{track}@{origin}|step:{step}"
+
+
+def test_the_figures_are_the_database_s_counts(tmp_path: Path):
+    path = tmp_path / "shared.sqlite"
+    ledger = Database.open(f"sqlite:///{path}")
+    email = [  # (key, lead, content, status, sent_at)
+        (_key("l1"), "l1", A, "sent", 100.0),
+        (_key("l2"), "l2", A, "sent", 100.0),
+        (_key("l3"), "l3", A, "suppressed", None),  # given A, never sent: assigned, not in a rate
+        (_key("l4"), "l4", B, "sent", 100.0),
+        (_key("l5"), "l5", B, "sent", 100.0),
+        (_key("l6"), "l6", B, "sent", 100.0),
+        (_key("l6", origin="e9"), "l6", B, "sent", 500.0),  # the track begun again: one lead still
+        (_key("l7", track="consideration"), "l7", A, "sent", 100.0),  # another track's step
+        (_key("l8", step=1), "l8", A, "sent", 100.0),  # another step of the track
+        ("l9|e1|some-rule|welcome-guide", "l9", A, "sent", 100.0),  # a rule's send of the same content
+    ]
+    fetches = [  # (lead, type, the delivery it names, machine)
+        ("l1", "email_open", _key("l1"), None), ("l1", "email_click", _key("l1"), False),
+        ("l2", "email_open", _key("l2"), True),  # a privacy proxy's prefetch
+        ("l4", "email_open", _key("l4"), False), ("l4", "email_click", _key("l4"), True),  # a scanner
+        ("l5", "email_open", _key("l5"), False), ("l5", "email_click", _key("l5"), False),
+        ("l6", "email_open", _key("l6", origin="e9"), False),
+        ("l7", "email_open", _key("l7", track="consideration"), False),
+        ("l8", "email_click", _key("l8", step=1), False),
+    ]
+    moves = [("l1", 200.0), ("l2", 50.0), ("l4", 300.0), ("l7", 300.0), ("l8", 300.0)]  # l2: before it
+    bodies = [(lead, f"f{i}", kind, json.dumps({"type": kind, "data": {
+        "delivery": delivery_digest(key), **({} if machine is None else {"machine": machine})}}))
+        for i, (lead, kind, key, machine) in enumerate(fetches)]
+    with sqlite3.connect(path) as db:
+        db.executemany("INSERT INTO deliveries (key, kind, lead, subject, status, created_at, updated_at, "
+                       "sent_at) VALUES (?, 'email', ?, ?, ?, 1, 1, ?)", email)
+        db.executemany("INSERT INTO events (lead, id, type, at, taken_at, seq, body) "
+                       "VALUES (?, ?, ?, 1, 1, 0, ?)", bodies)
+        db.executemany("INSERT INTO transitions (lead, event_id, seq, at, from_state, to_state, policy, "
+                       "version) VALUES (?, 'e', 0, ?, 'nurturing', 'sales-ready', 'p', 1)", moves)
+    got = {f.variant: f for f in figures(ledger, STEP)}
+    assert list(got) == [A, B]
+    assert got[A] == VariantFigures(A, 50, assigned=3, sent=2, opened=Rate(1, 2), clicked=Rate(1, 2),
+                                    sales_ready=Rate(1, 2))
+    assert got[B] == VariantFigures(B, 50, assigned=3, sent=3, opened=Rate(3, 3), clicked=Rate(1, 3),
+                                    sales_ready=Rate(1, 3))
+    # the same counts straight from the tables
+    with sqlite3.connect(path) as db:
+        for variant in AB_WELCOME:
+            sent = {lead for key, lead in db.execute(
+                "SELECT key, lead FROM deliveries WHERE kind = 'email' AND status = 'sent' AND subject = ?",
+                (variant,)) if re.fullmatch(r"l\d\|track:awareness@\w+\|step:0", key)}
+            assert got[variant].sent == len(sent)
+    # by the policy's name: its active version in the shared database says which step is a test
+    with pytest.raises(NoAbTest):
+        variant_figures(ledger, "lead-lifecycle", "awareness", 0)
+    Registry(ledger).first_start("lead-lifecycle", [policy_from(ab_policy_text(), "ab.yaml")])
+    assert variant_figures(ledger, "lead-lifecycle", "awareness", 0) == list(got.values())
+    with pytest.raises(NoAbTest):
+        variant_figures(ledger, "lead-lifecycle", "awareness", 1)  # a step with one content
+    (test,) = report(ledger, "lead-lifecycle")["tests"]  # what `leadflow report ab-tests` prints
+    assert test["variants"] == [f.as_dict() for f in got.values()]
+    assert test["verdict"]["said"] == "no winner yet" and test["verdict"]["why"].startswith("too few leads")
+    as_json = json.loads(json.dumps([f.as_dict() for f in got.values()]))
+    assert as_json[1]["opened"] == {"count": 3, "of": 3, "rate": 1.0, "low": pytest.approx(0.4385, abs=1e-4),
+                                    "high": 1.0}
+
+
+# -- the verdict -------------------------------------------------------------------------------
+
+def _figures(*ready_of_sent: tuple[int, int]) -> list[VariantFigures]:
+    """Variants A, B, ... with (leads that moved to sales-ready, leads sent) each."""
+    out = []
+    for name, (ready, sent) in zip("ABC", ready_of_sent, strict=False):
+        out.append(VariantFigures(name, 50, sent, sent, Rate(0, sent), Rate(0, sent), Rate(ready, sent)))
+    return out
+
+
+def test_wilson_intervals_match_the_published_values():
+    # Newcombe (1998), table I: 0/10 -> 0 to 0.2775; 1/29 -> 0.0061 to 0.1718
+    assert wilson(0, 10) == (0.0, pytest.approx(0.2775, abs=1e-4))
+    assert wilson(1, 29) == (pytest.approx(0.0061, abs=1e-4), pytest.approx(0.1718, abs=1e-4))
+    assert Rate(0, 0).as_dict() == {"count": 0, "of": 0, "rate": None, "low": None, "high": None}
+
+
+def test_the_verdict_names_a_winner_only_on_the_evidence():
+    clear = verdict(_figures((20, 200), (45, 200)))
+    assert (clear.said, clear.winner) == ("B better with 95% confidence", "B")
+    assert clear.p_value is not None and clear.p_value < 0.01  # z = 3.3
+    close = verdict(_figures((20, 200), (27, 200)))
+    assert (close.said, close.winner) == ("no winner yet", None) and close.p_value is not None
+    assert close.p_value > 0.05 and "B 27/200 = 13.5% against A 20/200 = 10.0%" in close.why
+    few = verdict(_figures((0, 3), (3, 3)))  # 100% against 0%, on three leads each
+    assert few.said == "no winner yet" and few.why.startswith("too few leads")
+    # three variants: the leader must beat both, each at 0.05 / 2
+    assert verdict(_figures((20, 200), (45, 200), (38, 200))).said == "no winner yet"
+    assert verdict(_figures((20, 200), (55, 200), (25, 200))).said == "B better with 95% confidence"
+    clicks = verdict(_figures((1, 100), (1, 100)), metric="clicked")
+    assert (clicks.metric, clicks.said) == ("clicked", "no winner yet")
