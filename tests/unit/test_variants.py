@@ -316,3 +316,27 @@ def test_the_verdict_names_a_winner_only_on_the_evidence():
     assert verdict(_figures((20, 200), (55, 200), (25, 200))).said == "B better with 95% confidence"
     clicks = verdict(_figures((1, 100), (1, 100)), metric="clicked")
     assert (clicks.metric, clicks.said) == ("clicked", "no winner yet")
+
+
+def test_a_policy_test_takes_either_variant_of_an_ab_test_for_the_other() -> None:
+    """sam's lead gets welcome-checklist; the example says welcome-guide, and holds: the variants
+    stand for one another in `sent:` and `not_sent:`, nowhere else."""
+    from rules.compile import compile_policy
+    from rules.policy import PolicyTest
+    from rules.policytest import run_case
+    from rules.validate import load_policy_bytes
+    from rules.variants import ab_steps
+    from tests.support.policy import ab_policy_text
+
+    policy = compile_policy(load_policy_bytes(ab_policy_text().encode(), "ab.yaml"))
+    sam = {"email": "sam@smallshop.example", "role": "manager", "company_size": 8}
+
+    def case(**expect: object) -> list[str]:
+        return run_case(policy, PolicyTest(name="t", lead=sam, events=[{"type": "signup"}],
+                                           expect=dict(expect))).failures
+
+    (ab,) = ab_steps(policy.policy)
+    assert ab.choose(lead_key(LeadRef(email=sam["email"]))) == "welcome-checklist"
+    assert case(sent=["welcome-guide"]) == [] and case(sent=["welcome-checklist"]) == []
+    assert case(not_sent=["welcome-guide"]) != []  # the welcome went out, as one variant or the other
+    assert case(sent=["case-study"]) != []  # a content outside the test is still itself
