@@ -36,6 +36,7 @@ from rules.compile import CompiledPolicy, compile_policy
 from rules.lifecycle import DEFAULT_RETENTION
 from rules.policytest import CaseResult, run_tests
 from rules.validate import PolicyInvalid, load_policy_bytes
+from rules.yaml_lines import YamlError, load_yaml
 
 WINDOW = 30 * 86400.0  # seconds: "the last 30 days" of each rule's activity
 SHOWN_LEADS = 10  # leads named (linked) per rule; the rest are counted
@@ -139,6 +140,37 @@ def renumbered(text: str, version: int) -> str:
     if not _VERSION_LINE.search(text):
         raise ValueError("the policy has no top-level `version:` line to renumber")
     return _VERSION_LINE.sub(f"version: {version}", text, count=1)
+
+
+def promoted(text: str, where: tuple[Any, ...], variant: str) -> str:
+    """The text with the A/B test's `send` at `where` (rules.variants.AbStep.where) sending
+    `variant` to everyone: the `send:` key's value replaced, in flow style on its line(s) or in
+    block style on the lines under it; the rest of the file, comments included, as it was."""
+    lines = text.splitlines(keepends=True)
+    try:
+        at = load_yaml(text.encode("utf-8")).line_of(where) - 1
+    except YamlError as err:
+        raise ValueError(f"the policy does not parse: line {err.line}") from None
+    key = lines[at].find("send:") if 0 <= at < len(lines) else -1
+    if key < 0:
+        raise ValueError(f"no `send:` at line {at + 1} to promote {variant} in")
+    head, rest = lines[at][:key + len("send:")], lines[at][key + len("send:"):]
+    if rest.strip():  # flow style: `{variants: [...], split: [...]}`, which may run on
+        start = len(head) + len(rest) - len(rest.lstrip())
+        joined = "".join(lines[at:])
+        depth, end = 0, start
+        for end in range(start, len(joined)):
+            depth += {"{": 1, "}": -1}.get(joined[end], 0)
+            if depth == 0:
+                break
+        tail = joined[end + 1:]
+        return "".join(lines[:at]) + head + " " + variant + tail
+    # block style: the value is every line after, indented deeper than the key
+    end = at + 1
+    while end < len(lines) and (not lines[end].strip() or
+                                len(lines[end]) - len(lines[end].lstrip()) > key):
+        end += 1
+    return "".join(lines[:at]) + head + " " + variant + "\n" + "".join(lines[end:])
 
 
 def text_diff(old: Version | None, new: Version) -> list[tuple[str, str]]:

@@ -23,6 +23,10 @@ from leadflow.governance.registry import GovernanceError, Registry, Version
 from leadflow.operations import governance
 from leadflow.pages.deps import FormText, Missing, PageCaller, Refused, form_caller, page_for
 from leadflow.pages.render import render
+from leadflow.reports import variants
+from leadflow.reports.proportions import Rate
+from rules.compile import CompiledPolicy
+from rules.variants import AbStep, ab_steps
 from rules.words import GROUPS, in_words
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
@@ -44,6 +48,17 @@ def _replays(ctx: Ctx) -> desk.Replays:
     replays = per_ledger(desk.Replays, ctx.ledger)
     replays.retention = ctx.settings.final_retention  # the workers' (LEADFLOW_FINAL_RETENTION)
     return replays
+
+
+def _running(ctx: Ctx, registry: Registry, name: str) -> tuple[desk.Running, Version, CompiledPolicy]:
+    """The version that runs: as the desk shows it, as kept, and compiled."""
+    run = desk.running(registry, name)
+    if run is None:
+        raise Missing(f"policy {name}")
+    active = _version(registry, name, run.version)
+    compiled = desk.check(active.text, active.file, ctx.settings.content_dir).compiled
+    assert compiled is not None  # it was checked when it was proposed
+    return run, active, compiled
 
 
 def _version(registry: Registry, name: str, version: int) -> Version:
@@ -73,12 +88,7 @@ async def _desk(request: Request, caller: PageCaller, ctx: Ctx, name: str, *, st
     now = time.time()
 
     def gather() -> dict[str, Any]:
-        run = desk.running(registry, name)
-        if run is None:
-            raise Missing(f"policy {name}")
-        active = _version(registry, name, run.version)
-        compiled = desk.check(active.text, active.file, ctx.settings.content_dir).compiled
-        assert compiled is not None  # it was checked when it was proposed
+        run, active, compiled = _running(ctx, registry, name)
         activity = _replays(ctx).activity(active, now)
         words = [{"id": w.id, "group": w.group, "sentence": w.sentence, "line": w.line,
                   "fired": activity[w.id].fired if w.id in activity else 0,
@@ -88,7 +98,8 @@ async def _desk(request: Request, caller: PageCaller, ctx: Ctx, name: str, *, st
         grouped = [(g, [w for w in words if w["group"] == g]) for g in GROUPS]
         pending = [v for v in registry.versions(name) if v.version > run.version]
         return {"run": run, "grouped": [(g, ws) for g, ws in grouped if ws], "pending": pending,
-                "approvals_of": {v.version: registry.approvals(v.sha) for v in pending}}
+                "approvals_of": {v.version: registry.approvals(v.sha) for v in pending},
+                "ab_tests": [_ab_test(ctx, ab) for ab in ab_steps(compiled.policy)]}
 
     shown = await asyncio.to_thread(gather)
     lines = (draft if draft is not None else shown["run"].text).splitlines()
@@ -97,7 +108,23 @@ async def _desk(request: Request, caller: PageCaller, ctx: Ctx, name: str, *, st
         by_line.setdefault(line or 0, []).append(message)
     return render(request, "policy.html", status=status, name=name, **shown, draft=draft,
                   draft_lines=list(enumerate(lines, 1)), by_line=by_line, problems=problems or [],
-                  note=note, when=_when, proposes=caller.role in ("ops", "admin"))
+                  note=note, when=_when, rate=_rate, proposes=caller.role in ("ops", "admin"))
+
+
+def _ab_test(ctx: Ctx, ab: AbStep) -> dict[str, Any]:
+    """An A/B test of the running version: each variant's figures from the shared database, and
+    a verdict on each measure (sales-ready first: what the test is for)."""
+    found = variants.figures(ctx.ledger, ab)
+    measures: tuple[variants.Metric, ...] = ("sales_ready", "clicked", "opened")
+    return {"ab": ab, "figures": found, "verdicts": {m: variants.verdict(found, m) for m in measures}}
+
+
+def _rate(rate: Rate) -> str:
+    """`12 of 98 (12%; 95%: 7-20%)`."""
+    if not rate.of:
+        return "-"
+    low, high = rate.interval() or (0.0, 0.0)
+    return f"{rate.count} of {rate.of} ({rate.count / rate.of:.0%}; 95%: {low:.0%}-{high:.0%})"
 
 
 @router.post("/policies/{name}/proposals")
@@ -142,12 +169,7 @@ async def suggestion(request: Request, caller: Proposer, ctx: Ctx, name: str) ->
     registry = _registry(ctx)
 
     def make() -> tuple[str, list[str]]:
-        run = desk.running(registry, name)
-        if run is None:
-            raise Missing(f"policy {name}")
-        active = _version(registry, name, run.version)
-        compiled = desk.check(active.text, active.file, ctx.settings.content_dir).compiled
-        assert compiled is not None
+        run, active, compiled = _running(ctx, registry, name)
         replays = _replays(ctx)
         leads, until = replays.history()
         results = replays.results(active, until)
@@ -159,6 +181,26 @@ async def suggestion(request: Request, caller: Proposer, ctx: Ctx, name: str) ->
     note = ("Suggested from the archive: " + "; ".join(changes) if changes else
             "The archive gives nothing sure enough to change: the text is the running version's.")
     return await _desk(request, caller, ctx, name, draft=text, note=note)
+
+
+@router.post("/policies/{name}/promotion")
+async def promotion(request: Request, caller: Proposer, ctx: Ctx, name: str, test: FormText = "",
+                    variant: FormText = "") -> Response:
+    """An A/B test's variant sent to everyone: the running text with that test's send replaced,
+    as the next version, opened in the text area to be proposed like any change."""
+    registry = _registry(ctx)
+
+    def make() -> str:
+        run, active, compiled = _running(ctx, registry, name)
+        found = next((ab for ab in ab_steps(compiled.policy) if ab.name == test), None)
+        if found is None or variant not in found.variants:
+            raise Missing(f"A/B test {test} with a variant {variant} in {name} v{run.version}")
+        promoted = desk.promoted(run.text, found.where, variant)
+        return desk.renumbered(promoted, desk.next_version(registry, name))
+
+    text = await asyncio.to_thread(make)
+    return await _desk(request, caller, ctx, name, draft=text,
+                       note=f"{variant} for everyone in A/B test {test}: check the text and propose it.")
 
 
 @router.get("/policies/{name}/v{version:int}")

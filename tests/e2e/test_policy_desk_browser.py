@@ -160,3 +160,177 @@ def test_two_owners_change_the_qualification_from_the_desk(tmp_path: Path) -> No
 
 def _cookies(cookies: list[Any]) -> list[tuple[str, str]]:
     return [(c["name"], c["value"]) for c in cookies]
+
+
+PERSON = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 "
+          "Safari/537.36")
+LEADS = 400
+
+
+def test_an_ab_test_splits_its_leads_and_the_desk_counts_what_the_database_holds(tmp_path: Path) -> None:
+    """400 generated leads on a version with an A/B welcome: each gets the variant its id picks
+    (the split within 5 points of 50/50), people's opens and clicks and demo requests come back
+    (a mail proxy's fetches too), and every figure the desk shows equals a count made here from
+    the database's rows."""
+    from playwright.async_api import async_playwright, expect
+    from sqlalchemy import select
+
+    from leadflow.db.database import Database
+    from leadflow.db.schema import deliveries, events, transitions
+    from leadflow.delivery.links import delivery_digest
+    from rules.validate import load_policy_bytes
+    from rules.variants import ab_steps
+    from tests.support.policy import AB_WELCOME, ab_policy_text
+    from tests.support.wire import SmtpCatcher
+
+    executable = chromium()
+    keys = [f"{role}:{key}" for role, key in KEYS.items()]
+    keys += [f"{role}:{person}:{key}" for person, (role, key) in PEOPLE_KEYS.items()]
+    text = ab_policy_text().replace("version: 1\n", "version: 2\n", 1)
+    (ab,) = ab_steps(load_policy_bytes(text.encode(), "ab.yaml").policy)
+    home = tmp_path / "home"
+    home.mkdir()
+    settings = {"api_keys": ",".join(keys), "smtp_host": "127.0.0.1", "delivery_processes": 0}
+    with SmtpCatcher() as smtp, Stack(home, queue="desk-ab", governed=True, smtp_port=smtp.port,
+                                      **settings) as stack:
+        owner = {person: httpx.Client(base_url=stack.url, timeout=60,
+                                      headers={"Authorization": f"Bearer {key}"})
+                 for person, (_, key) in PEOPLE_KEYS.items()}
+        proposed = owner[MARKETING].post("/v1/policies/proposals", content=text,
+                                         headers={"Content-Type": "application/yaml"})
+        assert proposed.status_code == 201, proposed.text
+        for person in (MARKETING, SALES):
+            assert owner[person].post("/v1/policies/lead-lifecycle/2/approvals", json={}).status_code == 200
+        assert owner[MARKETING].post("/v1/policies/lead-lifecycle/2/activation", json={}).status_code == 200
+        time.sleep(1.5)  # the worker looks at the registry every half second
+
+        people = [{"email": f"ab{i:03d}@ab.example", "role": "director", "budget": 20000, "company_size": 100,
+                   "consent": True} for i in range(LEADS)]
+        sent = stack.http("intake").post("/v1/events", json=[{"type": "signup", "lead": p} for p in people])
+        assert sent.status_code == 200 and {r["status"] for r in sent.json()["results"]} == {"accepted"}
+        lead_of = {p["email"]: r["lead_id"] for p, r in zip(people, sent.json()["results"], strict=True)}
+        ledger = Database.of(stack.settings)
+        try:
+            def welcomes() -> list[Any]:
+                with ledger.engine.connect() as db:
+                    return list(db.execute(select(deliveries).where(deliveries.c.subject.in_(AB_WELCOME),
+                                                                    deliveries.c.status == "sent")))
+            assert until(lambda: len(welcomes()) == LEADS, 180), len(welcomes())
+            rows = welcomes()
+            # each lead the variant its id picks, the split within 5 points of the ratio
+            assert all(ab.choose(row.lead) == row.subject for row in rows)
+            share = sum(row.subject == AB_WELCOME[0] for row in rows) / LEADS
+            assert abs(share - 0.5) <= 0.05, share
+            assert {row.lead for row in rows} == set(lead_of.values())
+
+            # what came back: people open and click (past the seconds a proxy or scanner takes),
+            # a mail proxy opens too, some ask for a demo
+            mails = {m["To"]: m for m in smtp.messages}
+            time.sleep(10)
+            with httpx.Client(timeout=30) as web:
+                for i, person in enumerate(people):
+                    html = next(p.get_content() for p in mails[person["email"]].walk()
+                                if p.get_content_type() == "text/html")
+                    pixel = re.search(r'src="([^"]+/t/open/[^"]+)"', html)
+                    link = re.search(r'href="([^"]+/t/click/[^"]+)"', html)
+                    assert pixel and link
+                    # each person from an address of their own (documentation ranges), as the
+                    # bound per client address and minute expects of real traffic
+                    person_at = {"User-Agent": PERSON, "X-Forwarded-For": f"198.51.{i // 250}.{i % 250 + 1}"}
+                    proxy = {"User-Agent": "YahooMailProxy; https://help.yahoo.com",
+                             "X-Forwarded-For": f"203.0.{i // 250}.{i % 250 + 1}"}
+                    if i % 3 == 0:
+                        assert web.get(pixel[1], headers=person_at).status_code == 200
+                    if i % 4 == 0:
+                        assert web.get(pixel[1], headers=proxy).status_code == 200
+                    if i % 5 == 0:
+                        web.get(link[1], headers=person_at, follow_redirects=False)
+            demo = [{"type": "demo_request", "lead": {"email": p["email"]}} for i, p in enumerate(people)
+                    if i % 7 == 0]
+            assert stack.http("intake").post("/v1/events", json=demo).status_code == 200
+            assert until(lambda: _fetches(ledger, events, "email_click") >= len(range(0, LEADS, 5)), 60)
+            assert until(lambda: _moves(ledger, transitions) >= len(demo), 60)
+            time.sleep(1)
+
+            # the figures, counted here from the rows
+            expected = _counted(ledger, deliveries, events, transitions, delivery_digest)
+        finally:
+            ledger.close()
+
+        async def scenario() -> None:
+            async with async_playwright() as pw:
+                browser = await pw.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+                page = await (await browser.new_context(base_url=stack.url)).new_page()
+                await page.goto("/login?next=/policies")
+                await page.fill("input[name=key]", PEOPLE_KEYS[MARKETING][1])
+                await page.click("button[type=submit]")
+                table = page.locator("table.ab[data-test='awareness[0]']")
+                await expect(table).to_be_visible()
+                for variant in AB_WELCOME:
+                    row = table.locator(f"tr[data-variant='{variant}']")
+                    figures = expected[variant]
+                    await expect(row.locator(".assigned")).to_have_text(str(figures["assigned"]))
+                    await expect(row.locator(".sent")).to_have_text(str(figures["sent"]))
+                    for measure in ("opened", "clicked", "sales_ready"):
+                        await expect(row.locator(f".{measure}")).to_have_attribute(
+                            "data-count", str(figures[measure]))
+                        await expect(row.locator(f".{measure}")).to_contain_text(
+                            f"{figures[measure]} of {figures['sent']}")
+                await expect(page.locator("p.verdict .said")).to_have_text(
+                    re.compile(r"^(no winner yet|welcome-(guide|checklist) better with 95% confidence)$"))
+                # a winner goes to everyone by a proposal like any other
+                await page.select_option("form.promote select[name=variant]", AB_WELCOME[1])
+                await page.click("form.promote button")
+                area = await page.locator("textarea[name=text]").input_value()
+                assert "\nversion: 3\n" in area and "{after: 0d, send: welcome-checklist}" in area
+                assert "variants:" not in area
+                await browser.close()
+
+        asyncio.run(scenario())
+
+
+def _fetches(ledger: Any, events: Any, kind: str) -> int:
+    from sqlalchemy import func, select
+
+    with ledger.engine.connect() as db:
+        return int(db.execute(select(func.count()).where(events.c.type == kind)).scalar_one())
+
+
+def _moves(ledger: Any, transitions: Any) -> int:
+    from sqlalchemy import func, select
+
+    with ledger.engine.connect() as db:
+        ready = transitions.c.to_state == "sales-ready"
+        return int(db.execute(select(func.count()).where(ready)).scalar_one())
+
+
+def _counted(ledger: Any, deliveries: Any, events: Any, transitions: Any, digest: Any
+             ) -> dict[str, dict[str, int]]:
+    """Per variant, in distinct leads: assigned, sent, people's opens and clicks of that e-mail,
+    moves to sales-ready after it went out."""
+    import json
+
+    from sqlalchemy import select
+
+    with ledger.engine.connect() as db:
+        rows = list(db.execute(select(deliveries).where(deliveries.c.key.like("%|track:awareness@%|step:0"))))
+        fetched = [(row.lead, row.type, json.loads(row.body).get("data", {}))
+                   for row in db.execute(select(events).where(events.c.type.in_(["email_open",
+                                                                                 "email_click"])))]
+        moved = list(db.execute(select(transitions.c.lead, transitions.c.at)
+                                .where(transitions.c.to_state == "sales-ready")))
+    out: dict[str, dict[str, int]] = {}
+    for variant in {row.subject for row in rows}:
+        mine = [row for row in rows if row.subject == variant]
+        sent = {row.lead: row for row in mine if row.status == "sent"}
+        digests = {digest(row.key) for row in sent.values()}
+
+        def did(kind: str, digests: set[str] = digests) -> int:
+            return len({lead for lead, type_, data in fetched if type_ == kind and not data.get("machine")
+                        and data.get("delivery") in digests})
+
+        out[variant] = {"assigned": len({row.lead for row in mine}), "sent": len(sent),
+                        "opened": did("email_open"), "clicked": did("email_click"),
+                        "sales_ready": len({lead for lead, at in moved
+                                            if lead in sent and at >= (sent[lead].sent_at or 0)})}
+    return out
