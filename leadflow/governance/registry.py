@@ -122,14 +122,22 @@ class Registry:
         with self.ledger.engine.connect() as db:
             return [_version(row) for row in db.execute(query)]
 
-    def approvals(self, sha: str) -> Approvals:
-        query = select(policy_log.c.who, policy_log.c.team).where(and_(
-            policy_log.c.sha == sha, policy_log.c.action == "approved")).order_by(policy_log.c.id)
+    def approvals(self, sha: str, owners: dict[str, list[str]] | None = None) -> Approvals:
+        """The approvals of a version's text given since it last ran (an approval that once
+        activated it does not activate it again: going back is approved anew), from `owners`
+        only when given (the owners of the version that runs now)."""
+        c = policy_log.c
+        with self.ledger.engine.connect() as db:
+            ran = db.execute(select(func.max(c.id)).where(c.sha == sha, c.action == "activated")).scalar()
+            rows = db.execute(select(c.who, c.team).where(and_(
+                c.sha == sha, c.action == "approved", c.id > (ran or 0))).order_by(c.id)).all()
+        allowed = None if owners is None else {
+            team: {o.strip().lower() for o in owners.get(team, [])} for team in ("marketing", "sales")}
         marketing: list[str] = []
         sales: list[str] = []
-        with self.ledger.engine.connect() as db:
-            for who, team in db.execute(query):
-                for t in team.split(","):
+        for who, team in rows:
+            for t in team.split(","):
+                if allowed is None or who in allowed.get(t, set()):
                     (marketing if t == "marketing" else sales).append(who)
         return Approvals(tuple(dict.fromkeys(marketing)), tuple(dict.fromkeys(sales)))
 
@@ -177,18 +185,19 @@ class Registry:
                                for team in ("marketing", "sales"))
             raise NotOwner(f"{who} is not an owner who may approve {name} v{version} (the owners of the "
                            f"version that runs: {listed})")
+        so_far = self.approvals(found.sha)
         with self.ledger.writing() as db:
-            already = db.execute(select(policy_log.c.id).where(and_(
-                policy_log.c.sha == found.sha, policy_log.c.action == "approved",
-                policy_log.c.who == email))).first()
-            if already is None:
+            if email not in {*so_far.marketing, *so_far.sales}:  # a person approves once
                 self._note(db, name, version, found.sha, "approved", email, team=",".join(teams),
                            detail=detail)
         return ",".join(teams), self.approvals(found.sha)
 
-    def activate(self, name: str, version: int, who: str, rollout: Rollout) -> State:
+    def activate(self, name: str, version: int, who: str, rollout: Rollout,
+                 owners: dict[str, list[str]] | None = None) -> State:
+        """`owners`: those of the version that runs now; an approval from someone who is no longer
+        one does not count."""
         found = self._proposed(name, version)
-        approvals = self.approvals(found.sha)
+        approvals = self.approvals(found.sha, owners)
         if not approvals.enough():
             raise Conflict(f"{name} v{version} cannot be activated: {approvals.missing()}")
         now = self.clock()

@@ -37,7 +37,8 @@ def activate(registry: Registry, name: str, version: int, who: str,
     found = registry.version(name, version)
     if found is None:
         raise NotFound(f"{name} v{version} has not been proposed (`leadflow policy propose FILE`)")
-    return state(registry.activate(name, version, who, rollout or rollout_for(found)))
+    return state(registry.activate(name, version, who, rollout or rollout_for(found),
+                                   approvers(registry, name, version)))
 
 
 def rollout_for(version: Version) -> Rollout:
