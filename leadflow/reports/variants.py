@@ -32,7 +32,7 @@ from typing import Any, Literal
 from sqlalchemy import and_, select
 
 from leadflow.db.database import Database
-from leadflow.db.schema import deliveries, events, transitions
+from leadflow.db.schema import deliveries, events, policy_log, transitions
 from leadflow.delivery.links import delivery_digest
 from leadflow.governance.registry import Registry
 from leadflow.reports.proportions import CONFIDENCE, MIN_EXPECTED, Rate, p_value, testable
@@ -88,7 +88,7 @@ def variant_figures(ledger: Database, policy_name: str, track: str, step: int,
     shared database (None: the active one), one per variant in the policy's order."""
     for ab in ab_tests(ledger, policy_name, version):
         if ab.track == track and ab.step == step:
-            return figures(ledger, ab)
+            return figures(ledger, ab, began(ledger, policy_name, ab))
     raise NoAbTest(f"policy {policy_name}: no A/B test at step {step} of track {track!r}")
 
 
@@ -99,7 +99,7 @@ def report(ledger: Database, policy_name: str, version: int | None = None, metri
     policy = _policy(ledger, policy_name, version)
     tests = []
     for ab in ab_steps(policy):
-        found = figures(ledger, ab)
+        found = figures(ledger, ab, began(ledger, policy_name, ab))
         tests.append({"test": ab.name, "track": ab.track, "step": ab.step, "rule": ab.rule,
                       "variants": [f.as_dict() for f in found], "verdict": verdict(found, metric).as_dict()})
     return {"policy": policy.policy, "version": policy.version, "metric": metric, "tests": tests}
@@ -127,14 +127,38 @@ def _cell(rate: dict[str, Any]) -> str:
     return f"{rate['count']} ({rate['low'] * 100:.0f}-{rate['high']:.0%})"
 
 
-def figures(ledger: Database, ab: AbStep) -> list[VariantFigures]:
-    """One A/B test's figures, one per variant in the policy's order (see the module's words)."""
+def began(ledger: Database, policy_name: str, ab: AbStep) -> float | None:
+    """When the test began: the first activation of a version of the policy with this test (the
+    same step, the same variants; its split may have changed since). None: never activated."""
+    c = policy_log.c
+    registry = Registry(ledger)
+    with ledger.engine.connect() as db:
+        runs = db.execute(select(c.sha, c.at).where(c.name == policy_name, c.action == "activated")
+                          .order_by(c.id)).all()
+    tested: dict[str, bool] = {}
+    for sha, at in runs:
+        if sha not in tested:
+            found = registry.by_sha(sha)
+            tested[sha] = found is not None and any(
+                other.seed == ab.seed and other.variants == ab.variants
+                for other in ab_steps(load_policy_bytes(found.text, found.file).policy))
+        if tested[sha]:
+            return float(at)
+    return None
+
+
+def figures(ledger: Database, ab: AbStep, since: float | None = None) -> list[VariantFigures]:
+    """One A/B test's figures, one per variant in the policy's order (see the module's words);
+    only what was sent from `since` (when the test began: a variant's content id sent by the
+    same step before the test was an ordinary send, not one side of it)."""
     assigned: dict[str, set[str]] = {v: set() for v in ab.variants}
     first_sent: dict[str, dict[str, float]] = {v: {} for v in ab.variants}  # variant -> lead -> when
     named: dict[str, tuple[str, str]] = {}  # a sent delivery's digest -> (variant, lead)
     d = deliveries.c
     query = select(d.key, d.lead, d.subject, d.status, d.sent_at, d.updated_at).where(
         and_(d.kind == "email", d.subject.in_(ab.variants)))
+    if since is not None:
+        query = query.where(d.created_at >= since)
     with ledger.engine.connect() as db:
         for row in db.execute(query):
             if not ab.sent_by(row.key, row.subject):

@@ -21,7 +21,15 @@ from leadflow.governance.registry import Registry
 from leadflow.replay.generate import generate
 from leadflow.replay.simulate import simulate_many, summary
 from leadflow.reports.proportions import Rate, wilson
-from leadflow.reports.variants import NoAbTest, VariantFigures, figures, report, variant_figures, verdict
+from leadflow.reports.variants import (
+    NoAbTest,
+    VariantFigures,
+    began,
+    figures,
+    report,
+    variant_figures,
+    verdict,
+)
 from rules.evaluate import evaluate
 from rules.identity import lead_key
 from rules.models import LeadRef
@@ -273,8 +281,12 @@ def test_the_figures_are_the_database_s_counts(tmp_path: Path):
     # by the policy's name: its active version in the shared database says which step is a test
     with pytest.raises(NoAbTest):
         variant_figures(ledger, "lead-lifecycle", "awareness", 0)
-    Registry(ledger).first_start("lead-lifecycle", [policy_from(ab_policy_text(), "ab.yaml")])
+    # the test began when a version with it was first activated: sends before were not its
+    activated = Registry(ledger, clock=lambda: 0.5).first_start("lead-lifecycle",
+                                                                [policy_from(ab_policy_text(), "ab.yaml")])
+    assert activated is not None and began(ledger, "lead-lifecycle", STEP) == 0.5
     assert variant_figures(ledger, "lead-lifecycle", "awareness", 0) == list(got.values())
+    assert [(f.assigned, f.sent) for f in figures(ledger, STEP, since=1.5)] == [(0, 0), (0, 0)]
     with pytest.raises(NoAbTest):
         variant_figures(ledger, "lead-lifecycle", "awareness", 1)  # a step with one content
     (test,) = report(ledger, "lead-lifecycle")["tests"]  # what `leadflow report ab-tests` prints
