@@ -55,6 +55,9 @@ class LeadResult:
     sent: list[str] = field(default_factory=list)
     # the e-mails of A/B tests that went out: (test, the variant this lead got), in order
     ab_sends: list[tuple[str, str]] = field(default_factory=list)
+    # the policy's parts that acted with no rule firing, as rules.words names them: a nurture
+    # track's step that sent (`nurture.<track>`), the routing rule that chose a hand-off's queue
+    acted: list[str] = field(default_factory=list)
     rejected: int = 0
     steps: list[dict[str, Any]] = field(default_factory=list)  # with trace: each evaluation
     # with trace: the lifecycle's steps as the lead's story tells them, each with its time, in the
@@ -77,6 +80,8 @@ class LeadResult:
             del out["steps"]
         if not self.ab_sends:  # the results of a policy without A/B tests read as they did
             del out["ab_sends"]
+        if not self.acted:
+            del out["acted"]
         return out
 
 
@@ -224,6 +229,8 @@ class Simulation:
                 result.sent.append(str(act.action.content))
                 if act.action.ab_test is not None:
                     result.ab_sends.append((act.action.ab_test, str(act.action.content)))
+                if act.action.track is not None:
+                    result.acted.append(f"nurture.{act.action.track}")
             if self.trace and isinstance(act, lifecycle.Say):
                 result.lines.append((_iso(now), act.why))
 
@@ -232,6 +239,8 @@ class Simulation:
             if isinstance(act, OpenTask):
                 self.task = lifecycle.open_task(act, now)
                 self.opened_by = (act.action, decision)
+                if act.route is not None:
+                    self.result.acted.append(act.route)
                 self.result.handoffs.append({"task": act.task_id, "queue": act.queue, "at": _iso(now),
                                              "fit": decision.scores.fit, "intent": decision.scores.intent})
 

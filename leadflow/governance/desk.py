@@ -41,9 +41,10 @@ from rules.yaml_lines import YamlError, load_yaml
 WINDOW = 30 * 86400.0  # seconds: "the last 30 days" of each rule's activity
 SHOWN_LEADS = 10  # leads named (linked) per rule; the rest are counted
 IN_PROCESS = 20_000  # events a replay runs in the API's own process; above, on every core
-_VERSION_LINE = re.compile(r"^version:[ \t]*\d+[ \t]*(#.*)?$", re.MULTILINE)
+_VERSION_LINE = re.compile(r"^version:[ \t]*\d+(?P<rest>[ \t]*(#[^\r\n]*)?)\r?$", re.MULTILINE)
 
 History = dict[str, list[dict[str, Any]]]
+_IN_PROCESS = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -104,8 +105,11 @@ def running(registry: Registry, name: str) -> Running | None:
     assert found is not None  # an active version was proposed first (Registry.activate)
     entries = _log(registry.ledger, state.sha)
     activated = [e for e in entries if e["action"] == "activated"]
-    last = activated[-1] if activated else {"who": "", "at": state.activated_at}
-    approvals = [Approval(e["who"], e["team"], e["at"]) for e in entries if e["action"] == "approved"]
+    last = activated[-1] if activated else {"id": 1 << 62, "who": "", "at": state.activated_at}
+    before = activated[-2]["id"] if len(activated) > 1 else 0
+    # those that activated it this time (an earlier run's approvals activated that run)
+    approvals = [Approval(e["who"], e["team"], e["at"]) for e in entries
+                 if e["action"] == "approved" and before < e["id"] < last["id"]]
     return Running(name, state.version, state.sha, state.rollout, state.activated_at, str(last["who"]),
                    approvals, found.text.decode("utf-8"))
 
@@ -139,7 +143,7 @@ def renumbered(text: str, version: int) -> str:
     an old text: a name and version stand for one text only)."""
     if not _VERSION_LINE.search(text):
         raise ValueError("the policy has no top-level `version:` line to renumber")
-    return _VERSION_LINE.sub(f"version: {version}", text, count=1)
+    return _VERSION_LINE.sub(lambda m: f"version: {version}{m['rest']}", text.replace("\r\n", "\n"), count=1)
 
 
 def promoted(text: str, where: tuple[Any, ...], variant: str) -> str:
@@ -148,14 +152,22 @@ def promoted(text: str, where: tuple[Any, ...], variant: str) -> str:
     block style on the lines under it; the rest of the file, comments included, as it was."""
     lines = text.splitlines(keepends=True)
     try:
-        at = load_yaml(text.encode("utf-8")).line_of(where) - 1
+        loaded = load_yaml(text.encode("utf-8"))
     except YamlError as err:
         raise ValueError(f"the policy does not parse: line {err.line}") from None
-    key = lines[at].find("send:") if 0 <= at < len(lines) else -1
-    if key < 0:
-        raise ValueError(f"no `send:` at line {at + 1} to promote {variant} in")
+    at = loaded.line_of(where) - 1
+    # flow style may put several sends on one line: this one is the k-th there, in file order
+    sends = [path for path, line in loaded.lines.items() if path[-1:] == ("send",) and line - 1 == at]
+    k = sends.index(tuple(where)) if tuple(where) in sends else 0
+    key = -1
+    for _ in range(k + 1):
+        key = lines[at].find("send:", key + 1) if 0 <= at < len(lines) else -1
+        if key < 0:
+            raise ValueError(f"no `send:` at line {at + 1} to promote {variant} in")
     head, rest = lines[at][:key + len("send:")], lines[at][key + len("send:"):]
-    if rest.strip():  # flow style: `{variants: [...], split: [...]}`, which may run on
+    # flow style (`{variants: [...], split: [...]}`, which may run on to the next lines), or
+    # block style (nothing after the key but a comment)
+    if rest.strip() and not rest.strip().startswith("#"):
         start = len(head) + len(rest) - len(rest.lstrip())
         joined = "".join(lines[at:])
         depth, end = 0, start
@@ -171,6 +183,12 @@ def promoted(text: str, where: tuple[Any, ...], variant: str) -> str:
                                 len(lines[end]) - len(lines[end].lstrip()) > key):
         end += 1
     return "".join(lines[:at]) + head + " " + variant + "\n" + "".join(lines[end:])
+
+
+def version_line(text: str) -> int | None:
+    """The line of the top-level `version:`."""
+    found = _VERSION_LINE.search(text)
+    return text.count("\n", 0, found.start()) + 1 if found else None
 
 
 def text_diff(old: Version | None, new: Version) -> list[tuple[str, str]]:
@@ -224,44 +242,46 @@ class Replays:
         leads, last = group((json.dumps(e) for e in EventArchive(self.ledger).export()), "archive")
         return leads, last
 
-    def results(self, version: Version, until: datetime | None, before: float | None = None
-                ) -> list[dict[str, Any]]:
-        """Every archived lead's result under `version` (only events before `before`, if given)."""
+    def results(self, version: Version, until: datetime | None) -> list[dict[str, Any]]:
+        """Every archived lead's result under `version`, virtual time run to `until` (None: the
+        archive's last event)."""
         def make() -> list[dict[str, Any]]:
             leads, last = self.history()
-            if before is not None:
-                leads = {lead: kept for lead, evs in leads.items()
-                         if (kept := [e for e in evs if _at(e) < before])}
             return self._replay(version, leads, until or last)
-        return self._cached(("results", version.sha, until, before), make)  # type: ignore[no-any-return]
+        return self._cached(("results", version.sha, until), make)  # type: ignore[no-any-return]
 
     def _replay(self, version: Version, leads: History, until: datetime | None) -> list[dict[str, Any]]:
         if not leads:
             return []
+        events = sum(map(len, leads.values()))
         with _policy_file(version) as path:
-            events = sum(map(len, leads.values()))
-            return simulate_many(str(path), leads, until, 1 if events <= IN_PROCESS else None,
-                                 retention=self.retention)
+            if events > IN_PROCESS:  # processes of their own, each with its policy
+                return simulate_many(str(path), leads, until, None, retention=self.retention)
+            # in this process the replay's policy is the module's (leadflow.replay.simulate): one
+            # replay at a time, or two pages at once would run some leads under the other's rules
+            with _IN_PROCESS:
+                return simulate_many(str(path), leads, until, 1, retention=self.retention)
 
-    def activity(self, version: Version, now: float, window: float = WINDOW) -> dict[str, Activity]:
-        """Each rule's firings in the `window` before `now`: a replay to now less a replay of what
-        came before the window, lead by lead (the lifecycle is deterministic: the runs agree up
-        to the window's start)."""
+    def activity(self, version: Version, now: float, since: float) -> dict[str, Activity]:
+        """Each rule's firings from `since` to `now`: a replay to now less a replay of what came
+        before `since`, lead by lead (the lifecycle is deterministic: the runs agree up to it).
+        Kept for the hour while the archive is unchanged."""
         def make() -> dict[str, Activity]:
-            until = datetime.fromtimestamp(now, timezone.utc)
-            cut = now - window
-            after = self.results(version, until)
-            start = datetime.fromtimestamp(cut, timezone.utc)
-            earlier = {r["lead_id"]: Counter(r["fired"]) for r in self.results(version, start, before=cut)}
+            leads, _ = self.history()
+            before = {lead: kept for lead, evs in leads.items()
+                      if (kept := [e for e in evs if _at(e) < since])}
+            after = self._replay(version, leads, datetime.fromtimestamp(now, timezone.utc))
+            earlier = {r["lead_id"]: Counter(r["fired"] + r.get("acted", []))
+                       for r in self._replay(version, before, datetime.fromtimestamp(since, timezone.utc))}
             out: dict[str, Activity] = {}
             for result in after:
                 was = earlier.get(result["lead_id"], Counter())
-                for rule, n in (Counter(result["fired"]) - was).items():
+                for rule, n in (Counter(result["fired"] + result.get("acted", [])) - was).items():
                     got = out.setdefault(rule, Activity())
                     got.fired += n
                     got.leads[result["lead_id"]] += n
             return out
-        return self._cached(("activity", version.sha, int(now // 3600), window), make)  # type: ignore[no-any-return]
+        return self._cached(("activity", version.sha, int(now // 3600), since), make)  # type: ignore[no-any-return]
 
     def diff(self, running: Version, proposed: Version) -> dict[str, Any]:
         """`policy diff` of the two versions on the archive (its JSON report)."""
@@ -301,7 +321,7 @@ def _at(event: dict[str, Any]) -> float:
 def _policy_file(version: Version) -> Iterator[Path]:
     """A version's text in a file of its own, for the replay's processes to load."""
     with tempfile.TemporaryDirectory(prefix="leadflow-desk-") as folder:
-        path = Path(folder) / (Path(version.file).name or f"{version.name}.yaml")
+        path = Path(folder) / "policy.yaml"  # never the proposer's file name: it is anyone's text
         path.write_bytes(version.text)
         yield path
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
@@ -19,13 +20,14 @@ from leadflow.api.deps import Ctx
 from leadflow.db.per_ledger import per_ledger
 from leadflow.governance import desk
 from leadflow.governance.checks import ProposalRefused
-from leadflow.governance.registry import GovernanceError, Registry, Version
+from leadflow.governance.registry import Approvals, GovernanceError, Registry, Version
 from leadflow.operations import governance
 from leadflow.pages.deps import FormText, Missing, PageCaller, Refused, form_caller, page_for
 from leadflow.pages.render import render
 from leadflow.reports import variants
 from leadflow.reports.proportions import Rate
-from rules.compile import CompiledPolicy
+from rules.compile import CompiledPolicy, compile_policy
+from rules.validate import load_policy_bytes
 from rules.variants import AbStep, ab_steps
 from rules.words import GROUPS, in_words
 
@@ -35,6 +37,7 @@ DeskReader = Annotated[PageCaller, Depends(page_for("approve_policies", "the pol
 Proposer = Annotated[PageCaller, Depends(form_caller("govern_policies", "propose or activate policies"))]
 Approver = Annotated[PageCaller, Depends(form_caller("approve_policies", "approve policies"))]
 MAX_FILE = 1 << 20  # bytes of a proposed policy file
+MAX_VERSION = (1 << 31) - 1  # what a version number's column holds
 PolicyText = Annotated[str, Form(max_length=MAX_FILE)]
 
 
@@ -56,9 +59,9 @@ def _running(ctx: Ctx, registry: Registry, name: str) -> tuple[desk.Running, Ver
     if run is None:
         raise Missing(f"policy {name}")
     active = _version(registry, name, run.version)
-    compiled = desk.check(active.text, active.file, ctx.settings.content_dir).compiled
-    assert compiled is not None  # it was checked when it was proposed
-    return run, active, compiled
+    # compiled as it was checked when proposed; neither its templates (one may have gone since)
+    # nor its tests again
+    return run, active, compile_policy(load_policy_bytes(active.text, active.file))
 
 
 def _version(registry: Registry, name: str, version: int) -> Version:
@@ -89,7 +92,10 @@ async def _desk(request: Request, caller: PageCaller, ctx: Ctx, name: str, *, st
 
     def gather() -> dict[str, Any]:
         run, active, compiled = _running(ctx, registry, name)
-        activity = _replays(ctx).activity(active, now)
+        # the last 30 days, or since it was activated if that is later: what ran before it did
+        # not fire its rules
+        since = max(now - desk.WINDOW, run.activated_at)
+        activity = _replays(ctx).activity(active, now, since)
         words = [{"id": w.id, "group": w.group, "sentence": w.sentence, "line": w.line,
                   "fired": activity[w.id].fired if w.id in activity else 0,
                   "leads": activity[w.id].shown() if w.id in activity else [],
@@ -97,9 +103,10 @@ async def _desk(request: Request, caller: PageCaller, ctx: Ctx, name: str, *, st
                  for w in in_words(compiled.policy, run.text)]
         grouped = [(g, [w for w in words if w["group"] == g]) for g in GROUPS]
         pending = [v for v in registry.versions(name) if v.version > run.version]
-        return {"run": run, "grouped": [(g, ws) for g, ws in grouped if ws], "pending": pending,
+        return {"run": run, "since": since, "grouped": [(g, ws) for g, ws in grouped if ws],
+                "pending": pending,
                 "approvals_of": {v.version: registry.approvals(v.sha) for v in pending},
-                "ab_tests": [_ab_test(ctx, ab) for ab in ab_steps(compiled.policy)]}
+                "ab_tests": [_ab_test(ctx, name, ab) for ab in ab_steps(compiled.policy)]}
 
     shown = await asyncio.to_thread(gather)
     lines = (draft if draft is not None else shown["run"].text).splitlines()
@@ -111,10 +118,10 @@ async def _desk(request: Request, caller: PageCaller, ctx: Ctx, name: str, *, st
                   note=note, when=_when, rate=_rate, proposes=caller.role in ("ops", "admin"))
 
 
-def _ab_test(ctx: Ctx, ab: AbStep) -> dict[str, Any]:
-    """An A/B test of the running version: each variant's figures from the shared database, and
-    a verdict on each measure (sales-ready first: what the test is for)."""
-    found = variants.figures(ctx.ledger, ab)
+def _ab_test(ctx: Ctx, name: str, ab: AbStep) -> dict[str, Any]:
+    """An A/B test of the running version: each variant's figures from the shared database since
+    the test began, and a verdict on each measure (sales-ready first: what the test is for)."""
+    found = variants.figures(ctx.ledger, ab, variants.began(ctx.ledger, name, ab))
     measures: tuple[variants.Metric, ...] = ("sales_ready", "clicked", "opened")
     return {"ab": ab, "figures": found, "verdicts": {m: variants.verdict(found, m) for m in measures}}
 
@@ -131,13 +138,14 @@ def _rate(rate: Rate) -> str:
 async def propose(request: Request, caller: Proposer, ctx: Ctx, name: str, text: PolicyText = "",
                   upload: Annotated[UploadFile | None, File()] = None) -> Response:
     raw = text.encode("utf-8")
-    file = "desk.yaml"
+    file = "desk.yaml"  # the name problems and the log give it
     if upload is not None and upload.filename:
         raw = await upload.read(MAX_FILE + 1)
-        file = upload.filename
+        file = (Path(upload.filename).name.strip() or "upload.yaml")[:100]
         if len(raw) > MAX_FILE:
             return await _desk(request, caller, ctx, name, status=413, draft="",
                                problems=[(None, f"{file} is over {MAX_FILE // 1024} KB")])
+    raw = raw.replace(b"\r\n", b"\n")  # a browser sends a text area's lines with CRLF
     draft = raw.decode("utf-8", errors="replace")
     if not raw.strip():
         return await _desk(request, caller, ctx, name, status=422, draft=draft,
@@ -147,6 +155,16 @@ async def propose(request: Request, caller: Proposer, ctx: Ctx, name: str, text:
                                    for t in checked.tests if not t.ok]
     if checked.compiled is not None and checked.compiled.name != name:
         problems.append((None, f"this is policy {checked.compiled.name!r}, not {name!r}"))
+    elif checked.compiled is not None and not problems:
+        registry = _registry(ctx)
+        same = await asyncio.to_thread(registry.by_sha, checked.compiled.sha)
+        if same is not None:  # proposed before: its page
+            return RedirectResponse(f"/policies/{name}/v{same.version}", status_code=303)
+        number = await asyncio.to_thread(desk.next_version, registry, name)
+        # a new text takes a number above every other: the numbers say which came after which
+        if checked.compiled.version < number:
+            problems.append((desk.version_line(draft), f"version {checked.compiled.version} is taken: "
+                                                       f"give this text version {number}"))
     if problems:
         return await _desk(request, caller, ctx, name, status=422, draft=draft, problems=problems)
     try:
@@ -177,7 +195,10 @@ async def suggestion(request: Request, caller: Proposer, ctx: Ctx, name: str) ->
         proposal = suggest.propose(compiled, findings, results)
         return desk.renumbered(proposal.text, desk.next_version(registry, name)), proposal.changes
 
-    text, changes = await asyncio.to_thread(make)
+    try:
+        text, changes = await asyncio.to_thread(make)
+    except ValueError as err:  # a running text leadflow cannot renumber
+        return await _desk(request, caller, ctx, name, status=422, problems=[(None, str(err))])
     note = ("Suggested from the archive: " + "; ".join(changes) if changes else
             "The archive gives nothing sure enough to change: the text is the running version's.")
     return await _desk(request, caller, ctx, name, draft=text, note=note)
@@ -198,15 +219,25 @@ async def promotion(request: Request, caller: Proposer, ctx: Ctx, name: str, tes
         promoted = desk.promoted(run.text, found.where, variant)
         return desk.renumbered(promoted, desk.next_version(registry, name))
 
-    text = await asyncio.to_thread(make)
+    try:
+        text = await asyncio.to_thread(make)
+    except ValueError as err:  # where its send is written, leadflow cannot say
+        return await _desk(request, caller, ctx, name, status=422, problems=[(None, str(err))])
     return await _desk(request, caller, ctx, name, draft=text,
                        note=f"{variant} for everyone in A/B test {test}: check the text and propose it.")
 
 
 @router.get("/policies/{name}/v{version:int}")
-async def version_page(request: Request, caller: DeskReader, ctx: Ctx, name: str, version: int,
-                       error: str = "") -> Response:
+async def version_page(request: Request, caller: DeskReader, ctx: Ctx, name: str, version: int) -> Response:
+    return await _version_page(request, caller, ctx, name, version)
+
+
+async def _version_page(request: Request, caller: PageCaller, ctx: Ctx, name: str, version: int,
+                        error: str = "") -> Response:
+    """A version's page; `error`: what a form of it was refused for (never from the address)."""
     registry = _registry(ctx)
+    if version > MAX_VERSION:
+        raise Missing(f"policy {name} v{version}")
 
     def gather() -> dict[str, Any]:
         found = _version(registry, name, version)
@@ -220,9 +251,14 @@ async def version_page(request: Request, caller: DeskReader, ctx: Ctx, name: str
             against = next((v for v in reversed(registry.versions(name)) if v.version < version), None)
             report = None
         words = in_words(checked.compiled.policy, found.text.decode("utf-8")) if checked.compiled else []
+        owners = governance.approvers(registry, name, version)
+        if run is not None and run.sha == found.sha:  # those that activated it
+            approvals = Approvals(tuple(a.who for a in run.approvals if "marketing" in a.team.split(",")),
+                                  tuple(a.who for a in run.approvals if "sales" in a.team.split(",")))
+        else:  # those that count towards activating it
+            approvals = registry.approvals(found.sha, owners)
         return {"found": found, "run": run, "checked": checked, "report": report, "words": words,
-                "approvals": registry.approvals(found.sha),
-                "owners": governance.approvers(registry, name, version),
+                "approvals": approvals, "owners": owners,
                 "against": against, "text_diff": desk.text_diff(against, found),
                 "rollout": governance.rollout_for(found)}
 
@@ -312,7 +348,7 @@ async def policy_log(request: Request, _: DeskReader, ctx: Ctx, name: str) -> Re
 
 async def _refused(request: Request, caller: PageCaller, ctx: Ctx, name: str, version: int,
                    why: str) -> Response:
-    return await version_page(request, caller, ctx, name, version, error=why)
+    return await _version_page(request, caller, ctx, name, version, error=why)
 
 
 def _when(at: float | None) -> str:

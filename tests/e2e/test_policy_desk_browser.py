@@ -78,6 +78,8 @@ def test_two_owners_change_the_qualification_from_the_desk(tmp_path: Path) -> No
                     await expect(qualify.locator(".sentence")).to_contain_text("sales-ready")
                     await expect(qualify.locator(".fired")).to_have_text("2")
                     await expect(qualify.locator(".leads a")).to_have_count(2)
+                    # a track's sends count too (no rule fires for a step): each welcome
+                    await expect(page.locator("tr[data-rule='nurture.awareness'] .fired")).to_have_text("3")
                     await expect(page.locator("section.words h3")).to_contain_text(["Fit"])
                     await expect(page.locator("p.sub")).to_contain_text("v1")
 

@@ -149,7 +149,8 @@ def test_the_policy_desk_doors(stack: Stack) -> None:
     assert other.status_code == 422 and "not &#39;lead-lifecycle&#39;" in other.text
     taken = ops.post("/policies/lead-lifecycle/proposals", data={
         "csrf": ops_token, "text": V1.replace("half_life: 21d", "half_life: 20d")})
-    assert taken.status_code == 409 and "proposed before with other content" in taken.text
+    assert taken.status_code == 422 and "version 1 is taken: give this text version 2" in taken.text
+    assert re.search(r'<tr id="line-6" class="bad">', taken.text)  # beside its `version:` line
     good = V1.replace("version: 1\n", "version: 7\n", 1)
     proposed = ops.post("/policies/lead-lifecycle/proposals", data={"csrf": ops_token},
                         files={"upload": ("v7.yaml", good.encode(), "application/yaml")})
