@@ -15,7 +15,7 @@ VENV313 := .venv-3.13
 # is 3.13): the whole suite then runs on 3.13 and no second venv is built
 MAIN313 = $(shell $(BIN)/python -c 'import sys; print(1 if sys.version_info[:2] == (3, 13) else "")' 2>/dev/null)
 
-.PHONY: up check check-unit check-workflows test test-unit-workflows test-service-e2e test-py313 test-venv313 fuzz chaos soak-exits soak-lifecycle lint bench bench-e2e bench-size bench-intake bench-collect bench-delivery bench-backtest bench-retention bench-prune venv clean
+.PHONY: up check check-unit check-workflows test test-unit-workflows test-service test-e2e test-py313 test-venv313 fuzz chaos soak-exits soak-lifecycle lint bench bench-e2e bench-size bench-intake bench-collect bench-delivery bench-backtest bench-retention bench-prune venv clean
 
 $(RUNTIME): pyproject.toml patches/install_durable_rules.py patches/durable-rules-2.0.28-python3.13.patch
 	$(PYTHON) -m venv $(VENV)
@@ -46,12 +46,12 @@ check: $(STAMP)
 check-unit check-workflows: check-%: $(STAMP)
 	LEADFLOW_LIFECYCLE_EXAMPLES=$${LEADFLOW_LIFECYCLE_EXAMPLES:-4} $(BIN)/python -m pytest -q -m $*
 
-# What CI runs: everything, the slowest 15 tests named at the end of each half of the suite.
-# The two halves run at once, each printing its output when it ends: the tests of `make check`
-# (unit, workflows) and those on an HTTP stack or processes of their own (service, e2e), which
-# mostly wait on servers, retries and subprocesses, so two cores get through both in little more
-# than the longer one's time. The Python 3.13 venv builds in the background meanwhile (a minute
-# of pip), its result waited for by test-py313.
+# What CI runs: everything, the slowest 15 tests named at the end of each part of the suite.
+# Three parts run at once, each printing its output when it ends: the tests of `make check`
+# (unit, workflows), which keep a core busy, and the two kinds on an HTTP stack or processes of
+# their own (service, e2e), which mostly wait on servers, retries and subprocesses; two cores
+# get through the three in little more than the longest one's time. The Python 3.13 venv builds
+# in the background meanwhile (a minute of pip), its result waited for by test-py313.
 test: $(STAMP)
 	@rm -f $(VENV313).build.rc $(VENV313).build.pid
 	@if [ -n "$(PY313)" ] && [ -z "$(MAIN313)" ]; then ($(MAKE) --no-print-directory $(VENV313)/.installed-stamp \
@@ -61,15 +61,15 @@ test: $(STAMP)
 	$(BIN)/leadflow policy validate policies/*.yaml
 	$(BIN)/leadflow policy test policies/*.yaml
 	$(BIN)/leadflow form validate forms/*.yaml
-	@$(MAKE) --no-print-directory -j2 --output-sync=target test-unit-workflows test-service-e2e
+	@$(MAKE) --no-print-directory -j3 --output-sync=target test-unit-workflows test-service test-e2e
 	$(MAKE) --no-print-directory test-py313
 
-# (test's halves; every test has one of the four markers, tests/conftest.py)
+# (test's parts; every test has one of the four markers, tests/conftest.py)
 test-unit-workflows: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=15 -m 'unit or workflows'
 
-test-service-e2e: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=15 -m 'service or e2e'
+test-service test-e2e: test-%: $(STAMP)
+	$(BIN)/python -m pytest -q --durations=15 -m $*
 
 $(VENV313)/.installed-stamp: pyproject.toml patches/install_durable_rules.py patches/durable-rules-2.0.28-python3.13.patch
 	$(PY313) -m venv $(VENV313)
@@ -105,10 +105,11 @@ chaos: $(STAMP)
 	$(BIN)/python chaos/run.py
 
 # Every client command 30 times over (LEADFLOW_EXIT_RUNS) with the cores kept busy, an abort at
-# interpreter shutdown being one in many exits; `make test` runs each 6 times
-# (tests/service/test_cli_exit.py).
+# interpreter shutdown being one in many exits, on a machine kept busy; `make test` runs each 4
+# times beside one busy loop and the rest of the suite (tests/service/test_cli_exit.py).
 soak-exits: $(STAMP)
-	LEADFLOW_EXIT_RUNS=$${LEADFLOW_EXIT_RUNS:-30} $(BIN)/python -m pytest -q tests/service/test_cli_exit.py
+	LEADFLOW_EXIT_RUNS=$${LEADFLOW_EXIT_RUNS:-30} LEADFLOW_EXIT_BUSY=$${LEADFLOW_EXIT_BUSY:-2} \
+	    $(BIN)/python -m pytest -q tests/service/test_cli_exit.py
 
 # Live workflows against the simulation on 200 generated histories per policy variant
 # (LEADFLOW_LIFECYCLE_EXAMPLES); `make test` runs 12 (tests/workflows/test_lifecycle_agrees.py).

@@ -2,8 +2,9 @@
 machine is busy (the Temporal client's runtime threads used to abort the process at interpreter
 shutdown, temporalio/sdk-python#300: exit 134 or a segfault after the work was done).
 
-Each command runs LEADFLOW_EXIT_RUNS times, 6 by default (`make test`); `make soak-exits` runs
-each 30 times (LEADFLOW_EXIT_RUNS=30), for an abort that comes once in many exits."""
+Each command runs LEADFLOW_EXIT_RUNS times beside LEADFLOW_EXIT_BUSY busy loops: 4 times beside
+one by default (`make test`, whose other parts keep the cores busy too); `make soak-exits` runs
+each 30 times beside two, for an abort that comes once in many exits."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from leadflow.settings import Settings
 from tests.support.temporal_harness import ROOT, evaluators
 from worker import build_worker
 
-RUNS = int(os.environ.get("LEADFLOW_EXIT_RUNS", "6"))
+RUNS = int(os.environ.get("LEADFLOW_EXIT_RUNS", "4"))
+BUSY = int(os.environ.get("LEADFLOW_EXIT_BUSY", "1"))
 LEADFLOW = str(ROOT / ".venv" / "bin" / "leadflow")
 
 
@@ -33,7 +35,7 @@ def test_every_client_command_exits_cleanly_run_after_run_with_the_cores_kept_bu
         store = PolicyStore(settings.policy_dir, content_dir=settings.content_dir)
         store.reload()
         environ = {**os.environ, **space.environ(), "LEADFLOW_HOME": str(tmp_path)}
-        busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+        busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(BUSY)]
         try:
             with concurrent.futures.ThreadPoolExecutor(max_workers=4) as threads:
                 async with build_worker(client, settings, store, threads, evaluators()):
