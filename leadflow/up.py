@@ -71,6 +71,7 @@ async def up(settings: Settings, demo: bool = True, exit_after_demo: bool = Fals
         print(f"sign-up form: {base}/f/signup   (forms/signup.yaml; the script for your site: {base}/c.js)")
         print(f"deliveries:   {base}/deliveries   (ops)")
         print(f"funnel:       {base}/funnel   (ops; or leadflow report funnel)")
+        print(f"policy desk:  {base}/policies   (the policy in words; proposals, their diff, approvals)")
         print(f"API docs:     {base}/docs   (OpenAPI: {base}/openapi.json)")
         if runtime is not None:
             print(f"metrics:      http://{settings.metrics_addr}/metrics   (Prometheus: the worker's, the "
