@@ -48,7 +48,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
-from leadflow.db.schema import ATTENTION, deliveries, link_hits, suppressions
+from leadflow.db.schema import ATTENTION, deliveries, key_checks, link_hits, suppressions
 from leadflow.delivery.webhook import masked
 
 if TYPE_CHECKING:
@@ -65,6 +65,7 @@ STATUSES = ("sending", "retrying", *FINAL)
 
 
 PSEUDONYM_USE = "addresses"  # Settings.key_for(use): the key of the addresses the database keeps
+CHECK_TEXT = "leadflow/key-check"  # what key_checks keeps the keyed hash of
 
 
 def address_hash(address: str) -> str:
@@ -289,8 +290,39 @@ class Database:
 
     @classmethod
     def of(cls, settings: Settings) -> Database:
-        """The shared database these settings name, opened with their keys."""
-        return cls.open(settings.shared_db_url, settings.keys_for(PSEUDONYM_USE))
+        """The shared database these settings name, opened with their keys: the one its addresses
+        are kept under first (after a rotation, an old secret's), refused when it has none of
+        them. Outside the embedded setup LEADFLOW_SECRET must be set: a key made on one machine
+        would key what no other process can match."""
+        from leadflow.settings import SettingsError
+
+        if not settings.secret and not settings.embedded:
+            raise SettingsError("LEADFLOW_SECRET is not set: the shared database keeps addresses (the "
+                                "suppression list) keyed with it; give every process the same secret")
+        ledger = cls.open(settings.shared_db_url, settings.keys_for(PSEUDONYM_USE))
+        try:
+            ledger._settle_keys()
+        except SettingsError:
+            ledger.close()
+            raise
+        return ledger
+
+    def _settle_keys(self) -> None:
+        from leadflow.settings import SettingsError
+
+        check = key_checks.c
+        with self._write() as db:
+            first = _keyed(self.keys[0], CHECK_TEXT)  # a new database: keyed with this key from now on
+            db.execute(self._insert(key_checks).values(purpose=PSEUDONYM_USE, digest=first)
+                       .on_conflict_do_nothing(index_elements=["purpose"]))
+            kept = db.execute(select(check.digest).where(check.purpose == PSEUDONYM_USE)).scalar_one()
+        matching = [key for key in self.keys if hmac.compare_digest(_keyed(key, CHECK_TEXT), kept)]
+        if not matching:
+            raise SettingsError("the shared database's addresses (the suppression list) are keyed with "
+                                "another LEADFLOW_SECRET than this process has: give it the same secret, or "
+                                "list the one in use in LEADFLOW_OLD_SECRETS")
+        self._keys = (matching[0], *(key for key in self.keys if key != matching[0]))
+        self._by_address = None
 
     def _checkpoints(self, every: float = 2.0) -> None:
         """Copy the write-ahead log back into the database now and then, without holding up

@@ -40,7 +40,8 @@ Index("deliveries_updated", deliveries.c.updated_at)
 Index("deliveries_message_id", deliveries.c.message_id)  # a returned report names its message (0012)
 
 # Addresses that get no marketing e-mail, whatever any policy says: unsubscribed or bounced.
-# Kept as SHA-256 of the trimmed, lower-cased address: the list needs no address in clear.
+# Kept as a keyed hash of the trimmed, lower-cased address (Database.pseudonym: HMAC of its SHA-256,
+# the key from LEADFLOW_SECRET): the list needs no address, and nobody without the key can match it.
 suppressions = Table(
     "suppressions", metadata,
     Column("address_hash", String(64), primary_key=True),
@@ -277,6 +278,14 @@ topic_choices = Table(
     Column("address_hash", String(64), primary_key=True),
     Column("topic", String(40), primary_key=True),
     Column("at", Float, nullable=False),
+)
+
+# What the key of a use (the addresses) gives for a fixed text: which LEADFLOW_SECRET the rows were
+# keyed with, without the key (leadflow.db.database.Database.of; migration 0015).
+key_checks = Table(
+    "key_checks", metadata,
+    Column("purpose", String(40), primary_key=True),
+    Column("digest", String(64), nullable=False),
 )
 
 # People erased (leadflow.people.erase): when, by whom, and a keyed pseudonym of the lead, never

@@ -9,6 +9,7 @@ import hashlib
 import sqlite3
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.config import Config
 
@@ -95,3 +96,30 @@ def test_a_rotated_secret_keeps_every_suppression_and_choice(tmp_path: Path) -> 
         assert dropped_old.suppressed(GONE) is None  # why docs/people.md says to keep the old secret
     finally:
         dropped_old.close()
+
+
+def test_a_process_with_another_secret_is_refused_and_a_rotation_keeps_one_key(tmp_path: Path) -> None:
+    """The database keeps which key its addresses are under: a process given another secret is
+    refused at start; after a rotation every process writes under the key the rows are under (the
+    old secret, listed in LEADFLOW_OLD_SECRETS), so one not yet rotated still sees every new
+    suppression; outside the embedded setup a secret must be given."""
+    from leadflow.settings import SettingsError
+
+    old = Settings(home=tmp_path, secret="a" * 40)
+    Database.of(old).close()  # the first opening: the rows are keyed with this secret from now on
+    with pytest.raises(SettingsError, match="another LEADFLOW_SECRET"):
+        Database.of(Settings(home=tmp_path, secret="b" * 40))
+    rotated = Database.of(Settings(home=tmp_path, secret="b" * 40, old_secrets=("a" * 40,)))
+    not_yet = Database.of(old)
+    try:
+        rotated.suppress(GONE, "unsubscribed")  # through a rotated API
+        assert not_yet.suppressed(GONE) == "unsubscribed"  # a worker not yet rotated sees it
+        assert not_yet.claim("d-3", kind="email", lead="l", target=GONE, subject="s", owner="w", lease=30,
+                             address=GONE).status == "suppressed"
+    finally:
+        rotated.close()
+        not_yet.close()
+    remote = Settings(home=tmp_path / "other", connect={"target_host": "temporal.example:7233"},
+                      database_url=f"sqlite:///{tmp_path / 'leadflow.sqlite'}")
+    with pytest.raises(SettingsError, match="LEADFLOW_SECRET is not set"):
+        Database.of(remote)
