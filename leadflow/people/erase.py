@@ -11,12 +11,15 @@ In this order, so nothing written after a step brings back what it removed:
    their views are deleted; their delivery rows stay for counts, under a pseudonym, with the
    address, subject of a webhook (a task id names the lead), the SMTP reply and message id
    emptied; a suppression of their address stays as its keyed hash alone (its lead and reply
-   emptied; Database.pseudonym).
-   Then SQLite's log is checkpointed and truncated (deleted rows are zeroed in place, the
-   engine's `secure_delete` pragma) or, on PostgreSQL, the touched tables are vacuumed.
-4. The intake's seen table (its own SQLite file) forgets their event ids, the same way.
+   emptied; Database.pseudonym). Once more a moment later, for a terminated run's last write.
+4. The intake's seen table (its own SQLite file) forgets their event ids, its deleted rows
+   zeroed in place.
 5. The mail sink (`make up`'s, under LEADFLOW_HOME/mail) loses every message to or about them.
 6. A record of the erasure is kept: when, by whom, a keyed pseudonym, and what went.
+7. What the deletes left behind goes: SQLite's log is checkpointed and truncated (deleted rows
+   are zeroed in place, the engine's `secure_delete` pragma); on PostgreSQL every table that may
+   hold a person is written anew and the server's log switched and checkpointed. Last, because a
+   failure here (a lock not had, the server away) is logged and leaves the erasure done.
 
 An event that names them afterwards starts a new lead that knows nothing of the old one; the
 suppression, kept by the address's keyed hash, still stops marketing mail to it."""
@@ -36,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, or_, select, text, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from temporalio.client import Client
 
 from leadflow.db.database import Database, address_hash
@@ -65,7 +68,10 @@ LATE_WRITES = 1.0  # seconds for a terminated run's last archive write to land
 IN_FLIGHT_WAIT = 90.0  # seconds at most for a delivery attempt that was sending (its lease)
 # the tables that may hold a person (an erasure's own record does not)
 HOLDING = ("events", "transitions", "shadow_decisions", "shadow_leads", "lead_endings", "mail_reports",
-           "lead_aliases", "task_assignments", "visits", "visitors", "deliveries", "suppressions")
+           "lead_aliases", "task_assignments", "visits", "visitors", "deliveries", "suppressions",
+           "topic_choices")
+LOCK_WAIT = "5s"  # PostgreSQL: how long a table's rewrite waits for its lock before it tries again
+LOCK_TRIES = 6  # then it is left (and logged): a long transaction must not hold up every writer
 
 
 async def erase(client: Client, settings: Settings, ledger: Database, who: str, by: str) -> dict[str, Any]:
@@ -88,13 +94,14 @@ async def erase(client: Client, settings: Settings, ledger: Database, who: str, 
     await asyncio.sleep(LATE_WRITES)
     for place, n in (await asyncio.to_thread(_database, ledger, person, tasks, key, name)).items():
         counts[place] += n
-    # every table that may hold them, those where nothing was found now too: an earlier update or
-    # delete (a stitched visitor's views, a delivery's earlier status) left its row's old version
-    await asyncio.to_thread(_compact, ledger, list(HOLDING))
     counts["seen"] = await asyncio.to_thread(forget_seen, settings.home / SEEN_FILE, person.leads)
     counts["mail"] = await asyncio.to_thread(forget_mail, settings.mail_dir, person.addresses)
     done = await asyncio.to_thread(erasures.record, ledger, by, name, counts)
-    await asyncio.to_thread(_compact, ledger, [])  # the record names nobody: its log only
+    # last, and never failing the erasure (what it removed stays removed, the record is kept):
+    # every table that may hold them, those where nothing was found now too, since an earlier
+    # update or delete (a stitched visitor's views, a delivery's earlier status) left its row's
+    # old version
+    await asyncio.to_thread(_compact, ledger, list(HOLDING))
     log.info("person erased (pseudonym %s) by %s: %s", name, by, counts)
     return done
 
@@ -163,24 +170,45 @@ def _compact(ledger: Database, touched: list[str]) -> None:
         log.warning("the shared database's log was not truncated after an erasure: a reader held it")
         return
     if ledger.engine.dialect.name == "postgresql":
-        with ledger.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
-            # VACUUM FULL, not VACUUM: a plain vacuum frees a dead row's space but leaves its bytes
-            # in the page until something is written over them (measured: the event archive's
-            # file still held the person's name). FULL writes each table anew, without them,
-            # holding its lock meanwhile: an archive write waits (and is retried), the intake's
-            # door does not (docs/people.md#postgresql)
-            for table in touched:
-                db.execute(text(f"VACUUM (FULL) {table}"))
-            # the log segments that held the rows closed and past the checkpoint's start: removed
-            # (with wal_recycle off), or recycled, overwritten as the log goes on
-            for statement in ("SELECT pg_switch_wal()", "CHECKPOINT"):
+        try:
+            _rewrite(ledger, touched)
+        except Exception as err:  # noqa: BLE001 - the server away: what was deleted stays deleted
+            log.warning("after an erasure, the PostgreSQL tables were not rewritten (%s): the erased "
+                        "rows' bytes stay in their files until the tables are vacuumed", err)
+
+
+def _rewrite(ledger: Database, touched: list[str]) -> None:
+    """VACUUM (FULL), not VACUUM: a plain vacuum frees a dead row's space but leaves its bytes in
+    the page until something is written over them (measured: the event archive's file still held
+    the person's name). FULL writes each table anew without them, and ANALYZE samples it anew
+    (the statistics keep sampled values). Each holds its table's lock while it runs; it waits
+    for it LOCK_WAIT at a time, so a long transaction elsewhere holds up this table's writers
+    that long, not for as long as it lasts (docs/people.md#postgresql)."""
+    with ledger.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
+        db.execute(text(f"SET lock_timeout = '{LOCK_WAIT}'"))
+        db.execute(text("SET statement_timeout = 0"))  # a big archive takes what it takes
+        for table in touched:
+            for attempt in range(LOCK_TRIES):
                 try:
-                    db.execute(text(statement))
-                except DBAPIError as err:  # a role without pg_checkpoint (or superuser)
-                    log.warning("after an erasure, PostgreSQL refused %s (%s): the erased rows' bytes "
-                                "stay in its log until its own next checkpoint", statement,
-                                str(err.orig).strip().splitlines()[0])
-                    return
+                    db.execute(text(f"VACUUM (FULL, ANALYZE) {table}"))
+                    break
+                except OperationalError as err:  # the lock not had in time: later, a few times
+                    if attempt == LOCK_TRIES - 1:
+                        log.warning("after an erasure, %s was not rewritten: %s", table,
+                                    str(err.orig).strip().splitlines()[0])
+                    time.sleep(1.0)
+        # the log segments that held the rows closed and past the checkpoint's start: removed
+        # with wal_recycle off; recycled (their bytes kept until written over) with it on
+        if db.execute(text("SHOW wal_recycle")).scalar() == "on":
+            log.warning("PostgreSQL runs with wal_recycle on: the erased rows stay in recycled log "
+                        "files until they are written over (docs/people.md#postgresql)")
+        for statement in ("SELECT pg_switch_wal()", "CHECKPOINT"):
+            try:
+                db.execute(text(statement))
+            except DBAPIError as err:  # a role without the right: the server's own checkpoint does it
+                log.warning("after an erasure, PostgreSQL refused %s (%s): the erased rows' bytes stay "
+                            "in its log until its own next checkpoint", statement,
+                            str(err.orig).strip().splitlines()[0])
 
 
 def forget_seen(path: Path, leads: list[str]) -> int:
