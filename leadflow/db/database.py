@@ -66,6 +66,8 @@ STATUSES = ("sending", "retrying", *FINAL)
 
 PSEUDONYM_USE = "addresses"  # Settings.key_for(use): the key of the addresses the database keeps
 CHECK_TEXT = "leadflow/key-check"  # what key_checks keeps the keyed hash of
+NO_SECRET = ("LEADFLOW_SECRET is not set: the shared database keeps addresses (the suppression list) "
+             "keyed with it; give every process the same secret")
 
 
 def address_hash(address: str) -> str:
@@ -92,6 +94,7 @@ class Database:
         read from the environment when first needed."""
         self.url = make_url(url)
         self._keys = tuple(keys)
+        self._keyless = False  # Database.of without LEADFLOW_SECRET: an address is never looked up
         self.engine = _engine(url)
         # SQLite takes one writer at a time; a writer that finds the file locked sleeps in its busy
         # handler (1 ms, 2 ms, 5 ms ...). Threads of one process queue on a lock instead.
@@ -247,8 +250,10 @@ class Database:
     @property
     def keys(self) -> tuple[str, ...]:
         if not self._keys:
-            from leadflow.settings import Settings  # the settings import this module's callers
+            from leadflow.settings import Settings, SettingsError  # the settings import this module
 
+            if self._keyless:
+                raise SettingsError(NO_SECRET)
             self._keys = Settings.from_env().keys_for(PSEUDONYM_USE)
         return self._keys
 
@@ -292,13 +297,18 @@ class Database:
     def of(cls, settings: Settings) -> Database:
         """The shared database these settings name, opened with their keys: the one its addresses
         are kept under first (after a rotation, an old secret's), refused when it has none of
-        them. Outside the embedded setup LEADFLOW_SECRET must be set: a key made on one machine
-        would key what no other process can match."""
+        them. Outside the embedded setup, without LEADFLOW_SECRET, whatever needs an address's key
+        is refused (SettingsError): a key made on one machine would key what no other process
+        can match."""
         from leadflow.settings import SettingsError
 
         if not settings.secret and not settings.embedded:
-            raise SettingsError("LEADFLOW_SECRET is not set: the shared database keeps addresses (the "
-                                "suppression list) keyed with it; give every process the same secret")
+            # what needs no address (a report, a lead's page) works; what does is refused, and
+            # so is a migration that must key what an earlier leadflow kept plain
+            ledger = cls(settings.shared_db_url)
+            ledger._keyless = True
+            ledger.migrate()
+            return ledger
         ledger = cls.open(settings.shared_db_url, settings.keys_for(PSEUDONYM_USE))
         try:
             ledger._settle_keys()
