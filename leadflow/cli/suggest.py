@@ -58,16 +58,15 @@ def _archive(until: str | None) -> tuple[dict[str, list[dict[str, Any]]], Any]:
     """The archive's events by lead, read as a log is (leadflow.replay.simulate.group)."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from leadflow.archive.events import EventArchive
     from leadflow.cli.main import _when
     from leadflow.db.database import Database
-    from leadflow.replay.simulate import group
+    from leadflow.replay.simulate import archived
     from leadflow.settings import Settings
 
     try:
         ledger = Database.of(Settings.from_env())
         try:
-            leads, last = group((json.dumps(event) for event in EventArchive(ledger).export()), "archive")
+            leads, last = archived(ledger)
         finally:
             ledger.close()
     except SQLAlchemyError as err:  # the URL may hold a password: the driver's words only

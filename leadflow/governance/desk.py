@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import json
 import re
 import tempfile
 import threading
@@ -24,14 +23,13 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from leadflow.archive.events import EventArchive
 from leadflow.db.database import Database
 from leadflow.db.schema import events as events_table
 from leadflow.db.schema import policy_log
 from leadflow.delivery.content import check_policy_content
 from leadflow.governance.registry import Registry, Version
 from leadflow.replay.diff import compare
-from leadflow.replay.simulate import group, simulate_many
+from leadflow.replay.simulate import archived, at_of, simulate_many
 from rules.compile import CompiledPolicy, compile_policy
 from rules.lifecycle import DEFAULT_RETENTION
 from rules.policytest import CaseResult, run_tests
@@ -236,11 +234,7 @@ class Replays:
         return value
 
     def history(self) -> tuple[History, datetime | None]:
-        return self._cached(("history",), self._read)  # type: ignore[no-any-return]
-
-    def _read(self) -> tuple[History, datetime | None]:
-        leads, last = group((json.dumps(e) for e in EventArchive(self.ledger).export()), "archive")
-        return leads, last
+        return self._cached(("history",), lambda: archived(self.ledger))  # type: ignore[no-any-return]
 
     def results(self, version: Version, until: datetime | None) -> list[dict[str, Any]]:
         """Every archived lead's result under `version`, virtual time run to `until` (None: the
@@ -269,7 +263,7 @@ class Replays:
         def make() -> dict[str, Activity]:
             leads, _ = self.history()
             before = {lead: kept for lead, evs in leads.items()
-                      if (kept := [e for e in evs if _at(e) < since])}
+                      if (kept := [e for e in evs if at_of(str(e["at"])).timestamp() < since])}
             after = self._replay(version, leads, datetime.fromtimestamp(now, timezone.utc))
             earlier = {r["lead_id"]: Counter(r["fired"] + r.get("acted", []))
                        for r in self._replay(version, before, datetime.fromtimestamp(since, timezone.utc))}
@@ -307,14 +301,6 @@ def moves(old: list[dict[str, Any]], new: list[dict[str, Any]], final: frozenset
     running_now = [(a, b) for a, b in zip(old, new, strict=True) if a["state"] not in final]
     moved = Counter(f"{a['state']} -> {b['state']}" for a, b in running_now if a["state"] != b["state"])
     return {"running": len(running_now), "moving": sum(moved.values()), "moves": dict(moved.most_common())}
-
-
-def _at(event: dict[str, Any]) -> float:
-    at = event.get("at")
-    if isinstance(at, (int, float)):
-        return float(at)
-    moment = datetime.fromisoformat(str(at).replace("Z", "+00:00"))
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
 
 
 @contextlib.contextmanager

@@ -15,15 +15,26 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from itertools import islice
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import ValidationError
 
 from rules.compile import CompiledPolicy, load_compiled
+
+if TYPE_CHECKING:
+    from leadflow.db.database import Database
 from rules.identity import lead_key
 from rules.lifecycle import DEFAULT_RETENTION
 from rules.models import Event, LeadRef, built
 from rules.simulate import LeadResult, run_events, simulate_lead, simulate_people
+
+
+def archived(ledger: Database) -> tuple[dict[str, list[dict[str, Any]]], datetime | None]:
+    """The event archive's events by lead, read as a log is (`group`): what suggest, and the
+    policy desk replay when no log is named."""
+    from leadflow.archive.events import EventArchive  # not in the replay's processes: they read no database
+
+    return group((json.dumps(event) for event in EventArchive(ledger).export()), "archive")
 
 
 def group(lines: Iterable[str], source: str = "log") -> tuple[dict[str, list[dict[str, Any]]],
@@ -58,7 +69,7 @@ def _group(lines: Iterable[str], source: str) -> tuple[dict[str, list[dict[str, 
         if not raw.get("at"):
             raise ValueError(f"{source}:{n}: an event needs its time, `at` (an ISO time)")
         try:
-            at = _at(str(raw["at"]))
+            at = at_of(str(raw["at"]))
         except ValueError:
             raise ValueError(f"{source}:{n}: at: {raw['at']!r} is not an ISO time") from None
         if not _plain(raw, line):
@@ -77,7 +88,7 @@ def _group(lines: Iterable[str], source: str) -> tuple[dict[str, list[dict[str, 
     # events in any order, and each happened at its `at` (a stable sort: the same time keeps
     # the line's order)
     for lead_id in plain:
-        leads[lead_id].sort(key=lambda raw: _at(str(raw["at"])))
+        leads[lead_id].sort(key=lambda raw: at_of(str(raw["at"])))
     return _joined(leads, linked), last
 
 
@@ -110,7 +121,7 @@ def _joined(leads: dict[str, list[dict[str, Any]]], linked: dict[str, str]
         moved = leads.pop(alone)
         for raw in moved:
             raw["lead_id"] = person
-        leads[person] = sorted([*leads[person], *moved], key=lambda raw: _at(str(raw["at"])))
+        leads[person] = sorted([*leads[person], *moved], key=lambda raw: at_of(str(raw["at"])))
     return leads
 
 
@@ -235,7 +246,7 @@ def _events(rows: Iterable[Row]) -> Iterator[Event]:
     for id_, kind, at, lead, data in rows:
         if lead is not last:
             ref, last = LeadRef.model_construct(**lead) if lead is not None else LeadRef(), lead
-        yield built(Event, {"id": id_, "type": kind, "at": _at(at), "lead": ref,
+        yield built(Event, {"id": id_, "type": kind, "at": at_of(at), "lead": ref,
                             # validation's copy: what the simulation does with it stays its own
                             "data": dict(data) if data is not None else {}})
 
@@ -310,7 +321,7 @@ def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
         for h in r["handoffs"]:
             year, week, _ = datetime.fromisoformat(h["at"].replace("Z", "+00:00")).isocalendar()
             weekly[(h["queue"], f"{year}-W{week:02d}")] += 1
-    days = [(_at(r["sales_ready_at"]) - _at(r["signup_at"])).total_seconds() / 86400
+    days = [(at_of(r["sales_ready_at"]) - at_of(r["signup_at"])).total_seconds() / 86400
             for r in results if r["sales_ready_at"] and r["signup_at"]]
     return {"leads": len(results), "states": dict(sorted(states.items(), key=lambda kv: str(kv[0]))),
             "handoffs_per_week": {f"{q} {w}": n for (q, w), n in sorted(weekly.items())},
@@ -339,7 +350,7 @@ def per_variant(sent: dict[str, int]) -> str:
     return ", ".join(f"{variant} {n}" for variant, n in sent.items()) or "none"
 
 
-def _at(text: str) -> datetime:
+def at_of(text: str) -> datetime:
     """An ISO time; one without an offset is UTC (as Event reads it)."""
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

@@ -24,6 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from leadflow.reports.proportions import Rate, p_value, wilson
 from rules.compile import CompiledPolicy
 from rules.models import OUTCOME
 from rules.policy import EngagementRule
@@ -71,26 +72,6 @@ def features(raws: list[dict[str, Any]]) -> set[str]:
         if b not in seen:
             seen.append(b)
     return out
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def p_value(a: int, n: int, b: int, m: int) -> float:
-    """Two-sided two-proportion z-test: sale rate a/n against b/m."""
-    if n == 0 or m == 0:
-        return 1.0
-    pooled = (a + b) / (n + m)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / n + 1 / m))
-    if se == 0:
-        return 1.0
-    return math.erfc(abs(a / n - b / m) / se / math.sqrt(2))
 
 
 @dataclass
@@ -170,7 +151,7 @@ def measure(leads: dict[str, list[dict[str, Any]]], results: list[dict[str, Any]
         m, b = total - n, sales - a
         rate, without = a / n, (b / m if m else 0.0)
         lift = rate / without if without > 0 else None
-        p = p_value(a, n, b, m)
+        p = p_value(Rate(a, n), Rate(b, m))
         found.append(Finding(f, n, a, rate, without, lift, wilson(a, n), p,
                              n >= min_leads and m >= min_leads and p < 0.01))
     # the name last: the same history gives the same order whatever order its leads came in
@@ -253,7 +234,7 @@ def youden(handoffs: list[dict[str, Any]], score: str, current: float) -> Cut | 
             best = (t, tpr - fpr)
     kept = [ok for s, ok in answered if s >= best[0]]
     lost = [ok for s, ok in answered if s < best[0]]
-    return Cut(*best, p_value(sum(kept), len(kept), sum(lost), len(lost)), len(kept), len(lost))
+    return Cut(*best, p_value(Rate(sum(kept), len(kept)), Rate(sum(lost), len(lost))), len(kept), len(lost))
 
 
 def propose(policy: CompiledPolicy, findings: list[Finding], results: list[dict[str, Any]],

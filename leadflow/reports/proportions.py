@@ -43,7 +43,9 @@ class Rate:
 
 
 def wilson(count: int, of: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """The Wilson score interval of `count` successes in `of` trials (of > 0)."""
+    """The Wilson score interval of `count` successes in `of` trials (none: all of [0, 1])."""
+    if not of:
+        return 0.0, 1.0
     z = z_of(confidence)
     p = count / of
     middle = (p + z * z / (2 * of)) / (1 + z * z / of)
@@ -61,10 +63,13 @@ def testable(a: Rate, b: Rate) -> bool:
 
 
 def p_value(a: Rate, b: Rate) -> float:
-    """Two-sided p-value of the pooled two-proportion z-test that `a` and `b` are one rate."""
+    """Two-sided p-value of the pooled two-proportion z-test that `a` and `b` are one rate (1.0
+    when either has no trials)."""
+    if not a.of or not b.of:
+        return 1.0
     pooled = (a.count + b.count) / (a.of + b.of)
     spread = math.sqrt(pooled * (1 - pooled) * (1 / a.of + 1 / b.of))
     if spread == 0:  # both all successes or all failures: nothing tells them apart
         return 1.0
     z = (a.count / a.of - b.count / b.of) / spread
-    return 2 * (1 - NormalDist().cdf(abs(z)))
+    return math.erfc(abs(z) / math.sqrt(2))  # 2 * (1 - Phi(|z|)), without its rounding to 0
