@@ -24,7 +24,7 @@ from leadflow.db.database import Claim, Database, address_hash
 from leadflow.delivery import message
 from leadflow.delivery.content import ContentStore, NoTemplate
 from leadflow.delivery.dkim_sign import DkimSigner
-from leadflow.delivery.links import Links, delivery_digest
+from leadflow.delivery.links import Links
 from leadflow.delivery.pool import Lost, MailPool, compose_and_send, mail_of
 from leadflow.delivery.preferences import preferences_of
 from leadflow.delivery.smtp import Mailer, SendError
@@ -33,12 +33,6 @@ from leadflow.ops import metrics
 
 USER_AGENT = "leadflow-webhook/1"
 RETRY_LATER = (408, 425, 429)  # 4xx answers that ask for a retry rather than refuse
-
-
-def bounce_id(key: str) -> str:
-    """The id of the `email_bounce` event a hard bounce of delivery `key` sends its lead: the
-    same on every retry and replay."""
-    return f"bounce-{delivery_digest(key)}"
 
 
 class EmailRequest(BaseModel):

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
+from rules.durations import DURATION
 from rules.policy import (
     DERIVED_PROFILE,
     Effects,
@@ -54,7 +55,6 @@ _SCORES = {
     "total": "total score", "bant": "BANT count",
 }
 _UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day", "w": "week"}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _PLAIN_TEXT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@/+:-]*$")
 _ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
 # (one, many) for the event types leadflow knows; a policy's own types read as "a <type> event"
@@ -205,7 +205,7 @@ def _numeric(text: str) -> bool:
 
 def _duration(text: Any) -> str:
     """`30d` as "30 days", `1h` as "1 hour"; anything else as written."""
-    match = _DURATION.match(str(text)) if isinstance(text, str) else None
+    match = DURATION.match(str(text)) if isinstance(text, str) else None
     if match is None:
         return _value(text)
     amount, unit = match.group(1), _UNITS[match.group(2)]
@@ -519,7 +519,7 @@ def _points(amount: float, kind: str) -> str:
 
 
 def _at_once(after: str) -> bool:
-    match = _DURATION.match(after)
+    match = DURATION.match(after)
     return match is not None and float(match.group(1)) == 0
 
 
@@ -586,7 +586,7 @@ def _handoff_open(t: _Test) -> _Clause:
 
 
 def _time(t: _Test) -> _Clause:
-    if t.op in _AMOUNT and isinstance(t.value, str) and _DURATION.match(t.value):
+    if t.op in _AMOUNT and isinstance(t.value, str) and DURATION.match(t.value):
         how = _AMOUNT[t.op]
         where = "inactive" if t.field == "inactive_for" else "in its state"
         return _Clause(3, "", f"{where} for {how} {_duration(t.value)}")

@@ -20,9 +20,10 @@ from temporalio.exceptions import TimeoutError as ActivityTimeout
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from activities.delivery import DeliveryResult, EmailRequest, bounce_id
+    from activities.delivery import DeliveryResult, EmailRequest
     from activities.evaluation import BatchResult, EvaluateBatch
     from activities.lead import LeadActivities, LinkRequest, MergeRequest
+    from leadflow.delivery.links import bounce_id
     from rules import lifecycle
     from rules.identity import identity_of, lead_key, readdress, with_id
     from rules.lifecycle import LeadEnding

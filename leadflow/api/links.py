@@ -86,18 +86,21 @@ async def unsubscribe_page(request: Request, token: str) -> Response:
     return _page(request, state="ask", action=request.url.path, topics=await _topics(request, data))
 
 
-async def _topics(request: Request, data: dict[str, Any]) -> list[dict[str, Any]]:
-    """The topics a person may keep or drop (the active policy's, else its templates'), each
-    with whether this address keeps it."""
+def _topic_names(request: Request) -> list[str]:
+    """The topics a person may keep or drop: the active policy's, else its templates'."""
     ctx = _ctx(request)
     try:
         names = list(ctx.store.active().policy.topics)
     except NoPolicy:
         names = []
-    names = names or ctx.store.content.topics()
-    dropped = await asyncio.to_thread(preferences_of(ctx.ledger).dropped, str(data.get("a", ""))) \
+    return names or ctx.store.content.topics()
+
+
+async def _topics(request: Request, data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The topics, each with whether this address keeps it."""
+    dropped = await asyncio.to_thread(preferences_of(_ctx(request).ledger).dropped, str(data.get("a", ""))) \
         if data.get("a") else frozenset()
-    return [{"name": name, "kept": name not in dropped} for name in names]
+    return [{"name": name, "kept": name not in dropped} for name in _topic_names(request)]
 
 
 async def unsubscribe(request: Request, token: str) -> Response:
@@ -127,8 +130,7 @@ async def _choose(request: Request, data: dict[str, Any], kept: set[str]) -> Res
     """The person keeps these topics and drops the others: content of a dropped topic is held
     back at sending from now on, and the lead hears of it (`preference_changed`: its story, and
     its policy may react)."""
-    topics = await _topics(request, data)
-    names = [t["name"] for t in topics]
+    names = _topic_names(request)
     dropped = {name for name in names if name not in kept}
     if data.get("a"):
         await asyncio.to_thread(preferences_of(_ctx(request).ledger).choose, str(data["a"]), dropped)

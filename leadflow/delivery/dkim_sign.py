@@ -37,10 +37,6 @@ class DkimSigner:
                                   canonicalize=(b"relaxed", b"relaxed"), include_headers=list(SIGNED))
         return header + msg
 
-    def record(self) -> str:
-        """The DNS TXT record's name, for messages to ops."""
-        return f"{self.selector}._domainkey.{self.domain}"
-
 
 def load(selector: str, domain: str, key_file: str) -> DkimSigner | None:
     """A signer from LEADFLOW_DKIM_SELECTOR, LEADFLOW_DKIM_DOMAIN and LEADFLOW_DKIM_KEY, or None

@@ -42,7 +42,7 @@ from temporalio.client import Client
 
 from leadflow.db.database import Database
 from leadflow.db.schema import deliveries, mail_reports
-from leadflow.delivery.links import delivery_digest
+from leadflow.delivery.links import bounce_id, delivery_digest
 from leadflow.intake import IntakeError, deliver
 from leadflow.settings import Settings
 
@@ -135,7 +135,7 @@ def _arf(report: Message) -> Report:
     part = next((p for p in _parts(report) if p.get_content_type() == "message/feedback-report"), None)
     if part is None:
         raise NotAReport("a feedback-report without its message/feedback-report part")
-    fields = _blocks(part)[0] if _blocks(part) else Message()
+    fields = next(iter(_blocks(part)), Message())
     feedback = _field(fields, "Feedback-Type").lower()
     recipient = _address(_field(fields, "Original-Rcpt-To"))
     ids = _ids(report)
@@ -300,11 +300,10 @@ async def act(ledger: Database, report: Report, tell: Tell, now: float | None = 
         event = {"id": f"complaint-{digest}", "type": "complaint", "at": at,
                  "data": {"content": found.content, "delivery": digest, "feedback_type": report.diagnostic}}
     else:
-        # a hard bounce's id is the one the SMTP exchange's own bounce gives (activities.delivery
-        # .bounce_id): a delivery bounced both ways is one event to its lead
-        event = {"id": f"bounce-{digest}" if report.hard else f"soft-bounce-{digest}", "type": "email_bounce",
-                 "at": at, "data": {"hard": report.hard, "content": found.content, "status": report.status,
-                                    "reason": report.diagnostic[:300], "via": "dsn"}}
+        named = bounce_id(found.key) if report.hard else f"soft-bounce-{digest}"
+        event = {"id": named, "type": "email_bounce", "at": at,
+                 "data": {"hard": report.hard, "content": found.content, "status": report.status,
+                          "reason": report.diagnostic[:300], "via": "dsn"}}
     try:
         told = await tell(found.lead, event)
     except BaseException:

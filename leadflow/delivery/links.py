@@ -69,6 +69,13 @@ def delivery_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
+def bounce_id(key: str) -> str:
+    """The id of the `email_bounce` event a hard bounce of delivery `key` sends its lead, whether
+    the SMTP exchange or a returned report (leadflow.delivery.inbound) said it: the same on every
+    retry and replay, so a delivery bounced both ways is one event."""
+    return f"bounce-{delivery_digest(key)}"
+
+
 @dataclass(frozen=True)
 class Mail:
     """What a link knows of the e-mail it is in."""

@@ -29,11 +29,7 @@ class Preferences:
             return frozenset(row.topic for row in rows)
 
     def drops(self, address: str, topic: str) -> bool:
-        t = topic_choices.c
-        with self.ledger.engine.connect() as db:
-            return db.execute(select(t.topic).where(
-                t.address_hash.in_(self.ledger.pseudonyms(address_hash(address))), t.topic == topic)
-            ).first() is not None
+        return topic in self.dropped(address_hash(address))
 
     def choose(self, digest: str, dropped: set[str], now: float | None = None) -> None:
         """The address drops exactly these topics from now on (the others it keeps)."""

@@ -86,10 +86,6 @@ class Checked:
     problems: list[tuple[int | None, str]]
     tests: list[CaseResult]
 
-    @property
-    def ok(self) -> bool:
-        return self.compiled is not None and not self.problems and all(t.ok for t in self.tests)
-
 
 def names(registry: Registry) -> list[str]:
     return sorted({v.name for v in registry.versions()})
