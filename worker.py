@@ -30,6 +30,7 @@ from leadflow.delivery.smtp import Mailer, SmtpConfig
 from leadflow.delivery.webhook import Poster
 from leadflow.governance.registry import Registry
 from leadflow.identity.aliases import Aliases
+from leadflow.operations.pruning import schedule_pruning
 from leadflow.ops import logs, metrics, tracing
 from leadflow.routing.desk import Desk
 from leadflow.settings import Settings
@@ -37,7 +38,7 @@ from leadflow.signing import links_of
 from leadflow.temporal import connect, ensure_search_attributes
 from workflows.handoff import HandoffWorkflow
 from workflows.lead import LeadWorkflow
-from workflows.prune import PruneWorkflow, schedule_pruning
+from workflows.prune import PruneWorkflow
 
 log = logging.getLogger("leadflow.worker")
 

@@ -110,7 +110,8 @@ class Settings(BaseSettings):
     # the web origins whose pages may run /c.js and post to /v1/collect and /f/{form}
     sites: Listed = ()
     anonymous_retention: float = 30 * 86400.0  # a visitor nobody has named yet keeps its views; a duration
-    # how long the event archive and the ended deliveries are kept (workflows.prune); None: for good
+    # how long the event archive and the ended deliveries are kept (leadflow.operations.pruning);
+    # None: for good
     retention_events: float | None = None
     retention_deliveries: float | None = None
     collect_rate: float = 50.0  # /v1/collect calls a second from one client address (bursts of twice that)

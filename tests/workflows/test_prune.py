@@ -29,10 +29,11 @@ from leadflow.db.schema import (
     suppressions,
     transitions,
 )
+from leadflow.operations.pruning import SCHEDULE_ID, schedule_pruning
 from leadflow.settings import Settings, SettingsError
 from tests.support import ROOT
 from worker import run_worker
-from workflows.prune import SCHEDULE_ID, PruneResult, PruneWorkflow, schedule_pruning
+from workflows.prune import PruneResult, PruneWorkflow
 
 DAY = 86400.0
 T = TypeVar("T")
