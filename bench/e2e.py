@@ -298,13 +298,15 @@ async def main() -> None:
             "rss_mb_open_leads": round(rss[args.open], 1),
             "open_leads": args.open,
         }
-        print(json.dumps(result))
     finally:
         for p in (lead_worker, bare_worker):
             p.kill()
             p.wait()
         logs.close()
         await env.shutdown()
+    # after the server is gone: what it says while it stops (it writes to this process's output)
+    # must not come after the last line, the figures
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

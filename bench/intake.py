@@ -224,7 +224,7 @@ async def main() -> None:
               f"({rates['http'] / rates['direct']:.2f})")
         print(f"one event, waited for: HTTP p50 {figures['http'][0]:.1f} ms p99 {figures['http'][1]:.1f} ms; "
               f"submit p50 {figures['direct'][0]:.1f} ms p99 {figures['direct'][1]:.1f} ms")
-        print(json.dumps({
+        result = {
             "bench": "intake", "http_events_per_s": round(rates["http"], 1),
             "direct_events_per_s": round(rates["direct"], 1),
             "throughput_ratio": round(rates["http"] / rates["direct"], 3),
@@ -233,8 +233,11 @@ async def main() -> None:
             "wait_http_p99_ms": round(figures["http"][1], 2),
             "submit_p50_ms": round(figures["direct"][0], 2), "submit_p99_ms": round(figures["direct"][1], 2),
             "events": int(totals["http"][0] + totals["direct"][0]), "batch": BATCH, "senders": args.senders,
-            "samples": args.samples}))
+            "samples": args.samples}
         await http.aclose()
+    # after the server is gone: what it says while it stops (it writes to this process's output)
+    # must not come after the last line, the figures
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
